@@ -1,0 +1,88 @@
+"""Every error noetl-actors raises on purpose.
+
+The tree, as callers catch it::
+
+    NoetlError
+    ├── SupervisionError          a supervisor gave up; .reason holds the chain
+    ├── ChildError                a dynamic-child verb was misused
+    │   ├── ChildNotFound             no child with that id (also a KeyError)
+    │   ├── ChildAlreadyExists        start_child with an id in use
+    │   └── ChildRunning              restart/delete of a child that still runs
+    ├── ActorDeadError            the actor (or address) is gone for good
+    │                             (also a pykka.ActorDeadError)
+    └── MailboxFull               an address buffered as much as it may
+
+Misuse of an API (wrong types, impossible options) raises the matching
+builtin (`TypeError`, `ValueError`) with a message naming the argument.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pykka
+
+if TYPE_CHECKING:
+    from noetl_actors.supervision import ExitReason
+
+__all__ = [
+    "ActorDeadError",
+    "ChildAlreadyExists",
+    "ChildError",
+    "ChildNotFound",
+    "ChildRunning",
+    "MailboxFull",
+    "NoetlError",
+    "SupervisionError",
+]
+
+
+class NoetlError(Exception):
+    """The root of every error that noetl-actors raises on purpose."""
+
+
+class SupervisionError(NoetlError):
+    """A supervision tree (or part of one) gave up.
+
+    Raised by `SupervisorRef.wait(raise_on_failure=True)` and by
+    `SupervisorRef.start_child` when the child cannot be started. `reason`
+    holds the whole chain: which supervisor gave up, because of which child,
+    down to the original exception type and message.
+    """
+
+    def __init__(self, reason: ExitReason) -> None:
+        super().__init__(reason.describe())
+        self.reason = reason
+
+
+class ChildError(NoetlError):
+    """A dynamic-child verb (start/terminate/restart/delete) was misused."""
+
+
+class ChildNotFound(ChildError, KeyError):
+    """The supervisor has no child with that id."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ChildAlreadyExists(ChildError):
+    """`start_child` was given an id that the supervisor already has."""
+
+
+class ChildRunning(ChildError):
+    """`restart_child` or `delete_child` on a child that is still running."""
+
+
+class ActorDeadError(NoetlError, pykka.ActorDeadError):
+    """The actor, or the address of a child that will not come back, is gone.
+
+    Also a `pykka.ActorDeadError`, so code written for pykka still catches it.
+    """
+
+
+class MailboxFull(NoetlError):
+    """An address holds as many messages for a restarting child as it may.
+
+    The message was not accepted; nothing that was accepted before is lost.
+    """

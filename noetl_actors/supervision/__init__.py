@@ -1,0 +1,70 @@
+"""The supervision kernel: supervised actors, supervisors, policies.
+
+Erlang/OTP's supervisor contract on pykka actors (see docs/supervision.md).
+This package imports nothing from NATS, YAML, the CLI or the console: every
+other layer is built on what it exports here.
+"""
+
+from noetl_actors.supervision._actor import Down as Down
+from noetl_actors.supervision._actor import Monitor as Monitor
+from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor
+from noetl_actors.supervision._actor import monitor as monitor
+from noetl_actors.supervision._address import Address as Address
+from noetl_actors.supervision._clock import Clock as Clock
+from noetl_actors.supervision._clock import ManualClock as ManualClock
+from noetl_actors.supervision._clock import MonotonicClock as MonotonicClock
+from noetl_actors.supervision._events import EventKind as EventKind
+from noetl_actors.supervision._events import LifecycleEvent as LifecycleEvent
+from noetl_actors.supervision._events import Observer as Observer
+from noetl_actors.supervision._intensity import RestartIntensity as RestartIntensity
+from noetl_actors.supervision._reasons import ExitKind as ExitKind
+from noetl_actors.supervision._reasons import ExitReason as ExitReason
+from noetl_actors.supervision._ref import SupervisorRef as SupervisorRef
+from noetl_actors.supervision._ref import start_supervisor as start_supervisor
+from noetl_actors.supervision._ref import supervisor_spec as supervisor_spec
+from noetl_actors.supervision._specs import BRUTAL_KILL as BRUTAL_KILL
+from noetl_actors.supervision._specs import INFINITY as INFINITY
+from noetl_actors.supervision._specs import AutoShutdown as AutoShutdown
+from noetl_actors.supervision._specs import Backoff as Backoff
+from noetl_actors.supervision._specs import ChildSpec as ChildSpec
+from noetl_actors.supervision._specs import ChildType as ChildType
+from noetl_actors.supervision._specs import Restart as Restart
+from noetl_actors.supervision._specs import Strategy as Strategy
+from noetl_actors.supervision._specs import SupervisorFlags as SupervisorFlags
+from noetl_actors.supervision._state import ActorState as ActorState
+from noetl_actors.supervision._state import ChildCounts as ChildCounts
+from noetl_actors.supervision._state import ChildInfo as ChildInfo
+from noetl_actors.supervision._supervisor import Supervisor as Supervisor
+
+__all__ = [
+    "BRUTAL_KILL",
+    "INFINITY",
+    "ActorState",
+    "Address",
+    "AutoShutdown",
+    "Backoff",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildSpec",
+    "ChildType",
+    "Clock",
+    "Down",
+    "EventKind",
+    "ExitKind",
+    "ExitReason",
+    "LifecycleEvent",
+    "ManualClock",
+    "Monitor",
+    "MonotonicClock",
+    "Observer",
+    "Restart",
+    "RestartIntensity",
+    "Strategy",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorFlags",
+    "SupervisorRef",
+    "monitor",
+    "start_supervisor",
+    "supervisor_spec",
+]

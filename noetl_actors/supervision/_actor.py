@@ -1,0 +1,345 @@
+"""`SupervisedActor`: a pykka actor whose every exit is seen, with why.
+
+pykka is the engine (inbox, futures, proxies, registry), but its error flow
+does not fit supervision, so this class is a new pykka actor type that owns
+its loop (pykka's documented extension point: `_start_actor_loop`):
+
+- an exception while handling any message, told, asked or by proxy, is a
+  crash: the actor exits (pykka keeps running after a failed ask); the
+  caller of an ask still gets the exception;
+- an exception in `on_start` is a start failure, reported to the supervisor;
+- a `BaseException` (SystemExit, KeyboardInterrupt, ...) crashes only this
+  actor (pykka stops every actor in the process); an ask caller gets an
+  `ActorDeadError` caused by it, so the caller's thread is not taken down;
+- every exit, normal or not, is recorded in `exit_reason` and reported to
+  the parent supervisor and to every monitor.
+
+Threads are daemon threads: a child that ignores stop is abandoned after its
+grace period, and must not hold the process open. The supervision tree, not
+the interpreter's exit, is what stops actors cleanly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pykka
+from pykka._envelope import Envelope
+
+from noetl_actors.errors import ActorDeadError
+from noetl_actors.supervision._address import dead_letter
+from noetl_actors.supervision._reasons import ExitKind, ExitReason
+
+__all__ = ["Down", "Monitor", "SupervisedActor", "monitor"]
+
+logger = logging.getLogger("noetl_actors.supervision")
+
+
+class _Wake:
+    """Put in a killed actor's inbox so that an idle loop notices the kill."""
+
+
+_WAKE = _Wake()
+
+ExitListener = Callable[[ExitReason], None]
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """Base class for every actor in a noetl-actors supervision tree.
+
+    Subclass it as you would `pykka.ThreadingActor` (`on_start`,
+    `on_receive`, `on_stop`, `on_failure`, public methods for proxies).
+    Put it under a supervisor with a `ChildSpec`; started alone with
+    `start()`, it behaves the same minus the restarts.
+    """
+
+    use_daemon_thread = True
+
+    path: str
+    """Where the actor sits in its tree, e.g. ``/node/workflows/wf-1``."""
+    exit_reason: ExitReason | None
+    """Why the actor exited; None while it runs. Set before monitors hear of it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = f"/{type(self).__name__}-{self.actor_urn[-8:]}"
+        self.exit_reason = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._exited = threading.Event()
+        self._exit_lock = threading.Lock()
+        self._watchers: dict[int, ExitListener] = {}
+        self._parent: ExitListener | None = None
+        self._requested_exit: ExitReason | None = None
+        self._start_failure: ExitReason | None = None
+        self._killed = False
+        _live_actors.add(self)
+
+    # -- hooks for subclasses ------------------------------------------------
+
+    def _exit(self, reason: ExitReason) -> None:
+        """Exit with `reason` once the current message (or `on_start`) is done.
+
+        Called from the actor's own thread only.
+        """
+        self._requested_exit = reason
+
+    def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
+        """Run pykka's hooks: `on_failure` after a crash, `on_stop` otherwise."""
+        try:
+            if reason.kind is ExitKind.CRASH:
+                self.on_failure(*exc_info)
+            elif reason.kind is not ExitKind.START_FAILURE:
+                self.on_stop()
+        except BaseException:
+            logger.exception("%s: exception in on_stop/on_failure (ignored)", self.path)
+
+    # -- the loop ------------------------------------------------------------
+
+    def _start_actor_loop(self) -> None:
+        self._thread = threading.Thread(
+            target=self._actor_loop, name=f"noetl{self.path}", daemon=True
+        )
+        self._thread.start()
+
+    def _actor_loop(self) -> None:
+        exc_info: Any = (None, None, None)
+        try:
+            self.on_start()
+        except BaseException as error:
+            logger.debug("%s: on_start raised", self.path, exc_info=True)
+            reason = ExitReason.from_exception(ExitKind.START_FAILURE, error, path=self.path)
+            self._start_failure = reason
+        else:
+            reason = self._requested_exit
+        self._started.set()
+        if reason is None:
+            reason, exc_info = self._receive_until_exit()
+        self._teardown(reason, exc_info)
+
+    def _receive_until_exit(self) -> tuple[ExitReason, Any]:
+        inbox = self.actor_inbox
+        while not self._killed:
+            envelope = inbox.get()
+            if self._killed:
+                if envelope.message is not _WAKE:
+                    _put_back(inbox, envelope)
+                break
+            message = envelope.message
+            if message is _WAKE:
+                continue
+            if isinstance(message, pykka.messages._ActorStop):
+                inbox.put(envelope)  # answered (None) in the teardown, as pykka does
+                return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
+            try:
+                result = self._handle_receive(message)
+            except BaseException as error:
+                logger.debug("%s: crashed on %r", self.path, message, exc_info=True)
+                if envelope.reply_to is not None:
+                    _reply_with_error(envelope, error, self.path)
+                reason = ExitReason.from_exception(ExitKind.CRASH, error, path=self.path)
+                return reason, (type(error), error, error.__traceback__)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(result)
+            if self._requested_exit is not None:
+                return self._requested_exit, (None, None, None)
+        return ExitReason(ExitKind.KILLED, path=self.path), (None, None, None)
+
+    def _teardown(self, reason: ExitReason, exc_info: Any) -> None:
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        self._before_exit(reason, exc_info)
+        with self._exit_lock:
+            self.exit_reason = reason
+            watchers = list(self._watchers.values())
+            self._watchers.clear()
+        if self._parent is None:
+            # Nobody will carry what is left over to a next incarnation.
+            dead_letter(self.path, drain(self.actor_inbox), None)
+        else:
+            _answer_stops(self.actor_inbox)
+        for listener in ([self._parent] if self._parent else []) + watchers:
+            try:
+                listener(reason)
+            except Exception:
+                logger.exception("%s: exit listener failed (ignored)", self.path)
+        self._exited.set()
+
+    # -- used by supervisors (another thread) --------------------------------
+
+    def _launch(self, path: str, parent: ExitListener | None) -> ExitReason | None:
+        """Start the loop and wait for `on_start`; return its failure, if any."""
+        self.path = path
+        self._parent = parent
+        pykka.ActorRegistry.register(self.actor_ref)
+        self._start_actor_loop()
+        self._started.wait()
+        return self._start_failure
+
+    def _kill(self) -> None:
+        """Make the loop exit before its next message; wakes it if idle."""
+        self._killed = True
+        self.actor_stopped.set()
+        self.actor_inbox.put(Envelope(_WAKE))
+
+    def _wait_exit(self, timeout: float | None) -> bool:
+        """Wait until the actor's thread has finished; False on timeout."""
+        if not self._exited.wait(timeout):
+            return False
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def _add_watcher(self, key: int, listener: ExitListener) -> bool:
+        """Register `listener`; False (and not registered) if already exited."""
+        with self._exit_lock:
+            if self.exit_reason is not None:
+                return False
+            self._watchers[key] = listener
+            return True
+
+    def _remove_watcher(self, key: int) -> None:
+        with self._exit_lock:
+            self._watchers.pop(key, None)
+
+
+def drain(inbox: Any) -> list[Envelope[Any]]:
+    """Take every envelope still in an inbox (not the kill wake-ups)."""
+    envelopes = []
+    while not inbox.empty():
+        envelope = inbox.get_nowait()
+        if envelope.message is not _WAKE:
+            envelopes.append(envelope)
+    return envelopes
+
+
+def _answer_stops(inbox: Any) -> None:
+    """Answer pending `stop()` asks now; leave the rest for the supervisor."""
+    rest = []
+    for envelope in drain(inbox):
+        if isinstance(envelope.message, pykka.messages._ActorStop):
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(None)
+        else:
+            rest.append(envelope)
+    for envelope in rest:
+        inbox.put(envelope)
+
+
+def _put_back(inbox: Any, first: Envelope[Any]) -> None:
+    """Return an envelope taken too early to the front of the inbox."""
+    rest = drain(inbox)
+    inbox.put(first)
+    for envelope in rest:
+        inbox.put(envelope)
+
+
+def _reply_with_error(envelope: Envelope[Any], error: BaseException, path: str) -> None:
+    assert envelope.reply_to is not None
+    if isinstance(error, Exception):
+        envelope.reply_to.set_exception((type(error), error, error.__traceback__))
+        return
+    # SystemExit and friends must not travel into the caller's thread.
+    dead = ActorDeadError(f"{path} exited with {error!r} while handling the message")
+    dead.__cause__ = error
+    envelope.reply_to.set_exception((ActorDeadError, dead, None))
+
+
+# -- monitors -----------------------------------------------------------------
+
+
+class _LiveActors:
+    """Every SupervisedActor not yet garbage-collected, by URN.
+
+    The one module-level registry here; `monitor()` needs it to reach the
+    actor behind an `ActorRef`. Locked, and weak, so it keeps nothing alive.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_urn: weakref.WeakValueDictionary[str, SupervisedActor] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def add(self, actor: SupervisedActor) -> None:
+        with self._lock:
+            self._by_urn[actor.actor_urn] = actor
+
+    def get(self, urn: str) -> SupervisedActor | None:
+        with self._lock:
+            return self._by_urn.get(urn)
+
+
+_live_actors = _LiveActors()
+_monitor_ids = itertools.count(1)
+
+
+@attrs.frozen
+class Down:
+    """Told to a watcher when the actor it monitors exits (OTP's 'DOWN')."""
+
+    monitor_id: int
+    actor_urn: str
+    path: str
+    reason: ExitReason
+
+
+class Monitor:
+    """A watch on one actor, returned by `monitor()`; `cancel()` ends it."""
+
+    def __init__(self, monitor_id: int, target: SupervisedActor | None) -> None:
+        self.id = monitor_id
+        self._target = weakref.ref(target) if target is not None else None
+
+    def cancel(self) -> None:
+        """Stop watching (OTP's demonitor); a Down already sent stays sent."""
+        target = self._target() if self._target is not None else None
+        if target is not None:
+            target._remove_watcher(self.id)
+
+
+def monitor(
+    target: pykka.ActorRef[Any], notify: pykka.ActorRef[Any] | Callable[[Down], None]
+) -> Monitor:
+    """Watch `target`; when it exits, `notify` gets a `Down` with the reason.
+
+    `notify` is an actor (told the `Down`) or a callable (called on the
+    exiting actor's thread: be quick). Watching an actor that has already
+    exited sends the `Down` at once, as OTP does for a dead pid.
+
+    Raises:
+        TypeError: `target` is not a `SupervisedActor`.
+    """
+    if not issubclass(target.actor_class, SupervisedActor):
+        raise TypeError(
+            f"monitor() needs a SupervisedActor, got an actor of class "
+            f"{target.actor_class.__name__}"
+        )
+    monitor_id = next(_monitor_ids)
+    actor = _live_actors.get(target.actor_urn)
+
+    def deliver(reason: ExitReason) -> None:
+        down = Down(monitor_id, target.actor_urn, reason.path, reason)
+        if callable(notify) and not isinstance(notify, pykka.ActorRef):
+            notify(down)
+            return
+        try:
+            notify.tell(down)
+        except pykka.ActorDeadError:
+            pass
+
+    if actor is not None and actor._add_watcher(monitor_id, deliver):
+        return Monitor(monitor_id, actor)
+    if actor is not None and actor.exit_reason is not None:
+        reason = actor.exit_reason
+    else:
+        reason = ExitReason(ExitKind.NORMAL, message="noproc: the actor had already exited")
+    deliver(reason)
+    return Monitor(monitor_id, None)

@@ -1,0 +1,529 @@
+"""`Supervisor`: starts children, watches them, restarts them by a strategy.
+
+Everything here runs on the supervisor's own thread, one message at a time:
+a child's exit arrives as a `_ChildExit` message, a backoff timer fires as a
+`_RestartDue` message, and the dynamic-child verbs arrive as `_Call` asks
+(see `SupervisorRef`). Children start synchronously, in order: the
+supervisor waits for each child's `on_start` before it starts the next.
+
+A restart is never started from inside the decision that asks for it: the
+decision tells the supervisor `_RestartDue` (at once, or after a backoff
+timer), as OTP's `try_again_restart` does. So a child that fails to start
+again and again is counted against intensity each time, never recursed on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import attrs
+import pykka
+from pykka._envelope import Envelope
+
+from noetl_actors.errors import (
+    ChildAlreadyExists,
+    ChildNotFound,
+    ChildRunning,
+    SupervisionError,
+)
+from noetl_actors.supervision._actor import SupervisedActor, drain
+from noetl_actors.supervision._address import Address
+from noetl_actors.supervision._clock import Clock, MonotonicClock, TimerHandle
+from noetl_actors.supervision._events import EventKind, LifecycleEvent, Observer
+from noetl_actors.supervision._intensity import RestartIntensity
+from noetl_actors.supervision._reasons import ExitKind, ExitReason
+from noetl_actors.supervision._specs import (
+    AutoShutdown,
+    ChildSpec,
+    ChildType,
+    Restart,
+    Strategy,
+    SupervisorFlags,
+)
+from noetl_actors.supervision._state import ActorState, ChildCounts, ChildInfo
+
+__all__ = ["Supervisor", "TreeContext"]
+
+logger = logging.getLogger("noetl_actors.supervision")
+
+KILL_WAIT = 0.5
+"""Seconds to wait for a killed child's thread before reporting it abandoned."""
+SNAPSHOT_TIMEOUT = 1.0
+LAST_EXITS_KEPT = 5
+
+
+@attrs.define
+class TreeContext:
+    """What every supervisor of one tree shares: the clock and the observers."""
+
+    clock: Clock = attrs.field(factory=MonotonicClock)
+    observers: tuple[Observer, ...] = ()
+    rng: random.Random = attrs.field(factory=random.Random)
+
+
+@attrs.frozen
+class _ChildExit:
+    child_id: str
+    actor: SupervisedActor
+    reason: ExitReason
+
+
+@attrs.frozen
+class _RestartDue:
+    child_ids: tuple[str, ...]
+    token: int
+
+
+@attrs.frozen
+class _Call:
+    method: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+@attrs.define(eq=False)
+class _Child:
+    spec: ChildSpec
+    address: Address
+    state: ActorState = ActorState.STARTING
+    actor: SupervisedActor | None = None
+    token: int = 0
+    total_restarts: int = 0
+    restart_times: deque[float] = attrs.field(factory=deque)
+    consecutive: int = 0
+    last_failure_at: float | None = None
+    last_exits: deque[tuple[ExitReason, float]] = attrs.field(
+        factory=lambda: deque(maxlen=LAST_EXITS_KEPT)
+    )
+    started_at: float | None = None
+    timer: TimerHandle | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+class Supervisor(SupervisedActor):
+    """An actor whose job is to start, watch and restart its children.
+
+    Build it with `start_supervisor()` (a root) or put it under another
+    supervisor with `supervisor_spec()`; talk to it through `SupervisorRef`.
+    """
+
+    def __init__(
+        self,
+        flags: SupervisorFlags,
+        children: Sequence[ChildSpec] = (),
+        *,
+        context: TreeContext | None = None,
+    ) -> None:
+        super().__init__()
+        ids = [spec.id for spec in children]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate child ids: {', '.join(duplicates)}")
+        self.flags = flags
+        self._context = context
+        self._initial_specs = tuple(children)
+        self._children: dict[str, _Child] = {}
+        self._intensity = RestartIntensity(flags.max_restarts, flags.within)
+        self._tokens = itertools.count(1)
+        self.started_at = time.time()
+
+    @property
+    def context(self) -> TreeContext:
+        if self._context is None:
+            self._context = TreeContext()
+        return self._context
+
+    # -- life cycle ----------------------------------------------------------
+
+    def on_start(self) -> None:
+        for spec in self._initial_specs:
+            self._children[spec.id] = self._new_child(spec)
+        self._start_children(list(self._children), token=0)
+
+    def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
+        for child in reversed(list(self._children.values())):
+            self._cancel_timer(child)
+            if child.actor is not None:
+                self._stop_child(child, closing=True)
+            else:
+                child.address._close()
+        super()._before_exit(reason, exc_info)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _ChildExit):
+            self._on_child_exit(message)
+        elif isinstance(message, _RestartDue):
+            self._start_children(list(message.child_ids), token=message.token)
+        elif isinstance(message, _Call):
+            return message.method(self, *message.args)
+        else:
+            return super().on_receive(message)
+        return None
+
+    # -- starting ------------------------------------------------------------
+
+    def _new_child(self, spec: ChildSpec) -> _Child:
+        path = f"{self.path}/{spec.id}"
+        address = Address(path, on_dead_letter=lambda m: self._dead_letter(path, m))
+        return _Child(spec=spec, address=address)
+
+    def _start_children(self, child_ids: Iterable[str], *, token: int) -> None:
+        """Start, in order, each listed child still waiting for this token."""
+        for child_id in child_ids:
+            if self._requested_exit is not None:
+                return
+            child = self._children.get(child_id)
+            if child is None or child.actor is not None or child.token != token:
+                continue
+            if child.state not in (ActorState.STARTING, ActorState.RESTARTING,
+                                   ActorState.BACKING_OFF):
+                continue
+            restarting = child.state is not ActorState.STARTING
+            failure = self._start(child)
+            if failure is not None:
+                self._handle_exit(child, failure, ())
+            elif restarting:
+                child.total_restarts += 1
+                self._emit(EventKind.RESTARTED, child, restarts=child.total_restarts)
+            else:
+                self._emit(EventKind.STARTED, child)
+
+    def _start(self, child: _Child) -> ExitReason | None:
+        """Start one incarnation and wait for its `on_start`; return a failure."""
+        path = child.address.path
+        child.timer = None
+        try:
+            actor = child.spec.start()
+            if not isinstance(actor, SupervisedActor):
+                raise TypeError(
+                    f"start of child {child.id!r} must return a SupervisedActor, "
+                    f"got {type(actor).__name__}"
+                )
+            if isinstance(actor, Supervisor) and actor._context is None:
+                actor._context = self.context
+        except Exception as error:
+            logger.debug("%s: factory raised", path, exc_info=True)
+            return ExitReason.from_exception(ExitKind.START_FAILURE, error, path=path)
+        supervisor = self.actor_ref
+
+        def tell_parent(reason: ExitReason) -> None:
+            try:
+                supervisor.tell(_ChildExit(child.id, actor, reason))
+            except pykka.ActorDeadError:
+                pass  # the supervisor is gone and stopped us on its way out
+
+        failure = actor._launch(path, tell_parent)
+        if failure is not None:
+            return failure
+        child.actor = actor
+        child.state = ActorState.RUNNING
+        child.started_at = time.time()
+        child.address._attach(actor.actor_ref)
+        return None
+
+    # -- exits and decisions -------------------------------------------------
+
+    def _on_child_exit(self, message: _ChildExit) -> None:
+        child = self._children.get(message.child_id)
+        if child is None or child.actor is not message.actor:
+            return  # an incarnation we stopped ourselves, or already replaced
+        child.actor = None
+        self._handle_exit(child, message.reason, drain(message.actor.actor_inbox))
+
+    def _handle_exit(
+        self, child: _Child, reason: ExitReason, leftovers: list[Envelope[Any]]
+    ) -> None:
+        """Decide what a child's exit means: forget it, restart, or give up."""
+        now = self.context.clock.now()
+        child.last_exits.append((reason, time.time()))
+        self._emit(EventKind.EXITED, child, reason=reason)
+        restart = child.spec.restart
+        if restart is Restart.TEMPORARY or (
+            restart is Restart.TRANSIENT and not reason.is_abnormal
+        ):
+            self._retire(child, leftovers)
+            return
+        child.address._detach(leftovers)
+        if not self._intensity.record(now):
+            self._give_up(reason)
+            return
+        child.restart_times.append(now)
+        group = self._restart_group(child)
+        for other in reversed(group):
+            if other is not child and other.actor is not None:
+                self._stop_child(other, closing=False)
+        delay = self._backoff_delay(child, now)
+        token = next(self._tokens)
+        for member in group:
+            self._cancel_timer(member)
+            member.token = token
+            member.state = ActorState.BACKING_OFF if delay else ActorState.RESTARTING
+        due = _RestartDue(tuple(member.id for member in group), token)
+        if delay:
+            self._emit(EventKind.BACKING_OFF, child, delay=delay)
+            ref = self.actor_ref
+            child.timer = self.context.clock.call_later(delay, lambda: _tell(ref, due))
+        else:
+            self.actor_ref.tell(due)
+
+    def _restart_group(self, child: _Child) -> list[_Child]:
+        """The failed child and the siblings its strategy restarts with it, in start order."""
+        strategy = self.flags.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        children = list(self._children.values())
+        if strategy is Strategy.REST_FOR_ONE:
+            children = children[children.index(child):]
+        return [c for c in children if c is child or c.state is not ActorState.STOPPED]
+
+    def _backoff_delay(self, child: _Child, now: float) -> float:
+        backoff = self.flags.backoff
+        last = child.last_failure_at
+        if last is not None and now - last >= backoff.reset_after:
+            child.consecutive = 0
+        delay = backoff.delay(child.consecutive, self.context.rng)
+        child.consecutive += 1
+        child.last_failure_at = now
+        return delay
+
+    def _retire(self, child: _Child, leftovers: list[Envelope[Any]]) -> None:
+        """A child that is not restarted: temporary ones are forgotten (as OTP)."""
+        child.state = ActorState.STOPPED
+        child.address._close(leftovers)
+        if child.spec.restart is Restart.TEMPORARY:
+            del self._children[child.id]
+        if child.spec.significant:
+            self._check_auto_shutdown(child)
+
+    def _check_auto_shutdown(self, child: _Child) -> None:
+        mode = self.flags.auto_shutdown
+        if mode is AutoShutdown.NEVER:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.spec.significant and c.state is not ActorState.STOPPED
+            for c in self._children.values()
+        ):
+            return
+        self._exit(
+            ExitReason(
+                ExitKind.SHUTDOWN,
+                path=self.path,
+                message=f"auto_shutdown ({mode.value}): significant child {child.id!r} exited",
+            )
+        )
+
+    def _give_up(self, reason: ExitReason) -> None:
+        flags = self.flags
+        gave_up = ExitReason(
+            ExitKind.GAVE_UP,
+            path=self.path,
+            message=f"more than {flags.max_restarts} restarts within {flags.within:g}s",
+            cause=reason,
+        )
+        self._emit_path(EventKind.GAVE_UP, self.path, reason=gave_up)
+        self._exit(gave_up)
+
+    # -- stopping ------------------------------------------------------------
+
+    def _stop_child(self, child: _Child, *, closing: bool) -> None:
+        """Stop a running child: graceful, then killed after its grace period.
+
+        Its unhandled messages wait in its address for the next incarnation,
+        or are dead-lettered when `closing` (it will not come back).
+        """
+        actor = child.actor
+        assert actor is not None
+        child.actor = None
+        child.address._detach()
+        grace = child.spec.shutdown_grace
+        kind = ExitKind.SHUTDOWN
+        stopped = False
+        if grace > 0:
+            try:
+                actor.actor_ref.tell(pykka.messages._ActorStop())
+            except pykka.ActorDeadError:
+                pass  # already on its way out
+            stopped = actor._wait_exit(None if grace == float("inf") else grace)
+        if not stopped:
+            kind = ExitKind.KILLED
+            actor._kill()
+            if not actor._wait_exit(KILL_WAIT):
+                self._emit(EventKind.ABANDONED, child, detail=f"ignored stop for {grace:g}s")
+        leftovers = drain(actor.actor_inbox)
+        reason = ExitReason(kind, path=child.address.path)
+        child.last_exits.append((reason, time.time()))
+        self._emit(EventKind.EXITED, child, reason=reason)
+        if closing:
+            child.state = ActorState.STOPPED
+            child.address._close(leftovers)
+        else:
+            child.address._detach(leftovers)
+
+    def _cancel_timer(self, child: _Child) -> None:
+        if child.timer is not None:
+            child.timer.cancel()
+            child.timer = None
+
+    # -- dynamic children (called through SupervisorRef) ---------------------
+
+    def start_child(self, spec: ChildSpec) -> pykka.ActorRef[Any]:
+        if spec.id in self._children:
+            raise ChildAlreadyExists(f"{self.path} already has a child {spec.id!r}")
+        child = self._new_child(spec)
+        self._children[spec.id] = child
+        failure = self._start(child)
+        if failure is not None:
+            del self._children[spec.id]
+            child.address._close()
+            raise SupervisionError(failure)
+        self._emit(EventKind.STARTED, child)
+        assert child.actor is not None
+        return child.actor.actor_ref
+
+    def terminate_child(self, child_id: str) -> None:
+        child = self._child(child_id)
+        self._cancel_timer(child)
+        if child.actor is not None:
+            self._stop_child(child, closing=True)
+        else:
+            child.state = ActorState.STOPPED
+            child.address._close()
+        if child.spec.restart is Restart.TEMPORARY:
+            del self._children[child_id]
+
+    def restart_child(self, child_id: str) -> pykka.ActorRef[Any]:
+        child = self._child(child_id)
+        if child.state is not ActorState.STOPPED:
+            raise ChildRunning(f"{child.address.path} is {child.state.value}, not stopped")
+        child.address._reopen()
+        child.state = ActorState.STARTING
+        failure = self._start(child)
+        if failure is not None:
+            child.state = ActorState.STOPPED
+            child.address._close()
+            raise SupervisionError(failure)
+        self._emit(EventKind.STARTED, child)
+        assert child.actor is not None
+        return child.actor.actor_ref
+
+    def delete_child(self, child_id: str) -> None:
+        child = self._child(child_id)
+        if child.state is not ActorState.STOPPED:
+            raise ChildRunning(f"{child.address.path} is {child.state.value}; terminate it first")
+        del self._children[child_id]
+
+    def which_children(self) -> list[ChildInfo]:
+        return [
+            ChildInfo(
+                id=c.id,
+                ref=c.actor.actor_ref if c.actor is not None else None,
+                type=c.spec.type,
+                state=c.state,
+                restart=c.spec.restart,
+            )
+            for c in self._children.values()
+        ]
+
+    def count_children(self) -> ChildCounts:
+        children = list(self._children.values())
+        return ChildCounts(
+            specs=len(children),
+            active=sum(c.actor is not None for c in children),
+            supervisors=sum(c.spec.type is ChildType.SUPERVISOR for c in children),
+            workers=sum(c.spec.type is ChildType.WORKER for c in children),
+        )
+
+    def address(self, child_id: str) -> Address:
+        return self._child(child_id).address
+
+    def child_actor(self, child_id: str) -> SupervisedActor | None:
+        return self._child(child_id).actor
+
+    def _child(self, child_id: str) -> _Child:
+        try:
+            return self._children[child_id]
+        except KeyError:
+            raise ChildNotFound(f"{self.path} has no child {child_id!r}") from None
+
+    # -- observing -----------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready picture of this supervisor and everything under it."""
+        now = self.context.clock.now()
+        within = self.flags.within
+        children: list[dict[str, Any]] = []
+        picture = {
+            "id": self.path.rsplit("/", 1)[-1],
+            "path": self.path,
+            "kind": ChildType.SUPERVISOR.value,
+            "strategy": self.flags.strategy.value,
+            "state": ActorState.RUNNING.value,
+            "intensity": {
+                "restarts_in_window": self._intensity.in_window(now),
+                "max_restarts": self.flags.max_restarts,
+                "within": within,
+            },
+            "started_at": self.started_at,
+            "children": children,
+        }
+        for child in self._children.values():
+            entry: dict[str, Any] = {
+                "id": child.id,
+                "path": child.address.path,
+                "kind": child.spec.type.value,
+                "state": child.state.value,
+                "restart": child.spec.restart.value,
+                "restarts_in_window": sum(t >= now - within for t in child.restart_times),
+                "max_restarts": self.flags.max_restarts,
+                "within": within,
+                "total_restarts": child.total_restarts,
+                "last_exits": [
+                    {**reason.to_dict(), "at": at} for reason, at in child.last_exits
+                ],
+                "started_at": child.started_at,
+            }
+            if isinstance(child.actor, Supervisor):
+                entry.update(self._child_supervisor_picture(child.actor))
+            children.append(entry)
+        return picture
+
+    def _child_supervisor_picture(self, supervisor: Supervisor) -> dict[str, Any]:
+        try:
+            picture: dict[str, Any] = supervisor.actor_ref.ask(
+                _Call(Supervisor.snapshot), timeout=SNAPSHOT_TIMEOUT
+            )
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return {"strategy": supervisor.flags.strategy.value, "unresponsive": True}
+        return {key: picture[key] for key in ("strategy", "intensity", "children")}
+
+    def _emit(self, kind: EventKind, child: _Child, **fields: Any) -> None:
+        self._emit_path(kind, child.address.path, **fields)
+
+    def _emit_path(self, kind: EventKind, path: str, **fields: Any) -> None:
+        observers = self.context.observers
+        if not observers:
+            return
+        event = LifecycleEvent(kind=kind, path=path, **fields)
+        for observer in observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("observer %r failed on %s (ignored)", observer, event)
+
+    def _dead_letter(self, path: str, message: Any) -> None:
+        self._emit_path(EventKind.DEAD_LETTER, path, detail=repr(message)[:200])
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
