@@ -72,8 +72,8 @@ class ExitReason:
         """The reason at the bottom of the chain: what went wrong first."""
         return self.chain()[-1]
 
-    def summary(self) -> str:
-        """One link as text: ``/a/b crashed: ValueError: boom``."""
+    def why(self) -> str:
+        """This link without its path: ``crashed: ValueError: boom``."""
         verb = {
             ExitKind.NORMAL: "stopped",
             ExitKind.SHUTDOWN: "was shut down",
@@ -82,9 +82,12 @@ class ExitReason:
             ExitKind.GAVE_UP: "gave up",
             ExitKind.KILLED: "was killed",
         }[self.kind]
-        text = f"{self.path or '<actor>'} {verb}"
         detail = f"{self.error_type}: {self.message}" if self.error_type else self.message
-        return f"{text}: {detail}" if detail else text
+        return f"{verb}: {detail}" if detail else verb
+
+    def summary(self) -> str:
+        """One link as text: ``/a/b crashed: ValueError: boom``."""
+        return f"{self.path or '<actor>'} {self.why()}"
 
     def describe(self) -> str:
         """The whole chain, top first: ``/a gave up: ... <- /a/w crashed: ValueError: boom``."""

@@ -15,7 +15,7 @@ from noetl_actors.supervision._events import Observer
 from noetl_actors.supervision._reasons import ExitReason
 from noetl_actors.supervision._specs import ChildSpec, ChildType, Restart, SupervisorFlags
 from noetl_actors.supervision._state import ChildCounts, ChildInfo
-from noetl_actors.supervision._supervisor import Supervisor, TreeContext, _Call
+from noetl_actors.supervision._supervisor import Supervisor, TreeContext, _Call, _Refused
 
 __all__ = ["SupervisorRef", "start_supervisor", "supervisor_spec"]
 
@@ -50,11 +50,14 @@ class SupervisorRef:
 
     def _call(self, method: Any, *args: Any, timeout: float | None) -> Any:
         try:
-            return self.actor_ref.ask(_Call(method, args), timeout=timeout)
+            result = self.actor_ref.ask(_Call(method, args), timeout=timeout)
         except pykka.ActorDeadError as error:
             if isinstance(error, ActorDeadError):
                 raise
             raise ActorDeadError(f"{self.path} is not running") from error
+        if isinstance(result, _Refused):
+            raise result.error
+        return result
 
     def start_child(self, spec: ChildSpec, *, timeout: float = DEFAULT_TIMEOUT) -> pykka.ActorRef[Any]:
         """Add and start a child; its exits are then supervised like the others.

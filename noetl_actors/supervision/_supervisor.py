@@ -28,6 +28,7 @@ from pykka._envelope import Envelope
 
 from noetl_actors.errors import (
     ChildAlreadyExists,
+    ChildError,
     ChildNotFound,
     ChildRunning,
     SupervisionError,
@@ -84,6 +85,13 @@ class _RestartDue:
 class _Call:
     method: Callable[..., Any]
     args: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class _Refused:
+    """A verb the supervisor refused: the caller's mistake, not the supervisor's crash."""
+
+    error: ChildError | SupervisionError
 
 
 @attrs.define(eq=False)
@@ -163,7 +171,10 @@ class Supervisor(SupervisedActor):
         elif isinstance(message, _RestartDue):
             self._start_children(list(message.child_ids), token=message.token)
         elif isinstance(message, _Call):
-            return message.method(self, *message.args)
+            try:
+                return message.method(self, *message.args)
+            except (ChildError, SupervisionError) as error:
+                return _Refused(error)
         else:
             return super().on_receive(message)
         return None
@@ -191,7 +202,7 @@ class Supervisor(SupervisedActor):
             if failure is not None:
                 self._handle_exit(child, failure, ())
             elif restarting:
-                child.total_restarts += 1
+                self._count_restart(child)
                 self._emit(EventKind.RESTARTED, child, restarts=child.total_restarts)
             else:
                 self._emit(EventKind.STARTED, child)
@@ -255,7 +266,6 @@ class Supervisor(SupervisedActor):
         if not self._intensity.record(now):
             self._give_up(reason)
             return
-        child.restart_times.append(now)
         group = self._restart_group(child)
         for other in reversed(group):
             if other is not child and other.actor is not None:
@@ -273,6 +283,13 @@ class Supervisor(SupervisedActor):
             child.timer = self.context.clock.call_later(delay, lambda: _tell(ref, due))
         else:
             self.actor_ref.tell(due)
+
+    def _count_restart(self, child: _Child) -> None:
+        now = self.context.clock.now()
+        child.total_restarts += 1
+        child.restart_times.append(now)
+        while child.restart_times[0] < now - self.flags.within:
+            child.restart_times.popleft()
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         """The failed child and the siblings its strategy restarts with it, in start order."""

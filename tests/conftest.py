@@ -1,0 +1,33 @@
+"""Shared fixtures: every test ends with no actor running and no thread left."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+THREAD_LEAK_WAIT = 5.0
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves an actor or any other thread behind.
+
+    Threads get a bounded moment to finish (an actor's thread ends a little
+    after its exit is reported); anything still alive then is a leak.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_LEAK_WAIT
+    leaked: list[threading.Thread] = []
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked:
+            break
+        time.sleep(0.01)
+    if leaked:
+        pykka.ActorRegistry.stop_all(block=False)
+        pytest.fail(f"threads left running after the test: {[t.name for t in leaked]}")

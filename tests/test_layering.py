@@ -1,0 +1,68 @@
+"""The public surface and the layering rules that keep the kernel reusable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import noetl_actors.errors
+import noetl_actors.supervision
+
+
+def _public_names(module: object) -> list[str]:
+    return sorted(name for name in vars(module) if not name.startswith("_"))
+
+
+def test_the_supervision_package_exports_exactly_its_all() -> None:
+    exported = set(noetl_actors.supervision.__all__)
+    public = {n for n in _public_names(noetl_actors.supervision)}
+    assert public == exported
+
+
+def test_every_error_descends_from_noetl_error() -> None:
+    for name in noetl_actors.errors.__all__:
+        error = getattr(noetl_actors.errors, name)
+        assert issubclass(error, noetl_actors.errors.NoetlError), name
+
+
+def test_the_kernel_imports_no_nats_yaml_cli_or_ui() -> None:
+    """The supervision kernel must load with every outer-layer library blocked."""
+    script = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"nats", "yaml", "click", "rich", "textual"}:
+                    raise ImportError(f"the kernel imported {name}")
+        sys.meta_path.insert(0, Block())
+        import noetl_actors.supervision
+        import noetl_actors.errors
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_cli_reports_its_version_and_lists_its_commands() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "noetl_actors.cli", "--version"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"noetl, version {noetl_actors.__version__}"
+
+
+def test_the_demo_runs_to_a_clean_stop() -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "noetl_actors.cli", "demo"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    assert "gave_up      /demo/extract" in out
+    assert "restarted    /demo/extract  (restart #1)" in out
+    assert out.rstrip().endswith("tree stopped: /demo stopped")
