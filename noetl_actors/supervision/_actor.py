@@ -78,6 +78,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._parent: ExitListener | None = None
         self._requested_exit: ExitReason | None = None
         self._start_failure: ExitReason | None = None
+        self._stop_reply: pykka.Future[Any] | None = None
         self._killed = False
         _live_actors.add(self)
 
@@ -135,7 +136,7 @@ class SupervisedActor(pykka.ThreadingActor):
             if message is _WAKE:
                 continue
             if isinstance(message, pykka.messages._ActorStop):
-                inbox.put(envelope)  # answered (None) in the teardown, as pykka does
+                self._stop_reply = envelope.reply_to  # answered once fully stopped
                 return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
             try:
                 result = self._handle_receive(message)
@@ -162,14 +163,14 @@ class SupervisedActor(pykka.ThreadingActor):
         if self._parent is None:
             # Nobody will carry what is left over to a next incarnation.
             dead_letter(self.path, drain(self.actor_inbox), None)
-        else:
-            _answer_stops(self.actor_inbox)
         for listener in ([self._parent] if self._parent else []) + watchers:
             try:
                 listener(reason)
             except Exception:
                 logger.exception("%s: exit listener failed (ignored)", self.path)
         self._exited.set()
+        if self._stop_reply is not None:
+            self._stop_reply.set(None)
 
     # -- used by supervisors (another thread) --------------------------------
 
@@ -211,26 +212,21 @@ class SupervisedActor(pykka.ThreadingActor):
 
 
 def drain(inbox: Any) -> list[Envelope[Any]]:
-    """Take every envelope still in an inbox (not the kill wake-ups)."""
+    """Take every message still in an exited actor's inbox.
+
+    Stop requests are settled here (the actor has stopped: a `stop()` ask
+    gets None) and kill wake-ups dropped, so neither reaches a next
+    incarnation.
+    """
     envelopes = []
     while not inbox.empty():
         envelope = inbox.get_nowait()
-        if envelope.message is not _WAKE:
-            envelopes.append(envelope)
-    return envelopes
-
-
-def _answer_stops(inbox: Any) -> None:
-    """Answer pending `stop()` asks now; leave the rest for the supervisor."""
-    rest = []
-    for envelope in drain(inbox):
         if isinstance(envelope.message, pykka.messages._ActorStop):
             if envelope.reply_to is not None:
                 envelope.reply_to.set(None)
-        else:
-            rest.append(envelope)
-    for envelope in rest:
-        inbox.put(envelope)
+        elif envelope.message is not _WAKE:
+            envelopes.append(envelope)
+    return envelopes
 
 
 def _put_back(inbox: Any, first: Envelope[Any]) -> None:

@@ -139,15 +139,8 @@ def dead_letter(
     for envelope in envelopes:
         count += 1
         if envelope.reply_to is not None:
-            if _is_stop(envelope.message):
-                envelope.reply_to.set(None)
-                continue
             error = ActorDeadError(f"{path} stopped before handling the message")
             envelope.reply_to.set_exception((ActorDeadError, error, None))
-        elif report is not None and not _is_stop(envelope.message):
+        elif report is not None:
             report(envelope.message)
     return count
-
-
-def _is_stop(message: Any) -> bool:
-    return isinstance(message, pykka.messages._ActorStop)

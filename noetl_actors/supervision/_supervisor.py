@@ -247,6 +247,9 @@ class Supervisor(SupervisedActor):
         if child is None or child.actor is not message.actor:
             return  # an incarnation we stopped ourselves, or already replaced
         child.actor = None
+        # Detach first: a send that saw the incarnation alive finishes before
+        # the drain, and later sends wait in the address.
+        child.address._detach()
         self._handle_exit(child, message.reason, drain(message.actor.actor_inbox))
 
     def _handle_exit(
