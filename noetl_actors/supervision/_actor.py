@@ -111,6 +111,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _actor_loop(self) -> None:
         exc_info: Any = (None, None, None)
+        reason: ExitReason | None
         try:
             self.on_start()
         except BaseException as error:

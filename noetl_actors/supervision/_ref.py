@@ -59,7 +59,9 @@ class SupervisorRef:
             raise result.error
         return result
 
-    def start_child(self, spec: ChildSpec, *, timeout: float = DEFAULT_TIMEOUT) -> pykka.ActorRef[Any]:
+    def start_child(
+        self, spec: ChildSpec, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> pykka.ActorRef[Any]:
         """Add and start a child; its exits are then supervised like the others.
 
         Raises:
@@ -73,7 +75,9 @@ class SupervisorRef:
         """Stop a child and keep its spec (temporary children are forgotten)."""
         self._call(Supervisor.terminate_child, child_id, timeout=timeout)
 
-    def restart_child(self, child_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> pykka.ActorRef[Any]:
+    def restart_child(
+        self, child_id: str, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> pykka.ActorRef[Any]:
         """Start a terminated child again. Raises ChildRunning if it is not stopped."""
         ref: pykka.ActorRef[Any] = self._call(Supervisor.restart_child, child_id, timeout=timeout)
         return ref

@@ -200,7 +200,7 @@ class Supervisor(SupervisedActor):
             restarting = child.state is not ActorState.STARTING
             failure = self._start(child)
             if failure is not None:
-                self._handle_exit(child, failure, ())
+                self._handle_exit(child, failure, [])
             elif restarting:
                 self._count_restart(child)
                 self._emit(EventKind.RESTARTED, child, restarts=child.total_restarts)
@@ -517,12 +517,10 @@ class Supervisor(SupervisedActor):
 
     def _child_supervisor_picture(self, supervisor: Supervisor) -> dict[str, Any]:
         try:
-            picture: dict[str, Any] = supervisor.actor_ref.ask(
-                _Call(Supervisor.snapshot), timeout=SNAPSHOT_TIMEOUT
-            )
+            picture = supervisor.actor_ref.ask(_Call(Supervisor.snapshot), timeout=SNAPSHOT_TIMEOUT)
         except (pykka.Timeout, pykka.ActorDeadError):
             return {"strategy": supervisor.flags.strategy.value, "unresponsive": True}
-        return {key: picture[key] for key in ("strategy", "intensity", "children")}
+        return {key: picture[key] for key in ("strategy", "intensity", "children")}  # type: ignore[index]
 
     def _emit(self, kind: EventKind, child: _Child, **fields: Any) -> None:
         self._emit_path(kind, child.address.path, **fields)
