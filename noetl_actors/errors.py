@@ -10,7 +10,14 @@ The tree, as callers catch it::
     │   └── ChildRunning              restart/delete of a child that still runs
     ├── ActorDeadError            the actor (or address) is gone for good
     │                             (also a pykka.ActorDeadError)
-    └── MailboxFull               an address buffered as much as it may
+    ├── MailboxFull               an address buffered as much as it may
+    └── BridgeError               something between us and NATS
+        ├── NatsServerError           the embedded nats-server did not start
+        │   └── NatsServerNotFound        no nats-server binary to run
+        ├── ConnectError              could not connect (the cause says why)
+        │   └── AuthorizationError        the server refused our credentials
+        ├── BridgeTimeout             no answer (ack, reply) in time
+        └── MalformedMessage          a payload that is not ours: not JSON, no schema
 
 Misuse of an API (wrong types, impossible options) raises the matching
 builtin (`TypeError`, `ValueError`) with a message naming the argument.
@@ -27,11 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActorDeadError",
+    "AuthorizationError",
+    "BridgeError",
+    "BridgeTimeout",
     "ChildAlreadyExists",
     "ChildError",
     "ChildNotFound",
     "ChildRunning",
+    "ConnectError",
     "MailboxFull",
+    "MalformedMessage",
+    "NatsServerError",
+    "NatsServerNotFound",
     "NoetlError",
     "SupervisionError",
 ]
@@ -85,4 +99,39 @@ class MailboxFull(NoetlError):
     """An address holds as many messages for a restarting child as it may.
 
     The message was not accepted; nothing that was accepted before is lost.
+    """
+
+
+class BridgeError(NoetlError):
+    """Something went wrong between noetl-actors and NATS."""
+
+
+class NatsServerError(BridgeError):
+    """The embedded nats-server exited at start or was not ready in time.
+
+    The message ends with the tail of the server's log.
+    """
+
+
+class NatsServerNotFound(NatsServerError):
+    """No nats-server binary to run; the message says what to install."""
+
+
+class ConnectError(BridgeError):
+    """Could not connect to NATS; the message names the servers, `__cause__` the reason."""
+
+
+class AuthorizationError(ConnectError):
+    """The NATS server refused the credentials given (user/password, token, creds)."""
+
+
+class BridgeTimeout(BridgeError, TimeoutError):
+    """NATS did not answer (a reply, a JetStream ack) within the time given."""
+
+
+class MalformedMessage(BridgeError, ValueError):
+    """A payload on a bridged subject that is not ours: not JSON, or no schema version.
+
+    Never raised into an actor: the bridge counts it, logs it and publishes
+    it to the dead-letter subject. Raised by `decode()` for direct callers.
     """

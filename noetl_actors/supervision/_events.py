@@ -28,6 +28,12 @@ class EventKind(enum.Enum):
     """A child ignored stop past its grace period and was left to die."""
     DEAD_LETTER = "dead_letter"
     """A message for a child that will not come back was dropped; `detail` names it."""
+    CONNECTED = "connected"
+    """An actor that owns a connection (the NATS bridge) made it; `detail` says where."""
+    DISCONNECTED = "disconnected"
+    """That connection was lost; the client is reconnecting."""
+    RECONNECTED = "reconnected"
+    """That connection is back; `detail` says where."""
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,53 @@
+"""The NATS bridge: actor mailboxes on subjects, and the embedded nats-server.
+
+The only road between actors on different threads, processes and machines
+(see docs/bridge.md). Built on the public API of `noetl_actors.supervision`.
+"""
+
+from noetl_actors.bridge._bridge import Bridge as Bridge
+from noetl_actors.bridge._bridge import BridgeActor as BridgeActor
+from noetl_actors.bridge._bridge import BridgeStatistics as BridgeStatistics
+from noetl_actors.bridge._bridge import ConnectionLost as ConnectionLost
+from noetl_actors.bridge._bridge import Subscription as Subscription
+from noetl_actors.bridge._codec import SCHEMA_VERSION as SCHEMA_VERSION
+from noetl_actors.bridge._codec import decode as decode
+from noetl_actors.bridge._codec import encode as encode
+from noetl_actors.bridge._delivery import Delivery as Delivery
+from noetl_actors.bridge._delivery import JsMetadata as JsMetadata
+from noetl_actors.bridge._delivery import PubAck as PubAck
+from noetl_actors.bridge._options import ConnectOptions as ConnectOptions
+from noetl_actors.bridge._server import EmbeddedNatsServer as EmbeddedNatsServer
+from noetl_actors.bridge._server import default_state_dir as default_state_dir
+from noetl_actors.bridge._server import find_nats_server as find_nats_server
+from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT as DEAD_LETTER_SUBJECT
+from noetl_actors.bridge._subjects import Subject as Subject
+from noetl_actors.bridge._subjects import SubjectKind as SubjectKind
+from noetl_actors.bridge._subjects import check_token as check_token
+from noetl_actors.bridge._subjects import command_subject as command_subject
+from noetl_actors.bridge._subjects import event_subject as event_subject
+from noetl_actors.bridge._subjects import parse_subject as parse_subject
+
+__all__ = [
+    "DEAD_LETTER_SUBJECT",
+    "SCHEMA_VERSION",
+    "Bridge",
+    "BridgeActor",
+    "BridgeStatistics",
+    "ConnectOptions",
+    "ConnectionLost",
+    "Delivery",
+    "EmbeddedNatsServer",
+    "JsMetadata",
+    "PubAck",
+    "Subject",
+    "SubjectKind",
+    "Subscription",
+    "check_token",
+    "command_subject",
+    "decode",
+    "default_state_dir",
+    "encode",
+    "event_subject",
+    "find_nats_server",
+    "parse_subject",
+]

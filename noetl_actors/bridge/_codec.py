@@ -1,0 +1,50 @@
+"""The wire format: every payload is a JSON object with a schema version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from noetl_actors.errors import MalformedMessage
+
+__all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "decode", "encode"]
+
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def encode(data: Mapping[str, Any]) -> bytes:
+    """JSON bytes of `data`, with ``schema_version`` added if it is missing.
+
+    Raises:
+        TypeError: `data` is not a mapping, or holds something JSON cannot carry.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"a payload must be a mapping (got {type(data).__name__})")
+    if SCHEMA_VERSION_KEY not in data:
+        data = {SCHEMA_VERSION_KEY: SCHEMA_VERSION, **data}
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """The JSON object in `payload`.
+
+    Raises:
+        MalformedMessage: not UTF-8 JSON, not an object, or no schema version
+            this runtime reads; the message says which.
+    """
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise MalformedMessage(f"not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"not a JSON object but {type(data).__name__}")
+    version = data.get(SCHEMA_VERSION_KEY)
+    if version is None:
+        raise MalformedMessage(f"no {SCHEMA_VERSION_KEY!r} field")
+    if version != SCHEMA_VERSION:
+        raise MalformedMessage(
+            f"{SCHEMA_VERSION_KEY} {version!r} is not one this runtime reads ({SCHEMA_VERSION})"
+        )
+    return data

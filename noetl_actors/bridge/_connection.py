@@ -1,0 +1,269 @@
+"""One nats-py connection on an asyncio loop, in a thread this object owns.
+
+Actors live on their own threads; nats-py lives on asyncio. A `Connection`
+is the only crossing: `call()` and `submit()` run a coroutine on the loop,
+and `publish_nowait()` hands a message over without waiting, batched so
+that a burst of publishes costs one loop wake-up (see BASELINES.md: one
+`run_coroutine_threadsafe` per publish halves throughput).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js
+from nats.aio.client import Client
+
+from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._options import ConnectOptions
+from noetl_actors.errors import AuthorizationError, BridgeTimeout, ConnectError
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger("noetl_actors.bridge")
+
+T = TypeVar("T")
+
+Outgoing = tuple[str, bytes, dict[str, str] | None]
+
+
+class Connection:
+    """A connected nats-py client and the loop thread that runs it.
+
+    `on_state(kind, detail)` hears "disconnected", "reconnected" and
+    "error"; `on_lost(why)` is called once if the loop thread ends or the
+    client closes without `close()` being asked for (the owner restarts).
+    Both are called on the loop thread: be quick.
+    """
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        *,
+        on_state: Callable[[str, str], None] = lambda kind, detail: None,
+        on_lost: Callable[[str], None] = lambda why: None,
+    ) -> None:
+        self.options = options
+        self.loop = asyncio.new_event_loop()
+        self._on_state = on_state
+        self._on_lost = on_lost
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="noetl-nats-loop", daemon=True)
+        self._client: Client | None = None
+        self._js: nats.js.JetStreamContext | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: deque[Outgoing] = deque()
+        self._outbox_lock = threading.Lock()
+        self._outbox_scheduled = False
+        self._outbox_ready: asyncio.Event | None = None
+
+    # -- life cycle ------------------------------------------------------------
+
+    def open(self) -> Connection:
+        """Start the loop thread and connect; return once connected.
+
+        Raises:
+            AuthorizationError: the server refused the credentials.
+            ConnectError: no server answered within `options.connect_timeout`.
+        """
+        self._thread.start()
+        try:
+            self.call(self._connect(), timeout=self.options.connect_timeout + 1)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self, *, timeout: float = 5.0) -> None:
+        """Flush what was published, close the client, stop and join the loop thread."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
+            try:
+                future.result(timeout)
+            except Exception:
+                logger.debug("closing the NATS connection failed", exc_info=True)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or not self._thread.is_alive()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        why = "the NATS loop stopped"
+        try:
+            self.loop.run_forever()
+        except BaseException as error:  # a callback raised SystemExit or the like
+            why = f"the NATS loop thread died: {error!r}"
+            logger.error("%s", why)
+        if not self._closing:
+            self._on_lost(why)
+
+    async def _connect(self) -> None:
+        client = Client()
+        refused = asyncio.get_running_loop().create_future()
+
+        async def on_error(error: Exception) -> None:
+            if _is_auth_error(error) and not refused.done():
+                refused.set_result(error)
+            self._on_state("error", str(error))
+
+        async def on_disconnected() -> None:
+            if not self._closing:
+                self._on_state("disconnected", self.options.describe())
+
+        async def on_reconnected() -> None:
+            url = client.connected_url
+            self._on_state("reconnected", url.geturl() if url else self.options.describe())
+
+        async def on_closed() -> None:
+            if not self._closing:
+                self._on_lost("the NATS connection closed")
+
+        connecting = asyncio.ensure_future(
+            client.connect(
+                **self.options.nats_kwargs(),
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                closed_cb=on_closed,
+            )
+        )
+        done, _ = await asyncio.wait(
+            {connecting, refused}, timeout=self.options.connect_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if connecting not in done or connecting.exception() is not None:
+            connecting.cancel()
+            await _quietly(client.close())
+            where = self.options.describe()
+            if refused.done():
+                raise AuthorizationError(f"{where} refused our credentials: {refused.result()}")
+            finished = connecting.done() and not connecting.cancelled()
+            error = connecting.exception() if finished else None
+            if error is not None and _is_auth_error(error):
+                raise AuthorizationError(f"{where} refused our credentials: {error}")
+            raise ConnectError(
+                f"could not connect to {where} within {self.options.connect_timeout:g}s"
+                + (f": {error}" if error else "")
+            )
+        refused.cancel()
+        self._client = client
+        self._js = client.jetstream()
+        self._outbox_ready = asyncio.Event()
+        self.spawn(self._send_outbox(), name="outbox")
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            if task.get_name() != "outbox":
+                task.cancel()
+        if self._client is not None:
+            await self._flush_outbox()
+            await _quietly(self._client.flush(timeout=2))
+            await _quietly(self._client.close())
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- running things on the loop -------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "not connected"
+        return self._client
+
+    @property
+    def js(self) -> nats.js.JetStreamContext:
+        assert self._js is not None, "not connected"
+        return self._js
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `coroutine` on the loop; from any thread except the loop's."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
+        """Run `coroutine` on the loop and wait for it; errors come back translated."""
+        future = self.submit(coroutine)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise BridgeTimeout(f"no answer from NATS within {timeout:g}s") from None
+        except Exception as error:
+            raise translate(error) from error
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Start a task this connection owns (cancelled on close); on the loop thread."""
+        task = self.loop.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("NATS task %s failed", task.get_name(), exc_info=task.exception())
+
+    # -- publishing without blocking ------------------------------------------
+
+    def publish_nowait(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Queue a core-NATS publish; never waits on the network. Thread-safe."""
+        with self._outbox_lock:
+            self._outbox.append((subject, payload, headers))
+            if self._outbox_scheduled:
+                return
+            self._outbox_scheduled = True
+        self.loop.call_soon_threadsafe(self._wake_outbox)
+
+    def _wake_outbox(self) -> None:
+        if self._outbox_ready is not None:
+            self._outbox_ready.set()
+
+    async def _send_outbox(self) -> None:
+        assert self._outbox_ready is not None
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush_outbox()
+
+    async def _flush_outbox(self) -> None:
+        with self._outbox_lock:
+            batch = list(self._outbox)
+            self._outbox.clear()
+            self._outbox_scheduled = False
+        client = self.client
+        for subject, payload, headers in batch:
+            try:
+                await client.publish(subject, payload, headers=headers)
+            except Exception:
+                logger.warning("publish to %s failed", subject, exc_info=True)
+
+
+def _is_auth_error(error: BaseException) -> bool:
+    return isinstance(error, nats.errors.AuthorizationError) or (
+        "authorization violation" in str(error).lower()
+        or "authentication" in str(error).lower()
+    )
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.debug("ignored while closing", exc_info=True)
