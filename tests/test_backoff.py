@@ -242,7 +242,7 @@ def test_successive_crashes_double_the_delay_up_to_max(
     [(9.5, 8.0), (10.0, 1.0), (25.0, 1.0)],
     ids=["shorter-than-reset_after-keeps-growing", "exactly-reset_after-resets", "longer-resets"],
 )
-def test_a_quiet_period_of_reset_after_since_the_last_failure_brings_the_delay_back_to_initial(
+def test_running_quietly_for_reset_after_since_the_last_restart_brings_the_delay_back_to_initial(
     make_tree: Callable[[Backoff], BackoffTree], quiet: float, next_delay: float
 ) -> None:
     tree = make_tree(Backoff(initial=1.0, multiplier=2.0, max=8.0, reset_after=10.0))
@@ -250,7 +250,7 @@ def test_a_quiet_period_of_reset_after_since_the_last_failure_brings_the_delay_b
         delay = tree.crash()
         assert delay == expected
         tree.advance_until_restarted(delay)  # running again from t = 7
-    tree.clock.advance(quiet - 4.0)  # `quiet` seconds after the failure at t = 3
+    tree.clock.advance(quiet)  # running quietly for `quiet` seconds since t = 7
 
     assert tree.crash() == next_delay
 

@@ -131,12 +131,13 @@ def test_a_factory_that_raises_is_a_start_failure_too() -> None:
 
 
 def test_a_factory_must_return_a_supervised_actor() -> None:
-    root = start_supervisor(
-        SupervisorFlags(max_restarts=0, within=60),
-        [ChildSpec(id="w", start=lambda: "not an actor")],  # type: ignore[arg-type,return-value]
-    )
-    reason = root.wait(timeout=5)
-    assert reason is not None
+    with pytest.raises(SupervisionError) as caught:
+        start_supervisor(
+            SupervisorFlags(max_restarts=0, within=60),
+            [ChildSpec(id="w", start=lambda: "not an actor")],  # type: ignore[arg-type,return-value]
+        )
+    reason = caught.value.reason
+    assert reason.kind is ExitKind.GAVE_UP, "a root that gives up while starting does not start"
     assert reason.root().error_type == "TypeError"
     assert "must return a SupervisedActor" in reason.root().message
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -120,10 +121,17 @@ class SupervisedActor(pykka.ThreadingActor):
             self._start_failure = reason
         else:
             reason = self._requested_exit
+            if reason is not None and reason.is_abnormal:
+                self._start_failure = reason  # e.g. a supervisor that gave up while starting
         self._started.set()
         if reason is None:
             reason, exc_info = self._receive_until_exit()
-        self._teardown(reason, exc_info)
+        try:
+            self._teardown(reason, exc_info)
+        finally:
+            # The traceback holds this frame, which holds it: break the cycle so
+            # a dead incarnation is freed at once, not by a full GC pass later.
+            del exc_info
 
     def _receive_until_exit(self) -> tuple[ExitReason, Any]:
         inbox = self.actor_inbox
@@ -169,6 +177,7 @@ class SupervisedActor(pykka.ThreadingActor):
                 listener(reason)
             except Exception:
                 logger.exception("%s: exit listener failed (ignored)", self.path)
+        self._parent = None  # its closure holds this actor: no cycle once exited
         self._exited.set()
         if self._stop_reply is not None:
             self._stop_reply.set(None)
@@ -192,10 +201,11 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _wait_exit(self, timeout: float | None) -> bool:
         """Wait until the actor's thread has finished; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self._exited.wait(timeout):
             return False
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
             return not self._thread.is_alive()
         return True
 

@@ -53,6 +53,11 @@ class Address:
         return f"<Address {self.path}>"
 
     @property
+    def closed(self) -> bool:
+        """True once the child will not come back: sends raise ActorDeadError."""
+        return self._closed
+
+    @property
     def ref(self) -> pykka.ActorRef[Any] | None:
         """The current incarnation, or None while the child is not running."""
         return self._ref

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Clock", "ManualClock", "MonotonicClock", "TimerHandle"]
+
+logger = logging.getLogger("noetl_actors.supervision")
 
 
 class TimerHandle:
@@ -129,7 +132,10 @@ class MonotonicClock:
                     timeout = None if next_due is None else max(next_due - self.now(), 0)
                     self._condition.wait(timeout)
             for handle in due:
-                handle.fn()
+                try:
+                    handle.fn()
+                except Exception:
+                    logger.exception("a timer callback failed (ignored)")
 
 
 class ManualClock:

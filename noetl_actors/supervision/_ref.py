@@ -49,6 +49,9 @@ class SupervisorRef:
         return self._supervisor.exit_reason
 
     def _call(self, method: Any, *args: Any, timeout: float | None) -> Any:
+        for arg in args:
+            if method is not Supervisor.start_child and not isinstance(arg, str):
+                raise TypeError(f"a child id must be a string (got {arg!r})")
         try:
             result = self.actor_ref.ask(_Call(method, args), timeout=timeout)
         except pykka.ActorDeadError as error:
@@ -68,6 +71,8 @@ class SupervisorRef:
             ChildAlreadyExists: the id is taken.
             SupervisionError: it failed to start (it is not added).
         """
+        if not isinstance(spec, ChildSpec):
+            raise TypeError(f"start_child needs a ChildSpec (got {type(spec).__name__})")
         ref: pykka.ActorRef[Any] = self._call(Supervisor.start_child, spec, timeout=timeout)
         return ref
 
@@ -149,10 +154,16 @@ def start_supervisor(
     if clock is not None:
         context.clock = clock
     supervisor = Supervisor(flags, children, context=context)
-    supervisor._add_watcher(0, lambda _reason: context.clock.close())
-    failure = supervisor._launch(f"/{id}", None)
-    if failure is not None:
+    path = f"/{id}"
+
+    def close_tree(_reason: ExitReason) -> None:
+        context.close_addresses(path)
         context.clock.close()
+
+    supervisor._add_watcher(0, close_tree)
+    failure = supervisor._launch(path, None)
+    if failure is not None:
+        supervisor._wait_exit(None)
         raise SupervisionError(failure)
     return SupervisorRef(supervisor)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -61,11 +62,53 @@ LAST_EXITS_KEPT = 5
 
 @attrs.define
 class TreeContext:
-    """What every supervisor of one tree shares: the clock and the observers."""
+    """What every supervisor of one tree shares: the clock, the observers, the addresses.
+
+    Addresses live here, by path, so that an address outlives the
+    incarnation of the supervisor that made it: a child's address keeps
+    working when its supervisor is restarted, until the tree decides that
+    the child will not come back (then it is closed).
+    """
 
     clock: Clock = attrs.field(factory=MonotonicClock)
     observers: tuple[Observer, ...] = ()
     rng: random.Random = attrs.field(factory=random.Random)
+    _addresses: dict[str, Address] = attrs.field(factory=dict, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    def address(self, path: str, on_dead_letter: Callable[[Any], None]) -> Address:
+        """The open address of `path`, made if there is none."""
+        with self._lock:
+            address = self._addresses.get(path)
+            if address is None or address.closed:
+                address = Address(path, on_dead_letter=on_dead_letter)
+                self._addresses[path] = address
+            return address
+
+    def close_addresses(
+        self, path: str, *, include_path: bool = True, keep: Iterable[str] = ()
+    ) -> None:
+        """Close the addresses of `path` and everything under it, except `keep` subtrees."""
+        kept = tuple(keep)
+
+        def doomed(candidate: str) -> bool:
+            under = candidate.startswith(path + "/") or (include_path and candidate == path)
+            return under and not any(
+                candidate == k or candidate.startswith(k + "/") for k in kept
+            )
+
+        with self._lock:
+            closing = [a for p, a in self._addresses.items() if doomed(p)]
+            for address in closing:
+                del self._addresses[address.path]
+        for address in closing:
+            address._close()
+
+    def reopen(self, address: Address) -> None:
+        """Open a closed address again (`restart_child` of a terminated child)."""
+        with self._lock:
+            address._reopen()
+            self._addresses[address.path] = address
 
 
 @attrs.frozen
@@ -104,11 +147,12 @@ class _Child:
     total_restarts: int = 0
     restart_times: deque[float] = attrs.field(factory=deque)
     consecutive: int = 0
-    last_failure_at: float | None = None
     last_exits: deque[tuple[ExitReason, float]] = attrs.field(
         factory=lambda: deque(maxlen=LAST_EXITS_KEPT)
     )
     started_at: float | None = None
+    running_since: float | None = None
+    """Clock time of the last successful start; None after a failure."""
     timer: TimerHandle | None = None
 
     @property
@@ -140,8 +184,8 @@ class Supervisor(SupervisedActor):
         self._initial_specs = tuple(children)
         self._children: dict[str, _Child] = {}
         self._intensity = RestartIntensity(flags.max_restarts, flags.within)
-        self._tokens = itertools.count(1)
-        self.started_at = time.time()
+        self._stopping: SupervisedActor | None = None
+        self.started_at: float | None = None
 
     @property
     def context(self) -> TreeContext:
@@ -152,18 +196,37 @@ class Supervisor(SupervisedActor):
     # -- life cycle ----------------------------------------------------------
 
     def on_start(self) -> None:
+        self.started_at = time.time()
         for spec in self._initial_specs:
             self._children[spec.id] = self._new_child(spec)
+        # Dynamic children of an earlier incarnation do not come back.
+        self.context.close_addresses(
+            self.path, include_path=False, keep=[c.address.path for c in self._children.values()]
+        )
         self._start_children(list(self._children), token=0)
 
     def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
+        # Children's addresses stay open (messages wait): whoever supervises
+        # this supervisor decides whether they come back, and closes them if not.
         for child in reversed(list(self._children.values())):
             self._cancel_timer(child)
             if child.actor is not None:
-                self._stop_child(child, closing=True)
-            else:
-                child.address._close()
+                self._stop_child(child, closing=False)
         super()._before_exit(reason, exc_info)
+
+    def _kill(self) -> None:
+        """Kill this supervisor and, at once, every actor under it.
+
+        Runs on the killer's thread. `tuple()` of a dict view is one C call
+        that holds the GIL, so reading the children here is safe.
+        """
+        super()._kill()
+        for child in tuple(self._children.values()):
+            if child.actor is not None:
+                child.actor._kill()
+        stopping = self._stopping
+        if stopping is not None:
+            stopping._kill()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _ChildExit):
@@ -183,7 +246,7 @@ class Supervisor(SupervisedActor):
 
     def _new_child(self, spec: ChildSpec) -> _Child:
         path = f"{self.path}/{spec.id}"
-        address = Address(path, on_dead_letter=lambda m: self._dead_letter(path, m))
+        address = self.context.address(path, lambda m: self._dead_letter(path, m))
         return _Child(spec=spec, address=address)
 
     def _start_children(self, child_ids: Iterable[str], *, token: int) -> None:
@@ -197,7 +260,7 @@ class Supervisor(SupervisedActor):
             if child.state not in (ActorState.STARTING, ActorState.RESTARTING,
                                    ActorState.BACKING_OFF):
                 continue
-            restarting = child.state is not ActorState.STARTING
+            restarting = child.started_at is not None
             failure = self._start(child)
             if failure is not None:
                 self._handle_exit(child, failure, [])
@@ -231,13 +294,16 @@ class Supervisor(SupervisedActor):
             except pykka.ActorDeadError:
                 pass  # the supervisor is gone and stopped us on its way out
 
+        # Attach before the loop starts, so what waited is handled first.
+        child.address._attach(actor.actor_ref)
         failure = actor._launch(path, tell_parent)
         if failure is not None:
+            child.address._detach(drain(actor.actor_inbox))
             return failure
         child.actor = actor
         child.state = ActorState.RUNNING
         child.started_at = time.time()
-        child.address._attach(actor.actor_ref)
+        child.running_since = self.context.clock.now()
         return None
 
     # -- exits and decisions -------------------------------------------------
@@ -272,9 +338,13 @@ class Supervisor(SupervisedActor):
         group = self._restart_group(child)
         for other in reversed(group):
             if other is not child and other.actor is not None:
-                self._stop_child(other, closing=False)
+                temporary = other.spec.restart is Restart.TEMPORARY
+                self._stop_child(other, closing=temporary)
+                if temporary:  # stopped with its siblings, but never restarted (OTP)
+                    del self._children[other.id]
+        group = [member for member in group if member.id in self._children]
         delay = self._backoff_delay(child, now)
-        token = next(self._tokens)
+        token = next(_restart_tokens)
         for member in group:
             self._cancel_timer(member)
             member.token = token
@@ -305,19 +375,19 @@ class Supervisor(SupervisedActor):
         return [c for c in children if c is child or c.state is not ActorState.STOPPED]
 
     def _backoff_delay(self, child: _Child, now: float) -> float:
+        """The wait before this restart; the count resets once a child ran quietly."""
         backoff = self.flags.backoff
-        last = child.last_failure_at
-        if last is not None and now - last >= backoff.reset_after:
+        since = child.running_since
+        if since is not None and now - since >= backoff.reset_after:
             child.consecutive = 0
+        child.running_since = None
         delay = backoff.delay(child.consecutive, self.context.rng)
         child.consecutive += 1
-        child.last_failure_at = now
         return delay
 
     def _retire(self, child: _Child, leftovers: list[Envelope[Any]]) -> None:
         """A child that is not restarted: temporary ones are forgotten (as OTP)."""
-        child.state = ActorState.STOPPED
-        child.address._close(leftovers)
+        self._close(child, leftovers)
         if child.spec.restart is Restart.TEMPORARY:
             del self._children[child.id]
         if child.spec.significant:
@@ -363,9 +433,11 @@ class Supervisor(SupervisedActor):
         assert actor is not None
         child.actor = None
         child.address._detach()
-        grace = child.spec.shutdown_grace
+        # Once this supervisor is killed, what is left under it is killed too.
+        grace = 0.0 if self._killed else child.spec.shutdown_grace
         kind = ExitKind.SHUTDOWN
         stopped = False
+        self._stopping = actor
         if grace > 0:
             try:
                 actor.actor_ref.tell(pykka.messages._ActorStop())
@@ -377,15 +449,21 @@ class Supervisor(SupervisedActor):
             actor._kill()
             if not actor._wait_exit(KILL_WAIT):
                 self._emit(EventKind.ABANDONED, child, detail=f"ignored stop for {grace:g}s")
+        self._stopping = None
         leftovers = drain(actor.actor_inbox)
         reason = ExitReason(kind, path=child.address.path)
         child.last_exits.append((reason, time.time()))
         self._emit(EventKind.EXITED, child, reason=reason)
         if closing:
-            child.state = ActorState.STOPPED
-            child.address._close(leftovers)
+            self._close(child, leftovers)
         else:
             child.address._detach(leftovers)
+
+    def _close(self, child: _Child, leftovers: list[Envelope[Any]]) -> None:
+        """The child will not come back: close its address and every one under it."""
+        child.state = ActorState.STOPPED
+        child.address._close(leftovers)
+        self.context.close_addresses(child.address.path)
 
     def _cancel_timer(self, child: _Child) -> None:
         if child.timer is not None:
@@ -402,7 +480,7 @@ class Supervisor(SupervisedActor):
         failure = self._start(child)
         if failure is not None:
             del self._children[spec.id]
-            child.address._close()
+            self._close(child, [])
             raise SupervisionError(failure)
         self._emit(EventKind.STARTED, child)
         assert child.actor is not None
@@ -414,8 +492,7 @@ class Supervisor(SupervisedActor):
         if child.actor is not None:
             self._stop_child(child, closing=True)
         else:
-            child.state = ActorState.STOPPED
-            child.address._close()
+            self._close(child, [])
         if child.spec.restart is Restart.TEMPORARY:
             del self._children[child_id]
 
@@ -423,12 +500,11 @@ class Supervisor(SupervisedActor):
         child = self._child(child_id)
         if child.state is not ActorState.STOPPED:
             raise ChildRunning(f"{child.address.path} is {child.state.value}, not stopped")
-        child.address._reopen()
+        self.context.reopen(child.address)
         child.state = ActorState.STARTING
         failure = self._start(child)
         if failure is not None:
-            child.state = ActorState.STOPPED
-            child.address._close()
+            self._close(child, [])
             raise SupervisionError(failure)
         self._emit(EventKind.STARTED, child)
         assert child.actor is not None
@@ -475,25 +551,24 @@ class Supervisor(SupervisedActor):
 
     # -- observing -----------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready picture of this supervisor and everything under it."""
+    def snapshot(self, budget: float = SNAPSHOT_TIMEOUT) -> dict[str, Any]:
+        """A JSON-ready picture of this supervisor and everything under it.
+
+        Child supervisors are asked all at once, each given half of what is
+        left of `budget` for their own children, so one stuck supervisor
+        shows as ``unresponsive`` without hiding its healthy parents.
+        """
+        deadline = time.monotonic() + budget
+        asks = {
+            child.id: child.actor.actor_ref.ask(
+                _Call(Supervisor.snapshot, (budget / 2,)), block=False
+            )
+            for child in self._children.values()
+            if isinstance(child.actor, Supervisor)
+        }
         now = self.context.clock.now()
         within = self.flags.within
         children: list[dict[str, Any]] = []
-        picture = {
-            "id": self.path.rsplit("/", 1)[-1],
-            "path": self.path,
-            "kind": ChildType.SUPERVISOR.value,
-            "strategy": self.flags.strategy.value,
-            "state": ActorState.RUNNING.value,
-            "intensity": {
-                "restarts_in_window": self._intensity.in_window(now),
-                "max_restarts": self.flags.max_restarts,
-                "within": within,
-            },
-            "started_at": self.started_at,
-            "children": children,
-        }
         for child in self._children.values():
             entry: dict[str, Any] = {
                 "id": child.id,
@@ -510,17 +585,23 @@ class Supervisor(SupervisedActor):
                 ],
                 "started_at": child.started_at,
             }
-            if isinstance(child.actor, Supervisor):
-                entry.update(self._child_supervisor_picture(child.actor))
+            if child.id in asks:
+                entry.update(_subtree(asks[child.id], deadline))
             children.append(entry)
-        return picture
-
-    def _child_supervisor_picture(self, supervisor: Supervisor) -> dict[str, Any]:
-        try:
-            picture = supervisor.actor_ref.ask(_Call(Supervisor.snapshot), timeout=SNAPSHOT_TIMEOUT)
-        except (pykka.Timeout, pykka.ActorDeadError):
-            return {"strategy": supervisor.flags.strategy.value, "unresponsive": True}
-        return {key: picture[key] for key in ("strategy", "intensity", "children")}  # type: ignore[index]
+        return {
+            "id": self.path.rsplit("/", 1)[-1],
+            "path": self.path,
+            "kind": ChildType.SUPERVISOR.value,
+            "strategy": self.flags.strategy.value,
+            "state": ActorState.RUNNING.value,
+            "intensity": {
+                "restarts_in_window": self._intensity.in_window(now),
+                "max_restarts": self.flags.max_restarts,
+                "within": within,
+            },
+            "started_at": self.started_at,
+            "children": children,
+        }
 
     def _emit(self, kind: EventKind, child: _Child, **fields: Any) -> None:
         self._emit_path(kind, child.address.path, **fields)
@@ -538,6 +619,22 @@ class Supervisor(SupervisedActor):
 
     def _dead_letter(self, path: str, message: Any) -> None:
         self._emit_path(EventKind.DEAD_LETTER, path, detail=repr(message)[:200])
+
+
+_restart_tokens = itertools.count(1)
+"""Tokens of restart orders, unique across every supervisor and incarnation,
+so that an order left over from an earlier incarnation never matches."""
+
+
+def _subtree(future: pykka.Future[Any], deadline: float) -> dict[str, Any]:
+    """A child supervisor's strategy, intensity and children, or `unresponsive`."""
+    try:
+        picture = future.get(timeout=max(deadline - time.monotonic(), 0))
+    except (pykka.Timeout, pykka.ActorDeadError):
+        return {"unresponsive": True, "children": []}
+    if isinstance(picture, _Refused):
+        return {"unresponsive": True, "children": []}
+    return {key: picture[key] for key in ("strategy", "intensity", "children")}
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
