@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from noetl_actors.bridge import EmbeddedNatsServer
+
 THREAD_LEAK_WAIT = 5.0
 
 
@@ -31,3 +33,13 @@ def _no_leaked_threads() -> Iterator[None]:
     if leaked:
         pykka.ActorRegistry.stop_all(block=False)
         pytest.fail(f"threads left running after the test: {[t.name for t in leaked]}")
+
+
+@pytest.fixture
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNatsServer]:
+    """A real nats-server with JetStream on a free loopback port, stopped after the test."""
+    server = EmbeddedNatsServer(state_dir=tmp_path_factory.mktemp("nats")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
