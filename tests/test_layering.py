@@ -66,3 +66,35 @@ def test_the_demo_runs_to_a_clean_stop() -> None:
     assert "gave_up      /demo/extract" in out
     assert "restarted    /demo/extract  (restart #1)" in out
     assert out.rstrip().endswith("tree stopped: /demo stopped")
+
+
+def test_the_bridge_package_exports_exactly_its_all() -> None:
+    import noetl_actors.bridge
+
+    assert set(_public_names(noetl_actors.bridge)) == set(noetl_actors.bridge.__all__)
+
+
+def test_noetl_server_runs_the_embedded_server_until_interrupted(tmp_path) -> None:
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "noetl_actors.cli", "server", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("nats-server on nats://127.0.0.1:"), first
+        monitor = first.split("(monitoring ")[1].split(")")[0]
+        with urllib.request.urlopen(f"{monitor}/healthz", timeout=5) as answer:
+            assert answer.status == 200
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert "nats-server stopped." in out
+        assert (tmp_path / "jetstream").is_dir()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
