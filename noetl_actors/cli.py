@@ -18,7 +18,6 @@ from noetl_actors import __version__
 from noetl_actors.errors import NoetlError
 
 
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="noetl")
 def main() -> None:
