@@ -37,7 +37,6 @@ from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT, check_token
 from noetl_actors.errors import BridgeError, ConnectError, MalformedMessage
 from noetl_actors.supervision import (
     ChildSpec,
-    Down,
     EventKind,
     LifecycleEvent,
     Observer,
@@ -166,7 +165,9 @@ class _Settler:
         if how != "in_progress":
             with self._lock:
                 if self._settled:
-                    raise RuntimeError(f"message {self._msg.subject} was already settled")
+                    logger.warning("%s of a message on %s ignored: it was already settled",
+                                   how, self._msg.subject)
+                    return
                 self._settled = True
         try:
             self._connection.submit(self._run(how, delay))
@@ -650,8 +651,6 @@ class BridgeActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Lost):
             raise ConnectionLost(message.why)
-        if isinstance(message, Down):
-            return None
         return super().on_receive(message)
 
     def _release(self) -> None:
