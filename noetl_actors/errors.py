@@ -3,6 +3,8 @@
 The tree, as callers catch it::
 
     NoetlError
+    ├── PlaybookError             a playbook is invalid; .problems says where and what
+    ├── TemplateError             a template did not parse or render (step error "template")
     ├── SupervisionError          a supervisor gave up; .reason holds the chain
     ├── ChildError                a dynamic-child verb was misused
     │   ├── ChildNotFound             no child with that id (also a KeyError)
@@ -25,7 +27,8 @@ builtin (`TypeError`, `ValueError`) with a message naming the argument.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -47,12 +50,33 @@ __all__ = [
     "NatsServerError",
     "NatsServerNotFound",
     "NoetlError",
+    "PlaybookError",
     "SupervisionError",
+    "TemplateError",
 ]
 
 
 class NoetlError(Exception):
     """The root of every error that noetl-actors raises on purpose."""
+
+
+class PlaybookError(NoetlError):
+    """A playbook (or preset) is invalid; nothing of it runs.
+
+    `problems` holds one `Problem` per thing wrong (file, line, col,
+    message); `str()` is one ``file:line:col: message`` line each.
+    """
+
+    def __init__(self, problems: Sequence[Any]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+class TemplateError(NoetlError):
+    """A template did not parse or render: an undefined name, bad syntax, a sandbox refusal.
+
+    At run time it is a step failure of type ``template``.
+    """
 
 
 class SupervisionError(NoetlError):

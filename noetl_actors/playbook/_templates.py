@@ -1,0 +1,118 @@
+"""Templating of a step's `with:`: sandboxed Jinja2 with strict undefined.
+
+A template may use `vars`, `workflow` (`id`, `name`), `steps.<step>.output`
+(earlier steps of its own task), `tasks.<task>.steps.<step>.output` (steps of
+tasks it needs) and `attempt`. `references()` finds what a template refers
+to, so the loader can refuse a reference to a step that does not run before.
+
+A string that is exactly one ``{{ expression }}`` renders to the
+expression's own value (a list stays a list); any other string renders to a
+string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from noetl_actors.errors import TemplateError
+
+__all__ = ["CONTEXT_NAMES", "Reference", "references", "render_value"]
+
+CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
+
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
+
+
+@attrs.frozen
+class Reference:
+    """One name a template uses, with the constant attribute path after it."""
+
+    root: str
+    path: tuple[str, ...]
+
+
+def is_template(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+def references(source: str) -> list[Reference]:
+    """What `source` refers to (names it does not define itself).
+
+    Raises:
+        TemplateError: the template does not parse (the message says where).
+    """
+    try:
+        tree = _ENV.parse(source)
+    except jinja2.TemplateSyntaxError as error:
+        raise TemplateError(f"template syntax: {error.message}") from None
+    local = {
+        node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")
+    }
+    found: list[Reference] = []
+    for root, path in _chains(tree):
+        if root not in local and root not in _ENV.globals:
+            found.append(Reference(root, path))
+    return found
+
+
+def _chains(node: nodes.Node) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(name, constant attribute path) for each outermost attribute chain."""
+    if isinstance(node, nodes.Getattr | nodes.Getitem):
+        path: list[str] = []
+        inner: nodes.Node = node
+        while isinstance(inner, nodes.Getattr | nodes.Getitem):
+            if isinstance(inner, nodes.Getattr):
+                path.append(inner.attr)
+            elif isinstance(inner.arg, nodes.Const):
+                path.append(str(inner.arg.value))
+            else:
+                path.clear()  # a computed key: only the part before it is known
+                yield from _chains(inner.arg)
+            inner = inner.node
+        if isinstance(inner, nodes.Name) and inner.ctx == "load":
+            yield inner.name, tuple(reversed(path))
+            return
+        yield from _chains(inner)
+        return
+    if isinstance(node, nodes.Name):
+        if node.ctx == "load":
+            yield node.name, ()
+        return
+    for child in node.iter_child_nodes():
+        yield from _chains(child)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template string inside `value` (dicts and lists walked).
+
+    Raises:
+        TemplateError: a template failed: undefined name, syntax, sandbox.
+    """
+    if isinstance(value, str):
+        return _render_string(value, context) if is_template(value) else value
+    if isinstance(value, Mapping):
+        return {key: render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(item, context) for item in value]
+    return value
+
+
+def _render_string(source: str, context: Mapping[str, Any]) -> Any:
+    try:
+        whole = _WHOLE_EXPRESSION.match(source)
+        if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
+            result = _ENV.compile_expression(whole.group(1), undefined_to_none=False)(**context)
+            if isinstance(result, jinja2.Undefined):
+                str(result)  # raises UndefinedError with its message
+            return result
+        return _ENV.from_string(source).render(**context)
+    except jinja2.TemplateError as error:
+        raise TemplateError(f"{source!r}: {error.message or error}") from None
