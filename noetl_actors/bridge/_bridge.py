@@ -227,21 +227,28 @@ class Bridge:
     # -- connection hand-over (BridgeActor) ---------------------------------
 
     def _attach(self, connection: Connection, path: str) -> None:
+        # Subscriptions first, so that what waited in the buffer reaches this
+        # process's own subscribers too; then open the connection to callers.
+        self._activate_all(connection)
         with self._lock:
             self._path = path
             self._connection = connection
             self._counters.connections += 1
-            subscriptions = list(self._subscriptions.values())
             while self._buffer:
                 connection.publish_nowait(*self._buffer.popleft())
                 self._counters.published += 1
             self._lock.notify_all()
+        self._activate_all(connection)  # any registered meanwhile (skips the others)
+        self._emit(EventKind.CONNECTED, connection.options.describe())
+
+    def _activate_all(self, connection: Connection) -> None:
+        with self._lock:
+            subscriptions = list(self._subscriptions.values())
         for subscription in subscriptions:
             try:
                 connection.call(self._activate(connection, subscription), timeout=10.0)
             except Exception:
                 logger.exception("could not bridge %r again after a restart", subscription)
-        self._emit(EventKind.CONNECTED, connection.options.describe())
 
     def _detach(self, connection: Connection) -> None:
         with self._lock:

