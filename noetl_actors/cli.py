@@ -24,6 +24,135 @@ def main() -> None:
     """noetl-actors: run NoETL playbooks on Erlang-style supervision trees."""
 
 
+EXIT_INVALID = 2
+"""Exit status for invalid input (a playbook, a flag): nothing ran."""
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values read as YAML scalars (``3`` is a number)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r}: use key=value", param_hint="--set")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            overrides[key.strip()] = raw
+    return overrides
+
+
+def _load(path: str, sets: tuple[str, ...]) -> Any:
+    """Load a playbook or exit 2 with one line per problem."""
+    from noetl_actors.errors import PlaybookError
+    from noetl_actors.playbook import load_playbook
+
+    try:
+        playbook = load_playbook(path, overrides=_parse_sets(sets))
+    except PlaybookError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_INVALID)
+    except OSError as error:
+        click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+    for warning in playbook.warnings:
+        click.echo(str(warning), err=True)
+    return playbook
+
+
+_SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                    help="Override a var (repeatable).")
+_FILE = click.argument("file", type=click.Path(dir_okay=False))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_SET
+def validate(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Check playbooks: exit 0 if all are valid, else print file:line:col problems, exit 2."""
+    from noetl_actors.errors import PlaybookError
+    from noetl_actors.playbook import load_playbook
+
+    invalid = False
+    for path in files:
+        try:
+            playbook = load_playbook(path, overrides=_parse_sets(sets))
+        except PlaybookError as error:
+            invalid = True
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            continue
+        except OSError as error:
+            invalid = True
+            click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
+            continue
+        for warning in playbook.warnings:
+            click.echo(str(warning), err=True)
+        steps = sum(len(task.steps) for task in playbook.tasks)
+        click.echo(f"{path}: valid ({len(playbook.tasks)} tasks, {steps} steps)")
+    if invalid:
+        sys.exit(EXIT_INVALID)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of playbooks (for editors: yaml-language-server)."""
+    import json
+
+    from noetl_actors.playbook._schema import playbook_schema
+
+    click.echo(json.dumps(playbook_schema(), indent=2))
+
+
+@main.command()
+@_FILE
+@click.option("--fail", "fails", multiple=True, metavar="TASK.STEP=N",
+              help="Make a step fail its first N attempts (N may be 'always'). Repeatable.")
+@_SET
+def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Simulate the supervisors of a playbook; no plugin runs.
+
+    Prints the timeline (who fails, who restarts what, under which policy,
+    when a limit is hit and how it escalates), the outcome and how often each
+    step would run. Exit 0 if the simulated run succeeds, 1 if it fails.
+    """
+    from noetl_actors.playbook.preview import parse_failure, run_preview
+
+    playbook = _load(file, sets)
+    try:
+        failures = {}
+        for text in fails:
+            task, step, count = parse_failure(text)
+            failures[(task, step)] = count
+        result = run_preview(playbook, failures)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--fail") from None
+    click.echo(result.report())
+    sys.exit(0 if result.succeeded else 1)
+
+
+@main.command()
+@_FILE
+@_SET
+def lint(file: str, sets: tuple[str, ...]) -> None:
+    """Worst-case executions per step, and warnings on suspicious policies."""
+    from noetl_actors.playbook._lint import lint as lint_playbook
+
+    playbook = _load(file, sets)
+    worst, warnings = lint_playbook(playbook)
+    width = max(len(f"{w.task}.{w.step}") for w in worst)
+    click.echo(f"{'step':<{width}}  worst case  because")
+    for row in worst:
+        click.echo(f"{f'{row.task}.{row.step}':<{width}}  {row.executions:>10}  {row.why}")
+    for warning in warnings:
+        click.echo(str(warning))
+    if not warnings:
+        click.echo("no warnings")
+
+
 @main.command()
 def demo() -> None:
     """Start a supervision tree, crash its children, watch them restart."""

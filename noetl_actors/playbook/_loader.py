@@ -160,7 +160,7 @@ class _Reader:
 
     def name(self, node: Located, what: str) -> str | None:
         value = self.string(node, what)
-        if value is not None and not NAME.match(value):
+        if value is not None and not NAME.fullmatch(value):
             self.error(node, f"{what} {value!r} may hold only letters, digits, '_' and '-' "
                              "(it becomes a NATS subject token)")
             return None
@@ -344,7 +344,7 @@ class _Reader:
         if name is None or steps is None or supervision is None:
             return None
         return Task(name=name, needs=tuple(needs), supervision=supervision, steps=tuple(steps),
-                    line=node.line)
+                    line=node.line, col=node.col)
 
     def steps(self, node: Located) -> list[Step] | None:
         if not self.expect(node, "list", "steps"):
@@ -387,14 +387,14 @@ class _Reader:
             if key in fields
         ):
             return None
-        return Step(name=name, plugin=plugin, line=node.line, **fields)
+        return Step(name=name, plugin=plugin, line=node.line, col=node.col, **fields)
 
     def on_error(self, node: Located) -> dict[str, ErrorAction] | None:
         if not self.expect(node, "mapping", "on_error"):
             return None
         actions: dict[str, ErrorAction] = {}
         for key, (key_node, value) in node.value.items():
-            if not isinstance(key, str) or not NAME.match(key.replace(".", "_")):
+            if not isinstance(key, str) or not NAME.fullmatch(key.replace(".", "_")):
                 self.error(key_node, f"on_error keys are error type names such as "
                                      f"{', '.join(BUILTIN_ERROR_TYPES)} (got {_show(key)})")
                 continue

@@ -66,6 +66,7 @@ class Step:
     runner: Runner | None = None
     on_error: Mapping[str, ErrorAction] = attrs.field(factory=dict)
     line: int = attrs.field(default=0, eq=False)
+    col: int = attrs.field(default=0, eq=False)
 
     def action_for(self, error_type: str) -> ErrorAction:
         return self.on_error.get(error_type, ErrorAction.RESTART)
@@ -92,6 +93,7 @@ class Task:
     needs: tuple[str, ...] = ()
     supervision: SupervisorFlags = TASK_DEFAULT
     line: int = attrs.field(default=0, eq=False)
+    col: int = attrs.field(default=0, eq=False)
 
     def step(self, name: str) -> Step:
         for step in self.steps:

@@ -20,6 +20,7 @@ from noetl_actors.supervision._intensity import RestartIntensity as RestartInten
 from noetl_actors.supervision._reasons import ExitKind as ExitKind
 from noetl_actors.supervision._reasons import ExitReason as ExitReason
 from noetl_actors.supervision._ref import SupervisorRef as SupervisorRef
+from noetl_actors.supervision._ref import start_root as start_root
 from noetl_actors.supervision._ref import start_supervisor as start_supervisor
 from noetl_actors.supervision._ref import supervisor_spec as supervisor_spec
 from noetl_actors.supervision._specs import BRUTAL_KILL as BRUTAL_KILL
@@ -65,6 +66,7 @@ __all__ = [
     "SupervisorFlags",
     "SupervisorRef",
     "monitor",
+    "start_root",
     "start_supervisor",
     "supervisor_spec",
 ]

@@ -17,7 +17,7 @@ from noetl_actors.supervision._specs import ChildSpec, ChildType, Restart, Super
 from noetl_actors.supervision._state import ChildCounts, ChildInfo
 from noetl_actors.supervision._supervisor import Supervisor, TreeContext, _Call, _Refused
 
-__all__ = ["SupervisorRef", "start_supervisor", "supervisor_spec"]
+__all__ = ["SupervisorRef", "start_root", "start_supervisor", "supervisor_spec"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -148,12 +148,27 @@ def start_supervisor(
     chain. It owns the clock it uses and closes it when it exits.
 
     Raises:
-        SupervisionError: the root itself failed to start.
+        SupervisionError: the root itself failed to start (it used up its
+            intensity while starting its children).
+    """
+    return start_root(Supervisor(flags, children), id=id, clock=clock, observers=observers)
+
+
+def start_root(
+    supervisor: Supervisor,
+    *,
+    id: str = "root",
+    clock: Clock | None = None,
+    observers: Sequence[Observer] = (),
+) -> SupervisorRef:
+    """Start a supervisor built but not started (any `Supervisor` subclass) as a root.
+
+    See `start_supervisor`.
     """
     context = TreeContext(observers=tuple(observers))
     if clock is not None:
         context.clock = clock
-    supervisor = Supervisor(flags, children, context=context)
+    supervisor._context = context
     path = f"/{id}"
 
     def close_tree(_reason: ExitReason) -> None:

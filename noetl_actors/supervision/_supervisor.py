@@ -251,14 +251,21 @@ class Supervisor(SupervisedActor):
 
     def _start_children(self, child_ids: Iterable[str], *, token: int) -> None:
         """Start, in order, each listed child still waiting for this token."""
+        waiting = []
         for child_id in child_ids:
+            child = self._children.get(child_id)
+            if child is not None and child.actor is None and child.token == token:
+                if child.state is ActorState.BACKING_OFF:
+                    child.state = ActorState.RESTARTING  # its wait is over
+                waiting.append(child)
+        for child in waiting:
             if self._requested_exit is not None:
                 return
-            child = self._children.get(child_id)
-            if child is None or child.actor is not None or child.token != token:
+            if child.actor is not None or child.token != token:
+                continue  # started, or ordered again, while an earlier one started
+            if child.state not in (ActorState.STARTING, ActorState.RESTARTING):
                 continue
-            if child.state not in (ActorState.STARTING, ActorState.RESTARTING,
-                                   ActorState.BACKING_OFF):
+            if not self._may_start(child):
                 continue
             restarting = child.started_at is not None
             failure = self._start(child)
@@ -270,10 +277,31 @@ class Supervisor(SupervisedActor):
             else:
                 self._emit(EventKind.STARTED, child)
 
+    def _may_start(self, child: _Child) -> bool:
+        """Whether a child waiting to start may start now (True: all start at once).
+
+        Supervisors whose children run one after another (a task's steps) or
+        after others (a workflow's tasks) say no until its turn, then call
+        `_start_waiting()`.
+        """
+        return True
+
+    def _start_waiting(self) -> None:
+        """Start, in order, every waiting child whose turn `_may_start` says has come."""
+        for child in list(self._children.values()):
+            if child.actor is None and child.state in (ActorState.STARTING,
+                                                       ActorState.RESTARTING):
+                self._start_children([child.id], token=child.token)
+
+    def _after_retire(self, child: _Child, reason: ExitReason) -> None:
+        """Called once a child exited for good (stopped or forgotten), with why."""
+
     def _start(self, child: _Child) -> ExitReason | None:
         """Start one incarnation and wait for its `on_start`; return a failure."""
         path = child.address.path
         child.timer = None
+        if child.address.closed:  # a child that had finished is started again
+            self.context.reopen(child.address)
         try:
             actor = child.spec.start()
             if not isinstance(actor, SupervisedActor):
@@ -323,13 +351,12 @@ class Supervisor(SupervisedActor):
     ) -> None:
         """Decide what a child's exit means: forget it, restart, or give up."""
         now = self.context.clock.now()
-        child.last_exits.append((reason, time.time()))
-        self._emit(EventKind.EXITED, child, reason=reason)
+        self._note_exit(child, reason)
         restart = child.spec.restart
         if restart is Restart.TEMPORARY or (
             restart is Restart.TRANSIENT and not reason.is_abnormal
         ):
-            self._retire(child, leftovers)
+            self._retire(child, leftovers, reason)
             return
         child.address._detach(leftovers)
         if not self._intensity.record(now):
@@ -356,6 +383,11 @@ class Supervisor(SupervisedActor):
             child.timer = self.context.clock.call_later(delay, lambda: _tell(ref, due))
         else:
             self.actor_ref.tell(due)
+
+    def _note_exit(self, child: _Child, reason: ExitReason) -> None:
+        """Keep the exit in the child's history and tell the observers."""
+        child.last_exits.append((reason, time.time()))
+        self._emit(EventKind.EXITED, child, reason=reason)
 
     def _count_restart(self, child: _Child) -> None:
         now = self.context.clock.now()
@@ -385,13 +417,15 @@ class Supervisor(SupervisedActor):
         child.consecutive += 1
         return delay
 
-    def _retire(self, child: _Child, leftovers: list[Envelope[Any]]) -> None:
+    def _retire(self, child: _Child, leftovers: list[Envelope[Any]], reason: ExitReason) -> None:
         """A child that is not restarted: temporary ones are forgotten (as OTP)."""
         self._close(child, leftovers)
         if child.spec.restart is Restart.TEMPORARY:
             del self._children[child.id]
         if child.spec.significant:
             self._check_auto_shutdown(child)
+        if self._requested_exit is None:
+            self._after_retire(child, reason)
 
     def _check_auto_shutdown(self, child: _Child) -> None:
         mode = self.flags.auto_shutdown
@@ -451,9 +485,7 @@ class Supervisor(SupervisedActor):
                 self._emit(EventKind.ABANDONED, child, detail=f"ignored stop for {grace:g}s")
         self._stopping = None
         leftovers = drain(actor.actor_inbox)
-        reason = ExitReason(kind, path=child.address.path)
-        child.last_exits.append((reason, time.time()))
-        self._emit(EventKind.EXITED, child, reason=reason)
+        self._note_exit(child, ExitReason(kind, path=child.address.path))
         if closing:
             self._close(child, leftovers)
         else:

@@ -1,0 +1,98 @@
+"""`StepActor`: one attempt at one step: render its input, run its plugin.
+
+The actor renders the step's `with:` in its template context, hands it to
+a `StepRunner`, tells its task the output and stops (a normal exit). Any
+failure is an exception, so the task's supervisor sees a crash and applies
+the playbook's policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+import pykka
+
+from noetl_actors.errors import NoetlError
+from noetl_actors.playbook import Step, render_value
+from noetl_actors.supervision import ExitReason, SupervisedActor
+
+__all__ = ["StepFailed", "StepRunner", "StepTimeout", "error_category"]
+
+
+class StepRunner(Protocol):
+    """Runs one attempt of a step's plugin and returns its output (JSON-ready).
+
+    Called on the step actor's thread; raise to fail the attempt. The
+    exception's class name is the error type `on_error:` matches.
+    """
+
+    def __call__(self, step: Step, inputs: Mapping[str, Any], attempt: int) -> Any: ...
+
+
+class StepFailed(NoetlError):
+    """A step's plugin reported a failure; `error_type` is the plugin's name for it."""
+
+    def __init__(self, message: str, *, error_type: str = "StepFailed") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class StepTimeout(NoetlError):
+    """A step attempt ran past its `timeout` (error type ``timeout``)."""
+
+
+def error_category(reason: ExitReason) -> tuple[str, ...]:
+    """The `on_error:` keys that can match an exit, most specific first."""
+    error_type = reason.error_type or ""
+    if error_type == "StepTimeout":
+        return ("timeout",)
+    if error_type == "TemplateError":
+        return ("template",)
+    return (error_type, "crash") if error_type else ("crash",)
+
+
+@attrs.frozen
+class StepDone:
+    """Told to the task by a step that finished, just before it stops."""
+
+    step: str
+    output: Any
+
+
+@attrs.frozen
+class _Run:
+    pass
+
+
+class StepActor(SupervisedActor):
+    """Runs one attempt of `step` and reports to `task`."""
+
+    def __init__(
+        self,
+        step: Step,
+        *,
+        task: pykka.ActorRef[Any],
+        context: Mapping[str, Any],
+        run: StepRunner,
+        attempt: int,
+    ) -> None:
+        super().__init__()
+        self.step = step
+        self.attempt = attempt
+        self._task = task
+        self._context = context
+        self._run = run
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(_Run())
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, _Run):
+            return super().on_receive(message)
+        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
+        output = self._run(self.step, inputs, self.attempt)
+        self._task.tell(StepDone(self.step.name, output))
+        self.stop()
+        return None

@@ -1,0 +1,140 @@
+"""`TaskSupervisor`: the steps of a task, one after another, under a policy.
+
+Only one step runs at a time. When a step finishes, the next starts; when
+the last finishes, the task tells its workflow the outputs and exits
+normally. Failures go through the kernel (intensity, backoff, escalation)
+with two twists that sequential steps need:
+
+- `one_for_all` means "the task again from its first step": every step is
+  started again in order, and the outputs so far are discarded;
+- `on_error:` of a step can turn an error into `continue` (record it, go on),
+  `stop` (the task ends, failed, and is not restarted) or `escalate` (the
+  task fails at once and its workflow decides), before any restart.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import pykka
+
+from noetl_actors.playbook import ErrorAction, Step, Task
+from noetl_actors.runtime._step import StepActor, StepDone, StepRunner, error_category
+from noetl_actors.supervision import (
+    ActorState,
+    ChildSpec,
+    ExitKind,
+    ExitReason,
+    Restart,
+    Strategy,
+    Supervisor,
+)
+from noetl_actors.supervision._supervisor import _Child
+
+__all__ = ["TaskDone", "TaskSupervisor"]
+
+
+@attrs.frozen
+class TaskDone:
+    """Told to the workflow by a task whose steps all finished."""
+
+    task: str
+    outputs: Mapping[str, Any]
+
+
+class TaskSupervisor(Supervisor):
+    """Supervises the steps of one task of one workflow."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        workflow: pykka.ActorRef[Any],
+        context: Mapping[str, Any],
+        run: StepRunner,
+    ) -> None:
+        self.task = task
+        self._workflow = workflow
+        self._base_context = context
+        self._run = run
+        self.outputs: dict[str, Any] = {}
+        self.attempts: Counter[str] = Counter()
+        self._specs = [
+            ChildSpec(id=step.name, start=functools.partial(self._new_step, step),
+                      restart=step.restart)
+            for step in task.steps
+        ]
+        super().__init__(task.supervision, self._specs)
+
+    def _new_step(self, step: Step) -> StepActor:
+        self.attempts[step.name] += 1
+        context = {**self._base_context, "steps": {
+            name: {"output": output} for name, output in self.outputs.items()
+        }}
+        return StepActor(step, task=self.actor_ref, context=context, run=self._run,
+                         attempt=self.attempts[step.name])
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, StepDone):
+            self.outputs[message.step] = message.output
+            return None
+        return super().on_receive(message)
+
+    # -- one step at a time ----------------------------------------------------
+
+    def _may_start(self, child: _Child) -> bool:
+        if any(c.actor is not None for c in self._children.values()):
+            return False
+        waiting = (ActorState.STARTING, ActorState.RESTARTING, ActorState.BACKING_OFF)
+        first = next((c for c in self._children.values() if c.state in waiting), None)
+        return first is child
+
+    def _after_retire(self, child: _Child, reason: ExitReason) -> None:
+        self._start_waiting()
+        if any(c.actor is not None for c in self._children.values()):
+            return
+        if any(c.state is not ActorState.STOPPED for c in self._children.values()):
+            return  # waiting for a backoff to end
+        self._workflow.tell(TaskDone(self.task.name, dict(self.outputs)))
+        self._exit(ExitReason(ExitKind.NORMAL, path=self.path, message="all steps done"))
+
+    def _restart_group(self, child: _Child) -> list[_Child]:
+        if self.flags.strategy is not Strategy.ONE_FOR_ALL:
+            return [child]
+        # The task again from its first step: what the steps produced is discarded.
+        self.outputs.clear()
+        self._children = {
+            spec.id: self._children.get(spec.id) or self._new_child(spec) for spec in self._specs
+        }
+        return list(self._children.values())
+
+    # -- on_error ----------------------------------------------------------------
+
+    def _handle_exit(self, child: _Child, reason: ExitReason, leftovers: list[Any]) -> None:
+        step = self.task.step(child.id)
+        action = next(
+            (step.on_error[key] for key in error_category(reason) if key in step.on_error),
+            ErrorAction.RESTART,
+        )
+        if not reason.is_abnormal or (
+            action is ErrorAction.RESTART and step.restart is not Restart.TEMPORARY
+        ):
+            super()._handle_exit(child, reason, leftovers)
+            return
+        self._note_exit(child, reason)
+        if action in (ErrorAction.RESTART, ErrorAction.CONTINUE):
+            # A temporary step, or `continue`: the failure is its output; go on.
+            self.outputs[step.name] = {
+                "error": {"type": reason.error_type, "message": reason.message}
+            }
+            self._retire(child, leftovers, reason)
+            return
+        self._close(child, leftovers)
+        kind = ExitKind.SHUTDOWN if action is ErrorAction.STOP else ExitKind.GAVE_UP
+        verb = "stopped" if action is ErrorAction.STOP else "escalated"
+        self._exit(ExitReason(kind, path=self.path, cause=reason,
+                              message=f"{verb}: step {step.name!r} failed ({action.value})"))

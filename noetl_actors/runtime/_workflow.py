@@ -1,0 +1,91 @@
+"""`WorkflowSupervisor`: one run of a playbook, its tasks under a policy.
+
+Tasks run in parallel, each as soon as the tasks it `needs` have finished.
+The workflow ends normally when every task finished, and fails (kind
+`gave_up`, with the reasons) when a task cannot finish: it gave up past
+the workflow's own limits, or was stopped by `on_error: stop`.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from noetl_actors.playbook import Playbook, Task
+from noetl_actors.runtime._step import StepRunner
+from noetl_actors.runtime._task import TaskDone, TaskSupervisor
+from noetl_actors.supervision import (
+    INFINITY,
+    ActorState,
+    ChildSpec,
+    ChildType,
+    ExitKind,
+    ExitReason,
+    Restart,
+    Supervisor,
+)
+from noetl_actors.supervision._supervisor import _Child
+
+__all__ = ["WorkflowSupervisor", "new_workflow_id"]
+
+
+def new_workflow_id() -> str:
+    """A readable, unique, subject-safe id: ``wf-`` and 12 hex digits."""
+    return f"wf-{uuid.uuid4().hex[:12]}"
+
+
+class WorkflowSupervisor(Supervisor):
+    """Supervises the tasks of one workflow (one run of `playbook`)."""
+
+    def __init__(self, playbook: Playbook, *, run: StepRunner, workflow_id: str | None = None
+                 ) -> None:
+        self.playbook = playbook
+        self.workflow_id = workflow_id or new_workflow_id()
+        self._run = run
+        self.outputs: dict[str, Mapping[str, Any]] = {}
+        self.failures: list[ExitReason] = []
+        specs = [
+            ChildSpec(id=task.name, start=functools.partial(self._new_task, task),
+                      restart=Restart.TRANSIENT, type=ChildType.SUPERVISOR, shutdown=INFINITY)
+            for task in playbook.tasks
+        ]
+        super().__init__(playbook.supervision, specs)
+
+    def _new_task(self, task: Task) -> TaskSupervisor:
+        context = {
+            "vars": dict(self.playbook.vars),
+            "workflow": {"id": self.workflow_id, "name": self.playbook.name},
+            "tasks": {
+                name: {"steps": {step: {"output": out} for step, out in outputs.items()}}
+                for name, outputs in self.outputs.items()
+            },
+        }
+        return TaskSupervisor(task, workflow=self.actor_ref, context=context, run=self._run)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, TaskDone):
+            self.outputs[message.task] = message.outputs
+            return None
+        return super().on_receive(message)
+
+    def _may_start(self, child: _Child) -> bool:
+        return all(need in self.outputs for need in self.playbook.task(child.id).needs)
+
+    def _after_retire(self, child: _Child, reason: ExitReason) -> None:
+        if child.id not in self.outputs:
+            self.failures.append(reason)
+        self._start_waiting()
+        if any(c.actor is not None or c.state is ActorState.BACKING_OFF
+               for c in self._children.values()):
+            return
+        if len(self.outputs) == len(self.playbook.tasks):
+            self._exit(ExitReason(ExitKind.NORMAL, path=self.path, message="all tasks done"))
+            return
+        never = sorted(t.name for t in self.playbook.tasks if t.name not in self.outputs)
+        self._exit(ExitReason(
+            ExitKind.GAVE_UP, path=self.path,
+            message=f"task(s) {', '.join(never)} did not finish",
+            cause=self.failures[0] if self.failures else None,
+        ))
