@@ -53,7 +53,12 @@ class ExitReason:
     def from_exception(
         cls, kind: ExitKind, error: BaseException, *, path: str = ""
     ) -> ExitReason:
-        return cls(kind, path=path, error_type=type(error).__name__, message=str(error))
+        """The reason for an exception: its `error_type` attribute if it has one
+        (a plugin's own name for the error), else its class name."""
+        error_type = getattr(error, "error_type", None)
+        if not isinstance(error_type, str) or not error_type:
+            error_type = type(error).__name__
+        return cls(kind, path=path, error_type=error_type, message=str(error))
 
     @property
     def is_abnormal(self) -> bool:
