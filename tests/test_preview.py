@@ -133,7 +133,7 @@ def test_parse_failure_reads_task_step_and_count() -> None:
     assert parse_failure("extract.parse=2") == ("extract", "parse", 2)
     assert parse_failure("extract.parse=always") == ("extract", "parse", ALWAYS)
     for bad in ("extract=2", "extract.parse", "extract.parse=two", ".p=1"):
-        with pytest.raises(ValueError, match="TASK.STEP=N|whole number"):
+        with pytest.raises(ValueError, match=r"TASK\.STEP=N|whole number"):
             parse_failure(bad)
 
 

@@ -358,7 +358,7 @@ class _Translator:
     def read_steps(self, task: _Task, node: Located) -> list[_Step] | None:
         steps: list[_Step] = []
         if node.kind == "mapping":
-            for key, (key_node, value) in node.value.items():
+            for key_node, value in node.value.values():
                 fields = value.value if value.kind == "mapping" else {}
                 steps.append(self.make_step(value, key_node, None, fields, task))
         elif node.kind == "list":
