@@ -66,7 +66,7 @@ def test_a_task_past_its_limit_gives_up_and_the_workflow_fails_with_the_chain() 
     assert result.outcome is not None
     assert [link.path for link in result.outcome.chain()] == ["/pv", "/pv/t", "/pv/t/b"]
     report = result.report()
-    assert "t                            gives up: more than 1 restarts within 60s" in report
+    assert "t                            gives up: more than 1 restart within 60s" in report
     assert "outcome: failed: /pv gave up" in report
 
 
@@ -75,7 +75,7 @@ def test_the_workflow_restarts_a_task_that_gave_up_within_its_own_limit() -> Non
     result = run_preview(parse_playbook(text), {("t", "b"): 1})
     assert result.succeeded
     assert result.executions == {("t", "a"): 2, ("t", "b"): 2, ("t", "c"): 1}
-    assert "restarted by workflow (one_for_one, at most 1 restarts in 60s); restart #1" in \
+    assert "restarted by workflow (one_for_one, at most 1 restart in 60s); restart #1" in \
         result.report()
 
 

@@ -28,27 +28,39 @@ def lint(playbook: Playbook, catalog: Catalog | None = None) -> tuple[list[Worst
     """Worst-case executions per step, and warnings (as `Problem`s with warning=True).
 
     Limits multiply down the tree: a step runs at most ``max_restarts + 1``
-    times in one run of its task (every restart of the task's supervisor may
-    be spent on it, or rerun it under one_for_all), and the task runs at most
+    times in one run of its task (see `_per_run`), and the task runs at most
     ``max_restarts + 1`` times under its workflow.
     """
     catalog = catalog or Catalog.default()
     runs = playbook.supervision.max_restarts + 1
-    worst = [
-        Worst(
-            task.name, step.name,
-            (task.supervision.max_restarts + 1) * runs,
-            f"{task.supervision.max_restarts + 1} per run of task {task.name} "
-            f"x {runs} run(s) of the task under the workflow",
-        )
-        for task in playbook.tasks for step in task.steps
-    ]
+    worst = []
+    for task in playbook.tasks:
+        for step in task.steps:
+            per_run = _per_run(task, step)
+            worst.append(Worst(
+                task.name, step.name, per_run * runs,
+                f"{per_run} per run of task {task.name} x {runs} run(s) of the task "
+                "under the workflow",
+            ))
     warnings = [
         Problem(playbook.file, step.line, step.col, message, warning=True)
         for task in playbook.tasks for step in task.steps
         for message in _step_warnings(task, step, catalog)
     ]
     return worst, warnings
+
+
+def _per_run(task: Task, step: Step) -> int:
+    """At most how often a step runs in one run of its task.
+
+    Every restart the task's supervisor allows may be spent on this step, or
+    rerun it from the first step (one_for_all); a temporary step is never
+    restarted itself, so only one_for_all reruns it.
+    """
+    restarts = task.supervision.max_restarts
+    if step.restart is Restart.TEMPORARY and task.supervision.strategy is not Strategy.ONE_FOR_ALL:
+        return 1
+    return restarts + 1
 
 
 def _step_warnings(task: Task, step: Step, catalog: Catalog) -> list[str]:

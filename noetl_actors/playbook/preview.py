@@ -199,8 +199,9 @@ class _Timeline:
         self._running: set[str] = set()
         self._runs: Counter[str] = Counter()
         flags = playbook.supervision
+        restarts = "restart" if flags.max_restarts == 1 else "restarts"
         self.lines: list[PreviewLine] = [PreviewLine(0.0, "workflow", (
-            f"started ({flags.strategy.value}, at most {flags.max_restarts} task restarts "
+            f"started ({flags.strategy.value}, at most {flags.max_restarts} task {restarts} "
             f"in {flags.within:g}s)"))]
 
     def count(self) -> int:
@@ -258,7 +259,8 @@ class _Timeline:
         else:
             flags = self._playbook.task(parts[0]).supervision
             who = f"task {parts[0]}"
-        policy = (f"{flags.strategy.value}, at most {flags.max_restarts} restarts "
+        restarts = "restart" if flags.max_restarts == 1 else "restarts"
+        policy = (f"{flags.strategy.value}, at most {flags.max_restarts} {restarts} "
                   f"in {flags.within:g}s")
         return who, policy
 

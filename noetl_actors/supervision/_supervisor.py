@@ -449,7 +449,7 @@ class Supervisor(SupervisedActor):
         gave_up = ExitReason(
             ExitKind.GAVE_UP,
             path=self.path,
-            message=f"more than {flags.max_restarts} restarts within {flags.within:g}s",
+            message=f"more than {_restarts(flags.max_restarts)} within {flags.within:g}s",
             cause=reason,
         )
         self._emit_path(EventKind.GAVE_UP, self.path, reason=gave_up)
@@ -656,6 +656,10 @@ class Supervisor(SupervisedActor):
 _restart_tokens = itertools.count(1)
 """Tokens of restart orders, unique across every supervisor and incarnation,
 so that an order left over from an earlier incarnation never matches."""
+
+
+def _restarts(count: int) -> str:
+    return f"{count} restart" if count == 1 else f"{count} restarts"
 
 
 def _subtree(future: pykka.Future[Any], deadline: float) -> dict[str, Any]:
