@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 
 __all__ = ["format_duration", "parse_duration"]
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 
 
@@ -23,7 +24,7 @@ def parse_duration(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         number, unit = match.groups()
-        seconds = float(number) * _UNITS[unit or "s"]
+        seconds = float(Decimal(number) * _UNITS[unit or "s"])  # 700ms is 0.7, exactly
     else:
         raise ValueError(f"{value!r} is not a duration (use 250ms, 30s, 5m, 1h or seconds)")
     if not math.isfinite(seconds) or seconds < 0:
@@ -32,11 +33,17 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest exact spelling: 0.25 -> ``250ms``, 90 -> ``90s``, 300 -> ``5m``."""
+    """The shortest exact spelling that `parse_duration` reads back: 0.25 -> ``250ms``,
+    90 -> ``90s``, 300 -> ``5m``, 1e-7 -> ``0.0000001s``."""
+    seconds = float(seconds)
     for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if seconds >= size and (seconds / size).is_integer():
             return f"{int(seconds / size)}{unit}"
-    millis = seconds * 1000
-    if millis.is_integer():
+    exact = Decimal(repr(seconds))
+    millis = exact * 1000
+    if millis == millis.to_integral_value() and seconds != 0:
         return f"{int(millis)}ms"
-    return f"{seconds:g}s"
+    text = format(exact, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text}s"

@@ -125,8 +125,9 @@ class _Reader:
     def expect(self, node: Located, kind: str, what: str) -> bool:
         if node.kind != kind:
             article = "an" if kind[0] in "aeiou" else "a"
-            self.error(node, f"{what} must be {article} {kind} (got {node.kind} "
-                             f"{_show(node.value)})")
+            got = _show(node.value) if node.kind in ("mapping", "list") else \
+                f"{node.kind} {_show(node.value)}"
+            self.error(node, f"{what} must be {article} {kind} (got {got})")
             return False
         return True
 
@@ -246,11 +247,14 @@ class _Reader:
         for key in ("initial", "max", "reset_after"):
             if key in keys:
                 changes[key] = self.duration(keys[key], f"backoff {key}")
-        for key in ("multiplier", "jitter"):
+        for key, least in (("multiplier", 1.0), ("jitter", 0.0)):
             if key in keys:
                 value = keys[key].value
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     self.error(keys[key], f"backoff {key} must be a number (got {_show(value)})")
+                    changes[key] = None
+                elif value < least:
+                    self.error(keys[key], f"backoff {key} must be >= {least:g} (got {value!r})")
                     changes[key] = None
                 else:
                     changes[key] = float(value)
@@ -292,8 +296,7 @@ class _Reader:
         tasks = self.tasks(keys["tasks"], policies) if "tasks" in keys else None
         if "tasks" in keys and keys["tasks"].kind == "list":
             self.check_needs(keys["tasks"])
-        if tasks is not None:
-            self.check_templates(keys["tasks"], tasks, variables)
+            self.check_templates(keys["tasks"], variables)
         if name is None or tasks is None or supervision is None or self.problems:
             return None
         return Playbook(name=name, description=description, vars=variables, policies=policies,
@@ -382,6 +385,17 @@ class _Reader:
             fields["runner"] = self.choice(keys["runner"], Runner, "runner")
         if "on_error" in keys:
             fields["on_error"] = self.on_error(keys["on_error"])
+        info = self.catalog.plugins.get(plugin) if plugin is not None else None
+        if info is not None:
+            runner = fields.get("runner")
+            if runner is not None and runner.value not in info.modes:
+                self.error(keys["runner"], f"plugin {plugin!r} cannot run {runner.value} "
+                                           f"(its modes: {', '.join(info.modes)})")
+            given = fields.get("with_", {})
+            for input_name, spec in info.inputs.items():
+                if isinstance(spec, dict) and spec.get("required") and input_name not in given:
+                    self.error(keys.get("with", node),
+                               f"plugin {plugin!r} needs with.{input_name}")
         if name is None or plugin is None or any(
             fields.get(key) is None for key in ("timeout", "restart", "runner", "on_error")
             if key in fields
@@ -434,31 +448,24 @@ class _Reader:
             at = next(at for need, at in graph[cycle[0]] if need == cycle[1])
             self.error(at, f"needs form a cycle: {' -> '.join(cycle)}")
 
-    def check_templates(
-        self, node: Located, tasks: list[Task], variables: Mapping[str, Any]
-    ) -> None:
-        by_name = {task.name: task for task in tasks}
-        before = _transitive_needs(by_name)
-        for task, task_node in zip(tasks, node.value, strict=True):
-            steps_node = task_node.value["steps"][1]
-            for index, (step, step_node) in enumerate(zip(task.steps, steps_node.value,
-                                                          strict=True)):
-                if "with" not in step_node.value:
+    def check_templates(self, node: Located, variables: Mapping[str, Any]) -> None:
+        """Template references, on the raw YAML: reported even when other things are wrong."""
+        layout = _Layout.of(node)
+        for task_node in node.value:
+            task = _name_of(task_node)
+            steps = _at(task_node, "steps")
+            if task is None or steps is task_node or steps.kind != "list":
+                continue
+            for step_node in steps.value:
+                step = _name_of(step_node)
+                with_node = _at(step_node, "with")
+                if step is None or with_node is step_node:
                     continue
-                earlier = [s.name for s in task.steps[:index]]
-                for located in _strings(step_node.value["with"][1]):
-                    self.check_template(located, task, step, earlier, by_name,
-                                        before[task.name], variables)
+                for located in _strings(with_node):
+                    self.check_template(located, task, step, layout, variables)
 
     def check_template(
-        self,
-        node: Located,
-        task: Task,
-        step: Step,
-        earlier: list[str],
-        tasks: Mapping[str, Task],
-        needed: set[str],
-        variables: Mapping[str, Any],
+        self, node: Located, task: str, step: str, layout: _Layout, variables: Mapping[str, Any]
     ) -> None:
         try:
             found = references(node.value)
@@ -466,20 +473,47 @@ class _Reader:
             self.error(node, str(error))
             return
         for ref in found:
-            problem = _reference_problem(ref.root, ref.path, task, step, earlier, tasks,
-                                         needed, variables)
+            problem = _reference_problem(ref.root, ref.path, task, step, layout, variables)
             if problem:
                 self.error(node, problem)
+
+
+@attrs.frozen
+class _Layout:
+    """Task and step names, their order and needs, read off the raw YAML."""
+
+    steps: Mapping[str, list[str]]
+    before: Mapping[str, set[str]]
+
+    @classmethod
+    def of(cls, node: Located) -> _Layout:
+        steps: dict[str, list[str]] = {}
+        needs: dict[str, list[str]] = {}
+        for task_node in node.value:
+            task = _name_of(task_node)
+            if task is None:
+                continue
+            step_list = _at(task_node, "steps")
+            steps[task] = [name for s in (step_list.value if step_list.kind == "list" else [])
+                           if (name := _name_of(s)) is not None]
+            need_node = _at(task_node, "needs")
+            entries = [] if need_node is task_node else (
+                need_node.value if need_node.kind == "list" else [need_node])
+            needs[task] = [n.value for n in entries if n.kind == "string"]
+        return cls(steps, _transitive_needs(needs))
+
+
+def _name_of(node: Located) -> str | None:
+    name = _at(node, "name")
+    return name.value if name is not node and name.kind == "string" else None
 
 
 def _reference_problem(
     root: str,
     path: tuple[str, ...],
-    task: Task,
-    step: Step,
-    earlier: list[str],
-    tasks: Mapping[str, Task],
-    needed: set[str],
+    task: str,
+    step: str,
+    layout: _Layout,
     variables: Mapping[str, Any],
 ) -> str | None:
     if root not in CONTEXT_NAMES:
@@ -491,27 +525,29 @@ def _reference_problem(
         return f"workflow.{path[0]}: workflow has only id and name"
     if root == "steps" and path:
         target = path[0]
-        if target == step.name:
+        names = layout.steps.get(task, [])
+        if target == step:
             return f"steps.{target} refers to this step itself"
-        if target in earlier:
-            return None
-        names = [s.name for s in task.steps]
-        if target in names:
-            return f"steps.{target} runs after step {step.name!r}, so it has no output yet"
-        return f"steps.{target}: task {task.name!r} has no step {target!r}"
+        if target not in names:
+            return f"steps.{target}: task {task!r} has no step {target!r}"
+        if names.index(target) > names.index(step):
+            return f"steps.{target} runs after step {step!r}, so it has no output yet"
+        if len(path) > 1 and path[1] != "output":
+            return f"steps.{target}.{path[1]}: a step has only output"
     if root == "tasks" and path:
         other = path[0]
-        if other not in tasks:
+        if other not in layout.steps:
             return f"tasks.{other}: there is no task {other!r}"
-        if other == task.name:
+        if other == task:
             return f"tasks.{other} is this task: use steps.<step> for its earlier steps"
-        if other not in needed:
-            return (f"tasks.{other} does not run before task {task.name!r}: "
-                    f"add it to needs")
-        if len(path) >= 3 and path[1] == "steps" and path[2] not in {
-            s.name for s in tasks[other].steps
-        }:
+        if other not in layout.before.get(task, set()):
+            return f"tasks.{other} does not run before task {task!r}: add it to needs"
+        if len(path) > 1 and path[1] != "steps":
+            return f"tasks.{other}.{path[1]}: a task has only steps"
+        if len(path) > 2 and path[2] not in layout.steps[other]:
             return f"tasks.{other}.steps.{path[2]}: task {other!r} has no step {path[2]!r}"
+        if len(path) > 3 and path[3] != "output":
+            return f"tasks.{other}.steps.{path[2]}.{path[3]}: a step has only output"
     return None
 
 
@@ -557,25 +593,27 @@ def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
     return None
 
 
-def _transitive_needs(tasks: Mapping[str, Task]) -> dict[str, set[str]]:
+def _transitive_needs(needs: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """Every task that runs before each task (what it needs, and what those need)."""
     result: dict[str, set[str]] = {}
-
-    def of(name: str, seen: frozenset[str]) -> set[str]:
-        if name in result:
-            return result[name]
-        found: set[str] = set()
-        for need in tasks[name].needs if name in tasks else ():
-            if need in tasks and need not in seen:
-                found |= {need} | of(need, seen | {need})
-        result[name] = found
-        return found
-
-    for name in tasks:
-        of(name, frozenset({name}))
+    for task in needs:
+        seen: set[str] = set()
+        todo = [n for n in needs[task] if n in needs]
+        while todo:
+            need = todo.pop()
+            if need not in seen and need != task:
+                seen.add(need)
+                todo.extend(n for n in needs.get(need, []) if n in needs)
+        result[task] = seen
     return result
 
 
 def _show(value: Any) -> str:
+    """A value for a message: a mapping or list by its kind, a scalar by its repr."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 

@@ -8,6 +8,7 @@ duplicate keys (which PyYAML silently overwrites).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import attrs
@@ -67,7 +68,11 @@ def _scalar_kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    return "string"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, datetime.date):
+        return "date"  # an unquoted 2024-01-01
+    return type(value).__name__
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,8 +81,8 @@ class _Loader(yaml.SafeLoader):
 
 def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
     """Parse one YAML document; on a syntax error return the problem instead."""
-    loader = _Loader(text)
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -86,21 +91,41 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
         if error.context:
             what = f"{error.context}, {what}"
         return None, [Problem(file, line, col, f"YAML syntax: {what}")]
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow
+        before = text[: error.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        return None, [Problem(file, line, col,
+                              f"YAML syntax: character {error.character!r} is not allowed")]
     except yaml.YAMLError as error:
         return None, [Problem(file, 1, 1, f"YAML syntax: {error}")]
-    finally:
-        loader.dispose()
-    if node is None:
+    if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+                        and not node.value):
         return None, [Problem(file, 1, 1, "the file is empty")]
     problems: list[Problem] = []
-    return _convert(loader, node, file, problems), problems
+    try:
+        return _convert(loader, node, file, problems), problems
+    finally:
+        loader.dispose()
 
 
 def _convert(loader: _Loader, node: yaml.Node, file: str, problems: list[Problem]) -> Located:
     line, col = node.start_mark.line + 1, node.start_mark.column + 1
     if isinstance(node, yaml.MappingNode):
         items: dict[Any, tuple[Located, Located]] = {}
+        merged: dict[Any, tuple[Located, Located]] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges, as safe_load
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
+                    else [value_node]
+                for source in sources:
+                    base = _convert(loader, source, file, problems)
+                    if base.kind != "mapping":
+                        problems.append(Problem(file, base.line, base.col,
+                                                "'<<' merges only mappings"))
+                        continue
+                    for key, entry in base.value.items():
+                        merged.setdefault(key, entry)
+                continue
             key = _convert(loader, key_node, file, problems)
             value = _convert(loader, value_node, file, problems)
             if not isinstance(key.value, str | int | float | bool) and key.value is not None:
@@ -114,6 +139,8 @@ def _convert(loader: _Loader, node: yaml.Node, file: str, problems: list[Problem
                 ))
                 continue
             items[key.value] = (key, value)
+        for key, entry in merged.items():
+            items.setdefault(key, entry)
         return Located(items, line, col)
     if isinstance(node, yaml.SequenceNode):
         return Located([_convert(loader, item, file, problems) for item in node.value], line, col)

@@ -56,6 +56,11 @@ def references(source: str) -> list[Reference]:
     local = {
         node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")
     }
+    local |= {macro.name for macro in tree.find_all(nodes.Macro)}
+    if any(True for _ in tree.find_all(nodes.For)):
+        local.add("loop")
+    if any(True for _ in tree.find_all(nodes.Macro)):
+        local |= {"caller", "varargs", "kwargs"}
     found: list[Reference] = []
     for root, path in _chains(tree):
         if root not in local and root not in _ENV.globals:
@@ -116,3 +121,5 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
         return _ENV.from_string(source).render(**context)
     except jinja2.TemplateError as error:
         raise TemplateError(f"{source!r}: {error.message or error}") from None
+    except Exception as error:  # 1/0, "a" + 1, range(10**10): the template's fault
+        raise TemplateError(f"{source!r}: {type(error).__name__}: {error}") from None
