@@ -146,6 +146,7 @@ class _Route:
     source: str
     target: str
     at: Located
+    condition: Located | None = None
 
 
 @attrs.define
@@ -172,6 +173,8 @@ class _Task:
     native: str | None = None
     step_names: dict[str, str] = attrs.field(factory=dict)
     """Legacy step name -> native step name."""
+    step_plugins: dict[str, str] = attrs.field(factory=dict)
+    """Legacy step name -> native plugin name."""
 
 
 # -- the translation ------------------------------------------------------------------------
@@ -198,7 +201,9 @@ class _Translator:
         for key, (key_node, _) in keys.items():
             if key not in ("apiVersion", "kind", "type", "metadata", "spec", "tasks"):
                 self.warn(key_node, f"{key!r} is not part of a NoETL 2023-24 playbook: dropped")
-        for key, (key_node, _) in spec.items():
+        for key, (key_node, value) in spec.items():
+            if key == "input" and value.value in (None, {}, []):
+                continue
             if key in _SPEC_DROPPED:
                 self.warn(key_node, f"spec.{key} dropped: {_SPEC_DROPPED[key]}")
             elif key not in ("vars", "initialSettings", "tasks", *_SPEC_QUIET):
@@ -225,23 +230,25 @@ class _Translator:
                                         "are dropped")
         if tasks_entry is not None:
             tasks_key, tasks_node = tasks_entry
-            self.read_tasks(tasks_node)
-            if self.tasks or tasks_node.kind not in ("mapping", "list"):
-                items.append(("tasks", tasks_key, self.native_tasks(tasks_node, spec)))
-            else:
-                items.append(("tasks", tasks_key, Located([], tasks_node.line, tasks_node.col)))
+            if tasks_node.kind in ("mapping", "list"):
+                self.read_tasks(tasks_node)
+                tasks_node = self.native_tasks(tasks_node, spec)
+            items.append(("tasks", tasks_key, tasks_node))
         return Located({key: (key_node, value) for key, key_node, value in items},
                        root.line, root.col)
 
     def announce(self, root: Located, keys: dict[str, tuple[Located, Located]]) -> None:
         """The first warning: what the file was taken for."""
         shown, at = "metadata and spec", root
-        for key in ("type", "kind", "apiVersion"):
-            if key in keys:
-                key_node, value = keys[key]
-                shown = f"{key}: {value.value}" if value.kind == "string" else key
-                at = key_node
-                break
+        if "type" in keys:
+            key_node, value = keys["type"]
+            shown, at = f"type: {_show(value)}", key_node
+        elif _scalar(keys, "kind") == "Workflow":
+            shown = "kind: Workflow"
+        elif _scalar(keys, "apiVersion") == "workflow.noetl.io/v1":
+            shown = "apiVersion: workflow.noetl.io/v1"
+        elif "spec" not in keys or "metadata" not in keys:
+            shown = "tasks named by taskName"
         self.warn(at, f"NoETL 2023-24 playbook ({shown}): translated to {API_VERSION}; "
                       "see docs/playbooks.md")
 
@@ -351,9 +358,12 @@ class _Translator:
             fields = {k: v for k, v in keys.items()
                       if k not in ("taskName", "name", "switch", "next", "nats", "inputSchema",
                                    "outputSchema", *_TASK_QUIET)}
-            task.steps = [self.make_step(node, name, name_key, fields)]
+            step = self.make_step(node, task.name, name_key, fields)
+            task.steps = [step]
             if task.native is not None and task.legacy is not None:
                 task.step_names[task.legacy] = task.native
+                if step.plugin is not None:
+                    task.step_plugins[task.legacy] = _native_plugin(step.plugin)
 
     def read_steps(self, task: _Task, node: Located) -> list[_Step] | None:
         steps: list[_Step] = []
@@ -400,6 +410,9 @@ class _Translator:
                 continue
             else:
                 step.fields[key] = (key_node, value)
+        if task is not None and name is not None and name.kind in ("string", "number") \
+                and step.plugin is not None:
+            task.step_plugins[str(name.value)] = _native_plugin(step.plugin)
         return step
 
     def read_switch(self, task: _Task, node: Located) -> None:
@@ -415,19 +428,15 @@ class _Translator:
             before = len(task.routes)
             if targets is not None:
                 self.read_next(task, targets[1], keys.get("params") or keys.get("args"))
-            added = [route.target for route in task.routes[before:]]
-            if "condition" in keys:
-                condition = keys["condition"][1]
-                src = task.legacy or "?"
-                if added:
-                    shown = " and ".join(repr(t) for t in added)
-                    self.warn(condition, f"condition dropped: task {shown} now always runs "
-                                         f"after task {src!r} (conditions cannot be "
-                                         "expressed natively yet)")
-                else:
-                    self.warn(condition, f"condition dropped with its branch, which ended the "
-                                         f"workflow after task {src!r} (conditions cannot be "
-                                         "expressed natively yet)")
+            if "condition" not in keys:
+                continue
+            condition = keys["condition"][1]
+            for route in task.routes[before:]:
+                route.condition = condition
+            if len(task.routes) == before:
+                self.warn(condition, "condition dropped with its branch, which ended the "
+                                     f"workflow after task {task.legacy!r} (conditions cannot "
+                                     "be expressed natively yet)")
 
     def read_next(self, task: _Task, node: Located, params: tuple[Located, Located] | None
                   ) -> None:
@@ -465,17 +474,24 @@ class _Translator:
         return (task.legacy is not None and task.steps is None and task.steps_node is None
                 and task.node.kind == "mapping" and bool(task.routes))
 
-    def expand(self, target: str, at: Located, seen: frozenset[str] = frozenset()
-               ) -> Iterator[tuple[str, Located]]:
-        """The real task(s) a route to `target` leads to, through routers."""
-        router = self.by_legacy.get(target)
+    def expand(self, route: _Route, seen: frozenset[str] = frozenset()) -> Iterator[_Route]:
+        """The route(s) to real tasks that `route` leads to, through routers.
+
+        A route through a router keeps the router's own condition when it
+        has none.
+        """
+        router = self.by_legacy.get(route.target)
         if router is None or not self.is_router(router):
-            yield target, at
+            yield route
             return
-        if target in seen:
+        if route.target in seen:
             return
-        for route in router.routes:
-            yield from self.expand(route.target, route.at, seen | {target})
+        for onward in router.routes:
+            yield from self.expand(
+                _Route(route.source, onward.target, onward.at,
+                       route.condition or onward.condition),
+                seen | {route.target},
+            )
 
     def plan(self, spec: dict[str, tuple[Located, Located]]) -> dict[str, list[Located]]:
         """Each legacy task's needs, as located native names, from the flow.
@@ -506,24 +522,34 @@ class _Translator:
 
         reached = set(starts)
         queue = deque(starts)
+        conditions: dict[Located, list[tuple[str, str]]] = {}
 
         def walk() -> None:
             while queue:
                 src = queue.popleft()
-                for route in self.by_legacy[src].routes:
-                    for dst, at in self.expand(route.target, route.at):
+                for first in self.by_legacy[src].routes:
+                    for route in self.expand(first):
+                        dst, at = route.target, route.at
+                        if route.condition is not None:
+                            conditions.setdefault(route.condition, [])
+                        if dst not in needs and dst in self.by_legacy[src].step_names:
+                            continue  # a step of this task: its steps run in order anyway
                         if dst not in needs:
                             self.warn(at, f"next task {dst!r} of task {src!r} is not a task "
                                           "here: ignored")
                         elif dst == src or dst in starts or needs_transitively(src, dst):
+                            condition = " with its condition" if route.condition else ""
                             self.warn(at, f"route from task {src!r} back to task {dst!r} "
-                                          "dropped: needs cannot form a cycle (a retry is a "
-                                          "restart policy now)")
-                        elif all(need != src for need, _ in needs[dst]):
-                            needs[dst].append((src, at))
-                            if dst not in reached:
-                                reached.add(dst)
-                                queue.append(dst)
+                                          f"dropped{condition}: needs cannot form a cycle (a "
+                                          "retry is a restart policy now)")
+                        else:
+                            if route.condition is not None:
+                                conditions[route.condition].append((src, dst))
+                            if all(need != src for need, _ in needs[dst]):
+                                needs[dst].append((src, at))
+                                if dst not in reached:
+                                    reached.add(dst)
+                                    queue.append(dst)
 
         walk()
         for name in real:
@@ -538,6 +564,12 @@ class _Translator:
             queue.append(name)
             walk()
 
+        for condition, kept in conditions.items():
+            for src in dict.fromkeys(src for src, _ in kept):
+                shown = " and ".join(repr(dst) for s, dst in kept if s == src)
+                self.warn(condition, f"condition dropped: task {shown} now always runs after "
+                                     f"task {src!r} (conditions cannot be expressed natively "
+                                     "yet)")
         located: dict[str, list[Located]] = {}
         for name, entries in needs.items():
             if len(entries) > 1:
@@ -567,12 +599,16 @@ class _Translator:
             target = self.resolve(target_node)
             if target is None:
                 continue
-            for name, at in self.expand(target, target_node):
+            for route in self.expand(_Route("", target, target_node)):
+                name, at = route.target, route.at
                 task = self.by_legacy.get(name)
                 if task is None or self.is_router(task):
                     self.warn(at, f"spec.initialSettings.start names {name!r}, which is not "
                                   "a task here: ignored")
-                elif name not in found:
+                elif name in found:
+                    self.warn(at, f"spec.initialSettings.start names task {name!r} again: "
+                                  "it runs once")
+                else:
                     found.append(name)
         return found
 
@@ -638,7 +674,7 @@ class _Translator:
         text = node.value.strip()
         base, _, version = text.partition(":")
         base = base.strip()
-        native = PLUGIN_ALIASES.get(base.lower(), base)
+        native = _native_plugin(node)
         notes = []
         if native != base:
             notes.append(f"translated to {native!r}")
@@ -715,14 +751,20 @@ class _Translator:
                 if len(names) >= 2 and segments[0][0] == "vars" and segments[1][1] is None:
                     return "vars" + _join(segments[1:])
                 return match.group(0)
-            if root == "tasks" and len(segments) >= 3 and segments[0][1] is None \
-                    and segments[1] == ("steps", None) and segments[2][1] is None:
-                other = self.by_legacy.get(segments[0][0])
-                if other is not None:
-                    return self.step_ref(other, segments[2][0], segments[3:], task)
+            if root == "tasks":
+                legacy, used = _longest(segments, self.by_legacy)
+                other = self.by_legacy.get(legacy)
+                if used and segments[used:used + 1] == [("steps", None)]:
+                    step, taken = _longest(segments[used + 1:],
+                                           other.step_names if other else {})
+                    if taken:
+                        return self.step_ref(other or legacy, step,
+                                             segments[used + 1 + taken:], task)
                 return "tasks" + _join(segments)
-            if root == "steps" and segments and segments[0][1] is None and task is not None:
-                return self.step_ref(task, segments[0][0], segments[1:], task)
+            if root == "steps" and task is not None:
+                step, taken = _longest(segments, task.step_names)
+                if taken:
+                    return self.step_ref(task, step, segments[taken:], task)
             if root == "metadata" and segments and segments[0][0] in ("name", "playbookName"):
                 return "workflow.name" + _join(segments[1:])
             if root == "input" and segments and segments[0][1] is None:
@@ -735,16 +777,26 @@ class _Translator:
         block = _DATA_CHAIN.sub(data_chain, block)
         return _CHAIN.sub(chain, block)
 
-    def step_ref(self, other: _Task, step: str, tail: list[tuple[str, str | None]],
+    def step_ref(self, other: _Task | str, step: str, tail: list[tuple[str, str | None]],
                  here: _Task | None) -> str:
-        """``tasks.T.steps.S.<tail>`` of a legacy template, in the native form."""
-        step_name = other.step_names.get(step, step)
-        if tail and tail[0] in (("response", None), ("output", None)):
+        """``tasks.T.steps.S.<tail>`` of a legacy template, in the native form.
+
+        `other` is the task (or the name of a task that does not exist, left
+        for the loader to report); `here` the task the template is in.
+        """
+        if isinstance(other, str):
+            step_name, task_name, plugin = step, other, ""
+        else:
+            step_name = other.step_names.get(step, step)
+            task_name = other.native or other.legacy or ""
+            plugin = other.step_plugins.get(step, "")
+        if tail[:1] == [("response", None)] and plugin == "http":
+            tail = [("body", None), *tail[1:]]  # the old http handler's response: the body
+        elif tail[:1] in ([("response", None)], [("output", None)]):
             tail = tail[1:]
         ref = "steps" + _join([(step_name, None), ("output", None), *tail])
         if other is here:
             return ref
-        task_name = other.native or other.legacy or ""
         return "tasks" + _join([(task_name, None)]) + "." + ref
 
 
@@ -754,6 +806,18 @@ class _Translator:
 def _scalar(keys: dict[str, tuple[Located, Located]], key: str) -> Any:
     entry = keys.get(key)
     return entry[1].value if entry is not None else None
+
+
+def _native_plugin(node: Located) -> str:
+    """The native name of a legacy plugin (``"http-handler:0_1_0"`` -> ``http``)."""
+    if node.kind != "string":
+        return ""
+    base = str(node.value).strip().partition(":")[0].strip()
+    return PLUGIN_ALIASES.get(base.lower(), base)
+
+
+def _show(node: Located) -> str:
+    return str(node.value) if node.kind in ("string", "number") else node.kind
 
 
 def _mapping_or_empty(entry: tuple[Located, Located] | None) -> dict[str, tuple[Located, Located]]:
@@ -776,6 +840,23 @@ def _segments(rest: str) -> list[tuple[str, str | None]]:
         else:
             found.append(("", f"[{match.group(2)}]"))
     return found
+
+
+def _longest(segments: list[tuple[str, str | None]], known: Any) -> tuple[str, int]:
+    """The name the first segments spell, longest known first (old names held dots).
+
+    Returns the name and how many segments it takes; an unknown name is the
+    first segment alone.
+    """
+    names: list[str] = []
+    for name, raw in segments:
+        if raw is not None:
+            break
+        names.append(name)
+    for count in range(len(names), 0, -1):
+        if ".".join(names[:count]) in known:
+            return ".".join(names[:count]), count
+    return (names[0], 1) if names else ("", 0)
 
 
 def _join(segments: list[tuple[str, str | None]]) -> str:

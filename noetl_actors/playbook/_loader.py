@@ -87,7 +87,8 @@ def parse_playbook(
         playbook = reader.playbook(root, dict(overrides or {}))
         problems += reader.problems
     if problems or playbook is None:
-        raise PlaybookError(sorted(problems, key=lambda p: (p.line, p.col)))
+        # Warnings too: a translation's warning often explains the error next to it.
+        raise PlaybookError(sorted(problems + warnings, key=lambda p: (p.line, p.col)))
     return attrs.evolve(playbook, warnings=tuple(warnings)) if warnings else playbook
 
 
