@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from noetl_actors.playbook._model import Playbook, Step
-from noetl_actors.runtime import StepFailed, WorkflowSupervisor
+from noetl_actors.runtime import StepFailed, WorkflowSupervisor, local_steps
 from noetl_actors.supervision import (
     EventKind,
     ExitKind,
@@ -152,7 +152,7 @@ def run_preview(
     clock = ManualClock()
     plugins = _Plugins(playbook, failures)
     timeline = _Timeline(playbook, clock)
-    workflow = WorkflowSupervisor(playbook, run=plugins, workflow_id="preview")
+    workflow = WorkflowSupervisor(playbook, steps=local_steps(plugins), workflow_id="preview")
     root = start_root(workflow, id=playbook.name, clock=clock, observers=[timeline])
     outcome = None
     try:

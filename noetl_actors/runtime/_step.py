@@ -16,9 +16,16 @@ import pykka
 
 from noetl_actors.errors import NoetlError
 from noetl_actors.playbook import Step, render_value
-from noetl_actors.supervision import ExitReason, SupervisedActor
+from noetl_actors.supervision import Clock, ExitReason, SupervisedActor
 
-__all__ = ["StepFailed", "StepRunner", "StepTimeout", "error_category"]
+__all__ = [
+    "StepFactory",
+    "StepFailed",
+    "StepRunner",
+    "StepTimeout",
+    "error_category",
+    "local_steps",
+]
 
 
 class StepRunner(Protocol):
@@ -29,6 +36,40 @@ class StepRunner(Protocol):
     """
 
     def __call__(self, step: Step, inputs: Mapping[str, Any], attempt: int) -> Any: ...
+
+
+class StepFactory(Protocol):
+    """Makes the actor of one attempt of a step (called by its task, on the task's thread).
+
+    `local_steps(run)` runs plugins right in the step actor (the preview);
+    the NATS runtime sends a command to a worker and waits for its events.
+    """
+
+    def __call__(
+        self,
+        step: Step,
+        *,
+        task: pykka.ActorRef[Any],
+        context: Mapping[str, Any],
+        attempt: int,
+        clock: Clock,
+    ) -> SupervisedActor: ...
+
+
+def local_steps(run: StepRunner) -> StepFactory:
+    """Step actors that call `run` themselves, on their own thread."""
+
+    def make(
+        step: Step,
+        *,
+        task: pykka.ActorRef[Any],
+        context: Mapping[str, Any],
+        attempt: int,
+        clock: Clock,
+    ) -> SupervisedActor:
+        return StepActor(step, task=task, context=context, run=run, attempt=attempt)
+
+    return make
 
 
 class StepFailed(NoetlError):

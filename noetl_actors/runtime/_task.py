@@ -23,7 +23,7 @@ import attrs
 import pykka
 
 from noetl_actors.playbook import ErrorAction, Step, Task
-from noetl_actors.runtime._step import StepActor, StepDone, StepRunner, error_category
+from noetl_actors.runtime._step import StepDone, StepFactory, error_category
 from noetl_actors.supervision import (
     ActorState,
     ChildSpec,
@@ -31,6 +31,7 @@ from noetl_actors.supervision import (
     ExitReason,
     Restart,
     Strategy,
+    SupervisedActor,
     Supervisor,
 )
 from noetl_actors.supervision._supervisor import _Child
@@ -55,12 +56,12 @@ class TaskSupervisor(Supervisor):
         *,
         workflow: pykka.ActorRef[Any],
         context: Mapping[str, Any],
-        run: StepRunner,
+        steps: StepFactory,
     ) -> None:
         self.task = task
         self._workflow = workflow
         self._base_context = context
-        self._run = run
+        self._make_step = steps
         self.outputs: dict[str, Any] = {}
         self.attempts: Counter[str] = Counter()
         self._specs = [
@@ -70,13 +71,13 @@ class TaskSupervisor(Supervisor):
         ]
         super().__init__(task.supervision, self._specs)
 
-    def _new_step(self, step: Step) -> StepActor:
+    def _new_step(self, step: Step) -> SupervisedActor:
         self.attempts[step.name] += 1
         context = {**self._base_context, "steps": {
             name: {"output": output} for name, output in self.outputs.items()
         }}
-        return StepActor(step, task=self.actor_ref, context=context, run=self._run,
-                         attempt=self.attempts[step.name])
+        return self._make_step(step, task=self.actor_ref, context=context,
+                               attempt=self.attempts[step.name], clock=self.context.clock)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StepDone):

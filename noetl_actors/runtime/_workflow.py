@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl_actors.playbook import Playbook, Task
-from noetl_actors.runtime._step import StepRunner
+from noetl_actors.runtime._step import StepFactory
 from noetl_actors.runtime._task import TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
     INFINITY,
@@ -39,11 +39,12 @@ def new_workflow_id() -> str:
 class WorkflowSupervisor(Supervisor):
     """Supervises the tasks of one workflow (one run of `playbook`)."""
 
-    def __init__(self, playbook: Playbook, *, run: StepRunner, workflow_id: str | None = None
-                 ) -> None:
+    def __init__(
+        self, playbook: Playbook, *, steps: StepFactory, workflow_id: str | None = None
+    ) -> None:
         self.playbook = playbook
         self.workflow_id = workflow_id or new_workflow_id()
-        self._run = run
+        self._steps = steps
         self.outputs: dict[str, Mapping[str, Any]] = {}
         self.failures: list[ExitReason] = []
         specs = [
@@ -62,7 +63,7 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
-        return TaskSupervisor(task, workflow=self.actor_ref, context=context, run=self._run)
+        return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):

@@ -1,0 +1,154 @@
+"""Commands and events: the records that travel between step actors and workers.
+
+A command asks a plugin to run one attempt of one step; events say what
+happened to it. Both are frozen records here; `to_data()`/`from_data()` give
+the JSON objects the bridge sends (it adds ``schema_version``).
+
+    command.<plugin>.<workflow_id>.<step_id>   Command
+    event.<plugin>.<workflow_id>.<step_id>     Event (accepted, started, heartbeat,
+                                               succeeded, failed)
+    noetl.cancel.<plugin>                      Cancel, to every worker of the plugin
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from noetl_actors.bridge import command_subject, event_subject
+from noetl_actors.errors import MalformedMessage
+
+__all__ = ["Cancel", "Command", "Event", "EventStatus", "cancel_subject", "step_id"]
+
+R = TypeVar("R", "Command", "Event", "Cancel")
+
+STEP_ID_SEPARATOR = "="
+"""Between task and step in a step id: no name can hold it, so ids never collide."""
+
+
+def step_id(task: str, step: str) -> str:
+    """``<task>=<step>``: one subject token, unique in its workflow, readable."""
+    return f"{task}{STEP_ID_SEPARATOR}{step}"
+
+
+def cancel_subject(plugin: str) -> str:
+    return f"noetl.cancel.{plugin}"
+
+
+class EventStatus(enum.Enum):
+    ACCEPTED = "accepted"
+    """A worker took the command (it will not be run by another)."""
+    STARTED = "started"
+    HEARTBEAT = "heartbeat"
+    """The attempt still runs; the worker sends one every `heartbeat` seconds."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (EventStatus.SUCCEEDED, EventStatus.FAILED)
+
+
+@attrs.frozen(kw_only=True)
+class Command:
+    """Run attempt `attempt` of step `step` of task `task` of workflow `workflow_id`."""
+
+    workflow_id: str
+    task: str
+    step: str
+    attempt: int
+    plugin: str
+    input: Mapping[str, Any]
+    runner: str | None = None
+    timeout: float | None = None
+    heartbeat: float = 1.0
+    """Seconds between the worker's heartbeats for this attempt."""
+
+    @property
+    def step_id(self) -> str:
+        return step_id(self.task, self.step)
+
+    @property
+    def id(self) -> str:
+        """Unique per attempt: ``<workflow_id>.<step_id>.<attempt>``."""
+        return f"{self.workflow_id}.{self.step_id}.{self.attempt}"
+
+    @property
+    def subject(self) -> str:
+        return command_subject(self.plugin, self.workflow_id, self.step_id)
+
+    @property
+    def event_subject(self) -> str:
+        return event_subject(self.plugin, self.workflow_id, self.step_id)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"type": "command", "command_id": self.id, **attrs.asdict(self)}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Command:
+        return _build(cls, data, "command")
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """What happened to one attempt, said by the worker that runs it."""
+
+    command_id: str
+    workflow_id: str
+    step_id: str
+    attempt: int
+    status: EventStatus
+    worker: str
+    at: float = attrs.field(factory=time.time)
+    output: Any = None
+    error_type: str | None = None
+    error_message: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["status"] = self.status.value
+        return {"type": "event", **data}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Event:
+        fields = dict(data)
+        try:
+            fields["status"] = EventStatus(fields.get("status"))
+        except ValueError:
+            raise MalformedMessage(f"unknown event status {data.get('status')!r}") from None
+        return _build(cls, fields, "event")
+
+
+@attrs.frozen(kw_only=True)
+class Cancel:
+    """Stop running this attempt (its step timed out, or the workflow was cancelled)."""
+
+    command_id: str
+    reason: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        return {"type": "cancel", **attrs.asdict(self)}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Cancel:
+        return _build(cls, data, "cancel")
+
+
+def _build(cls: type[R], data: Mapping[str, Any], kind: str) -> R:
+    """A record from JSON data; anything missing or extra is a MalformedMessage."""
+    if data.get("type", kind) != kind:
+        raise MalformedMessage(f"expected a {kind}, got a {data.get('type')!r}")
+    names = {field.name for field in attrs.fields(cls)}
+    given = {k: v for k, v in data.items() if k in names}
+    missing = sorted(f.name for f in attrs.fields(cls)
+                     if f.default is attrs.NOTHING and f.name not in given)
+    if missing:
+        raise MalformedMessage(f"a {kind} without {', '.join(missing)}")
+    try:
+        return cls(**given)
+    except (TypeError, ValueError) as error:
+        raise MalformedMessage(f"a malformed {kind}: {error}") from None
