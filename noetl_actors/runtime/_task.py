@@ -76,7 +76,8 @@ class TaskSupervisor(Supervisor):
         context = {**self._base_context, "steps": {
             name: {"output": output} for name, output in self.outputs.items()
         }}
-        return self._make_step(step, task=self.actor_ref, context=context,
+        return self._make_step(step, task=self.actor_ref, task_name=self.task.name,
+                               context=context,
                                attempt=self.attempts[step.name], clock=self.context.clock)
 
     def on_receive(self, message: Any) -> Any:

@@ -13,6 +13,7 @@ from noetl_actors.supervision._address import Address as Address
 from noetl_actors.supervision._clock import Clock as Clock
 from noetl_actors.supervision._clock import ManualClock as ManualClock
 from noetl_actors.supervision._clock import MonotonicClock as MonotonicClock
+from noetl_actors.supervision._clock import TimerHandle as TimerHandle
 from noetl_actors.supervision._events import EventKind as EventKind
 from noetl_actors.supervision._events import LifecycleEvent as LifecycleEvent
 from noetl_actors.supervision._events import Observer as Observer
@@ -65,6 +66,7 @@ __all__ = [
     "Supervisor",
     "SupervisorFlags",
     "SupervisorRef",
+    "TimerHandle",
     "monitor",
     "start_root",
     "start_supervisor",
