@@ -13,6 +13,12 @@ __all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "decode", "encode"]
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = "schema_version"
 
+# One encoder and one decoder for the process: `json.dumps(..., separators=...)`
+# builds a JSONEncoder per call and `json.loads(bytes)` sniffs the encoding
+# first; on small payloads both cost more than the work itself.
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
 
 def encode(data: Mapping[str, Any]) -> bytes:
     """JSON bytes of `data`, with ``schema_version`` added if it is missing.
@@ -24,7 +30,7 @@ def encode(data: Mapping[str, Any]) -> bytes:
         raise TypeError(f"a payload must be a mapping (got {type(data).__name__})")
     if SCHEMA_VERSION_KEY not in data:
         data = {SCHEMA_VERSION_KEY: SCHEMA_VERSION, **data}
-    return json.dumps(data, separators=(",", ":")).encode()
+    return _ENCODER.encode(dict(data) if type(data) is not dict else data).encode()
 
 
 def decode(payload: bytes) -> dict[str, Any]:
@@ -35,7 +41,7 @@ def decode(payload: bytes) -> dict[str, Any]:
             this runtime reads; the message says which.
     """
     try:
-        data = json.loads(payload)
+        data = _DECODER.decode(payload.decode())
     except (UnicodeDecodeError, ValueError) as error:
         raise MalformedMessage(f"not JSON: {error}") from None
     if not isinstance(data, dict):
