@@ -153,6 +153,86 @@ def lint(file: str, sets: tuple[str, ...]) -> None:
         click.echo("no warnings")
 
 
+EXIT_FAILED = 1
+EXIT_CANCELLED = 130
+
+
+@main.command()
+@_FILE
+@_SET
+@click.option("--nats", metavar="URL", envvar="NATS_URL",
+              help="NATS server(s) to use [default: start an embedded one].")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the embedded server keeps JetStream.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print exactly one JSON document (the run's report) and nothing else.")
+def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | None,
+        as_json: bool) -> None:
+    """Run a playbook and wait for it: exit 0 succeeded, 1 failed, 130 cancelled."""
+    import json
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from noetl_actors.bridge import ConnectOptions
+    from noetl_actors.console._report import EventListener, RunReport
+    from noetl_actors.runtime import new_workflow_id
+    from noetl_actors.services import Node
+
+    playbook = _load(file, sets)
+    workflow_id = new_workflow_id()
+    report = RunReport(playbook, workflow_id)
+    try:
+        options = ConnectOptions.from_env(servers=nats)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--nats") from None
+    node = Node(options=options, state_dir=state_dir, observers=[report.on_lifecycle])
+    console = Console(stderr=as_json)
+    listener = None
+    cancelled = False
+    try:
+        node.start()
+        listener = EventListener.start(report)
+        assert node.bridge is not None
+        node.bridge.subscribe(f"event.*.{workflow_id}.*", listener)
+        workflow = node.run(playbook, workflow_id=workflow_id)
+        live = Live(report.render(), console=console, refresh_per_second=10,
+                    transient=False) if console.is_terminal and not as_json else None
+        try:
+            if live:
+                live.start()
+            while (reason := workflow.wait(0.1)) is None:
+                if live:
+                    live.update(report.render())
+        except KeyboardInterrupt:
+            cancelled = True
+            workflow.cancel()
+            reason = workflow.wait(60)
+        finally:
+            report.finish(reason, cancelled=cancelled)
+            if live:
+                live.update(report.render())
+                live.stop()
+    except NoetlError as error:
+        click.echo(f"noetl run: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        if listener is not None:
+            listener.stop()
+        node.stop()
+    document = report.to_json()
+    if as_json:
+        click.echo(json.dumps(document))
+    else:
+        if not console.is_terminal:
+            console.print(report.render())
+        if document["error"]:
+            console.print(f"[red]{document['error']['reason']}[/red]")
+    if cancelled:
+        sys.exit(EXIT_CANCELLED)
+    sys.exit(0 if document["status"] == "succeeded" else EXIT_FAILED)
+
+
 @main.command()
 def demo() -> None:
     """Start a supervision tree, crash its children, watch them restart."""

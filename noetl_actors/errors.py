@@ -13,6 +13,10 @@ The tree, as callers catch it::
     ├── ActorDeadError            the actor (or address) is gone for good
     │                             (also a pykka.ActorDeadError)
     ├── MailboxFull               an address buffered as much as it may
+    ├── PluginError               a plugin failed an attempt; .error_type names the failure
+    ├── Cancelled                 a plugin noticed that its attempt was cancelled
+    ├── ManifestError             a plugin.yaml is invalid; .file says which
+    ├── PluginNotFound            no plugin of that name on the plugin path (also a KeyError)
     └── BridgeError               something between us and NATS
         ├── NatsServerError           the embedded nats-server did not start
         │   └── NatsServerNotFound        no nats-server binary to run
@@ -40,6 +44,7 @@ __all__ = [
     "AuthorizationError",
     "BridgeError",
     "BridgeTimeout",
+    "Cancelled",
     "ChildAlreadyExists",
     "ChildError",
     "ChildNotFound",
@@ -47,10 +52,13 @@ __all__ = [
     "ConnectError",
     "MailboxFull",
     "MalformedMessage",
+    "ManifestError",
     "NatsServerError",
     "NatsServerNotFound",
     "NoetlError",
     "PlaybookError",
+    "PluginError",
+    "PluginNotFound",
     "SupervisionError",
     "TemplateError",
 ]
@@ -124,6 +132,48 @@ class MailboxFull(NoetlError):
 
     The message was not accepted; nothing that was accepted before is lost.
     """
+
+
+class PluginError(NoetlError):
+    """A plugin failed its attempt: raised by plugin code, reported as the step's error.
+
+    `error_type` names the failure for `on_error:` (``ShellError``,
+    ``HTTPError``, ...); the default is ``PluginError``. The message becomes
+    the step's error message.
+    """
+
+    def __init__(self, message: str, *, error_type: str = "PluginError") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Cancelled(NoetlError):
+    """Raised in a plugin by `Context.sleep()`/`check_cancelled()` once its attempt is cancelled.
+
+    The runner already knows why it stopped the attempt (a cancel, a
+    timeout), so a plugin may let this propagate or simply return.
+    """
+
+    error_type = "cancelled"
+
+
+class ManifestError(NoetlError, ValueError):
+    """A plugin's `plugin.yaml` is missing a field, has one of the wrong type, or an unknown one.
+
+    `file` is the manifest's path; the message says what is wrong.
+    """
+
+    def __init__(self, file: str, message: str) -> None:
+        super().__init__(f"{file}: {message}")
+        self.file = file
+        self.problem = message
+
+
+class PluginNotFound(NoetlError, KeyError):
+    """No plugin of that name in any folder of the plugin path."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class BridgeError(NoetlError):

@@ -813,7 +813,7 @@ CASES = [
                 plugin: htpp
         """,
         (8, 17, "unknown plugin 'htpp' (did you mean 'http'?); "
-                "known: echo, http, python, shell"),
+                "known: echo, fail, http, python, shell, sleep"),
     ),
     case(
         "use of an unknown preset suggests the near one",

@@ -1,0 +1,227 @@
+"""`RunReport`: what `noetl run` knows of a workflow, live and at the end.
+
+It listens to two things: the supervision tree's lifecycle events (a task
+or step started, exited, restarted) and the workers' events (an attempt's
+output or error). From them it keeps, per task and per step, the status,
+the starts and attempts, the times, the last output and error; it renders
+them as a live tree and as the `--json` document.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import attrs
+from rich.text import Text
+from rich.tree import Tree
+
+from noetl_actors.bridge import Delivery
+from noetl_actors.errors import MalformedMessage
+from noetl_actors.playbook import Playbook
+from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
+from noetl_actors.supervision import (
+    EventKind,
+    ExitKind,
+    ExitReason,
+    LifecycleEvent,
+    SupervisedActor,
+)
+
+__all__ = ["EventListener", "RunReport"]
+
+_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
+          "not_started": "dim", "restarting": "yellow", "waiting": "dim"}
+
+
+@attrs.define
+class _Step:
+    status: str = "not_started"
+    attempts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: Any = None
+    error: dict[str, str] | None = None
+
+
+@attrs.define
+class _Task:
+    status: str = "waiting"
+    starts: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+    steps: dict[str, _Step] = attrs.field(factory=dict)
+
+
+class RunReport:
+    """Thread-safe: observers call in from supervisor threads and the bridge."""
+
+    def __init__(self, playbook: Playbook, workflow_id: str, *, node_path: str = "/node") -> None:
+        self.playbook = playbook
+        self.workflow_id = workflow_id
+        self._prefix = f"{node_path}/workflows/{workflow_id}"
+        self._lock = threading.Lock()
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.status = "running"
+        self.reason: ExitReason | None = None
+        self._tasks = {
+            task.name: _Task(steps={step.name: _Step() for step in task.steps})
+            for task in playbook.tasks
+        }
+
+    # -- listening -----------------------------------------------------------------
+
+    def on_lifecycle(self, event: LifecycleEvent) -> None:
+        if not event.path.startswith(self._prefix + "/"):
+            return
+        parts = event.path[len(self._prefix) + 1:].split("/")
+        with self._lock:
+            task = self._tasks.get(parts[0])
+            if task is None:
+                return
+            if len(parts) == 1:
+                self._on_task(task, event)
+            elif parts[1] in task.steps:
+                self._on_step(task.steps[parts[1]], event)
+
+    def _on_task(self, task: _Task, event: LifecycleEvent) -> None:
+        if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
+            task.starts += 1
+            task.status = "running"
+            task.started_at = task.started_at or event.at
+        elif event.kind is EventKind.EXITED and event.reason is not None:
+            task.finished_at = event.at
+            task.status = _status(event.reason)
+        elif event.kind is EventKind.BACKING_OFF:
+            task.status = "restarting"
+
+    def _on_step(self, step: _Step, event: LifecycleEvent) -> None:
+        if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
+            step.status = "running"
+            step.started_at, step.finished_at = event.at, None
+        elif event.kind is EventKind.EXITED and event.reason is not None:
+            step.finished_at = event.at
+            step.status = _status(event.reason)
+            if event.reason.is_abnormal:
+                step.error = {"type": _error_type(event.reason), "message": event.reason.message}
+
+    def on_event(self, event: Event) -> None:
+        """A worker's event for one attempt of this workflow."""
+        task_name, _, step_name = event.step_id.partition(STEP_ID_SEPARATOR)
+        with self._lock:
+            task = self._tasks.get(task_name)
+            step = task.steps.get(step_name) if task else None
+            if step is None:
+                return
+            if event.status is EventStatus.ACCEPTED:
+                step.attempts = max(step.attempts, event.attempt)
+            elif event.status is EventStatus.SUCCEEDED:
+                step.output, step.error = event.output, None
+            elif event.status is EventStatus.FAILED:
+                step.output = None
+                step.error = {"type": event.error_type or "crash", "message": event.error_message}
+
+    def finish(self, reason: ExitReason | None, *, cancelled: bool = False) -> None:
+        with self._lock:
+            self.finished_at = time.time()
+            self.reason = reason
+            if cancelled:
+                self.status = "cancelled"
+            elif reason is not None and not reason.is_abnormal and reason.kind is ExitKind.NORMAL:
+                self.status = "succeeded"
+            else:
+                self.status = "failed"
+            for task in self._tasks.values():
+                for step in task.steps.values():
+                    if step.status == "running":
+                        step.status = "cancelled"
+                if task.status in ("running", "restarting"):
+                    task.status = "cancelled" if cancelled else "failed"
+
+    # -- showing ---------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """The `noetl run --json` document (see docs/architecture.md)."""
+        with self._lock:
+            error = None
+            if self.status != "succeeded" and self.reason is not None:
+                error = {"reason": self.reason.describe(),
+                         "chain": [link.summary() for link in self.reason.chain()]}
+            elif self.status == "cancelled":
+                error = {"reason": "cancelled", "chain": ["cancelled"]}
+            return {
+                "workflow_id": self.workflow_id,
+                "playbook": self.playbook.name,
+                "status": self.status,
+                "started_at": self.started_at,
+                "finished_at": self.finished_at,
+                "error": error,
+                "tasks": {
+                    name: {
+                        "status": task.status,
+                        "starts": task.starts,
+                        "started_at": task.started_at,
+                        "finished_at": task.finished_at,
+                        "steps": {sname: attrs.asdict(step) for sname, step in task.steps.items()},
+                    }
+                    for name, task in self._tasks.items()
+                },
+            }
+
+    def render(self) -> Tree:
+        """The live tree: tasks and steps with their states, attempts and restarts."""
+        with self._lock:
+            title = Text(f"{self.playbook.name} ", style="bold")
+            title.append(self.workflow_id, style="dim")
+            title.append(f"  {self.status}", style=_STYLE.get(self.status, ""))
+            tree = Tree(title)
+            for name, task in self._tasks.items():
+                label = Text(name, style="bold")
+                label.append(f"  {task.status}", style=_STYLE.get(task.status, ""))
+                if task.starts > 1:
+                    label.append(f"  restarted {task.starts - 1}x", style="yellow")
+                branch = tree.add(label)
+                for sname, step in task.steps.items():
+                    line = Text(sname)
+                    line.append(f"  {step.status}", style=_STYLE.get(step.status, ""))
+                    if step.attempts > 1:
+                        line.append(f"  attempt {step.attempts}", style="yellow")
+                    if step.error and step.status != "succeeded":
+                        line.append(f"  {step.error['type']}: {step.error['message']}",
+                                    style="red")
+                    branch.add(line)
+            return tree
+
+
+def _status(reason: ExitReason) -> str:
+    if reason.kind is ExitKind.NORMAL:
+        return "succeeded"
+    if reason.kind in (ExitKind.SHUTDOWN, ExitKind.KILLED) and reason.cause is None:
+        return "cancelled"
+    return "failed"  # a crash, a give-up, or a task stopped by on_error: stop
+
+
+def _error_type(reason: ExitReason) -> str:
+    error_type = reason.error_type or "crash"
+    if error_type == "StepTimeout":
+        return "timeout"
+    return error_type
+
+
+class EventListener(SupervisedActor):
+    """Hands the workers' events of one workflow to a `RunReport`."""
+
+    def __init__(self, report: RunReport) -> None:
+        super().__init__()
+        self._report = report
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Delivery):
+            try:
+                self._report.on_event(Event.from_data(message.data))
+            except MalformedMessage:
+                pass  # not ours to judge: the step actor logs it
+            return None
+        return super().on_receive(message)

@@ -1,0 +1,171 @@
+"""`InprocRunner`: attempts on a bounded pool of threads in this process; cooperative cancel.
+
+A plugin cannot be killed in a thread, so a timeout or cancel sets
+``ctx.cancelled`` and waits `cancel_grace` seconds for the plugin to
+return. One that does not is *abandoned*: the outcome is reported anyway
+(``timeout``/``cancelled``, saying so), its thread leaves the pool (a new
+one takes its place) and runs on until the plugin returns, and
+`statistics().abandoned` counts it. Plugins that may block for long
+belong in the process runner.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
+from noetl_actors.runners._context import Context
+from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
+from noetl_actors.runners._invoke import invoke
+from noetl_actors.runners._manifest import PluginInfo
+from noetl_actors.runners._pool import WorkerPool
+from noetl_actors.runners._protocol import RunnerStatistics
+from noetl_actors.runners._timer import Timers
+
+__all__ = ["InprocAttempt", "InprocRunner"]
+
+
+class InprocRunner:
+    """Runs attempts on at most `max_workers` threads; more wait in a queue (their
+    timeout runs while they wait).
+
+    Args:
+        max_workers: threads in the pool.
+        cancel_grace: seconds a cancelled or timed-out plugin gets to return
+            before it is abandoned.
+    """
+
+    name = "inproc"
+
+    def __init__(self, *, max_workers: int = 32, cancel_grace: float = 2.0) -> None:
+        if cancel_grace < 0:
+            raise ValueError(f"cancel_grace must be >= 0 (got {cancel_grace!r})")
+        self.cancel_grace = cancel_grace
+        self._pool = WorkerPool(max_workers, name="noetl-inproc")
+        self._timers = Timers("noetl-inproc-timers")
+        self._lock = threading.Lock()
+        self._running: set[InprocAttempt] = set()
+        self._started = 0
+        self._abandoned = 0
+        self._closed = False
+
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> InprocAttempt:
+        """Queue `attempt` on the pool and return at once (see `Runner.start`)."""
+        check_start(self.name, plugin, attempt)
+        handle = InprocAttempt(self, plugin, attempt)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the inproc runner is closed")
+            self._running.add(handle)
+            self._started += 1
+        handle.add_done_callback(lambda _outcome: self._forget(handle))
+        if attempt.timeout is not None:
+            handle.schedule(time.monotonic() + attempt.timeout, TIMEOUT)
+        self._pool.submit(handle.run)
+        return handle
+
+    def statistics(self) -> RunnerStatistics:
+        with self._lock:
+            return RunnerStatistics(started=self._started, running=len(self._running),
+                                    abandoned=self._abandoned)
+
+    def close(self, *, timeout: float = 10.0) -> None:
+        """Cancel what runs, wait for it (abandoning what will not stop), end the threads."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for handle in running:
+            handle.cancel()
+        for handle in running:
+            if handle.wait(max(0.0, deadline - time.monotonic())) is None:
+                handle.abandon()
+        self._timers.close(timeout=max(0.0, deadline - time.monotonic()))
+        self._pool.close(timeout=max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> InprocRunner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _forget(self, handle: InprocAttempt) -> None:
+        with self._lock:
+            self._running.discard(handle)
+
+    def _count_abandoned(self) -> None:
+        with self._lock:
+            self._abandoned += 1
+
+
+class InprocAttempt(AttemptHandle):
+    """An attempt on the in-process runner (a `RunningAttempt`)."""
+
+    def __init__(self, runner: InprocRunner, plugin: PluginInfo, attempt: Attempt) -> None:
+        super().__init__(attempt)
+        self._runner = runner
+        self._plugin = plugin
+        deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
+        self.ctx = Context(attempt=attempt, plugin=plugin, runner=runner.name, deadline=deadline)
+        self._thread: threading.Thread | None = None
+        self._stop_reason: str | None = None
+        self._timers: list[int] = []
+
+    def cancel(self) -> None:
+        self._stop(CANCELLED)
+
+    def schedule(self, when: float, reason: str) -> None:
+        """Stop the attempt for `reason` at monotonic time `when` (its timeout)."""
+        self._timers.append(self._runner._timers.schedule(when, lambda: self._stop(reason)))
+
+    def run(self) -> None:
+        """The pool thread's job: run the plugin unless the attempt was stopped first."""
+        with self._cond:
+            if self._stop_reason is not None or self._outcome is not None:
+                return
+            self._thread = threading.current_thread()
+        try:
+            outcome = invoke(self._plugin, self.ctx, started_at=self.started_at)
+        except BaseException as error:  # invoke() reports what plugins raise; not this
+            outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
+                                     started_at=self.started_at)
+        with self._cond:
+            reason = self._stop_reason
+        if reason is not None:  # stopped while it ran: the runner's verdict wins
+            outcome = Outcome.failed(reason, stop_message(self.attempt, reason),
+                                     started_at=self.started_at)
+        self._settle(outcome)
+        for timer_id in self._timers:
+            self._runner._timers.cancel(timer_id)
+
+    def abandon(self) -> None:
+        """Report the attempt as stopped although its plugin still runs; retire its thread."""
+        with self._cond:
+            if self._outcome is not None:
+                return
+            thread, reason = self._thread, self._stop_reason or CANCELLED
+        grace = self._runner.cancel_grace
+        message = (f"{stop_message(self.attempt, reason)}; the plugin did not return within "
+                   f"{grace:g}s of being told to stop, so its thread was abandoned")
+        settled = self._settle(Outcome.failed(reason, message, started_at=self.started_at))
+        if settled and thread is not None:
+            self._runner._pool.retire(thread)
+            self._runner._count_abandoned()
+
+    def _stop(self, reason: str) -> None:
+        with self._cond:
+            if self._outcome is not None or self._stop_reason is not None:
+                return
+            self._stop_reason = reason
+            started = self._thread is not None
+        self.ctx.cancelled.set()
+        if not started:  # still queued: it never runs
+            self._settle(Outcome.failed(reason, stop_message(self.attempt, reason),
+                                        started_at=self.started_at))
+            return
+        try:
+            self._timers.append(self._runner._timers.schedule(
+                time.monotonic() + self._runner.cancel_grace, self.abandon))
+        except RuntimeError:  # the runner is closing: close() abandons what is left
+            pass

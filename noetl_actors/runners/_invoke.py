@@ -1,0 +1,107 @@
+"""Load a plugin's entry file and call its ``run(input, ctx)``: the part every runner shares.
+
+`invoke()` never raises for what a plugin does: whatever happens becomes an
+`Outcome`, so the in-process runner and the process runner's child report
+plugin failures identically. An error's type is its ``error_type``
+attribute if it has one (`PluginError`), else its class name, as the
+supervision kernel names errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from noetl_actors.errors import PluginError
+from noetl_actors.runners._attempt import CRASH, OUTPUT_ERROR, Outcome
+from noetl_actors.runners._context import Context
+from noetl_actors.runners._inputs import prepare_input
+from noetl_actors.runners._manifest import PluginInfo
+
+__all__ = ["error_type_of", "invoke", "load_entry"]
+
+_modules: dict[Path, ModuleType] = {}
+_modules_lock = threading.Lock()
+
+
+def load_entry(plugin: PluginInfo) -> ModuleType:
+    """The module of `plugin`'s entry file, imported once per process and file.
+
+    Raises:
+        PluginError: no entry file, or it has no callable ``run``.
+        Exception: whatever importing the file raised.
+    """
+    if plugin.entry is None:
+        raise PluginError(f"plugin {plugin.name!r} has no entry file")
+    module = _modules.get(plugin.entry)  # the fast path, without a lock or a syscall
+    if module is not None:
+        return module
+    path = plugin.entry.resolve()
+    with _modules_lock:
+        module = _modules.get(path)
+        if module is None:
+            digest = hashlib.sha1(str(path).encode(), usedforsecurity=False).hexdigest()[:10]
+            name = f"noetl_plugin_{plugin.name.replace('-', '_')}_{digest}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise PluginError(f"plugin {plugin.name!r}: cannot import {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # dataclasses, pickle and typing look modules up here
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            if not callable(getattr(module, "run", None)):
+                del sys.modules[name]
+                raise PluginError(f"plugin {plugin.name!r}: {path} defines no run(input, ctx)")
+            _modules[path] = module
+        _modules[plugin.entry] = module
+    return module
+
+
+def error_type_of(error: BaseException) -> str:
+    """The error type an exception reports: its ``error_type`` attribute, else its class name."""
+    declared = getattr(error, "error_type", None)
+    return declared if isinstance(declared, str) and declared else type(error).__name__
+
+
+def invoke(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
+    """Run one attempt of `plugin` on this thread and say how it ended.
+
+    The output is passed through JSON and back, so every runner returns the
+    same shapes (tuples become lists) and a value JSON cannot carry fails
+    here, with error type ``OutputError``, rather than later on the wire.
+    """
+    try:
+        run = load_entry(plugin).run
+        output = run(prepare_input(plugin, ctx.attempt.input), ctx)
+    except SystemExit as error:
+        return Outcome.failed(CRASH, f"plugin {plugin.name!r} called sys.exit({error.code!r})",
+                              started_at=started_at, detail=traceback.format_exc())
+    except Exception as error:
+        return Outcome.failed(error_type_of(error), str(error) or type(error).__name__,
+                              started_at=started_at, detail=_detail(error))
+    try:
+        return Outcome.succeeded(_json_ready(output), started_at=started_at)
+    except (TypeError, ValueError) as error:
+        return Outcome.failed(OUTPUT_ERROR, f"plugin {plugin.name!r} returned something that "
+                                            f"is not JSON-ready: {error}", started_at=started_at)
+
+
+def _json_ready(output: Any) -> Any:
+    return json.loads(json.dumps(output, allow_nan=False))
+
+
+def _detail(error: Exception) -> str:
+    """A traceback, except for the failures a plugin reports on purpose."""
+    if isinstance(error, PluginError):
+        return ""
+    return "".join(traceback.format_exception(error))

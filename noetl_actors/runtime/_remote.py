@@ -1,0 +1,195 @@
+"""Steps over NATS: the step actor sends a command and waits for events.
+
+One attempt: render the input, listen on the step's event subject, publish
+the command, then wait. A worker answers `accepted`, `started`, a
+`heartbeat` every few seconds, and `succeeded` or `failed`. The attempt ends
+abnormally (and the task's supervisor decides) when it fails, when it runs
+past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
+heartbeats (killed, say), or when no worker takes it within its timeout.
+Events of other attempts of the same step (late ones) are ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import pykka
+
+from noetl_actors.bridge import Bridge, Delivery, Subscription
+from noetl_actors.errors import MalformedMessage, NoetlError
+from noetl_actors.playbook import Step, render_value
+from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
+from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
+from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle
+
+__all__ = ["RemoteStepActor", "WorkerLost", "remote_steps"]
+
+logger = logging.getLogger("noetl_actors.runtime")
+
+HEARTBEAT_MISSES = 3
+"""Heartbeats a step waits for before it takes its worker for lost."""
+
+
+class WorkerLost(NoetlError):
+    """The worker running an attempt fell silent (error type ``crash``)."""
+
+    error_type = "crash"
+
+
+@attrs.frozen
+class _Begin:
+    pass
+
+
+@attrs.frozen
+class _Tick:
+    pass
+
+
+def remote_steps(bridge: Bridge, *, workflow_id: str, heartbeat: float = 1.0) -> StepFactory:
+    """Step actors that run their plugin through NATS workers."""
+
+    def make(
+        step: Step,
+        *,
+        task: pykka.ActorRef[Any],
+        task_name: str,
+        context: Mapping[str, Any],
+        attempt: int,
+        clock: Clock,
+    ) -> SupervisedActor:
+        return RemoteStepActor(step, task=task, task_name=task_name, context=context,
+                               attempt=attempt, clock=clock, bridge=bridge,
+                               workflow_id=workflow_id, heartbeat=heartbeat)
+
+    return make
+
+
+class RemoteStepActor(SupervisedActor):
+    """One attempt of one step, run by whichever worker of its plugin takes it."""
+
+    def __init__(
+        self,
+        step: Step,
+        *,
+        task: pykka.ActorRef[Any],
+        task_name: str,
+        context: Mapping[str, Any],
+        attempt: int,
+        clock: Clock,
+        bridge: Bridge,
+        workflow_id: str,
+        heartbeat: float,
+    ) -> None:
+        super().__init__()
+        self.step = step
+        self.attempt = attempt
+        self._task = task
+        self.task_name = task_name
+        self._context = context
+        self._clock = clock
+        self._bridge = bridge
+        self._workflow_id = workflow_id
+        self._heartbeat = heartbeat
+        self._command: Command | None = None
+        self._subscription: Subscription | None = None
+        self._timer: TimerHandle | None = None
+        self._sent_at = 0.0
+        self._heard_at: float | None = None
+        self._finished = False
+
+    def on_start(self) -> None:
+        self.actor_ref.tell(_Begin())
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Delivery):
+            self._on_event(message)
+        elif isinstance(message, _Tick):
+            self._on_tick()
+        elif isinstance(message, _Begin):
+            self._begin()
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _begin(self) -> None:
+        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
+        command = Command(
+            workflow_id=self._workflow_id, task=self.task_name, step=self.step.name,
+            attempt=self.attempt, plugin=self.step.plugin, input=inputs,
+            runner=self.step.runner.value if self.step.runner else None,
+            timeout=self.step.timeout, heartbeat=self._heartbeat,
+        )
+        self._command = command
+        self._subscription = self._bridge.subscribe(command.event_subject, self.actor_ref)
+        self._send()
+        self._arm()
+
+    def _send(self) -> None:
+        assert self._command is not None
+        self._sent_at = self._clock.now()
+        self._bridge.publish(self._command.subject, self._command.to_data())
+
+    def _arm(self) -> None:
+        ref = self.actor_ref
+
+        def tick() -> None:
+            try:
+                ref.tell(_Tick())
+            except pykka.ActorDeadError:
+                pass
+
+        self._timer = self._clock.call_later(self._heartbeat / 2, tick)
+
+    def _on_event(self, delivery: Delivery) -> None:
+        try:
+            event = Event.from_data(delivery.data)
+        except MalformedMessage as error:
+            logger.warning("%s: ignored a malformed event on %s: %s",
+                           self.path, delivery.subject, error)
+            return
+        if self._command is None or event.command_id != self._command.id:
+            return  # a late event of an earlier attempt
+        self._heard_at = self._clock.now()
+        if event.status is EventStatus.SUCCEEDED:
+            self._finished = True
+            self._task.tell(StepDone(self.step.name, event.output))
+            self.stop()
+        elif event.status is EventStatus.FAILED:
+            self._finished = True
+            raise StepFailed(event.error_message or "the plugin failed",
+                             error_type=event.error_type or "PluginError")
+
+    def _on_tick(self) -> None:
+        now = self._clock.now()
+        timeout = self.step.timeout
+        if timeout is not None and now - self._sent_at >= timeout:
+            raise StepTimeout(f"step {self.step.name!r} ran past its timeout of {timeout:g}s")
+        silent_for = self._heartbeat * HEARTBEAT_MISSES
+        if self._heard_at is not None and now - self._heard_at > silent_for:
+            raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
+                             f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
+        if self._heard_at is None and now - self._sent_at > silent_for:
+            self._send()  # no worker took it: send again (the same attempt id, run once)
+        self._arm()
+
+    def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._subscription is not None:
+            self._subscription.cancel()
+        if self._command is not None and not self._finished:
+            cancel = Cancel(command_id=self._command.id, reason="the step ended")
+            try:
+                self._bridge.publish(cancel_subject(self.step.plugin), cancel.to_data())
+            except NoetlError:
+                logger.warning("%s: could not send the cancel of its attempt", self.path)
+
+    def on_stop(self) -> None:
+        self._release()
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._release()

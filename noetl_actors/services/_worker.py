@@ -1,0 +1,215 @@
+"""`PluginWorker`: takes one plugin's commands from NATS and runs them.
+
+Every worker of a plugin, on any node, is in the same queue group on
+``command.<plugin>.>``, so each command goes to one of them. A worker claims
+the attempt's id before it runs it (a command sent again, or delivered
+again, is then never run twice), answers `accepted`, runs the attempt with
+the runner the command asks for, sends a heartbeat every `heartbeat`
+seconds while it runs, and a final `succeeded` or `failed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+import pykka
+
+from noetl_actors.bridge import Bridge, Delivery
+from noetl_actors.errors import MalformedMessage
+from noetl_actors.runners import Attempt, Outcome, PluginInfo, Runner, RunningAttempt
+from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
+from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle
+
+__all__ = ["Claims", "LocalClaims", "PluginWorker"]
+
+logger = logging.getLogger("noetl_actors.services")
+
+
+class Claims(Protocol):
+    """Who runs which attempt: `claim(id)` is True for exactly one caller per id."""
+
+    def claim(self, command_id: str) -> bool: ...
+
+
+class LocalClaims:
+    """Claims kept in this process (the last `size` ids), shared by its workers.
+
+    Enough while one node runs the workers of a plugin; workers on several
+    nodes need claims kept in NATS (JetStream KV), which come with resuming
+    workflows across nodes.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, command_id: str) -> bool:
+        with self._lock:
+            if command_id in self._seen:
+                return False
+            self._seen[command_id] = None
+            if len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+            return True
+
+
+@attrs.frozen
+class _Finished:
+    command: Command
+    outcome: Outcome
+
+
+@attrs.frozen
+class _Beat:
+    pass
+
+
+class PluginWorker(SupervisedActor):
+    """Runs the commands of one plugin, at most `max_in_flight` at a time."""
+
+    def __init__(
+        self,
+        plugin: PluginInfo,
+        *,
+        bridge: Bridge,
+        runners: Mapping[str, Runner],
+        claims: Claims,
+        clock: Clock,
+        max_in_flight: int = 64,
+        heartbeat: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.plugin = plugin
+        self._bridge = bridge
+        self._runners = runners
+        self._claims = claims
+        self._clock = clock
+        self._max_in_flight = max_in_flight
+        self._heartbeat = heartbeat
+        self._running: dict[str, tuple[Command, RunningAttempt]] = {}
+        self._waiting: deque[Command] = deque()
+        self._timer: TimerHandle | None = None
+        self.name = f"{socket.gethostname()}/{plugin.name}"
+
+    def on_start(self) -> None:
+        self.name = f"{socket.gethostname()}{self.path}"
+        prefix = f"command.{self.plugin.name}.>"
+        self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}")
+        self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Delivery):
+            if message.subject.startswith("command."):
+                self._on_command(message)
+            else:
+                self._on_cancel(message)
+        elif isinstance(message, _Finished):
+            self._finish(message.command, message.outcome)
+        elif isinstance(message, _Beat):
+            self._beat()
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _on_command(self, delivery: Delivery) -> None:
+        try:
+            command = Command.from_data(delivery.data)
+        except MalformedMessage as error:
+            logger.warning("%s: dropped a malformed command on %s: %s",
+                           self.path, delivery.subject, error)
+            return
+        if not self._claims.claim(command.id):
+            return  # sent or delivered again: whoever claimed it runs it
+        self._send(command, EventStatus.ACCEPTED)
+        if len(self._running) >= self._max_in_flight:
+            self._waiting.append(command)
+            return
+        self._run(command)
+
+    def _run(self, command: Command) -> None:
+        mode = command.runner or self.plugin.runner
+        runner = self._runners.get(mode)
+        attempt = Attempt(
+            command_id=command.id, workflow_id=command.workflow_id, task=command.task,
+            step=command.step, number=command.attempt, plugin=command.plugin,
+            input=command.input, timeout=command.timeout,
+        )
+        try:
+            if runner is None:
+                raise ValueError(f"this node has no {mode} runner")
+            running = runner.start(self.plugin, attempt)
+        except (ValueError, RuntimeError) as error:
+            self._send(command, EventStatus.FAILED, error_type="crash",
+                       error_message=f"could not start: {error}")
+            return
+        self._running[command.id] = (command, running)
+        self._send(command, EventStatus.STARTED)
+        ref = self.actor_ref
+
+        def done(outcome: Outcome) -> None:
+            try:
+                ref.tell(_Finished(command, outcome))
+            except pykka.ActorDeadError:
+                pass
+
+        running.add_done_callback(done)
+        self._arm()
+
+    def _finish(self, command: Command, outcome: Outcome) -> None:
+        self._running.pop(command.id, None)
+        if outcome.ok:
+            self._send(command, EventStatus.SUCCEEDED, output=outcome.output)
+        else:
+            self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
+                       error_message=outcome.message)
+        while self._waiting and len(self._running) < self._max_in_flight:
+            self._run(self._waiting.popleft())
+
+    def _on_cancel(self, delivery: Delivery) -> None:
+        try:
+            cancel = Cancel.from_data(delivery.data)
+        except MalformedMessage:
+            return
+        entry = self._running.get(cancel.command_id)
+        if entry is not None:
+            entry[1].cancel()
+        self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
+
+    def _arm(self) -> None:
+        if self._timer is not None or not self._running:
+            return
+        ref = self.actor_ref
+
+        def beat() -> None:
+            try:
+                ref.tell(_Beat())
+            except pykka.ActorDeadError:
+                pass
+
+        self._timer = self._clock.call_later(self._heartbeat, beat)
+
+    def _beat(self) -> None:
+        self._timer = None
+        for command, running in list(self._running.values()):
+            if running.alive():
+                self._send(command, EventStatus.HEARTBEAT)
+        self._arm()
+
+    def _send(self, command: Command, status: EventStatus, **fields: Any) -> None:
+        event = Event(command_id=command.id, workflow_id=command.workflow_id,
+                      step_id=command.step_id, attempt=command.attempt, status=status,
+                      worker=self.name, **fields)
+        self._bridge.publish(command.event_subject, event.to_data())
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for _, running in self._running.values():
+            running.cancel()
