@@ -68,6 +68,21 @@ _SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 _FILE = click.argument("file", type=click.Path(dir_okay=False))
 
 
+def _node_options(nats: str | None) -> Any:
+    from noetl_actors.bridge import ConnectOptions
+
+    try:
+        return ConnectOptions.from_env(servers=nats)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--nats") from None
+
+
+_NATS = click.option("--nats", metavar="URL", envvar="NATS_URL",
+                     help="NATS server(s) to use [default: start an embedded one].")
+_STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                          help="Where the embedded server keeps JetStream.")
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_SET
@@ -160,10 +175,8 @@ EXIT_CANCELLED = 130
 @main.command()
 @_FILE
 @_SET
-@click.option("--nats", metavar="URL", envvar="NATS_URL",
-              help="NATS server(s) to use [default: start an embedded one].")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the embedded server keeps JetStream.")
+@_NATS
+@_STATE_DIR
 @click.option("--json", "as_json", is_flag=True,
               help="Print exactly one JSON document (the run's report) and nothing else.")
 def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | None,
@@ -174,7 +187,6 @@ def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | No
     from rich.console import Console
     from rich.live import Live
 
-    from noetl_actors.bridge import ConnectOptions
     from noetl_actors.console._report import EventListener, RunReport
     from noetl_actors.runtime import new_workflow_id
     from noetl_actors.services import Node
@@ -182,11 +194,8 @@ def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | No
     playbook = _load(file, sets)
     workflow_id = new_workflow_id()
     report = RunReport(playbook, workflow_id)
-    try:
-        options = ConnectOptions.from_env(servers=nats)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--nats") from None
-    node = Node(options=options, state_dir=state_dir, observers=[report.on_lifecycle])
+    node = Node(options=_node_options(nats), state_dir=state_dir,
+                observers=[report.on_lifecycle])
     console = Console(stderr=as_json)
     listener = None
     cancelled = False
@@ -231,6 +240,73 @@ def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | No
     if cancelled:
         sys.exit(EXIT_CANCELLED)
     sys.exit(0 if document["status"] == "succeeded" else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("workflow_id")
+@_NATS
+@_STATE_DIR
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(workflow_id: str, nats: str | None, state_dir: Path | None, as_json: bool) -> None:
+    """Print a workflow's history: every step and supervision event, in order."""
+    import json
+
+    from noetl_actors.services import Node
+
+    node = Node(options=_node_options(nats), state_dir=state_dir, workers=())
+    try:
+        node.start()
+        history = node.history(workflow_id)
+    except NoetlError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        node.stop()
+    if not history:
+        click.echo(f"no events for workflow {workflow_id}", err=True)
+        sys.exit(EXIT_FAILED)
+    for entry in history:
+        if as_json:
+            click.echo(json.dumps(entry))
+        elif entry.get("type") == "event":
+            failure = f" {entry['error_type']}: {entry['error_message']}" \
+                if entry.get("error_type") else ""
+            click.echo(f"{entry['at']:.3f}  {entry['step_id']:<24} attempt {entry['attempt']}"
+                       f"  {entry['status']}{failure}  ({entry['worker']})")
+        else:
+            why = f"  {entry['reason']['kind']}" if entry.get("reason") else ""
+            click.echo(f"{entry['at']:.3f}  {entry['path']:<24} {entry['kind']}{why}")
+
+
+@main.command()
+@_NATS
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="Run workers for this plugin only (repeatable) [default: all].")
+@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between heartbeats of a running attempt.")
+def worker(nats: str | None, plugins: tuple[str, ...], heartbeat: float) -> None:
+    """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
+    import signal
+    import threading
+
+    from noetl_actors.services import Node
+
+    options = _node_options(nats)
+    if options.embedded:
+        raise click.UsageError("a worker needs --nats (or NATS_URL): the server of its nodes")
+    node = Node(options=options, workers=plugins or None, heartbeat=heartbeat)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        node.start()
+        names = ", ".join(plugins) if plugins else "every plugin"
+        click.echo(f"workers for {names} on {options.describe()}; Ctrl-C stops them.")
+        sys.stdout.flush()
+        stop.wait()
+    except NoetlError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        node.stop()
 
 
 @main.command()

@@ -528,6 +528,41 @@ class Bridge:
         )
         return self._register(subscription, timeout)
 
+    def history(
+        self, stream: str, subjects: Iterable[str], *, timeout: float = 10.0
+    ) -> list[Delivery]:
+        """Every message of `stream` on `subjects` (wildcards allowed), oldest first.
+
+        Reads through a short-lived consumer of its own; malformed messages
+        are skipped (and counted). Blocks until read, at most `timeout`.
+        """
+        check_token(stream, "stream name")
+        connection = self._current(timeout)
+        wanted = list(subjects)
+
+        async def read() -> list[Delivery]:
+            info = await connection.js.add_consumer(stream, js_api.ConsumerConfig(
+                ack_policy=js_api.AckPolicy.NONE, filter_subjects=wanted,
+                inactive_threshold=max(timeout, 5.0),
+            ))
+            pull = await connection.js.pull_subscribe_bind(info.name, stream)
+            found: list[Delivery] = []
+            try:
+                pending = info.num_pending or 0
+                while pending > 0:
+                    messages = await pull.fetch(batch=min(pending, 1000), timeout=timeout)
+                    for msg in messages:
+                        data = self._decode_or_dead_letter(connection, msg)
+                        if data is not None:
+                            found.append(Delivery(msg.subject, data, headers=msg.headers or {}))
+                    pending = (messages[-1].metadata.num_pending or 0) if messages else 0
+            finally:
+                await pull.unsubscribe()
+                await connection.js.delete_consumer(stream, info.name)
+            return found
+
+        return connection.call(read(), timeout=timeout + 1)
+
     async def _bind_consumer(self, connection: Connection, subscription: Subscription) -> Any:
         assert subscription.stream is not None and subscription.durable is not None
         config = js_api.ConsumerConfig(

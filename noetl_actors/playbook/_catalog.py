@@ -18,7 +18,7 @@ import yaml
 
 from noetl_actors.errors import ManifestError, PlaybookError
 from noetl_actors.playbook._source import Problem
-from noetl_actors.runners import PluginInfo, find_plugins, plugin_path
+from noetl_actors.runners import PluginInfo, find_plugins, installed_plugins_dir, plugin_path
 from noetl_actors.supervision import SupervisorFlags
 
 __all__ = ["Catalog", "PluginInfo", "project_dir"]
@@ -30,7 +30,12 @@ def project_dir(name: str) -> Path:
     """`supervisors` (or another top-level folder): from ``$NOETL_<NAME>_DIR``, else the
     project's own. Plugins have a search path instead (`noetl_actors.runners.plugin_path`)."""
     override = os.environ.get(f"NOETL_{name.upper()}_DIR")
-    return Path(override) if override else _PROJECT / name
+    if override:
+        return Path(override)
+    if (_PROJECT / name).is_dir():
+        return _PROJECT / name
+    installed = installed_plugins_dir()  # <prefix>/share/noetl-actors/plugins
+    return installed.parent / name if installed is not None else _PROJECT / name
 
 
 @attrs.frozen

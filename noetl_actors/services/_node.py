@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,12 @@ class Node:
         state_dir: Path | None = None,
         catalog: Catalog | None = None,
         heartbeat: float = 1.0,
+        workers: Collection[str] | None = None,
         observers: Sequence[Observer] = (),
     ) -> None:
+        """`workers` names the plugins this node runs workers for (default: all)."""
         self.options = options or ConnectOptions()
+        self._worker_plugins = workers
         self.state_dir = state_dir
         self.catalog = catalog or Catalog.default()
         self.heartbeat = heartbeat
@@ -128,6 +131,7 @@ class Node:
                     PluginWorker, plugin, bridge=self.bridge, runners=self._runners,
                     claims=claims, clock=self._clock, heartbeat=self.heartbeat))
                 for name, plugin in sorted(self.catalog.plugins.items())
+                if self._worker_plugins is None or name in self._worker_plugins
             ]
             self._root = start_supervisor(
                 SupervisorFlags(max_restarts=10, within=60),
@@ -160,6 +164,13 @@ class Node:
             restart=Restart.TEMPORARY, type=ChildType.SUPERVISOR, shutdown=INFINITY,
         )
         return WorkflowRun(self, workflow_id, self.workflows.start_child(spec))
+
+    def history(self, workflow_id: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Every step and supervision event of a workflow, in the order they were kept."""
+        assert self.bridge is not None, "the node is not started"
+        subjects = [f"event.*.{workflow_id}.*", f"{LIFECYCLE_PREFIX}.{workflow_id}"]
+        deliveries = self.bridge.history(EVENTS_STREAM, subjects, timeout=timeout)
+        return [{"subject": d.subject, **d.data} for d in deliveries]
 
     def _publish_lifecycle(self, event: LifecycleEvent) -> None:
         bridge = self.bridge
