@@ -95,12 +95,20 @@ class TestManifests:
         config = configparser.ConfigParser()
         config.read(PROJECT / "setup.cfg")
         shipped = {key.rsplit("/", 1)[1]: {f.strip() for f in value.split(",") if f.strip()}
-                   for key, value in config["options.data_files"].items()}
+                   for key, value in config["options.data_files"].items()
+                   if key.startswith("share/noetl-actors/plugins/")}
         folders = {p.parent.name: p.parent for p in (PROJECT / "plugins").glob("*/plugin.yaml")}
         assert set(shipped) == set(folders)
         for name, folder in folders.items():
             files = {f"plugins/{name}/{f.name}" for f in folder.iterdir() if f.is_file()}
             assert shipped[name] == files, name
+
+    def test_the_preset_policies_ship_with_the_package(self) -> None:
+        config = configparser.ConfigParser()
+        config.read(PROJECT / "setup.cfg")
+        shipped = config["options.data_files"]["share/noetl-actors/supervisors"]
+        presets = {f"supervisors/{p.name}" for p in (PROJECT / "supervisors").glob("*.yaml")}
+        assert {f.strip() for f in shipped.split(",")} == presets
 
     @pytest.mark.parametrize(("manifest", "problem"), [
         ("name: other\nmodes: [inproc]\n", "plugin name 'other' must match its folder 'p'"),
