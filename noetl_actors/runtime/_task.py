@@ -15,6 +15,7 @@ with two twists that sequential steps need:
 from __future__ import annotations
 
 import functools
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +37,29 @@ from noetl_actors.supervision import (
 )
 from noetl_actors.supervision._supervisor import _Child
 
-__all__ = ["TaskDone", "TaskSupervisor"]
+__all__ = ["AttemptCounter", "TaskDone", "TaskSupervisor"]
+
+
+class AttemptCounter:
+    """Attempt numbers per step of one workflow run, from 1, across task restarts.
+
+    Owned by the workflow, used by its tasks (on their own threads): an
+    attempt's id must never repeat, or a worker would take a new attempt for
+    one it already ran.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def next(self, task: str, step: str) -> int:
+        with self._lock:
+            self._counts[(task, step)] += 1
+            return self._counts[(task, step)]
+
+    def count(self, task: str, step: str) -> int:
+        with self._lock:
+            return self._counts[(task, step)]
 
 
 @attrs.frozen
@@ -57,13 +80,14 @@ class TaskSupervisor(Supervisor):
         workflow: pykka.ActorRef[Any],
         context: Mapping[str, Any],
         steps: StepFactory,
+        attempts: AttemptCounter | None = None,
     ) -> None:
         self.task = task
         self._workflow = workflow
         self._base_context = context
         self._make_step = steps
         self.outputs: dict[str, Any] = {}
-        self.attempts: Counter[str] = Counter()
+        self.attempts = attempts or AttemptCounter()
         self._specs = [
             ChildSpec(id=step.name, start=functools.partial(self._new_step, step),
                       restart=step.restart)
@@ -72,13 +96,13 @@ class TaskSupervisor(Supervisor):
         super().__init__(task.supervision, self._specs)
 
     def _new_step(self, step: Step) -> SupervisedActor:
-        self.attempts[step.name] += 1
+        attempt = self.attempts.next(self.task.name, step.name)
         context = {**self._base_context, "steps": {
             name: {"output": output} for name, output in self.outputs.items()
         }}
         return self._make_step(step, task=self.actor_ref, task_name=self.task.name,
                                context=context,
-                               attempt=self.attempts[step.name], clock=self.context.clock)
+                               attempt=attempt, clock=self.context.clock)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StepDone):

@@ -15,7 +15,7 @@ from typing import Any
 
 from noetl_actors.playbook import Playbook, Task
 from noetl_actors.runtime._step import StepFactory
-from noetl_actors.runtime._task import TaskDone, TaskSupervisor
+from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
     INFINITY,
     ActorState,
@@ -47,6 +47,7 @@ class WorkflowSupervisor(Supervisor):
         self._steps = steps
         self.outputs: dict[str, Mapping[str, Any]] = {}
         self.failures: list[ExitReason] = []
+        self.attempts = AttemptCounter()
         specs = [
             ChildSpec(id=task.name, start=functools.partial(self._new_task, task),
                       restart=Restart.TRANSIENT, type=ChildType.SUPERVISOR, shutdown=INFINITY)
@@ -63,7 +64,8 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
-        return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps)
+        return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps,
+                              attempts=self.attempts)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):
