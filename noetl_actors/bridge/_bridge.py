@@ -42,6 +42,7 @@ from noetl_actors.supervision import (
     Observer,
     SupervisedActor,
     monitor,
+    tell_if_alive,
 )
 
 __all__ = ["Bridge", "BridgeActor", "BridgeStatistics", "Subscription"]
@@ -405,9 +406,7 @@ class Bridge:
                 msg.subject, data, headers=msg.headers or {}, reply=msg.reply or None))
 
     def _tell(self, subscription: Subscription, delivery: Delivery) -> bool:
-        try:
-            subscription.target.tell(delivery)
-        except pykka.ActorDeadError:
+        if not tell_if_alive(subscription.target, delivery):
             self._counters.dropped += 1
             self._forget(subscription)
             return False
@@ -679,14 +678,9 @@ class BridgeActor(SupervisedActor):
         bridge = self._bridge
         ref = self.actor_ref
 
-        def lost(why: str) -> None:
-            try:
-                ref.tell(_Lost(why))
-            except pykka.ActorDeadError:
-                pass
-
         self._connection = Connection(
-            bridge.options, on_state=bridge._connection_state, on_lost=lost
+            bridge.options, on_state=bridge._connection_state,
+            on_lost=lambda why: tell_if_alive(ref, _Lost(why)),
         ).open()
         bridge._attach(self._connection, self.path)
 

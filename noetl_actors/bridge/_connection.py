@@ -49,7 +49,7 @@ class Connection:
         options: ConnectOptions,
         *,
         on_state: Callable[[str, str], None] = lambda kind, detail: None,
-        on_lost: Callable[[str], None] = lambda why: None,
+        on_lost: Callable[[str], object] = lambda why: None,
     ) -> None:
         self.options = options
         self.loop = asyncio.new_event_loop()

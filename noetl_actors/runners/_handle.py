@@ -29,7 +29,7 @@ class AttemptHandle:
         """Unix seconds at `Runner.start()`."""
         self._cond = threading.Condition()
         self._outcome: Outcome | None = None
-        self._callbacks: list[Callable[[Outcome], None]] = []
+        self._callbacks: list[Callable[[Outcome], object]] = []
 
     @property
     def attempt(self) -> Attempt:
@@ -44,7 +44,7 @@ class AttemptHandle:
             self._cond.wait_for(lambda: self._outcome is not None, timeout)
             return self._outcome
 
-    def add_done_callback(self, fn: Callable[[Outcome], None]) -> None:
+    def add_done_callback(self, fn: Callable[[Outcome], object]) -> None:
         with self._cond:
             if self._outcome is None:
                 self._callbacks.append(fn)
@@ -70,7 +70,7 @@ class AttemptHandle:
         with self._cond:
             return self._outcome is not None
 
-    def _call(self, fn: Callable[[Outcome], None], outcome: Outcome) -> None:
+    def _call(self, fn: Callable[[Outcome], object], outcome: Outcome) -> None:
         try:
             fn(outcome)
         except Exception:

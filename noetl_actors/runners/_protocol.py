@@ -61,7 +61,7 @@ class RunningAttempt(Protocol):
         """
         ...
 
-    def add_done_callback(self, fn: Callable[[Outcome], None]) -> None:
+    def add_done_callback(self, fn: Callable[[Outcome], object]) -> None:
         """Call ``fn(outcome)`` once the outcome is known, on the thread that settles it
         (at once, on the caller's thread, if it already is). Keep `fn` short; an
         asyncio caller hands over with ``loop.call_soon_threadsafe``."""

@@ -23,7 +23,7 @@ from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
-from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle
+from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["RemoteStepActor", "WorkerLost", "remote_steps"]
 
@@ -135,14 +135,8 @@ class RemoteStepActor(SupervisedActor):
 
     def _arm(self) -> None:
         ref = self.actor_ref
-
-        def tick() -> None:
-            try:
-                ref.tell(_Tick())
-            except pykka.ActorDeadError:
-                pass
-
-        self._timer = self._clock.call_later(self._heartbeat / 2, tick)
+        self._timer = self._clock.call_later(self._heartbeat / 2,
+                                             lambda: tell_if_alive(ref, _Tick()))
 
     def _on_event(self, delivery: Delivery) -> None:
         try:

@@ -18,13 +18,12 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-import pykka
 
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage
 from noetl_actors.runners import Attempt, Outcome, PluginInfo, Runner, RunningAttempt
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle
+from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["Claims", "LocalClaims", "PluginWorker"]
 
@@ -152,14 +151,7 @@ class PluginWorker(SupervisedActor):
         self._running[command.id] = (command, running)
         self._send(command, EventStatus.STARTED)
         ref = self.actor_ref
-
-        def done(outcome: Outcome) -> None:
-            try:
-                ref.tell(_Finished(command, outcome))
-            except pykka.ActorDeadError:
-                pass
-
-        running.add_done_callback(done)
+        running.add_done_callback(lambda outcome: tell_if_alive(ref, _Finished(command, outcome)))
         self._arm()
 
     def _finish(self, command: Command, outcome: Outcome) -> None:
@@ -186,14 +178,7 @@ class PluginWorker(SupervisedActor):
         if self._timer is not None or not self._running:
             return
         ref = self.actor_ref
-
-        def beat() -> None:
-            try:
-                ref.tell(_Beat())
-            except pykka.ActorDeadError:
-                pass
-
-        self._timer = self._clock.call_later(self._heartbeat, beat)
+        self._timer = self._clock.call_later(self._heartbeat, lambda: tell_if_alive(ref, _Beat()))
 
     def _beat(self) -> None:
         self._timer = None

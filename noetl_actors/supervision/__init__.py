@@ -9,6 +9,7 @@ from noetl_actors.supervision._actor import Down as Down
 from noetl_actors.supervision._actor import Monitor as Monitor
 from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor
 from noetl_actors.supervision._actor import monitor as monitor
+from noetl_actors.supervision._actor import tell_if_alive as tell_if_alive
 from noetl_actors.supervision._address import Address as Address
 from noetl_actors.supervision._clock import Clock as Clock
 from noetl_actors.supervision._clock import ManualClock as ManualClock
@@ -71,4 +72,5 @@ __all__ = [
     "start_root",
     "start_supervisor",
     "supervisor_spec",
+    "tell_if_alive",
 ]

@@ -38,7 +38,7 @@ from noetl_actors.errors import ActorDeadError
 from noetl_actors.supervision._address import dead_letter
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 
-__all__ = ["Down", "Monitor", "SupervisedActor", "monitor"]
+__all__ = ["Down", "Monitor", "SupervisedActor", "monitor", "tell_if_alive"]
 
 logger = logging.getLogger("noetl_actors.supervision")
 
@@ -236,6 +236,19 @@ class SupervisedActor(pykka.ThreadingActor):
             self._watchers.pop(key, None)
 
 
+def tell_if_alive(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell `ref` the message unless the actor is gone; True if it was told.
+
+    For timers, callbacks and exit notices, whose target may have exited in
+    the meantime: that is not an error, there is just nobody left to tell.
+    """
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
 def drain(inbox: Any) -> list[Envelope[Any]]:
     """Take every message still in an exited actor's inbox.
 
@@ -350,11 +363,8 @@ def monitor(
         down = Down(monitor_id, target.actor_urn, reason.path, reason)
         if callable(notify) and not isinstance(notify, pykka.ActorRef):
             notify(down)
-            return
-        try:
-            notify.tell(down)
-        except pykka.ActorDeadError:
-            pass
+        else:
+            tell_if_alive(notify, down)
 
     if actor is not None and actor._add_watcher(monitor_id, deliver):
         return Monitor(monitor_id, actor)

@@ -25,7 +25,7 @@ class TimerHandle:
 
     __slots__ = ("_cancelled", "due", "fn")
 
-    def __init__(self, due: float, fn: Callable[[], None]) -> None:
+    def __init__(self, due: float, fn: Callable[[], object]) -> None:
         self.due = due
         self.fn = fn
         self._cancelled = False
@@ -43,7 +43,7 @@ class Clock(Protocol):
         """Seconds on a monotonic scale; only differences mean anything."""
         ...
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, fn: Callable[[], object]) -> TimerHandle:
         """Run `fn` once, `delay` seconds from now, on the clock's own thread.
 
         `fn` must be quick and must not block: supervisors pass a `tell`.
@@ -96,7 +96,7 @@ class MonotonicClock:
     def now(self) -> float:
         return time.monotonic()
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, fn: Callable[[], object]) -> TimerHandle:
         handle = TimerHandle(self.now() + max(delay, 0.0), fn)
         with self._condition:
             if self._closed:
@@ -154,7 +154,7 @@ class ManualClock:
         with self._lock:
             return self._now
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> TimerHandle:
+    def call_later(self, delay: float, fn: Callable[[], object]) -> TimerHandle:
         with self._lock:
             handle = TimerHandle(self._now + max(delay, 0.0), fn)
             self._timers.push(handle)

@@ -9,6 +9,7 @@ from typing import Any
 import pykka
 
 from noetl_actors.errors import ActorDeadError, SupervisionError
+from noetl_actors.supervision._actor import tell_if_alive
 from noetl_actors.supervision._address import Address
 from noetl_actors.supervision._clock import Clock
 from noetl_actors.supervision._events import Observer
@@ -127,10 +128,7 @@ class SupervisorRef:
 
         Returns the exit reason, or None if it had not exited within `timeout`.
         """
-        try:
-            self.actor_ref.tell(pykka.messages._ActorStop())
-        except pykka.ActorDeadError:
-            pass
+        tell_if_alive(self.actor_ref, pykka.messages._ActorStop())
         return self.wait(timeout)
 
 

@@ -34,7 +34,7 @@ from noetl_actors.errors import (
     ChildRunning,
     SupervisionError,
 )
-from noetl_actors.supervision._actor import SupervisedActor, drain
+from noetl_actors.supervision._actor import SupervisedActor, drain, tell_if_alive
 from noetl_actors.supervision._address import Address
 from noetl_actors.supervision._clock import Clock, MonotonicClock, TimerHandle
 from noetl_actors.supervision._events import EventKind, LifecycleEvent, Observer
@@ -317,10 +317,8 @@ class Supervisor(SupervisedActor):
         supervisor = self.actor_ref
 
         def tell_parent(reason: ExitReason) -> None:
-            try:
-                supervisor.tell(_ChildExit(child.id, actor, reason))
-            except pykka.ActorDeadError:
-                pass  # the supervisor is gone and stopped us on its way out
+            # If the supervisor is gone, it stopped this child on its way out.
+            tell_if_alive(supervisor, _ChildExit(child.id, actor, reason))
 
         # Attach before the loop starts, so what waited is handled first.
         child.address._attach(actor.actor_ref)
@@ -380,7 +378,7 @@ class Supervisor(SupervisedActor):
         if delay:
             self._emit(EventKind.BACKING_OFF, child, delay=delay)
             ref = self.actor_ref
-            child.timer = self.context.clock.call_later(delay, lambda: _tell(ref, due))
+            child.timer = self.context.clock.call_later(delay, lambda: tell_if_alive(ref, due))
         else:
             self.actor_ref.tell(due)
 
@@ -473,10 +471,7 @@ class Supervisor(SupervisedActor):
         stopped = False
         self._stopping = actor
         if grace > 0:
-            try:
-                actor.actor_ref.tell(pykka.messages._ActorStop())
-            except pykka.ActorDeadError:
-                pass  # already on its way out
+            tell_if_alive(actor.actor_ref, pykka.messages._ActorStop())  # or on its way out
             stopped = actor._wait_exit(None if grace == float("inf") else grace)
         if not stopped:
             kind = ExitKind.KILLED
@@ -673,8 +668,3 @@ def _subtree(future: pykka.Future[Any], deadline: float) -> dict[str, Any]:
     return {key: picture[key] for key in ("strategy", "intensity", "children")}
 
 
-def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
-    try:
-        ref.tell(message)
-    except pykka.ActorDeadError:
-        pass
