@@ -86,6 +86,8 @@ class TemplateError(NoetlError):
     At run time it is a step failure of type ``template``.
     """
 
+    error_type = "template"
+
 
 class SupervisionError(NoetlError):
     """A supervision tree (or part of one) gave up.

@@ -105,7 +105,8 @@ class RunReport:
             step.finished_at = event.at
             step.status = _status(event.reason)
             if event.reason.is_abnormal:
-                step.error = {"type": _error_type(event.reason), "message": event.reason.message}
+                step.error = {"type": event.reason.error_type or "crash",
+                              "message": event.reason.message}
 
     def on_event(self, event: Event) -> None:
         """A worker's event for one attempt of this workflow."""
@@ -120,6 +121,8 @@ class RunReport:
             elif event.status is EventStatus.SUCCEEDED:
                 step.output, step.error = event.output, None
             elif event.status is EventStatus.FAILED:
+                if event.error_type == "cancelled" and step.error is not None:
+                    return  # the worker's answer to the step's own cancel (a timeout, say)
                 step.output = None
                 step.error = {"type": event.error_type or "crash", "message": event.error_message}
 
@@ -201,13 +204,6 @@ def _status(reason: ExitReason) -> str:
     if reason.kind in (ExitKind.SHUTDOWN, ExitKind.KILLED) and reason.cause is None:
         return "cancelled"
     return "failed"  # a crash, a give-up, or a task stopped by on_error: stop
-
-
-def _error_type(reason: ExitReason) -> str:
-    error_type = reason.error_type or "crash"
-    if error_type == "StepTimeout":
-        return "timeout"
-    return error_type
 
 
 class EventListener(SupervisedActor):

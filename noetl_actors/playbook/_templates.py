@@ -27,7 +27,20 @@ __all__ = ["CONTEXT_NAMES", "Reference", "references", "render_value"]
 
 CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
 
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+class _DataEnvironment(SandboxedEnvironment):
+    """`output.items` is the output's key "items", not the dict's method.
+
+    Templates here read data (step outputs, vars), so a key wins over an
+    attribute of the same name; everything else is Jinja's usual lookup.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_ENV = _DataEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 
 

@@ -32,9 +32,23 @@ from typing import TextIO
 from noetl_actors.runners._attempt import CRASH, SCHEMA_VERSION, Attempt, Outcome
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._invoke import invoke
-from noetl_actors.runners._wire import plugin_from_json
+from noetl_actors.runners._wire import LIFELINE_ENV, plugin_from_json
 
 __all__ = ["main"]
+
+
+def _watch_lifeline() -> None:
+    """Die with the worker: when its end of the lifeline closes, kill this process group."""
+    fd = os.environ.pop(LIFELINE_ENV, None)
+    if fd is None:
+        return
+
+    def watch() -> None:
+        while os.read(int(fd), 1):
+            pass  # nobody writes; EOF means the worker is gone
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="noetl-lifeline", daemon=True).start()
 
 
 def main() -> None:
@@ -44,6 +58,7 @@ def main() -> None:
     the SIGTERM handler (which Python runs on the main thread) then never
     interrupts plugin code while it holds a lock.
     """
+    _watch_lifeline()
     answer = _take_stdout()
     started_at = time.time()
     data = json.load(sys.stdin)

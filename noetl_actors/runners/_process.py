@@ -39,7 +39,7 @@ from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Ou
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._protocol import RunnerStatistics
-from noetl_actors.runners._wire import request
+from noetl_actors.runners._wire import LIFELINE_ENV, request
 
 __all__ = ["ProcessAttempt", "ProcessRunner"]
 
@@ -126,6 +126,7 @@ class ProcessAttempt(AttemptHandle):
         self.pid: int | None = None
         """The child's process id, which is also its process group id."""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._stop_reason: str | None = None
@@ -145,23 +146,37 @@ class ProcessAttempt(AttemptHandle):
 
     def launch(self, command: list[str], env: Mapping[str, str] | None) -> None:
         stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the watcher thread closes it)
+        # The lifeline: the child holds the read end, only this process the
+        # write end. If this process dies (kill -9 included) the child reads
+        # EOF and kills its own process group: no attempt outlives its worker.
+        lifeline, self._lifeline = os.pipe()
+        child_env = dict(os.environ if env is None else env)
+        child_env[LIFELINE_ENV] = str(lifeline)
         try:
             self._proc = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                env=env, start_new_session=True, close_fds=True,
+                env=child_env, start_new_session=True, close_fds=True, pass_fds=(lifeline,),
             )
         except OSError as error:
             stderr.close()
+            self._close_lifeline()
             self._close_wake()
             self._settle(Outcome.failed(CRASH, f"cannot start {command[0]}: {error}",
                                         started_at=self.started_at))
             return
+        finally:
+            os.close(lifeline)
         self.pid = self._proc.pid
         self._thread = threading.Thread(
             target=self._watch, args=(self._proc, stderr), daemon=True,
             name=f"noetl-process-{self.pid}",
         )
         self._thread.start()
+
+    def _close_lifeline(self) -> None:
+        fd, self._lifeline = self._lifeline, None
+        if fd is not None:
+            os.close(fd)
 
     # -- the watcher thread ------------------------------------------------------------
 
@@ -183,6 +198,7 @@ class ProcessAttempt(AttemptHandle):
                 if pipe is not None and not pipe.closed:
                     with contextlib.suppress(OSError):
                         pipe.close()
+            self._close_lifeline()
             self._close_wake()
             self._settle(outcome)
 

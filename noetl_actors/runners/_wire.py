@@ -39,3 +39,6 @@ def plugin_from_json(data: dict[str, Any]) -> PluginInfo:
         folder=Path(data["folder"]) if data["folder"] else None,
         entry=Path(data["entry"]) if data["entry"] else None,
     )
+
+LIFELINE_ENV = "NOETL_LIFELINE_FD"
+"""The child's read end of a pipe only its worker writes to (see `_process.launch`)."""

@@ -85,14 +85,14 @@ class StepFailed(NoetlError):
 class StepTimeout(NoetlError):
     """A step attempt ran past its `timeout` (error type ``timeout``)."""
 
+    error_type = "timeout"
+
 
 def error_category(reason: ExitReason) -> tuple[str, ...]:
     """The `on_error:` keys that can match an exit, most specific first."""
     error_type = reason.error_type or ""
-    if error_type == "StepTimeout":
-        return ("timeout",)
-    if error_type == "TemplateError":
-        return ("template",)
+    if error_type in ("timeout", "template"):
+        return (error_type,)
     return (error_type, "crash") if error_type else ("crash",)
 
 
