@@ -648,6 +648,26 @@ def test_an_output_key_named_like_a_dict_method_is_read_as_the_key(tmp_path: Pat
     assert use["output"] == {"items": [1, 2], "text": "k-v"}
 
 
+def test_a_rendered_input_that_is_not_json_is_a_template_error_not_a_crash_loop(
+    tmp_path: Path,
+) -> None:
+    path = write_playbook(tmp_path, "not-json", """
+        vars: {a: {b: 1}}
+        tasks:
+          - name: t
+            supervision: {max_restarts: 0}
+            steps:
+              - {name: s, plugin: echo, with: {x: "{{ vars.a.keys }}"}}
+        """)
+
+    result, report = run_playbook(path, tmp_path / "nats")
+
+    error = steps_of(report, "t")["s"]["error"]
+    assert result.returncode == 1
+    assert error["type"] == "template"
+    assert "is not JSON" in error["message"]
+
+
 # -- cancel ------------------------------------------------------------------------------------
 
 

@@ -84,6 +84,8 @@ class RunReport:
             if len(parts) == 1:
                 self._on_task(task, event)
             elif parts[1] in task.steps:
+                if event.kind is EventKind.STARTED and task.started_at is None:
+                    task.started_at = event.at  # a task reports itself after its first step
                 self._on_step(task.steps[parts[1]], event)
 
     def _on_task(self, task: _Task, event: LifecycleEvent) -> None:
@@ -118,6 +120,8 @@ class RunReport:
                 return
             if event.status is EventStatus.ACCEPTED:
                 step.attempts = max(step.attempts, event.attempt)
+            elif event.attempt < step.attempts:
+                return  # a late answer of an earlier attempt
             elif event.status is EventStatus.SUCCEEDED:
                 step.output, step.error = event.output, None
             elif event.status is EventStatus.FAILED:
