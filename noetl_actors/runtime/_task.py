@@ -113,11 +113,23 @@ class TaskSupervisor(Supervisor):
     # -- one step at a time ----------------------------------------------------
 
     def _may_start(self, child: _Child) -> bool:
-        if any(c.actor is not None for c in self._children.values()):
-            return False
+        return child is self._next_step()
+
+    def _start_waiting(self) -> None:
+        # Only the next step can start: no need to ask every waiting step (O(n) per step).
+        step = self._next_step()
+        if step is not None and step.state is not ActorState.BACKING_OFF:
+            self._start_children([step.id], token=step.token)
+
+    def _next_step(self) -> _Child | None:
+        """The first step that has not finished, if none is running."""
         waiting = (ActorState.STARTING, ActorState.RESTARTING, ActorState.BACKING_OFF)
-        first = next((c for c in self._children.values() if c.state in waiting), None)
-        return first is child
+        for child in self._children.values():
+            if child.actor is not None:
+                return None
+            if child.state in waiting:
+                return child
+        return None
 
     def _after_retire(self, child: _Child, reason: ExitReason) -> None:
         self._start_waiting()

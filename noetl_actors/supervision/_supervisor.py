@@ -74,6 +74,9 @@ class TreeContext:
     observers: tuple[Observer, ...] = ()
     rng: random.Random = attrs.field(factory=random.Random)
     _addresses: dict[str, Address] = attrs.field(factory=dict, init=False)
+    _under: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    """Paths of the addresses directly under each path: closing a subtree walks
+    it, instead of scanning every address of the tree."""
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     def address(self, path: str, on_dead_letter: Callable[[Any], None]) -> Address:
@@ -83,24 +86,26 @@ class TreeContext:
             if address is None or address.closed:
                 address = Address(path, on_dead_letter=on_dead_letter)
                 self._addresses[path] = address
+                self._under.setdefault(path.rsplit("/", 1)[0], set()).add(path)
             return address
 
     def close_addresses(
         self, path: str, *, include_path: bool = True, keep: Iterable[str] = ()
     ) -> None:
         """Close the addresses of `path` and everything under it, except `keep` subtrees."""
-        kept = tuple(keep)
-
-        def doomed(candidate: str) -> bool:
-            under = candidate.startswith(path + "/") or (include_path and candidate == path)
-            return under and not any(
-                candidate == k or candidate.startswith(k + "/") for k in kept
-            )
-
+        kept = set(keep)
+        closing: list[Address] = []
         with self._lock:
-            closing = [a for p, a in self._addresses.items() if doomed(p)]
-            for address in closing:
-                del self._addresses[address.path]
+            todo = [path] if include_path else list(self._under.get(path, ()))
+            while todo:
+                current = todo.pop()
+                if current in kept:
+                    continue
+                todo.extend(self._under.pop(current, ()))
+                address = self._addresses.pop(current, None)
+                if address is not None:
+                    closing.append(address)
+                    self._under.get(current.rsplit("/", 1)[0], set()).discard(current)
         for address in closing:
             address._close()
 
@@ -109,6 +114,7 @@ class TreeContext:
         with self._lock:
             address._reopen()
             self._addresses[address.path] = address
+            self._under.setdefault(address.path.rsplit("/", 1)[0], set()).add(address.path)
 
 
 @attrs.frozen
