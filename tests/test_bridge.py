@@ -877,3 +877,23 @@ class TestJetStream:
             assert info.num_pending == 0
             # Past ack_wait, a message that was not terminated would be back by now.
             assert_nothing_more(deliveries, within=1.5)
+
+
+def test_a_claim_is_won_once_across_connections(nats_server: EmbeddedNatsServer) -> None:
+    """Two bridges stand for two processes: only one of them may run an attempt."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridges = [Bridge(ConnectOptions(servers=(nats_server.url,))) for _ in range(2)]
+    roots = [start_supervisor(SupervisorFlags(), [b.child_spec()], id=f"n{i}")
+             for i, b in enumerate(bridges)]
+    try:
+        bridges[0].ensure_bucket("claims", ttl=60)
+        bridges[1].ensure_bucket("claims", ttl=60)
+        assert bridges[0].claim("claims", "wf-1.t=s.1") is True
+        assert bridges[1].claim("claims", "wf-1.t=s.1") is False
+        assert bridges[0].claim("claims", "wf-1.t=s.1") is False
+        assert bridges[1].claim("claims", "wf-1.t=s.2") is True
+    finally:
+        for root in roots:
+            root.stop(timeout=10)

@@ -527,6 +527,34 @@ class Bridge:
         )
         return self._register(subscription, timeout)
 
+    def ensure_bucket(self, name: str, *, ttl: float, timeout: float = 5.0) -> None:
+        """Create the key-value bucket `name` (keys expire after `ttl` seconds); idempotent."""
+        check_token(name, "bucket name")
+        connection = self._current(timeout)
+
+        async def ensure() -> None:
+            await connection.js.create_key_value(bucket=name, ttl=ttl)
+
+        connection.call(ensure(), timeout=timeout)
+
+    def claim(self, bucket: str, key: str, *, timeout: float = 5.0) -> bool:
+        """Create `key` in `bucket` if no one has: True for exactly one caller, across
+        every process and node on this NATS (until the key expires). Blocks one round trip.
+
+        Raises:
+            ConnectError, BridgeTimeout: NATS could not answer; nobody may assume the claim.
+        """
+        connection = self._current(timeout)
+
+        async def create() -> bool:
+            try:
+                await (await connection.js.key_value(bucket)).create(key, b"1")
+            except js_errors.KeyWrongLastSequenceError:
+                return False
+            return True
+
+        return connection.call(create(), timeout=timeout)
+
     def history(
         self, stream: str, subjects: Iterable[str], *, timeout: float = 10.0
     ) -> list[Delivery]:

@@ -27,7 +27,14 @@ from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
 from noetl_actors.runtime._remote import remote_steps
-from noetl_actors.services._worker import LocalClaims, PluginWorker
+from noetl_actors.services._worker import (
+    CLAIMS_BUCKET,
+    CLAIMS_TTL,
+    BucketClaims,
+    Claims,
+    LocalClaims,
+    PluginWorker,
+)
 from noetl_actors.supervision import (
     INFINITY,
     ChildSpec,
@@ -125,7 +132,9 @@ class Node:
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(), "process": ProcessRunner()}
-            claims = LocalClaims()
+            # Alone on an embedded server, claims can stay in this process; on a
+            # shared NATS other workers may take the same command: claim in NATS.
+            claims: Claims = LocalClaims() if options.embedded else BucketClaims(self.bridge)
             workers = [
                 ChildSpec(id=name, start=functools.partial(
                     PluginWorker, plugin, bridge=self.bridge, runners=self._runners,
@@ -147,6 +156,8 @@ class Node:
             )
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
+            if isinstance(claims, BucketClaims):
+                self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL, timeout=timeout)
         except BaseException:
             self.stop()
             raise

@@ -20,12 +20,16 @@ from typing import Any, Protocol
 import attrs
 
 from noetl_actors.bridge import Bridge, Delivery
-from noetl_actors.errors import MalformedMessage
+from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import Attempt, Outcome, PluginInfo, Runner, RunningAttempt
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
-__all__ = ["Claims", "LocalClaims", "PluginWorker"]
+__all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWorker"]
+
+CLAIMS_BUCKET = "noetl-claims"
+CLAIMS_TTL = 24 * 3600.0
+"""Seconds a claim is kept: far longer than a command is ever sent again."""
 
 logger = logging.getLogger("noetl_actors.services")
 
@@ -39,9 +43,8 @@ class Claims(Protocol):
 class LocalClaims:
     """Claims kept in this process (the last `size` ids), shared by its workers.
 
-    Enough while one node runs the workers of a plugin; workers on several
-    nodes need claims kept in NATS (JetStream KV), which come with resuming
-    workflows across nodes.
+    Enough while every worker of the node's NATS is in this process (an
+    embedded server); with other workers about, use `BucketClaims`.
     """
 
     def __init__(self, size: int = 100_000) -> None:
@@ -57,6 +60,18 @@ class LocalClaims:
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
             return True
+
+
+class BucketClaims:
+    """Claims kept in a JetStream key-value bucket: one owner per attempt across every
+    worker on this NATS, whatever process or node it runs in. One round trip each."""
+
+    def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET) -> None:
+        self._bridge = bridge
+        self._bucket = bucket
+
+    def claim(self, command_id: str) -> bool:
+        return self._bridge.claim(self._bucket, command_id)
 
 
 @attrs.frozen
@@ -124,7 +139,13 @@ class PluginWorker(SupervisedActor):
             logger.warning("%s: dropped a malformed command on %s: %s",
                            self.path, delivery.subject, error)
             return
-        if not self._claims.claim(command.id):
+        try:
+            claimed = self._claims.claim(command.id)
+        except NoetlError as error:
+            logger.warning("%s: could not claim %s (%s); its step will send it again",
+                           self.path, command.id, error)
+            return
+        if not claimed:
             return  # sent or delivered again: whoever claimed it runs it
         self._send(command, EventStatus.ACCEPTED)
         if len(self._running) >= self._max_in_flight:
