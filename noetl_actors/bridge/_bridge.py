@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import nats.errors
@@ -94,6 +94,13 @@ class _Counters:
     reconnects: int = 0
 
 
+class Mailbox(Protocol):
+    """Where a subscription delivers: an actor's `ActorRef`, or anything that can be
+    told a `Delivery` without blocking (it is called on the bridge's loop thread)."""
+
+    def tell(self, message: Any) -> None: ...
+
+
 class Subscription:
     """A subject, or a JetStream consumer, bridged into one actor's mailbox.
 
@@ -104,7 +111,7 @@ class Subscription:
         self,
         bridge: Bridge,
         subject: str,
-        target: pykka.ActorRef[Any],
+        target: Mailbox,
         *,
         queue: str | None = None,
         stream: str | None = None,
@@ -331,7 +338,7 @@ class Bridge:
     def subscribe(
         self,
         subject: str,
-        target: pykka.ActorRef[Any],
+        target: Mailbox,
         *,
         queue: str | None = None,
         timeout: float = 5.0,
@@ -353,7 +360,7 @@ class Bridge:
             self._subscriptions[subscription.id] = subscription
             connection = self._connection
         target = subscription.target
-        if issubclass(target.actor_class, SupervisedActor):
+        if isinstance(target, pykka.ActorRef) and issubclass(target.actor_class, SupervisedActor):
             monitor(target, lambda _down: self._forget(subscription))
         if connection is not None:
             try:
@@ -406,7 +413,13 @@ class Bridge:
                 msg.subject, data, headers=msg.headers or {}, reply=msg.reply or None))
 
     def _tell(self, subscription: Subscription, delivery: Delivery) -> bool:
-        if not tell_if_alive(subscription.target, delivery):
+        target = subscription.target
+        if isinstance(target, pykka.ActorRef):
+            told = tell_if_alive(target, delivery)
+        else:
+            target.tell(delivery)
+            told = True
+        if not told:
             self._counters.dropped += 1
             self._forget(subscription)
             return False

@@ -12,6 +12,7 @@ Events of other attempts of the same step (late ones) are ignored.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, 
 from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
-__all__ = ["RemoteStepActor", "WorkerLost", "remote_steps"]
+__all__ = ["EventRouter", "RemoteStepActor", "WorkerLost", "remote_steps", "subscribe_router"]
 
 logger = logging.getLogger("noetl_actors.runtime")
 
@@ -49,8 +50,47 @@ class _Tick:
     pass
 
 
-def remote_steps(bridge: Bridge, *, workflow_id: str, heartbeat: float = 1.0) -> StepFactory:
-    """Step actors that run their plugin through NATS workers."""
+class EventRouter:
+    """Hands a workflow's events to its step actors: one subscription per workflow.
+
+    A subscription per step would cost each step a SUB, a flush round trip
+    and an UNSUB; the router is subscribed once, on ``event.*.<wf>.*``, and
+    passes each event on (on the bridge's loop thread: a queue put) to the
+    step actor registered for its step id. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[str, pykka.ActorRef[Any]] = {}
+        self.subscription: Subscription | None = None
+
+    def register(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            self._steps[step_id] = ref
+
+    def unregister(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
+        with self._lock:
+            if self._steps.get(step_id) is ref:
+                del self._steps[step_id]
+
+    def tell(self, delivery: Delivery) -> None:
+        with self._lock:
+            ref = self._steps.get(delivery.subject.rsplit(".", 1)[-1])
+        if ref is not None:
+            tell_if_alive(ref, delivery)
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            self.subscription.cancel()
+
+
+def remote_steps(
+    bridge: Bridge, *, workflow_id: str, heartbeat: float = 1.0, router: EventRouter
+) -> StepFactory:
+    """Step actors that run their plugin through NATS workers.
+
+    `router` must be subscribed to the workflow's events (see `subscribe_router`).
+    """
 
     def make(
         step: Step,
@@ -62,7 +102,7 @@ def remote_steps(bridge: Bridge, *, workflow_id: str, heartbeat: float = 1.0) ->
         clock: Clock,
     ) -> SupervisedActor:
         return RemoteStepActor(step, task=task, task_name=task_name, context=context,
-                               attempt=attempt, clock=clock, bridge=bridge,
+                               attempt=attempt, clock=clock, bridge=bridge, router=router,
                                workflow_id=workflow_id, heartbeat=heartbeat)
 
     return make
@@ -81,6 +121,7 @@ class RemoteStepActor(SupervisedActor):
         attempt: int,
         clock: Clock,
         bridge: Bridge,
+        router: EventRouter,
         workflow_id: str,
         heartbeat: float,
     ) -> None:
@@ -92,10 +133,10 @@ class RemoteStepActor(SupervisedActor):
         self._context = context
         self._clock = clock
         self._bridge = bridge
+        self._router = router
         self._workflow_id = workflow_id
         self._heartbeat = heartbeat
         self._command: Command | None = None
-        self._subscription: Subscription | None = None
         self._timer: TimerHandle | None = None
         self._sent_at = 0.0
         self._heard_at: float | None = None
@@ -129,7 +170,7 @@ class RemoteStepActor(SupervisedActor):
             timeout=self.step.timeout, heartbeat=self._heartbeat,
         )
         self._command = command
-        self._subscription = self._bridge.subscribe(command.event_subject, self.actor_ref)
+        self._router.register(command.step_id, self.actor_ref)
         self._send()
         self._arm()
 
@@ -178,8 +219,8 @@ class RemoteStepActor(SupervisedActor):
     def _release(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self._subscription is not None:
-            self._subscription.cancel()
+        if self._command is not None:
+            self._router.unregister(self._command.step_id, self.actor_ref)
         if self._command is not None and not self._finished:
             cancel = Cancel(command_id=self._command.id, reason="the step ended")
             try:
@@ -192,3 +233,10 @@ class RemoteStepActor(SupervisedActor):
 
     def on_failure(self, *_exc_info: Any) -> None:
         self._release()
+
+
+def subscribe_router(bridge: Bridge, workflow_id: str) -> EventRouter:
+    """A router subscribed to every event of `workflow_id` (close() it when the workflow ends)."""
+    router = EventRouter()
+    router.subscription = bridge.subscribe(f"event.*.{workflow_id}.*", router)
+    return router

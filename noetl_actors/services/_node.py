@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from noetl_actors.errors import NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
-from noetl_actors.runtime._remote import remote_steps
+from noetl_actors.runtime._remote import remote_steps, subscribe_router
 from noetl_actors.services._worker import (
     CLAIMS_BUCKET,
     CLAIMS_TTL,
@@ -62,7 +62,8 @@ LIFECYCLE_PREFIX = "noetl.lifecycle"
 class WorkflowRun:
     """A workflow started on a node: wait for it, cancel it."""
 
-    def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any]) -> None:
+    def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any], *,
+                 on_end: Callable[[], object] = lambda: None) -> None:
         self.workflow_id = workflow_id
         self._node = node
         self._done = threading.Event()
@@ -70,6 +71,7 @@ class WorkflowRun:
 
         def finished(down: Any) -> None:
             self._reason = down.reason
+            on_end()
             self._done.set()
 
         monitor(ref, finished)
@@ -167,14 +169,21 @@ class Node:
         """Start a workflow of `playbook`; returns at once."""
         assert self.bridge is not None, "the node is not started"
         workflow_id = workflow_id or new_workflow_id()
-        steps = remote_steps(self.bridge, workflow_id=workflow_id, heartbeat=self.heartbeat)
+        router = subscribe_router(self.bridge, workflow_id)
+        steps = remote_steps(self.bridge, workflow_id=workflow_id, heartbeat=self.heartbeat,
+                             router=router)
         spec = ChildSpec(
             id=workflow_id,
             start=functools.partial(WorkflowSupervisor, playbook, steps=steps,
                                     workflow_id=workflow_id),
             restart=Restart.TEMPORARY, type=ChildType.SUPERVISOR, shutdown=INFINITY,
         )
-        return WorkflowRun(self, workflow_id, self.workflows.start_child(spec))
+        try:
+            ref = self.workflows.start_child(spec)
+        except BaseException:
+            router.close()
+            raise
+        return WorkflowRun(self, workflow_id, ref, on_end=router.close)
 
     def history(self, workflow_id: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Every step and supervision event of a workflow, in the order they were kept."""
