@@ -73,6 +73,7 @@ from importlib import metadata
 from typing import Any
 
 import nats
+from _roundtrips import PAD, REQUEST, REQUEST_TIMEOUT, LostReply, pipelined
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -95,12 +96,8 @@ DEFAULT_PIPELINED = 16_000
 DEFAULT_TASKS = 4_000
 """Round trips at 100 in flight (100 tasks), per case and round."""
 WARMUP_FRACTION = 0.1
-REQUEST_TIMEOUT = 5.0
-"""Seconds one request may wait for its reply; past that it counts as lost."""
 STOP_TIMEOUT = 30.0
 
-PAD = "x" * 60
-REQUEST = encode({"op": "echo", "pad": PAD})
 REPLY = {"ok": True, "pad": PAD}
 """What the responders answer; the bridge encodes it, the raw ones send `encode(REPLY)`."""
 
@@ -170,10 +167,6 @@ def start_tree(url: str, subject: str) -> tuple[SupervisorRef, Bridge]:
 # -- requesters ------------------------------------------------------------------
 
 
-class LostReply(Exception):
-    """A request got no reply within REQUEST_TIMEOUT."""
-
-
 async def sequential(nc: Client, subject: str, count: int) -> tuple[list[int], float]:
     """`count` requests one after the other: each latency in ns, and the elapsed seconds."""
     latencies = []
@@ -187,41 +180,6 @@ async def sequential(nc: Client, subject: str, count: int) -> tuple[list[int], f
             raise LostReply(f"no reply on {subject} within {REQUEST_TIMEOUT:g}s") from None
         latencies.append(clock() - start)
     return latencies, time.perf_counter() - began
-
-
-async def pipelined(nc: Client, subject: str, count: int, in_flight: int = IN_FLIGHT) -> float:
-    """`count` round trips, `in_flight` outstanding at every moment; the elapsed seconds.
-
-    Every reply arrives on one subscription, and its callback publishes the
-    next request, so the requester does no per-request bookkeeping.
-    """
-    inbox = nc.new_inbox()
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    sent = received = 0
-
-    async def on_reply(_msg: Msg) -> None:
-        nonlocal sent, received
-        received += 1
-        if sent < count:
-            sent += 1
-            await nc.publish(subject, REQUEST, reply=inbox)
-        elif received == count and not done.done():
-            done.set_result(None)
-
-    sub = await nc.subscribe(inbox, cb=on_reply)
-    await nc.flush()
-    began = time.perf_counter()
-    for _ in range(min(in_flight, count)):
-        sent += 1
-        await nc.publish(subject, REQUEST, reply=inbox)
-    try:
-        await asyncio.wait_for(done, timeout=REQUEST_TIMEOUT + count / 1000)
-    except TimeoutError:
-        raise LostReply(f"{count - received} of {count} replies on {subject} never came") from None
-    finally:
-        elapsed = time.perf_counter() - began
-        await sub.unsubscribe()
-    return elapsed
 
 
 async def concurrent_tasks(nc: Client, subject: str, count: int, tasks: int = IN_FLIGHT) -> float:
@@ -274,9 +232,9 @@ async def measure_round(nc: Client, case: Case, args: argparse.Namespace) -> Non
     case.latencies_ns += latencies
     case.sequential_rates.append(args.sequential / elapsed)
 
-    await pipelined(nc, case.subject, warmup(args.pipelined))
+    await pipelined(nc, case.subject, warmup(args.pipelined), IN_FLIGHT)
     cpu = time.process_time()
-    elapsed = await pipelined(nc, case.subject, args.pipelined)
+    elapsed = await pipelined(nc, case.subject, args.pipelined, IN_FLIGHT)
     case.pipelined_cpu_us.append((time.process_time() - cpu) / args.pipelined * 1e6)
     case.pipelined_rates.append(args.pipelined / elapsed)
 

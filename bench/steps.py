@@ -67,7 +67,7 @@ from typing import Any
 
 import nats
 import pykka
-from nats.aio.client import Client
+from _roundtrips import PAD, REQUEST, REQUEST_TIMEOUT, LostReply, pipelined
 from nats.aio.msg import Msg
 
 from noetl_actors.bridge import encode
@@ -87,10 +87,6 @@ DEFAULT_RAW_SEQUENTIAL = 500
 DEFAULT_RAW_SPAWNS = 1_000
 """Actors started, asked and stopped per round of the raw pykka baseline."""
 WORKFLOW_TIMEOUT = 120.0
-REQUEST_TIMEOUT = 5.0
-
-PAD = "x" * 60
-REQUEST = encode({"op": "echo", "pad": PAD})
 REPLY = encode({"ok": True, "pad": PAD})
 
 
@@ -230,37 +226,6 @@ async def raw_nats(
     finally:
         await requester.close()
         await responder.close()
-
-
-async def pipelined(nc: Client, subject: str, count: int, in_flight: int) -> float:
-    """`count` round trips with `in_flight` outstanding; the elapsed seconds."""
-    inbox = nc.new_inbox()
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    sent = received = 0
-
-    async def on_reply(_msg: Msg) -> None:
-        nonlocal sent, received
-        received += 1
-        if sent < count:
-            sent += 1
-            await nc.publish(subject, REQUEST, reply=inbox)
-        elif received == count and not done.done():
-            done.set_result(None)
-
-    sub = await nc.subscribe(inbox, cb=on_reply)
-    await nc.flush()
-    began = time.perf_counter()
-    for _ in range(min(in_flight, count)):
-        sent += 1
-        await nc.publish(subject, REQUEST, reply=inbox)
-    try:
-        await asyncio.wait_for(done, timeout=REQUEST_TIMEOUT + count / 1000)
-    except TimeoutError:
-        raise Failed(f"raw nats: {count - received} of {count} replies never came") from None
-    finally:
-        elapsed = time.perf_counter() - began
-        await sub.unsubscribe()
-    return elapsed
 
 
 class Pong(pykka.ThreadingActor):
@@ -478,7 +443,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             node.start()
             results = measure(node, clock, args)
-        except Failed as error:
+        except (Failed, LostReply) as error:
             print(f"FAILED: {error}")
             return 1
         finally:
