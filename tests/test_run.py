@@ -25,6 +25,7 @@ from noetl_actors.services import Node
 from noetl_actors.supervision import EventKind, ExitKind
 from tests.helpers import Recorder
 from tests.run_helpers import (
+    EXAMPLES,
     alive,
     attempts,
     cli_command,
@@ -806,3 +807,19 @@ def test_noetl_run_on_an_invalid_playbook_exits_2_with_file_line_col_and_prints_
     assert re.search(rf"^{re.escape(str(path))}:\d+:\d+: ", result.stderr, re.MULTILINE), (
         result.stderr)
     assert not (tmp_path / "nats").exists(), "a server was started for an invalid playbook"
+
+
+def test_a_nats_server_that_does_not_answer_fails_the_run_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = noetl("run", EXAMPLES / "hello.yaml", "--nats", f"nats://127.0.0.1:{port}",
+                   cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"could not connect to nats://127.0.0.1:{port}" in result.stderr
+    assert result.stderr.count("\n") <= 2, "one clear line, not a line per reconnect"

@@ -270,7 +270,8 @@ class Bridge:
             self._counters.reconnects += 1
             self._emit(EventKind.RECONNECTED, detail)
         else:
-            logger.warning("NATS: %s", detail)
+            # Every failed reconnect says so; the disconnected event already told.
+            logger.debug("NATS: %s", detail)
 
     def wait_connected(self, timeout: float | None = None) -> bool:
         """Block until a connection is up; False if none within `timeout`."""

@@ -22,7 +22,7 @@ from typing import Any
 import pykka
 
 from noetl_actors.bridge import Bridge, ConnectOptions, EmbeddedNatsServer
-from noetl_actors.errors import NoetlError
+from noetl_actors.errors import ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
@@ -156,6 +156,11 @@ class Node:
                 id="node",
                 observers=[*self._observers, self._publish_lifecycle],
             )
+            if not self.bridge.wait_connected(options.connect_timeout * 2):
+                raise ConnectError(
+                    f"could not connect to {options.describe()} within "
+                    f"{options.connect_timeout * 2:g}s: is a nats-server running there?"
+                )
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
             if isinstance(claims, BucketClaims):
