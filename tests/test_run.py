@@ -823,3 +823,26 @@ def test_a_nats_server_that_does_not_answer_fails_the_run_with_a_clear_error(
     assert result.stdout == ""
     assert f"could not connect to nats://127.0.0.1:{port}" in result.stderr
     assert result.stderr.count("\n") <= 2, "one clear line, not a line per reconnect"
+
+
+def test_a_command_no_worker_takes_still_times_out_though_it_is_sent_again(
+    nats_server: EmbeddedNatsServer, tmp_path: Path,
+) -> None:
+    """Sending a command again (no worker answered) must not restart its timeout."""
+    path = write_playbook(tmp_path, "nobody", """
+        tasks:
+          - name: t
+            supervision: {max_restarts: 0}
+            steps:
+              - {name: s, plugin: sleep, with: {seconds: 0.1}, timeout: 1500ms}
+        """)
+    node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=[],
+                heartbeat=0.2)
+    try:
+        node.start()
+        run = node.run(load_playbook(path))
+        reason = run.wait(10)
+        assert reason is not None, "the step waited for a worker forever"
+        assert reason.root().error_type == "timeout"
+    finally:
+        node.stop()

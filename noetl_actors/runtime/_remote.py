@@ -138,7 +138,10 @@ class RemoteStepActor(SupervisedActor):
         self._heartbeat = heartbeat
         self._command: Command | None = None
         self._timer: TimerHandle | None = None
+        self._began_at = 0.0
+        """When the command was first sent: the step's `timeout` counts from here."""
         self._sent_at = 0.0
+        """When it was last sent (sent again while no worker answers)."""
         self._heard_at: float | None = None
         self._finished = False
 
@@ -172,6 +175,7 @@ class RemoteStepActor(SupervisedActor):
         self._command = command
         self._router.register(command.step_id, self.actor_ref)
         self._send()
+        self._began_at = self._sent_at
         self._arm()
 
     def _send(self) -> None:
@@ -206,7 +210,7 @@ class RemoteStepActor(SupervisedActor):
     def _on_tick(self) -> None:
         now = self._clock.now()
         timeout = self.step.timeout
-        if timeout is not None and now - self._sent_at >= timeout:
+        if timeout is not None and now - self._began_at >= timeout:
             raise StepTimeout(f"step {self.step.name!r} ran past its timeout of {timeout:g}s")
         silent_for = self._heartbeat * HEARTBEAT_MISSES
         if self._heard_at is not None and now - self._heard_at > silent_for:
