@@ -6,9 +6,11 @@ non-zero exit status; tracebacks are for bugs.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +70,42 @@ _SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 _FILE = click.argument("file", type=click.Path(dir_okay=False))
 
 
-def _node_options(nats: str | None) -> Any:
-    from noetl_actors.bridge import ConnectOptions
+_NATS_FLAGS = (
+    ("--nats", "servers", "URL", "NATS server(s), comma-separated (or NATS_URL) "
+                                 "[default: start an embedded one]"),
+    ("--user", "user", "NAME", "NATS user, with --password (or NATS_USER)"),
+    ("--password", "password", "SECRET", "NATS password (or NATS_PASSWORD)"),
+    ("--token", "token", "TOKEN", "NATS token (or NATS_TOKEN)"),
+    ("--creds", "creds_file", "FILE", "NATS credentials file, JWT and nkey (or NATS_CREDS)"),
+    ("--tlsca", "tls_ca", "FILE", "CA certificate to trust for TLS (or NATS_CA)"),
+    ("--tlscert", "tls_cert", "FILE", "client certificate for TLS, with --tlskey (or NATS_CERT)"),
+    ("--tlskey", "tls_key", "FILE", "client key for TLS (or NATS_KEY)"),
+)
 
-    try:
-        return ConnectOptions.from_env(servers=nats)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--nats") from None
+
+def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The NATS flags every command that connects takes, as one `nats` argument.
+
+    Flags win over the NATS_* environment variables, as in NATS's own tools.
+    """
+
+    @functools.wraps(command)
+    def with_options(**kwargs: Any) -> Any:
+        from noetl_actors.bridge import ConnectOptions
+
+        given = {field: kwargs.pop(f"nats_{field}") for _, field, _, _ in _NATS_FLAGS}
+        try:
+            options = ConnectOptions.from_env(**given)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="NATS options") from None
+        return command(nats=options, **kwargs)
+
+    for flag, field, metavar, text in reversed(_NATS_FLAGS):
+        with_options = click.option(flag, f"nats_{field}", metavar=metavar, help=text)(
+            with_options)
+    return with_options
 
 
-_NATS = click.option("--nats", metavar="URL", envvar="NATS_URL",
-                     help="NATS server(s) to use [default: start an embedded one].")
 _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
                           help="Where the embedded server keeps JetStream.")
 
@@ -175,11 +202,11 @@ EXIT_CANCELLED = 130
 @main.command()
 @_FILE
 @_SET
-@_NATS
+@_nats_options
 @_STATE_DIR
 @click.option("--json", "as_json", is_flag=True,
               help="Print exactly one JSON document (the run's report) and nothing else.")
-def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | None,
+def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         as_json: bool) -> None:
     """Run a playbook and wait for it: exit 0 succeeded, 1 failed, 130 cancelled."""
     import json
@@ -194,8 +221,7 @@ def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | No
     playbook = _load(file, sets)
     workflow_id = new_workflow_id()
     report = RunReport(playbook, workflow_id)
-    node = Node(options=_node_options(nats), state_dir=state_dir,
-                observers=[report.on_lifecycle])
+    node = Node(options=nats, state_dir=state_dir, observers=[report.on_lifecycle])
     console = Console(stderr=as_json)
     listener = None
     cancelled = False
@@ -244,16 +270,16 @@ def run(file: str, sets: tuple[str, ...], nats: str | None, state_dir: Path | No
 
 @main.command()
 @click.argument("workflow_id")
-@_NATS
+@_nats_options
 @_STATE_DIR
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def events(workflow_id: str, nats: str | None, state_dir: Path | None, as_json: bool) -> None:
+def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -> None:
     """Print a workflow's history: every step and supervision event, in order."""
     import json
 
     from noetl_actors.services import Node
 
-    node = Node(options=_node_options(nats), state_dir=state_dir, workers=())
+    node = Node(options=nats, state_dir=state_dir, workers=())
     try:
         node.start()
         history = node.history(workflow_id)
@@ -278,19 +304,19 @@ def events(workflow_id: str, nats: str | None, state_dir: Path | None, as_json: 
 
 
 @main.command()
-@_NATS
+@_nats_options
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME",
               help="Run workers for this plugin only (repeatable) [default: all].")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between heartbeats of a running attempt.")
-def worker(nats: str | None, plugins: tuple[str, ...], heartbeat: float) -> None:
+def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
     import signal
     import threading
 
     from noetl_actors.services import Node
 
-    options = _node_options(nats)
+    options = nats
     if options.embedded:
         raise click.UsageError("a worker needs --nats (or NATS_URL): the server of its nodes")
     node = Node(options=options, workers=plugins or None, heartbeat=heartbeat)

@@ -846,3 +846,23 @@ def test_a_command_no_worker_takes_still_times_out_though_it_is_sent_again(
         assert reason.root().error_type == "timeout"
     finally:
         node.stop()
+
+
+def test_noetl_run_takes_nats_credentials_and_refused_ones_fail_at_once(tmp_path: Path) -> None:
+    server = EmbeddedNatsServer(state_dir=tmp_path / "nats", user="etl", password="s3cret")
+    server.start()
+    try:
+        refused = noetl("run", EXAMPLES / "hello.yaml", "--nats", server.url,
+                        "--user", "etl", "--password", "wrong", cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "refused our credentials" in refused.stderr
+        accepted = noetl("run", EXAMPLES / "hello.yaml", "--json", "--nats", server.url,
+                         "--user", "etl", "--password", "s3cret", cwd=tmp_path)
+        assert accepted.returncode == 0, accepted.stderr
+        assert accepted.document()["status"] == "succeeded"
+        env = {**environment(), "NATS_URL": server.url, "NATS_USER": "etl",
+               "NATS_PASSWORD": "s3cret"}
+        from_env = noetl("run", EXAMPLES / "hello.yaml", "--json", cwd=tmp_path, env=env)
+        assert from_env.returncode == 0, from_env.stderr
+    finally:
+        server.stop()

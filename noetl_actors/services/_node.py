@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 import pykka
 
 from noetl_actors.bridge import Bridge, ConnectOptions, EmbeddedNatsServer
-from noetl_actors.errors import ConnectError, NoetlError
+from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
@@ -39,6 +40,7 @@ from noetl_actors.supervision import (
     INFINITY,
     ChildSpec,
     ChildType,
+    ExitKind,
     ExitReason,
     LifecycleEvent,
     MonotonicClock,
@@ -115,6 +117,7 @@ class Node:
         self._root: SupervisorRef | None = None
         self._clock = MonotonicClock()
         self._runners: dict[str, Runner] = {}
+        self._bridge_failure: ExitReason | None = None
 
     @property
     def workflows(self) -> SupervisorRef:
@@ -154,13 +157,9 @@ class Node:
                                     []),
                 ],
                 id="node",
-                observers=[*self._observers, self._publish_lifecycle],
+                observers=[*self._observers, self._publish_lifecycle, self._watch],
             )
-            if not self.bridge.wait_connected(options.connect_timeout * 2):
-                raise ConnectError(
-                    f"could not connect to {options.describe()} within "
-                    f"{options.connect_timeout * 2:g}s: is a nats-server running there?"
-                )
+            self._wait_connected(options)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
             if isinstance(claims, BucketClaims):
@@ -169,6 +168,25 @@ class Node:
             self.stop()
             raise
         return self
+
+    def _wait_connected(self, options: ConnectOptions) -> None:
+        """Wait for the bridge's first connection; refused credentials fail at once."""
+        assert self.bridge is not None
+        deadline = time.monotonic() + options.connect_timeout * 2
+        while not self.bridge.wait_connected(0.05):
+            failure = self._bridge_failure
+            if failure is not None and failure.error_type == "AuthorizationError":
+                raise AuthorizationError(failure.message)
+            if time.monotonic() > deadline:
+                why = f": {failure.message}" if failure is not None else ""
+                raise ConnectError(f"could not connect to {options.describe()} within "
+                                   f"{options.connect_timeout * 2:g}s{why}")
+
+    def _watch(self, event: LifecycleEvent) -> None:
+        """Keep why the bridge last failed to start (for start()'s error)."""
+        if event.path == "/node/bridge" and event.reason is not None \
+                and event.reason.kind is ExitKind.START_FAILURE:
+            self._bridge_failure = event.reason
 
     def run(self, playbook: Playbook, *, workflow_id: str | None = None) -> WorkflowRun:
         """Start a workflow of `playbook`; returns at once."""
