@@ -33,6 +33,7 @@ from noetl_actors.bridge._connection import Connection, Outgoing
 from noetl_actors.bridge._delivery import Delivery, JsMetadata, PubAck
 from noetl_actors.bridge._errors import translate
 from noetl_actors.bridge._options import ConnectOptions
+from noetl_actors.bridge._settle import InFlight, Settler
 from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT, check_token
 from noetl_actors.errors import BridgeError, ConnectError, MalformedMessage
 from noetl_actors.supervision import (
@@ -45,7 +46,7 @@ from noetl_actors.supervision import (
     tell_if_alive,
 )
 
-__all__ = ["Bridge", "BridgeActor", "BridgeStatistics", "Subscription"]
+__all__ = ["Bridge", "BridgeStatistics", "Mailbox", "Subscription"]
 
 logger = logging.getLogger("noetl_actors.bridge")
 
@@ -143,64 +144,6 @@ class Subscription:
 _subscription_ids = itertools.count(1)
 
 
-class _InFlight:
-    """How many JetStream messages a consumer's actor holds unsettled (loop thread only)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
-        self.freed = asyncio.Event()
-
-    def free(self) -> int:
-        return self.limit - self.count
-
-    def release(self) -> None:
-        self.count -= 1
-        self.freed.set()
-
-
-class _Settler:
-    """Settles one JetStream message once, from any thread."""
-
-    def __init__(self, connection: Connection, in_flight: _InFlight, msg: Msg) -> None:
-        self._connection = connection
-        self._in_flight = in_flight
-        self._msg = msg
-        self._lock = threading.Lock()
-        self._settled = False
-
-    def __call__(self, how: str, delay: float | None) -> None:
-        if how != "in_progress":
-            with self._lock:
-                if self._settled:
-                    logger.warning("%s of a message on %s ignored: it was already settled",
-                                   how, self._msg.subject)
-                    return
-                self._settled = True
-        try:
-            self._connection.submit(self._run(how, delay))
-        except RuntimeError:
-            logger.warning("%s of a message dropped: its connection is gone; "
-                           "the server redelivers it after ack_wait", how)
-
-    async def _run(self, how: str, delay: float | None) -> None:
-        msg = self._msg
-        try:
-            if how == "ack":
-                await msg.ack()
-            elif how == "nak":
-                await msg.nak(delay)
-            elif how == "term":
-                await msg.term()
-            else:
-                await msg.in_progress()
-        except Exception:
-            logger.warning("%s of a message on %s failed", how, msg.subject, exc_info=True)
-        finally:
-            if how != "in_progress":
-                self._in_flight.release()
-
-
 class Bridge:
     """Publish, request, subscribe and consume, from any actor's thread.
 
@@ -230,6 +173,8 @@ class Bridge:
 
     def child_spec(self, id: str = "bridge") -> ChildSpec:
         """The `ChildSpec` of the actor that owns this bridge's connection."""
+        from noetl_actors.bridge._bridge_actor import BridgeActor  # it imports this module
+
         return ChildSpec(id=id, start=functools.partial(BridgeActor, self), shutdown=10.0)
 
     # -- connection hand-over (BridgeActor) ---------------------------------
@@ -617,7 +562,7 @@ class Bridge:
         return await connection.js.pull_subscribe_bind(subscription.durable, subscription.stream)
 
     async def _pull(self, connection: Connection, subscription: Subscription, pull: Any) -> None:
-        in_flight = _InFlight(subscription.max_in_flight)
+        in_flight = InFlight(subscription.max_in_flight)
         try:
             while True:
                 free = in_flight.free()
@@ -642,10 +587,10 @@ class Bridge:
                 logger.debug("unsubscribing %r failed", subscription, exc_info=True)
 
     def _deliver_js(
-        self, connection: Connection, subscription: Subscription, in_flight: _InFlight, msg: Msg
+        self, connection: Connection, subscription: Subscription, in_flight: InFlight, msg: Msg
     ) -> None:
         in_flight.count += 1
-        settle = _Settler(connection, in_flight, msg)
+        settle = Settler(connection, in_flight, msg)
         data = self._decode_or_dead_letter(connection, msg)
         if data is None:
             settle("term", None)
@@ -693,55 +638,6 @@ class Bridge:
                 observer(event)
             except Exception:
                 logger.exception("observer %r failed on %s (ignored)", observer, event)
-
-
-class ConnectionLost(BridgeError):
-    """The bridge's connection ended without being asked to; its actor restarts it."""
-
-
-@attrs.frozen
-class _Lost:
-    why: str
-
-
-class BridgeActor(SupervisedActor):
-    """Owns the bridge's connection: one per incarnation, made in `on_start`.
-
-    A start that cannot connect is a start failure (restarted with backoff
-    by its supervisor); a lost loop thread or closed client is a crash.
-    """
-
-    def __init__(self, bridge: Bridge) -> None:
-        super().__init__()
-        self._bridge = bridge
-        self._connection: Connection | None = None
-
-    def on_start(self) -> None:
-        bridge = self._bridge
-        ref = self.actor_ref
-
-        self._connection = Connection(
-            bridge.options, on_state=bridge._connection_state,
-            on_lost=lambda why: tell_if_alive(ref, _Lost(why)),
-        ).open()
-        bridge._attach(self._connection, self.path)
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _Lost):
-            raise ConnectionLost(message.why)
-        return super().on_receive(message)
-
-    def _release(self) -> None:
-        if self._connection is not None:
-            self._bridge._detach(self._connection)
-            self._connection.close()
-            self._connection = None
-
-    def on_stop(self) -> None:
-        self._release()
-
-    def on_failure(self, *_exc_info: Any) -> None:
-        self._release()
 
 
 def _pykka_future(future: Any) -> pykka.Future[Any]:
