@@ -1,0 +1,145 @@
+"""The native tree of a translated legacy playbook: tasks, steps and plugins."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from noetl_actors.playbook._legacy_flow import Step, Task, is_router, plan
+from noetl_actors.playbook._legacy_placeholders import rewrite
+from noetl_actors.playbook._source import Located
+
+if TYPE_CHECKING:
+    from noetl_actors.playbook._legacy import Translator
+
+PLUGIN_ALIASES = {
+    "http-handler": "http",
+    "http_handler": "http",
+    "httphandler": "http",
+    "http-request": "http",
+    "http-requests": "http",
+    "httprequest": "http",
+    "http": "http",
+    "shell": "shell",
+    "shell-handler": "shell",
+    "bash": "shell",
+    "sh": "shell",
+    "python": "python",
+    "echo": "echo",
+}
+"""Legacy plugin names (lower-cased, version removed) whose meaning matches a native plugin."""
+
+FIELD_RENAMES = {"http": {"data": "body"}}
+"""Plugin fields renamed on the way into ``with:`` (the old http handler sent ``data``)."""
+
+SHELL_OPERATORS = ("|", ";", "&", ">", "<", "$(", "`")
+
+
+def native_tasks(
+    translator: Translator, node: Located, spec: dict[str, tuple[Located, Located]]
+) -> Located:
+    needs = plan(translator, spec)
+    items = [native_task(translator, task, needs) for task in translator.tasks
+             if not is_router(translator, task)]
+    return Located(items, node.line, node.col)
+
+
+def native_task(translator: Translator, task: Task, needs: dict[str, list[Located]]) -> Located:
+    if task.node.kind != "mapping":
+        return task.node
+    at = task.node
+    entries: list[tuple[str, Located, Located]] = []
+    if task.name is not None:
+        entries.append(("name", task.name_key or task.name, task.name))
+    wanted = needs.get(task.legacy or "", [])
+    if wanted:
+        first = wanted[0]
+        entries.append(("needs", first, Located(wanted, first.line, first.col)))
+    if task.steps is not None:
+        steps_at = task.steps_node or at
+        steps = [native_step(translator, step, task) for step in task.steps]
+        entries.append(("steps", task.steps_key or steps_at,
+                        Located(steps, steps_at.line, steps_at.col)))
+    elif task.steps_node is not None:
+        entries.append(("steps", task.steps_key or task.steps_node, task.steps_node))
+    return Located({key: (key_node, value) for key, key_node, value in entries},
+                   at.line, at.col)
+
+
+def native_step(translator: Translator, step: Step, task: Task) -> Located:
+    if step.node.kind != "mapping":
+        return step.node
+    at = step.node
+    entries: list[tuple[str, Located, Located]] = []
+    if step.name is not None:
+        entries.append(("name", step.name_key or step.name, step.name))
+    plugin = None
+    if step.plugin is not None and step.plugin_key is not None:
+        plugin_node = translate_plugin(translator, step.plugin)
+        plugin = plugin_node.value if plugin_node.kind == "string" else None
+        entries.append(("plugin", step.plugin_key, plugin_node))
+    fields = plugin_fields(translator, step, plugin)
+    if fields:
+        first = next(iter(fields.values()))[0]
+        rewritten = {key: (key_node, rewrite(translator, value, task))
+                     for key, (key_node, value) in fields.items()}
+        entries.append(("with", first, Located(rewritten, first.line, first.col)))
+    return Located({key: (key_node, value) for key, key_node, value in entries},
+                   at.line, at.col)
+
+
+def translate_plugin(translator: Translator, node: Located) -> Located:
+    """``name:version`` -> the native plugin name, warning what changed."""
+    if node.kind != "string":
+        return node
+    text = node.value.strip()
+    base, _, version = text.partition(":")
+    base = base.strip()
+    native = native_plugin(node)
+    notes = []
+    if native != base:
+        notes.append(f"translated to {native!r}")
+    if version:
+        notes.append(f"its version {version!r} is ignored (native plugins are not "
+                     "versioned)")
+    if notes:
+        translator.warn(node, f"plugin {text!r}: {'; '.join(notes)}")
+    return Located(native, node.line, node.col)
+
+
+def plugin_fields(translator: Translator, step: Step, plugin: str | None
+                  ) -> dict[str, tuple[Located, Located]]:
+    fields = dict(step.fields)
+    for old, new in FIELD_RENAMES.get(plugin or "", {}).items():
+        if old in fields and new not in fields:
+            key_node, value = fields.pop(old)
+            translator.warn(key_node, f"{old!r} of plugin {plugin!r} becomes {new!r}")
+            fields[new] = (Located(new, key_node.line, key_node.col), value)
+    if "exitCode" in fields:
+        key_node, value = fields.pop("exitCode")
+        translator.warn(key_node, f"exitCode {value.value!r} dropped: the expected exit status is "
+                                  "not an input of a native plugin")
+    if plugin == "shell" and "command" in fields and "args" in fields:
+        command_key, command = fields["command"]
+        args_key, args = fields["args"]
+        parts = [command, *args.value] if args.kind == "list" else [command, args]
+        if all(part.kind in ("string", "number") for part in parts):
+            del fields["args"]
+            texts = [str(part.value) for part in parts]
+            if any(op in text for text in texts for op in SHELL_OPERATORS):
+                line = " ".join(text.strip() for text in texts)
+                translator.warn(args_key, "command and args joined into one shell command line "
+                                          "(an argument holds a shell operator)")
+                fields["command"] = (command_key,
+                                     Located(line, command.line, command.col))
+            else:
+                fields["command"] = (command_key,
+                                     Located(parts, command.line, command.col))
+    return fields
+
+
+def native_plugin(node: Located) -> str:
+    """The native name of a legacy plugin (``"http-handler:0_1_0"`` -> ``http``)."""
+    if node.kind != "string":
+        return ""
+    base = str(node.value).strip().partition(":")[0].strip()
+    return PLUGIN_ALIASES.get(base.lower(), base)
