@@ -46,22 +46,30 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
-def _load(path: str, sets: tuple[str, ...]) -> Any:
-    """Load a playbook or exit 2 with one line per problem."""
+def _try_load(path: str, overrides: dict[str, Any]) -> Any:
+    """A checked playbook, or None after printing one line per problem (warnings too)."""
     from noetl_actors.errors import PlaybookError
     from noetl_actors.playbook import load_playbook
 
     try:
-        playbook = load_playbook(path, overrides=_parse_sets(sets))
+        playbook = load_playbook(path, overrides=overrides)
     except PlaybookError as error:
         for problem in error.problems:
             click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
+        return None
     except OSError as error:
         click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
-        sys.exit(EXIT_INVALID)
+        return None
     for warning in playbook.warnings:
         click.echo(str(warning), err=True)
+    return playbook
+
+
+def _load(path: str, sets: tuple[str, ...]) -> Any:
+    """Load a playbook or exit 2 with one line per problem."""
+    playbook = _try_load(path, _parse_sets(sets))
+    if playbook is None:
+        sys.exit(EXIT_INVALID)
     return playbook
 
 
@@ -115,24 +123,13 @@ _STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_t
 @_SET
 def validate(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
     """Check playbooks: exit 0 if all are valid, else print file:line:col problems, exit 2."""
-    from noetl_actors.errors import PlaybookError
-    from noetl_actors.playbook import load_playbook
-
+    overrides = _parse_sets(sets)
     invalid = False
     for path in files:
-        try:
-            playbook = load_playbook(path, overrides=_parse_sets(sets))
-        except PlaybookError as error:
+        playbook = _try_load(path, overrides)
+        if playbook is None:
             invalid = True
-            for problem in error.problems:
-                click.echo(str(problem), err=True)
             continue
-        except OSError as error:
-            invalid = True
-            click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
-            continue
-        for warning in playbook.warnings:
-            click.echo(str(warning), err=True)
         steps = sum(len(task.steps) for task in playbook.tasks)
         click.echo(f"{path}: valid ({len(playbook.tasks)} tasks, {steps} steps)")
     if invalid:
