@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pykka
 
-from noetl_actors.bridge import Bridge, Delivery, Subscription, encode
+from noetl_actors.bridge import Bridge, Delivery, Subscription
 from noetl_actors.errors import MalformedMessage, NoetlError, TemplateError
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
@@ -161,11 +161,6 @@ class RemoteStepActor(SupervisedActor):
 
     def _begin(self) -> None:
         inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
-        try:
-            encode({"input": inputs})
-        except (TypeError, ValueError) as error:
-            raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
-                                f"JSON: {error}") from None
         command = Command(
             workflow_id=self._workflow_id, task=self.task_name, step=self.step.name,
             attempt=self.attempt, plugin=self.step.plugin, input=inputs,
@@ -174,7 +169,11 @@ class RemoteStepActor(SupervisedActor):
         )
         self._command = command
         self._router.register(command.step_id, self.actor_ref)
-        self._send()
+        try:
+            self._send()  # encodes the command: the one place a bad input shows
+        except (TypeError, ValueError) as error:
+            raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
+                                f"JSON: {error}") from None
         self._began_at = self._sent_at
         self._arm()
 
