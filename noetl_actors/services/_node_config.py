@@ -1,0 +1,307 @@
+"""The node's own tree, read from YAML: `supervisors/node.yaml` with a user's file over it.
+
+The default preset holds every key; a user's file (``noetl node start
+--config FILE``) holds only what it changes. The two are merged as located
+YAML, before any check, so a problem points at the file, line and column the
+bad value came from: the user's file for what the user wrote, the preset for
+the rest. Supervision mappings are read by the playbook loader's reader, so
+they take what a playbook's do, `use:` of a named policy included.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import attrs
+
+from noetl_actors.errors import PlaybookError
+from noetl_actors.playbook._catalog import Catalog, project_dir
+from noetl_actors.playbook._loader import _Reader, _show
+from noetl_actors.playbook._model import API_VERSION, TASK_DEFAULT
+from noetl_actors.playbook._source import Located, Problem, parse_yaml
+from noetl_actors.supervision import SupervisorFlags
+
+__all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
+
+NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
+             "heartbeat", "logging")
+PART_KEYS = ("supervision", "shutdown")
+WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
+PLUGIN_KEYS = ("concurrency", "enabled")
+LOGGING_KEYS = ("level", "format")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
+
+@attrs.frozen
+class PartConfig:
+    """One supervisor under the node's root: its restart policy and its stop grace (seconds)."""
+
+    flags: SupervisorFlags
+    shutdown: float
+
+
+@attrs.frozen
+class WorkersConfig(PartConfig):
+    """The plugin workers' supervisor, and how many attempts each worker runs at once.
+
+    `concurrency` holds every plugin of the catalog (disabled ones too);
+    `disabled` names the plugins this node runs no worker for.
+    """
+
+    default_concurrency: int
+    concurrency: Mapping[str, int]
+    disabled: frozenset[str]
+
+
+@attrs.frozen
+class NodeConfig:
+    """The node's tree: its root's flags, its three parts, heartbeat and logging."""
+
+    root: SupervisorFlags
+    services: PartConfig
+    workers: WorkersConfig
+    workflows: PartConfig
+    heartbeat: float
+    log_level: str
+    log_format: Literal["text", "json"]
+
+
+def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
+    """The default preset (``supervisors/node.yaml``), with the file at `path` merged over it.
+
+    `catalog` gives the plugins (`workers.plugins` names them) and the named
+    policies (`use:`); by default, `Catalog.default()`.
+
+    Raises:
+        PlaybookError: every problem found, each with file:line:col.
+        OSError: a file cannot be read.
+    """
+    preset_path = project_dir("supervisors") / "node.yaml"
+    preset = _parse(preset_path)
+    problems = list(preset.problems)
+    tree = preset.root
+    if path is not None:
+        user = _parse(path)
+        problems += user.problems
+        if user.root is not None:
+            checked = _check_user_root(user.root)
+            problems += checked
+            if tree is not None and not checked:
+                tree = _merge(tree, user.root)
+    if problems or tree is None:
+        raise PlaybookError(problems)
+    reader = _NodeReader(str(preset_path), catalog or Catalog.default())
+    config = reader.node(tree)
+    if reader.problems or config is None:
+        # The user's problems first: those are the ones the user is fixing.
+        raise PlaybookError(sorted(reader.problems, key=lambda p: (
+            p.file == reader.preset_file, p.file, p.line, p.col)))
+    return config
+
+
+# -- located YAML that knows its file ---------------------------------------------------
+
+
+@attrs.frozen
+class _Sourced(Located):
+    """A `Located` value that also knows its file (the preset or the user's)."""
+
+    file: str = ""
+
+
+@attrs.frozen
+class _Parsed:
+    root: _Sourced | None
+    problems: list[Problem]
+
+
+def _parse(path: Path) -> _Parsed:
+    root, problems = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    return _Parsed(_sourced(root, str(path)) if root is not None else None, problems)
+
+
+def _sourced(node: Located, file: str) -> _Sourced:
+    value: Any = node.value
+    if isinstance(value, dict):
+        value = {key: (_sourced(k, file), _sourced(v, file)) for key, (k, v) in value.items()}
+    elif isinstance(value, list):
+        value = [_sourced(item, file) for item in value]
+    return _Sourced(value, node.line, node.col, file)
+
+
+def _merge(base: _Sourced, over: _Sourced) -> _Sourced:
+    """`over` on `base`: mappings merge key by key (a null value drops the key); any
+    other value of `over` replaces `base`'s. A merged mapping stands where `over`'s is."""
+    if over.kind != "mapping" or base.kind != "mapping":
+        return over
+    items = dict(base.value)
+    for key, (key_node, value) in over.value.items():
+        if value.value is None:
+            items.pop(key, None)
+        elif key in items:
+            items[key] = (key_node, _merge(items[key][1], value))
+        else:
+            items[key] = (key_node, value)
+    return _Sourced(items, over.line, over.col, over.file)
+
+
+def _check_user_root(root: _Sourced) -> list[Problem]:
+    """A user's file is a mapping, and of kind Node if it says: checked before the merge,
+    so a playbook given by mistake is one clear problem, not one per key."""
+    file = root.file
+    if root.kind != "mapping":
+        return [Problem(file, root.line, root.col,
+                        f"a node configuration must be a mapping (got {_described(root)})")]
+    problems = []
+    for key, wanted in (("kind", "Node"), ("apiVersion", API_VERSION)):
+        entry = root.value.get(key)
+        if entry is not None and entry[1].value != wanted:
+            value = entry[1]
+            problems.append(Problem(file, value.line, value.col,
+                                    f"{key} must be {wanted!r} (got {_described(value)})"))
+    return problems
+
+
+def _described(node: Located) -> str:
+    return _show(node.value) if node.kind in ("mapping", "list") else \
+        f"{node.kind} {_show(node.value)}"
+
+
+# -- the checks ----------------------------------------------------------------------------
+
+
+class _NodeReader(_Reader):
+    """The playbook reader, reporting each problem in the file its value came from."""
+
+    def __init__(self, preset_file: str, catalog: Catalog) -> None:
+        super().__init__(preset_file, catalog)
+        self.preset_file = preset_file
+
+    def error(self, at: Located, message: str) -> None:
+        file = at.file if isinstance(at, _Sourced) else self.file
+        self.problems.append(Problem(file, at.line, at.col, message))
+
+    def node(self, root: Located) -> NodeConfig | None:
+        keys = self.keys(root, NODE_KEYS, "the node configuration",
+                         required=[k for k in NODE_KEYS if k != "apiVersion"])
+        if root.kind != "mapping":
+            return None
+        if "kind" in keys and keys["kind"].value != "Node":
+            self.error(keys["kind"], f"kind must be 'Node' (got {_described(keys['kind'])})")
+        if "apiVersion" in keys and keys["apiVersion"].value != API_VERSION:
+            self.error(keys["apiVersion"], f"apiVersion must be {API_VERSION!r} "
+                                           f"(got {_described(keys['apiVersion'])})")
+        flags = self.supervision(keys["supervision"], TASK_DEFAULT, {}) \
+            if "supervision" in keys else None
+        services = self.part(keys["services"], "services") if "services" in keys else None
+        workers = self.workers(keys["workers"]) if "workers" in keys else None
+        workflows = self.part(keys["workflows"], "workflows") if "workflows" in keys else None
+        heartbeat = self.heartbeat(keys["heartbeat"]) if "heartbeat" in keys else None
+        level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
+        if (flags is None or services is None or workers is None or workflows is None
+                or heartbeat is None or level is None or log_format is None):
+            return None
+        return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
+                          heartbeat=heartbeat, log_level=level,
+                          log_format=cast(Literal["text", "json"], log_format))
+
+    def part(self, node: Located, what: str) -> PartConfig | None:
+        keys = self.keys(node, PART_KEYS, what, required=PART_KEYS)
+        return self.part_of(keys, what)
+
+    def part_of(self, keys: Mapping[str, Located], what: str) -> PartConfig | None:
+        flags = self.supervision(keys["supervision"], TASK_DEFAULT, {},
+                                 f"{what}.supervision") if "supervision" in keys else None
+        shutdown = self.duration(keys["shutdown"], f"{what}.shutdown") \
+            if "shutdown" in keys else None
+        if flags is None or shutdown is None:
+            return None
+        return PartConfig(flags=flags, shutdown=shutdown)
+
+    def workers(self, node: Located) -> WorkersConfig | None:
+        keys = self.keys(node, WORKERS_KEYS, "workers", required=(*PART_KEYS, "concurrency"))
+        part = self.part_of(keys, "workers")
+        default = self.concurrency(keys["concurrency"], "workers.concurrency") \
+            if "concurrency" in keys else None
+        overrides: dict[str, int] = {}
+        disabled: set[str] = set()
+        ok = "plugins" not in keys or self.plugins(keys["plugins"], overrides, disabled)
+        if part is None or default is None or not ok:
+            return None
+        concurrency = {name: overrides.get(name, default) for name in sorted(self.catalog.plugins)}
+        return WorkersConfig(flags=part.flags, shutdown=part.shutdown,
+                             default_concurrency=default, concurrency=concurrency,
+                             disabled=frozenset(disabled))
+
+    def plugins(self, node: Located, concurrency: dict[str, int], disabled: set[str]) -> bool:
+        """Per-plugin overrides into `concurrency` and `disabled`; False if one is wrong.
+
+        A name the catalog lacks is a problem in the user's file, and skipped in the
+        preset: the preset speaks of the built-in plugins, which a node given its own
+        plugin path may not have."""
+        if not self.expect(node, "mapping", "workers.plugins"):
+            return False
+        known = self.catalog.plugins
+        ok = True
+        for name, (key_node, value) in node.value.items():
+            what = f"workers.plugins.{name}"
+            keys = self.keys(value, PLUGIN_KEYS, what)
+            ok = ok and value.kind == "mapping" and len(keys) == len(value.value)
+            if name not in known:
+                if isinstance(key_node, _Sourced) and key_node.file == self.preset_file:
+                    continue
+                hint = difflib.get_close_matches(str(name), known, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                self.error(key_node, f"unknown plugin {name!r} in workers.plugins{suggestion}; "
+                                     f"known: {', '.join(sorted(known)) or 'none'}")
+                ok = False
+            if "concurrency" in keys:
+                count = self.concurrency(keys["concurrency"], f"{what}.concurrency")
+                if count is None:
+                    ok = False
+                else:
+                    concurrency[name] = count
+            if "enabled" in keys:
+                if self.expect(keys["enabled"], "boolean", f"{what}.enabled"):
+                    if not keys["enabled"].value:
+                        disabled.add(name)
+                else:
+                    ok = False
+        return ok
+
+    def concurrency(self, node: Located, what: str) -> int | None:
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            self.error(node, f"{what} must be a whole number >= 1 (got {_show(value)})")
+            return None
+        return value
+
+    def heartbeat(self, node: Located) -> float | None:
+        seconds = self.duration(node, "heartbeat")
+        if seconds == 0:
+            self.error(node, "heartbeat must be longer than 0")
+            return None
+        return seconds
+
+    def log(self, node: Located) -> tuple[str | None, str | None]:
+        keys = self.keys(node, LOGGING_KEYS, "logging", required=LOGGING_KEYS)
+        level = self.one_of(keys["level"], LOG_LEVELS, "logging.level") \
+            if "level" in keys else None
+        log_format = self.one_of(keys["format"], LOG_FORMATS, "logging.format") \
+            if "format" in keys else None
+        return level, log_format
+
+    def one_of(self, node: Located, options: tuple[str, ...], what: str) -> str | None:
+        """One of `options`, in any case (``INFO`` is ``info``)."""
+        text = str(node.value).lower() if node.kind == "string" else None
+        if text is not None and text in options:
+            return text
+        hint = difflib.get_close_matches(str(node.value).lower(), options, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        self.error(node, f"{what} must be one of {', '.join(options)} "
+                         f"(got {_show(node.value)}){suggestion}")
+        return None
