@@ -16,6 +16,8 @@ from noetl_actors.bridge._codec import encode as encode
 from noetl_actors.bridge._delivery import Delivery as Delivery
 from noetl_actors.bridge._delivery import JsMetadata as JsMetadata
 from noetl_actors.bridge._delivery import PubAck as PubAck
+from noetl_actors.bridge._kv import Entry as Entry
+from noetl_actors.bridge._kv import KeyValue as KeyValue
 from noetl_actors.bridge._options import ConnectOptions as ConnectOptions
 from noetl_actors.bridge._server import EmbeddedNatsServer as EmbeddedNatsServer
 from noetl_actors.bridge._server import default_state_dir as default_state_dir
@@ -38,7 +40,9 @@ __all__ = [
     "ConnectionLost",
     "Delivery",
     "EmbeddedNatsServer",
+    "Entry",
     "JsMetadata",
+    "KeyValue",
     "Mailbox",
     "PubAck",
     "Subject",

@@ -32,6 +32,7 @@ from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._connection import Connection, Outgoing
 from noetl_actors.bridge._delivery import Delivery, JsMetadata, PubAck
 from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._kv import KeyValue
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._settle import InFlight, Settler
 from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT, check_token
@@ -486,8 +487,9 @@ class Bridge:
         )
         return self._register(subscription, timeout)
 
-    def ensure_bucket(self, name: str, *, ttl: float, timeout: float = 5.0) -> None:
-        """Create the key-value bucket `name` (keys expire after `ttl` seconds); idempotent."""
+    def ensure_bucket(self, name: str, *, ttl: float | None, timeout: float = 5.0) -> KeyValue:
+        """Create the key-value bucket `name` (keys expire after `ttl` seconds, never if
+        None) unless it exists; returns it."""
         check_token(name, "bucket name")
         connection = self._current(timeout)
 
@@ -495,6 +497,7 @@ class Bridge:
             await connection.js.create_key_value(bucket=name, ttl=ttl)
 
         connection.call(ensure(), timeout=timeout)
+        return KeyValue(self, name, timeout=timeout)
 
     def claim(self, bucket: str, key: str, *, timeout: float = 5.0) -> bool:
         """Create `key` in `bucket` if no one has: True for exactly one caller, across

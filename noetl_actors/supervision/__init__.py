@@ -5,7 +5,9 @@ This package imports nothing from NATS, YAML, the CLI or the console: every
 other layer is built on what it exports here.
 """
 
+from noetl_actors.supervision._actor import Crash as Crash
 from noetl_actors.supervision._actor import Down as Down
+from noetl_actors.supervision._actor import InjectedCrash as InjectedCrash
 from noetl_actors.supervision._actor import Monitor as Monitor
 from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor
 from noetl_actors.supervision._actor import monitor as monitor
@@ -51,10 +53,12 @@ __all__ = [
     "ChildSpec",
     "ChildType",
     "Clock",
+    "Crash",
     "Down",
     "EventKind",
     "ExitKind",
     "ExitReason",
+    "InjectedCrash",
     "LifecycleEvent",
     "ManualClock",
     "Monitor",

@@ -38,7 +38,8 @@ from noetl_actors.errors import ActorDeadError
 from noetl_actors.supervision._address import dead_letter
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 
-__all__ = ["Down", "Monitor", "SupervisedActor", "monitor", "tell_if_alive"]
+__all__ = ["Crash", "Down", "InjectedCrash", "Monitor", "SupervisedActor", "monitor",
+           "tell_if_alive"]
 
 logger = logging.getLogger("noetl_actors.supervision")
 
@@ -48,6 +49,22 @@ class _Wake:
 
 
 _WAKE = _Wake()
+
+
+@attrs.frozen
+class Crash:
+    """Tell it to any supervised actor to make it crash, as if its code had raised.
+
+    For operators and tests that want to watch a supervisor act (`noetl kill`).
+    """
+
+    why: str = "killed by request"
+
+
+class InjectedCrash(Exception):
+    """What an actor told `Crash` raises in its own loop."""
+
+    error_type = "killed"
 
 ExitListener = Callable[[ExitReason], None]
 
@@ -96,6 +113,11 @@ class SupervisedActor(pykka.ThreadingActor):
         self._stop_reply: pykka.Future[Any] | None = None
         self._killed = False
         _live_actors.add(self)
+
+    def mailbox_depth(self) -> int:
+        """Messages waiting in its inbox (approximate while others send)."""
+        inbox: Any = self.actor_inbox
+        return int(inbox.qsize())
 
     # -- hooks for subclasses ------------------------------------------------
 
@@ -162,6 +184,8 @@ class SupervisedActor(pykka.ThreadingActor):
                 self._stop_reply = envelope.reply_to  # answered once fully stopped
                 return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
             try:
+                if isinstance(message, Crash):
+                    raise InjectedCrash(message.why)
                 result = self._handle_receive(message)
             except BaseException as error:
                 logger.debug("%s: crashed on %r", self.path, message, exc_info=True)

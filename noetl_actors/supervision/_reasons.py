@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import enum
+import traceback
 from typing import Any
 
 import attrs
 
 __all__ = ["ExitKind", "ExitReason"]
+
+TRACEBACK_FRAMES = 12
+"""Frames kept of a crash's traceback: the innermost, where it went wrong."""
 
 
 class ExitKind(enum.Enum):
@@ -48,6 +52,8 @@ class ExitReason:
     """The exception's class name, for CRASH and START_FAILURE."""
     message: str = ""
     cause: ExitReason | None = None
+    traceback: str | None = attrs.field(default=None, eq=False, repr=False)
+    """The formatted traceback of a crash (for consoles; not part of equality)."""
 
     @classmethod
     def from_exception(
@@ -58,7 +64,8 @@ class ExitReason:
         error_type = getattr(error, "error_type", None)
         if not isinstance(error_type, str) or not error_type:
             error_type = type(error).__name__
-        return cls(kind, path=path, error_type=error_type, message=str(error))
+        trace = "".join(traceback.format_exception(error, limit=-TRACEBACK_FRAMES))
+        return cls(kind, path=path, error_type=error_type, message=str(error), traceback=trace)
 
     @property
     def is_abnormal(self) -> bool:
@@ -106,4 +113,5 @@ class ExitReason:
             "error_type": self.error_type,
             "message": self.message,
             "cause": self.cause.to_dict() if self.cause else None,
+            "traceback": self.traceback,
         }

@@ -88,6 +88,12 @@ class SupervisorRef:
         ref: pykka.ActorRef[Any] = self._call(Supervisor.restart_child, child_id, timeout=timeout)
         return ref
 
+    def crash_child(self, child_id: str, why: str = "killed by request", *,
+                    timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Make a running child crash as if its code had raised (see `Crash`);
+        returns once told. Raises ChildRunning if it is not running."""
+        self._call(Supervisor.crash_child, child_id, why, timeout=timeout)
+
     def delete_child(self, child_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Forget a terminated child's spec. Raises ChildRunning if it is not stopped."""
         self._call(Supervisor.delete_child, child_id, timeout=timeout)

@@ -34,13 +34,14 @@ from noetl_actors.errors import (
     ChildRunning,
     SupervisionError,
 )
-from noetl_actors.supervision._actor import SupervisedActor, drain, tell_if_alive
+from noetl_actors.supervision._actor import Crash, SupervisedActor, drain, tell_if_alive
 from noetl_actors.supervision._address import Address
 from noetl_actors.supervision._clock import Clock, MonotonicClock, TimerHandle
 from noetl_actors.supervision._events import EventKind, LifecycleEvent, Observer
 from noetl_actors.supervision._intensity import RestartIntensity
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 from noetl_actors.supervision._specs import (
+    INFINITY,
     AutoShutdown,
     ChildSpec,
     ChildType,
@@ -160,6 +161,8 @@ class _Child:
     running_since: float | None = None
     """Clock time of the last successful start; None after a failure."""
     timer: TimerHandle | None = None
+    restart_due: float = 0.0
+    """Clock time its backoff ends, while it is `BACKING_OFF`."""
 
     @property
     def id(self) -> str:
@@ -382,6 +385,7 @@ class Supervisor(SupervisedActor):
             member.state = ActorState.BACKING_OFF if delay else ActorState.RESTARTING
         due = _RestartDue(tuple(member.id for member in group), token)
         if delay:
+            child.restart_due = now + delay
             self._emit(EventKind.BACKING_OFF, child, delay=delay)
             ref = self.actor_ref
             child.timer = self.context.clock.call_later(delay, lambda: tell_if_alive(ref, due))
@@ -543,6 +547,12 @@ class Supervisor(SupervisedActor):
         assert child.actor is not None
         return child.actor.actor_ref
 
+    def crash_child(self, child_id: str, why: str) -> None:
+        child = self._child(child_id)
+        if child.actor is None:
+            raise ChildRunning(f"{child.address.path} is {child.state.value}, not running")
+        child.actor.actor_ref.tell(Crash(why))
+
     def delete_child(self, child_id: str) -> None:
         child = self._child(child_id)
         if child.state is not ActorState.STOPPED:
@@ -617,6 +627,11 @@ class Supervisor(SupervisedActor):
                     {**reason.to_dict(), "at": at} for reason, at in child.last_exits
                 ],
                 "started_at": child.started_at,
+                "shutdown": "infinity" if child.spec.shutdown == INFINITY
+                else child.spec.shutdown,
+                "mailbox": child.actor.mailbox_depth() if child.actor is not None else 0,
+                "backoff_remaining": max(child.restart_due - now, 0.0)
+                if child.state is ActorState.BACKING_OFF else None,
             }
             if child.id in asks:
                 entry.update(_subtree(asks[child.id], deadline))

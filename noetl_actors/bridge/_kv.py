@@ -1,0 +1,139 @@
+"""`KeyValue`: one JetStream key-value bucket, as JSON records, from any thread.
+
+The node keeps in buckets what every node of a cluster must see the same:
+which workflows exist and who runs them, which nodes are alive, which
+playbooks are registered. Writes that race (two nodes judging the same
+dead node) use `update` with the revision they read: one wins, the other
+is told and reads again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import nats.js.errors as js_errors
+
+from noetl_actors.bridge._codec import decode, encode
+from noetl_actors.errors import MalformedMessage
+
+if TYPE_CHECKING:
+    from noetl_actors.bridge._bridge import Bridge
+
+__all__ = ["Entry", "KeyValue"]
+
+
+@attrs.frozen
+class Entry:
+    """A key's JSON record and the revision it was read at."""
+
+    key: str
+    data: dict[str, Any]
+    revision: int
+
+
+class KeyValue:
+    """A bucket made with `Bridge.ensure_bucket`; every call blocks one round trip.
+
+    Raises (every method): ConnectError or BridgeTimeout when NATS cannot answer.
+    """
+
+    def __init__(self, bridge: Bridge, bucket: str, *, timeout: float = 5.0) -> None:
+        self._bridge = bridge
+        self.bucket = bucket
+        self._timeout = timeout
+
+    def _call(self, operation: Any) -> Any:
+        connection = self._bridge._current(self._timeout)
+
+        async def run() -> Any:
+            return await operation(await connection.js.key_value(self.bucket))
+
+        return connection.call(run(), timeout=self._timeout)
+
+    def get(self, key: str) -> Entry | None:
+        """The record under `key`, or None if there is none (or it was deleted)."""
+
+        async def get(kv: Any) -> Entry | None:
+            try:
+                entry = await kv.get(key)
+            except js_errors.KeyNotFoundError:
+                return None
+            return _entry(key, entry.value, entry.revision)
+
+        result: Entry | None = self._call(get)
+        return result
+
+    def put(self, key: str, data: Mapping[str, Any]) -> int:
+        """Write `data` under `key` whatever was there; its new revision."""
+        payload = encode(data)
+
+        async def put(kv: Any) -> int:
+            return int(await kv.put(key, payload))
+
+        result: int = self._call(put)
+        return result
+
+    def create(self, key: str, data: Mapping[str, Any]) -> bool:
+        """Write `data` only if `key` has no record: True for exactly one caller."""
+        payload = encode(data)
+
+        async def create(kv: Any) -> bool:
+            try:
+                await kv.create(key, payload)
+            except js_errors.KeyWrongLastSequenceError:
+                return False
+            return True
+
+        result: bool = self._call(create)
+        return result
+
+    def update(self, key: str, data: Mapping[str, Any], revision: int) -> bool:
+        """Write `data` only if `key` is still at `revision`; False if someone wrote since."""
+        payload = encode(data)
+
+        async def update(kv: Any) -> bool:
+            try:
+                await kv.update(key, payload, last=revision)
+            except js_errors.KeyWrongLastSequenceError:
+                return False
+            return True
+
+        result: bool = self._call(update)
+        return result
+
+    def delete(self, key: str) -> None:
+        """Remove `key` (nothing happens if it has no record)."""
+
+        async def delete(kv: Any) -> None:
+            await kv.delete(key)
+
+        self._call(delete)
+
+    def entries(self) -> dict[str, Entry]:
+        """Every live key's record; records that are not ours are left out."""
+
+        async def entries(kv: Any) -> dict[str, Entry]:
+            try:
+                keys = await kv.keys()
+            except js_errors.NoKeysError:
+                return {}
+            found: dict[str, Entry] = {}
+            for key in keys:
+                try:
+                    entry = await kv.get(key)
+                except js_errors.KeyNotFoundError:
+                    continue  # deleted meanwhile
+                try:
+                    found[key] = _entry(key, entry.value, entry.revision)
+                except MalformedMessage:
+                    continue
+            return found
+
+        result: dict[str, Entry] = self._call(entries)
+        return result
+
+
+def _entry(key: str, value: bytes | None, revision: int | None) -> Entry:
+    return Entry(key, decode(value or b""), revision or 0)
