@@ -211,37 +211,29 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
     from rich.console import Console
     from rich.live import Live
 
-    from noetl_actors.console._report import EventListener, RunReport
-    from noetl_actors.runtime import new_workflow_id
     from noetl_actors.services import Node
 
     playbook = _load(file, sets)
-    workflow_id = new_workflow_id()
-    report = RunReport(playbook, workflow_id)
-    node = Node(options=nats, state_dir=state_dir, observers=[report.on_lifecycle])
+    node = Node(options=nats, state_dir=state_dir)
     console = Console(stderr=as_json)
-    listener = None
     cancelled = False
     try:
         node.start()
-        listener = EventListener.start(report)
-        assert node.bridge is not None
-        node.bridge.subscribe(f"event.*.{workflow_id}.*", listener)
-        workflow = node.run(playbook, workflow_id=workflow_id)
+        workflow = node.run(playbook)
+        report = workflow.report
         live = Live(report.render(), console=console, refresh_per_second=10,
                     transient=False) if console.is_terminal and not as_json else None
         try:
             if live:
                 live.start()
-            while (reason := workflow.wait(0.1)) is None:
+            while workflow.wait(0.1) is None:
                 if live:
                     live.update(report.render())
         except KeyboardInterrupt:
             cancelled = True
             workflow.cancel()
-            reason = workflow.wait(60)
+            workflow.wait(60)
         finally:
-            report.finish(reason, cancelled=cancelled)
             if live:
                 live.update(report.render())
                 live.stop()
@@ -249,8 +241,6 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         click.echo(f"noetl run: {error}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
-        if listener is not None:
-            listener.stop()
         node.stop()
     document = report.to_json()
     if as_json:

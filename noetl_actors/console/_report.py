@@ -17,8 +17,6 @@ import attrs
 from rich.text import Text
 from rich.tree import Tree
 
-from noetl_actors.bridge import Delivery
-from noetl_actors.errors import MalformedMessage
 from noetl_actors.playbook import Playbook
 from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
 from noetl_actors.supervision import (
@@ -26,10 +24,9 @@ from noetl_actors.supervision import (
     ExitKind,
     ExitReason,
     LifecycleEvent,
-    SupervisedActor,
 )
 
-__all__ = ["EventListener", "RunReport"]
+__all__ = ["RunReport"]
 
 _STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
           "not_started": "dim", "restarting": "yellow", "waiting": "dim"}
@@ -208,20 +205,3 @@ def _status(reason: ExitReason) -> str:
     if reason.kind in (ExitKind.SHUTDOWN, ExitKind.KILLED) and reason.cause is None:
         return "cancelled"
     return "failed"  # a crash, a give-up, or a task stopped by on_error: stop
-
-
-class EventListener(SupervisedActor):
-    """Hands the workers' events of one workflow to a `RunReport`."""
-
-    def __init__(self, report: RunReport) -> None:
-        super().__init__()
-        self._report = report
-
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Delivery):
-            try:
-                self._report.on_event(Event.from_data(message.data))
-            except MalformedMessage:
-                pass  # not ours to judge: the step actor logs it
-            return None
-        return super().on_receive(message)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -59,9 +59,10 @@ class EventRouter:
     step actor registered for its step id. Thread-safe.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, listener: Callable[[Event], object] | None = None) -> None:
         self._lock = threading.Lock()
         self._steps: dict[str, pykka.ActorRef[Any]] = {}
+        self._listener = listener
         self.subscription: Subscription | None = None
 
     def register(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
@@ -74,6 +75,11 @@ class EventRouter:
                 del self._steps[step_id]
 
     def tell(self, delivery: Delivery) -> None:
+        if self._listener is not None:
+            try:
+                self._listener(Event.from_data(delivery.data))
+            except MalformedMessage:
+                pass  # the step actor logs it
         with self._lock:
             ref = self._steps.get(delivery.subject.rsplit(".", 1)[-1])
         if ref is not None:
@@ -238,8 +244,13 @@ class RemoteStepActor(SupervisedActor):
         self._release()
 
 
-def subscribe_router(bridge: Bridge, workflow_id: str) -> EventRouter:
-    """A router subscribed to every event of `workflow_id` (close() it when the workflow ends)."""
-    router = EventRouter()
+def subscribe_router(
+    bridge: Bridge, workflow_id: str, *, listener: Callable[[Event], object] | None = None
+) -> EventRouter:
+    """A router subscribed to every event of `workflow_id` (close() it when the workflow ends).
+
+    `listener` sees every event first (a `RunReport`), on the bridge's loop thread.
+    """
+    router = EventRouter(listener)
     router.subscription = bridge.subscribe(f"event.*.{workflow_id}.*", router)
     return router

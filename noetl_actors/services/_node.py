@@ -1,13 +1,15 @@
 """`Node`: one noetl node in this process, and the workflows it runs.
 
-    node (root supervisor, one_for_one)
+    <name> (root supervisor; policies from supervisors/node.yaml)
     ├── bridge       the NATS connection
     ├── workers      a PluginWorker per plugin (queue group per plugin)
-    └── workflows    one child per running workflow (temporary)
+    ├── workflows    one child per running workflow (temporary)
+    └── services     presence, control, api (served nodes only)
 
-With no NATS address the node starts its own embedded nats-server first and
-stops it last. Every step and supervision event of its workflows is kept in
-the ``NOETL_EVENTS`` JetStream stream (see `noetl events`).
+Children stop in reverse order. With no NATS address the node starts its
+own embedded nats-server first and stops it last. Every step and
+supervision event of its workflows is kept in the ``NOETL_EVENTS``
+JetStream stream (see `noetl events`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ from typing import Any
 
 import pykka
 
-from noetl_actors.bridge import Bridge, ConnectOptions, EmbeddedNatsServer
+from noetl_actors.bridge import (
+    Bridge,
+    ConnectOptions,
+    EmbeddedNatsServer,
+    KeyValue,
+    check_token,
+)
+from noetl_actors.console._report import RunReport
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
 from noetl_actors.runtime._remote import remote_steps, subscribe_router
+from noetl_actors.services._node_config import NodeConfig, load_node_config
+from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
+from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._worker import (
     CLAIMS_BUCKET,
     CLAIMS_TTL,
@@ -37,7 +49,6 @@ from noetl_actors.services._worker import (
     PluginWorker,
 )
 from noetl_actors.supervision import (
-    INFINITY,
     ChildSpec,
     ChildType,
     ExitKind,
@@ -46,7 +57,6 @@ from noetl_actors.supervision import (
     MonotonicClock,
     Observer,
     Restart,
-    SupervisorFlags,
     SupervisorRef,
     monitor,
     start_supervisor,
@@ -62,21 +72,28 @@ LIFECYCLE_PREFIX = "noetl.lifecycle"
 
 
 class WorkflowRun:
-    """A workflow started on a node: wait for it, cancel it."""
+    """A workflow started on a node: wait for it, cancel it, read its report."""
 
-    def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any], *,
-                 on_end: Callable[[], object] = lambda: None) -> None:
+    def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any],
+                 report: RunReport, *, on_end: Callable[[WorkflowRun], object]) -> None:
         self.workflow_id = workflow_id
+        self.report = report
+        self.cancelled = False
         self._node = node
         self._done = threading.Event()
         self._reason: ExitReason | None = None
 
         def finished(down: Any) -> None:
             self._reason = down.reason
-            on_end()
+            report.finish(down.reason, cancelled=self.cancelled)
+            on_end(self)
             self._done.set()
 
         monitor(ref, finished)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     def wait(self, timeout: float | None = None) -> ExitReason | None:
         """Block until the workflow has ended; its reason, or None on timeout."""
@@ -85,7 +102,8 @@ class WorkflowRun:
         return self._reason
 
     def cancel(self) -> None:
-        """Stop every task and step of it (subprocesses are killed); returns at once."""
+        """Stop every task and step of it (subprocesses are killed); returns once stopped."""
+        self.cancelled = True
         try:
             self._node.workflows.terminate_child(self.workflow_id, timeout=60)
         except NoetlError:
@@ -93,81 +111,140 @@ class WorkflowRun:
 
 
 class Node:
-    """Start with `start()`, run playbooks with `run()`, end with `stop()`."""
+    """Start with `start()`, run playbooks with `run()`, end with `stop()`.
+
+    `name` is its root's id, so every path of its tree starts with it and is
+    unique on a cluster whose nodes have different names. With `serve`, it
+    also answers the command API and control subjects and keeps its presence
+    and its workflows' records in NATS (`noetl node start`); without, it is
+    a private node (`noetl run`, `noetl worker`).
+    """
 
     def __init__(
         self,
         *,
+        name: str = "node",
+        config: NodeConfig | None = None,
         options: ConnectOptions | None = None,
         state_dir: Path | None = None,
         catalog: Catalog | None = None,
-        heartbeat: float = 1.0,
+        heartbeat: float | None = None,
         workers: Collection[str] | None = None,
         observers: Sequence[Observer] = (),
+        serve: bool = False,
     ) -> None:
-        """`workers` names the plugins this node runs workers for (default: all)."""
+        """`workers` names the plugins this node runs workers for (default: the
+        config's, every plugin not disabled); `heartbeat` overrides the config's."""
+        check_token(name, "node name")
+        self.name = name
         self.options = options or ConnectOptions()
+        self.catalog = catalog or Catalog.default()
+        self.config = config or load_node_config(catalog=self.catalog)
         self._worker_plugins = workers
         self.state_dir = state_dir
-        self.catalog = catalog or Catalog.default()
-        self.heartbeat = heartbeat
+        self.heartbeat = heartbeat if heartbeat is not None else self.config.heartbeat
+        self.serve = serve
         self._observers = tuple(observers)
         self.server: EmbeddedNatsServer | None = None
         self.bridge: Bridge | None = None
+        self.records: WorkflowRecords | None = None
+        self.nodes_bucket: KeyValue | None = None
         self._root: SupervisorRef | None = None
         self._clock = MonotonicClock()
         self._runners: dict[str, Runner] = {}
         self._bridge_failure: ExitReason | None = None
+        self._runs: dict[str, WorkflowRun] = {}
+        self._reports: dict[str, RunReport] = {}
+        self._runs_lock = threading.Lock()
+
+    @property
+    def root(self) -> SupervisorRef:
+        assert self._root is not None, "the node is not started"
+        return self._root
 
     @property
     def workflows(self) -> SupervisorRef:
-        assert self._root is not None, "the node is not started"
-        return self._root.child_supervisor("workflows")
+        return self.root.child_supervisor("workflows")
+
+    @property
+    def url(self) -> str:
+        """The NATS address other terminals and nodes reach this node's cluster at."""
+        return self.server.url if self.server is not None else ",".join(self.options.servers)
 
     def start(self, *, timeout: float = 30.0) -> Node:
-        """Start NATS (embedded unless given), the bridge, the workers.
+        """Start NATS (embedded unless given), the bridge, the workers, the services.
 
         Raises:
             NoetlError: NATS could not be started or reached.
         """
         options = self.options
+        config = self.config
         try:
             if options.embedded:
                 self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(), "process": ProcessRunner()}
-            # Alone on an embedded server, claims can stay in this process; on a
-            # shared NATS other workers may take the same command: claim in NATS.
-            claims: Claims = LocalClaims() if options.embedded else BucketClaims(self.bridge)
-            workers = [
-                ChildSpec(id=name, start=functools.partial(
-                    PluginWorker, plugin, bridge=self.bridge, runners=self._runners,
-                    claims=claims, clock=self._clock, heartbeat=self.heartbeat))
-                for name, plugin in sorted(self.catalog.plugins.items())
-                if self._worker_plugins is None or name in self._worker_plugins
+            # Alone on a private embedded server, claims can stay in this process; on
+            # a NATS that others can use, their workers may take the same command.
+            shared = self.serve or not options.embedded
+            claims: Claims = BucketClaims(self.bridge) if shared else LocalClaims()
+            parts = [
+                self.bridge.child_spec(),
+                supervisor_spec("workers", config.workers.flags, self._worker_specs(claims),
+                                shutdown=config.workers.shutdown),
+                supervisor_spec("workflows", config.workflows.flags, [],
+                                shutdown=config.workflows.shutdown),
             ]
-            self._root = start_supervisor(
-                SupervisorFlags(max_restarts=10, within=60),
-                [
-                    self.bridge.child_spec(),
-                    supervisor_spec("workers", SupervisorFlags(max_restarts=10, within=60),
-                                    workers),
-                    supervisor_spec("workflows", SupervisorFlags(max_restarts=100, within=60),
-                                    []),
-                ],
-                id="node",
-                observers=[*self._observers, self._publish_lifecycle, self._watch],
-            )
+            self._root = start_supervisor(config.root, parts, id=self.name,
+                                          observers=[*self._observers, self._on_lifecycle])
             self._wait_connected(options)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
-            if isinstance(claims, BucketClaims):
+            if shared:
                 self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL, timeout=timeout)
+            if self.serve:
+                self._start_services(timeout)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _worker_specs(self, claims: Claims) -> list[ChildSpec]:
+        assert self.bridge is not None
+        workers = self.config.workers
+        chosen = self._worker_plugins
+        return [
+            ChildSpec(id=name, start=functools.partial(
+                PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
+                clock=self._clock, heartbeat=self.heartbeat,
+                max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
+            for name, plugin in sorted(self.catalog.plugins.items())
+            if (name in chosen if chosen is not None else name not in workers.disabled)
+        ]
+
+    def _start_services(self, timeout: float) -> None:
+        """The command API, the control mailboxes and the presence, started last:
+        the node is reachable only once it can serve (and stops serving first)."""
+        from noetl_actors.services._api import ApiService
+        from noetl_actors.services._control import ControlService
+        from noetl_actors.services._presence import Presence
+
+        assert self.bridge is not None
+        self.records = WorkflowRecords(
+            self.bridge.ensure_bucket(WORKFLOWS_BUCKET, ttl=None, timeout=timeout))
+        self.nodes_bucket = nodes = self.bridge.ensure_bucket(NODES_BUCKET, ttl=None,
+                                                               timeout=timeout)
+        playbooks = self.bridge.ensure_bucket(PLAYBOOKS_BUCKET, ttl=None, timeout=timeout)
+        services = [
+            ChildSpec(id="presence", start=functools.partial(
+                Presence, self, nodes=nodes, clock=self._clock)),
+            ChildSpec(id="control", start=functools.partial(ControlService, self)),
+            ChildSpec(id="api", start=functools.partial(ApiService, self, playbooks=playbooks)),
+        ]
+        self.root.start_child(supervisor_spec(
+            "services", self.config.services.flags, services,
+            shutdown=self.config.services.shutdown))
 
     def _wait_connected(self, options: ConnectOptions) -> None:
         """Wait for the bridge's first connection; refused credentials fail at once."""
@@ -182,31 +259,53 @@ class Node:
                 raise ConnectError(f"could not connect to {options.describe()} within "
                                    f"{options.connect_timeout * 2:g}s{why}")
 
-    def _watch(self, event: LifecycleEvent) -> None:
-        """Keep why the bridge last failed to start (for start()'s error)."""
-        if event.path == "/node/bridge" and event.reason is not None \
-                and event.reason.kind is ExitKind.START_FAILURE:
-            self._bridge_failure = event.reason
+    def run(self, playbook: Playbook, *, workflow_id: str | None = None,
+            source: str | None = None) -> WorkflowRun:
+        """Start a workflow of `playbook`; returns at once.
 
-    def run(self, playbook: Playbook, *, workflow_id: str | None = None) -> WorkflowRun:
-        """Start a workflow of `playbook`; returns at once."""
+        `source` is the playbook's text, kept in its record (served nodes).
+        """
         assert self.bridge is not None, "the node is not started"
         workflow_id = workflow_id or new_workflow_id()
-        router = subscribe_router(self.bridge, workflow_id)
+        report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
+        router = subscribe_router(self.bridge, workflow_id, listener=report.on_event)
         steps = remote_steps(self.bridge, workflow_id=workflow_id, heartbeat=self.heartbeat,
                              router=router)
         spec = ChildSpec(
             id=workflow_id,
             start=functools.partial(WorkflowSupervisor, playbook, steps=steps,
                                     workflow_id=workflow_id),
-            restart=Restart.TEMPORARY, type=ChildType.SUPERVISOR, shutdown=INFINITY,
+            restart=Restart.TEMPORARY, type=ChildType.SUPERVISOR,
+            shutdown=self.config.workflows.shutdown,
         )
+        self._reports[workflow_id] = report
+        if self.records is not None:
+            self.records.begin(report, node=self.name, source=source)
         try:
             ref = self.workflows.start_child(spec)
         except BaseException:
             router.close()
+            self._reports.pop(workflow_id, None)
             raise
-        return WorkflowRun(self, workflow_id, ref, on_end=router.close)
+
+        def ended(run: WorkflowRun) -> None:
+            router.close()
+            with self._runs_lock:
+                self._runs.pop(workflow_id, None)
+            self._reports.pop(workflow_id, None)
+            if self.records is not None:
+                self.records.write(report)
+
+        run = WorkflowRun(self, workflow_id, ref, report, on_end=ended)
+        with self._runs_lock:
+            if not run.done:
+                self._runs[workflow_id] = run
+        return run
+
+    def running(self) -> dict[str, WorkflowRun]:
+        """The workflows this node runs now, by id."""
+        with self._runs_lock:
+            return dict(self._runs)
 
     def history(self, workflow_id: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Every step and supervision event of a workflow, in the order they were kept."""
@@ -215,18 +314,36 @@ class Node:
         deliveries = self.bridge.history(EVENTS_STREAM, subjects, timeout=timeout)
         return [{"subject": d.subject, **d.data} for d in deliveries]
 
-    def _publish_lifecycle(self, event: LifecycleEvent) -> None:
-        bridge = self.bridge
+    def _on_lifecycle(self, event: LifecycleEvent) -> None:
+        """Hand a workflow's events to its report; publish every event on NATS."""
         parts = event.path.strip("/").split("/")
-        if bridge is None or len(parts) < 3 or parts[1] != "workflows":
+        workflow_id = None
+        if len(parts) >= 3 and parts[1] == "workflows":
+            workflow_id = parts[2]
+            report = self._reports.get(workflow_id)
+            if report is not None:
+                report.on_lifecycle(event)
+        elif event.path == f"/{self.name}/bridge" and event.reason is not None \
+                and event.reason.kind is ExitKind.START_FAILURE:
+            self._bridge_failure = event.reason  # why start() could not connect
+        self.publish_lifecycle(workflow_id, {"node": self.name, **event.to_dict()})
+
+    def publish_lifecycle(self, workflow_id: str | None, data: dict[str, Any]) -> None:
+        """Publish a supervision event: a workflow's, or (None) one of the node's own."""
+        bridge = self.bridge
+        if bridge is None:
             return
+        subject = f"{LIFECYCLE_PREFIX}.{workflow_id or 'node.' + self.name}"
         try:
-            bridge.publish(f"{LIFECYCLE_PREFIX}.{parts[2]}", event.to_dict())
+            bridge.publish(subject, data)
         except NoetlError:
-            logger.debug("could not publish %s", event)
+            logger.debug("could not publish %s on %s", data, subject)
 
     def stop(self, *, timeout: float = 60.0) -> None:
-        """Stop the workflows, the workers, the bridge, then NATS (if embedded)."""
+        """Stop in reverse start order: the services, the workflows (cancelled), the
+        workers, the bridge, then NATS (if embedded)."""
+        for run in self.running().values():
+            run.cancelled = True
         if self._root is not None:
             self._root.stop(timeout=timeout)
             self._root = None

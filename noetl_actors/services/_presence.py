@@ -1,0 +1,127 @@
+"""`Presence`: a node says it is alive every heartbeat, and notices who stopped.
+
+Every heartbeat the node rewrites its record in the ``noetl-nodes`` bucket
+(who, where, which workflows), writes its running workflows' records, and
+reads the others' records. A node whose record has not changed for
+`LOST_AFTER_BEATS` of its heartbeats (plus a second) is lost: its running
+workflows are marked ``orphaned`` in their records, each with a lifecycle
+event, a warning in the log, and its record is removed. Judging by the
+record's revision, not by its clock, keeps skewed clocks out of it.
+
+Resuming an orphaned workflow on another node (from its record and its
+history in NOETL_EVENTS, one owner per workflow through a lease in a
+bucket) is the roadmap's next step; it starts from here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from noetl_actors.bridge import KeyValue
+from noetl_actors.errors import NoetlError
+from noetl_actors.services._control import node_info
+from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
+
+if TYPE_CHECKING:
+    from noetl_actors.services._node import Node
+
+__all__ = ["LOST_AFTER_BEATS", "Presence"]
+
+logger = logging.getLogger("noetl_actors.services")
+
+LOST_AFTER_BEATS = 3
+
+
+@attrs.frozen
+class _Beat:
+    pass
+
+
+@attrs.define
+class _Seen:
+    revision: int
+    since: float
+    """Monotonic time this node last saw the revision change."""
+
+
+class Presence(SupervisedActor):
+    def __init__(self, node: Node, *, nodes: KeyValue, clock: Clock) -> None:
+        super().__init__()
+        self.node = node
+        self.nodes = nodes
+        self._clock = clock
+        self._timer: TimerHandle | None = None
+        self._seen: dict[str, _Seen] = {}
+        self._started_at = time.time()
+
+    def on_start(self) -> None:
+        self._beat()  # reachable before start() returns
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Beat):
+            self._beat()
+            return None
+        return super().on_receive(message)
+
+    def on_stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self.nodes.delete(self.node.name)  # a clean stop: no one need judge it lost
+        except NoetlError as error:
+            logger.warning("%s: could not remove the node's record: %s", self.path, error)
+
+    def on_failure(self, *_: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _beat(self) -> None:
+        try:
+            self.nodes.put(self.node.name, {**node_info(self.node), "at": time.time(),
+                                            "started_at": self._started_at})
+            records = self.node.records
+            if records is not None:
+                for run in self.node.running().values():
+                    records.write(run.report)
+            self._look_for_lost_nodes()
+        except NoetlError as error:
+            logger.warning("%s: %s", self.path, error)
+        ref = self.actor_ref
+        self._timer = self._clock.call_later(self.node.heartbeat,
+                                             lambda: tell_if_alive(ref, _Beat()))
+
+    def _look_for_lost_nodes(self) -> None:
+        now = time.monotonic()
+        entries = self.nodes.entries()
+        for name in set(self._seen) - set(entries):
+            del self._seen[name]
+        for name, entry in entries.items():
+            if name == self.node.name:
+                continue
+            seen = self._seen.get(name)
+            if seen is None or seen.revision != entry.revision:
+                self._seen[name] = _Seen(entry.revision, now)
+                continue
+            heartbeat = entry.data.get("heartbeat")
+            beat = heartbeat if isinstance(heartbeat, (int, float)) else 1.0
+            if now - seen.since > LOST_AFTER_BEATS * beat + 1.0:
+                self._lost(name, entry.data)
+
+    def _lost(self, name: str, record: dict[str, Any]) -> None:
+        last = time.strftime("%H:%M:%S", time.localtime(record.get("at") or time.time()))
+        why = (f"node {name} stopped answering (last heartbeat {last}); its workflows are "
+               f"orphaned, not resumed")
+        records = self.node.records
+        orphaned = records.orphan(name, why) if records is not None else []
+        for workflow_id in orphaned:
+            self.node.publish_lifecycle(workflow_id, {
+                "kind": "orphaned", "path": f"/{name}/workflows/{workflow_id}",
+                "at": time.time(), "reason": None, "detail": why, "node": self.node.name,
+            })
+        logger.warning("%s%s", why, f": {', '.join(orphaned)}" if orphaned else "")
+        self.nodes.delete(name)
+        del self._seen[name]
