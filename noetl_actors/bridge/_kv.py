@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import nats.js.errors as js_errors
 
-from noetl_actors.bridge._codec import decode, encode
+from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY, decode, encode
 from noetl_actors.errors import MalformedMessage
 
 if TYPE_CHECKING:
@@ -136,4 +136,6 @@ class KeyValue:
 
 
 def _entry(key: str, value: bytes | None, revision: int | None) -> Entry:
-    return Entry(key, decode(value or b""), revision or 0)
+    data = decode(value or b"")
+    del data[SCHEMA_VERSION_KEY]  # the wire's, not the record's
+    return Entry(key, data, revision or 0)

@@ -1,0 +1,198 @@
+"""`Client`: one NATS connection that speaks the nodes' command API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from noetl_actors.bridge import ConnectOptions, decode, encode
+from noetl_actors.bridge._connection import _is_auth_error
+from noetl_actors.errors import AuthorizationError, BridgeTimeout, ConnectError, MalformedMessage
+from noetl_actors.services._protocol import (
+    ApiError,
+    ErrorKind,
+    actor_subject,
+    api_subject,
+    node_subject,
+)
+
+__all__ = ["Client"]
+
+LIFECYCLE_SUBJECT = "noetl.lifecycle.>"
+CANCEL_TIMEOUT = 100.0
+"""A cancel waits for the workflow's grace periods on its node (90 s at most)."""
+
+
+class Client:
+    """Use as ``async with Client(options) as client: ...``.
+
+    Every call raises `ApiError` when a node answers with an error,
+    `ConnectError` when no node listens, `BridgeTimeout` when none answers
+    in time.
+    """
+
+    def __init__(self, options: ConnectOptions, *, timeout: float = 5.0) -> None:
+        if options.embedded:
+            raise ConnectError("the command API needs --nats URL (or NATS_URL): the NATS "
+                               "server of the nodes, as `noetl node start` printed it")
+        self.options = options
+        self.timeout = timeout
+        self._nc: NatsClient | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        trace: TracebackType | None) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        refused: list[Exception] = []
+
+        async def on_error(error: Exception) -> None:
+            if _is_auth_error(error):
+                refused.append(error)
+
+        kwargs = {**self.options.nats_kwargs(), "allow_reconnect": False,
+                  "max_reconnect_attempts": 0}
+        where = self.options.describe()
+        try:
+            self._nc = await asyncio.wait_for(nats.connect(**kwargs, error_cb=on_error),
+                                              self.options.connect_timeout)
+        except Exception as error:
+            if refused or _is_auth_error(error):
+                raise AuthorizationError(f"{where} refused our credentials") from None
+            raise ConnectError(f"could not connect to {where}: "
+                               f"{error or type(error).__name__}") from None
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+            self._nc = None
+
+    @property
+    def nc(self) -> NatsClient:
+        assert self._nc is not None, "connect() first"
+        return self._nc
+
+    # -- the wire ---------------------------------------------------------------
+
+    async def request(self, subject: str, data: Mapping[str, Any],
+                      timeout: float | None = None) -> dict[str, Any]:
+        """The fields of an ok reply (without ``ok``); ApiError for an error reply."""
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            msg = await self.nc.request(subject, encode(data), timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise ConnectError(f"no node answers on {subject} at {self.options.describe()}"
+                               f" (is one started, with `noetl node start`?)") from None
+        except nats.errors.TimeoutError:
+            raise BridgeTimeout(f"no answer on {subject} within {timeout:g}s") from None
+        reply = decode(msg.data)
+        if not reply.get("ok"):
+            raise ApiError.from_reply(reply)
+        return {key: value for key, value in reply.items()
+                if key not in ("ok", "schema_version")}
+
+    async def api(self, verb: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        return await self.request(api_subject(verb), fields, timeout)
+
+    # -- workflows and playbooks -------------------------------------------------
+
+    async def submit(self, text: str, *, file: str = "<submitted>",
+                     variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Start a workflow of a playbook's text: ``{"workflow_id", "node", "playbook"}``."""
+        return await self.api("submit", playbook=text, file=file, vars=dict(variables or {}))
+
+    async def register(self, name: str, text: str, *, file: str | None = None) -> dict[str, Any]:
+        return await self.api("register", name=name, playbook=text, file=file or name)
+
+    async def run_registered(self, name: str, *,
+                             variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self.api("run", name=name, vars=dict(variables or {}))
+
+    async def playbooks(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self.api("playbooks"))["playbooks"]
+        return found
+
+    async def workflows(self, status: str | None = None) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await self.api("list", status=status))["workflows"]
+        return found
+
+    async def status(self, workflow_id: str) -> dict[str, Any]:
+        """The workflow's record: node, status and the `noetl run --json` report."""
+        record: dict[str, Any] = (await self.api("status", workflow_id=workflow_id))["workflow"]
+        return record
+
+    async def cancel(self, workflow_id: str) -> dict[str, Any]:
+        return await self.api("cancel", CANCEL_TIMEOUT, workflow_id=workflow_id)
+
+    async def wait(self, workflow_id: str, *, timeout: float | None = None,
+                   poll: float = 0.2) -> dict[str, Any]:
+        """Poll the workflow's record until it is no longer running."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = await self.status(workflow_id)
+            if record.get("status") != "running":
+                return record
+            if deadline is not None and time.monotonic() > deadline:
+                raise BridgeTimeout(f"workflow {workflow_id} still runs after {timeout:g}s")
+            await asyncio.sleep(poll)
+
+    # -- nodes and actors ---------------------------------------------------------
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node's presence record, by name."""
+        found: list[dict[str, Any]] = (await self.api("nodes"))["nodes"]
+        return found
+
+    async def tree(self) -> list[dict[str, Any]]:
+        """Every node's tree: ``{"node": info, "tree": snapshot}``, or ``"error"`` for a
+        node that did not answer."""
+
+        async def one(record: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return await self.request(node_subject(record["name"], "tree"), {})
+            except (ConnectError, BridgeTimeout, ApiError, MalformedMessage) as error:
+                return {"node": record, "tree": None, "error": str(error)}
+
+        return list(await asyncio.gather(*(one(record) for record in await self.nodes())))
+
+    async def actor(self, path: str, op: str, **fields: Any) -> dict[str, Any]:
+        """kill, restart, terminate or snapshot the actor at `path` (``/node/workflows/...``)."""
+        try:
+            subject = actor_subject(path)
+        except ValueError as error:
+            raise ApiError(ErrorKind.BAD_REQUEST, str(error)) from None
+        try:
+            return await self.request(subject, {"op": op, **fields}, timeout=30.0)
+        except ConnectError:
+            node = path.strip("/").split("/")[0]
+            raise ApiError(ErrorKind.NOT_FOUND, f"no node {node!r} answers for {path}") from None
+
+    async def follow(self, on_event: Callable[[dict[str, Any]], Awaitable[None] | None],
+                     subject: str = LIFECYCLE_SUBJECT) -> Subscription:
+        """Call `on_event` with every supervision event (of every node) from now on."""
+
+        async def handle(msg: Msg) -> None:
+            try:
+                data = decode(msg.data)
+            except MalformedMessage:
+                return
+            result = on_event({"subject": msg.subject, **data})
+            if result is not None:
+                await result
+
+        return await self.nc.subscribe(subject, cb=handle)
