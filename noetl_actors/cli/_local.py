@@ -1,132 +1,40 @@
-"""The `noetl` command line.
-
-Errors a user can act on (`NoetlError`) are printed as one line with a
-non-zero exit status; tracebacks are for bugs.
-"""
+"""Commands that work on this machine: check, preview and run playbooks, serve NATS."""
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from noetl_actors import __version__
-from noetl_actors.errors import NoetlError
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="noetl")
-def main() -> None:
-    """noetl-actors: run NoETL playbooks on Erlang-style supervision trees."""
-
-
-EXIT_INVALID = 2
-"""Exit status for invalid input (a playbook, a flag): nothing ran."""
-
-
-def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """``--set key=value`` pairs; values read as YAML scalars (``3`` is a number)."""
-    import yaml
-
-    overrides: dict[str, Any] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{value!r}: use key=value", param_hint="--set")
-        try:
-            overrides[key.strip()] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            overrides[key.strip()] = raw
-    return overrides
-
-
-def _try_load(path: str, overrides: dict[str, Any]) -> Any:
-    """A checked playbook, or None after printing one line per problem (warnings too)."""
-    from noetl_actors.errors import PlaybookError
-    from noetl_actors.playbook import load_playbook
-
-    try:
-        playbook = load_playbook(path, overrides=overrides)
-    except PlaybookError as error:
-        for problem in error.problems:
-            click.echo(str(problem), err=True)
-        return None
-    except OSError as error:
-        click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
-        return None
-    for warning in playbook.warnings:
-        click.echo(str(warning), err=True)
-    return playbook
-
-
-def _load(path: str, sets: tuple[str, ...]) -> Any:
-    """Load a playbook or exit 2 with one line per problem."""
-    playbook = _try_load(path, _parse_sets(sets))
-    if playbook is None:
-        sys.exit(EXIT_INVALID)
-    return playbook
-
-
-_SET = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                    help="Override a var (repeatable).")
-_FILE = click.argument("file", type=click.Path(dir_okay=False))
-
-
-_NATS_FLAGS = (
-    ("--nats", "servers", "URL", "NATS server(s), comma-separated (or NATS_URL) "
-                                 "[default: start an embedded one]"),
-    ("--user", "user", "NAME", "NATS user, with --password (or NATS_USER)"),
-    ("--password", "password", "SECRET", "NATS password (or NATS_PASSWORD)"),
-    ("--token", "token", "TOKEN", "NATS token (or NATS_TOKEN)"),
-    ("--creds", "creds_file", "FILE", "NATS credentials file, JWT and nkey (or NATS_CREDS)"),
-    ("--tlsca", "tls_ca", "FILE", "CA certificate to trust for TLS (or NATS_CA)"),
-    ("--tlscert", "tls_cert", "FILE", "client certificate for TLS, with --tlskey (or NATS_CERT)"),
-    ("--tlskey", "tls_key", "FILE", "client key for TLS (or NATS_KEY)"),
+from noetl_actors.cli._main import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    FILE_ARGUMENT,
+    SET_OPTION,
+    STATE_DIR_OPTION,
+    load_or_exit,
+    main,
+    nats_options,
+    parse_sets,
+    try_load,
 )
-
-
-def _nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The NATS flags every command that connects takes, as one `nats` argument.
-
-    Flags win over the NATS_* environment variables, as in NATS's own tools.
-    """
-
-    @functools.wraps(command)
-    def with_options(**kwargs: Any) -> Any:
-        from noetl_actors.bridge import ConnectOptions
-
-        given = {field: kwargs.pop(f"nats_{field}") for _, field, _, _ in _NATS_FLAGS}
-        try:
-            options = ConnectOptions.from_env(**given)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="NATS options") from None
-        return command(nats=options, **kwargs)
-
-    for flag, field, metavar, text in reversed(_NATS_FLAGS):
-        with_options = click.option(flag, f"nats_{field}", metavar=metavar, help=text)(
-            with_options)
-    return with_options
-
-
-_STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                          help="Where the embedded server keeps JetStream.")
+from noetl_actors.errors import NoetlError
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_SET
+@SET_OPTION
 def validate(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
     """Check playbooks: exit 0 if all are valid, else print file:line:col problems, exit 2."""
-    overrides = _parse_sets(sets)
+    overrides = parse_sets(sets)
     invalid = False
     for path in files:
-        playbook = _try_load(path, overrides)
+        playbook = try_load(path, overrides)
         if playbook is None:
             invalid = True
             continue
@@ -147,10 +55,10 @@ def schema() -> None:
 
 
 @main.command()
-@_FILE
+@FILE_ARGUMENT
 @click.option("--fail", "fails", multiple=True, metavar="TASK.STEP=N",
               help="Make a step fail its first N attempts (N may be 'always'). Repeatable.")
-@_SET
+@SET_OPTION
 def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
     """Simulate the supervisors of a playbook; no plugin runs.
 
@@ -160,7 +68,7 @@ def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
     """
     from noetl_actors.playbook.preview import parse_failure, run_preview
 
-    playbook = _load(file, sets)
+    playbook = load_or_exit(file, sets)
     try:
         failures = {}
         for text in fails:
@@ -174,13 +82,13 @@ def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
 
 
 @main.command()
-@_FILE
-@_SET
+@FILE_ARGUMENT
+@SET_OPTION
 def lint(file: str, sets: tuple[str, ...]) -> None:
     """Worst-case executions per step, and warnings on suspicious policies."""
     from noetl_actors.playbook._lint import lint as lint_playbook
 
-    playbook = _load(file, sets)
+    playbook = load_or_exit(file, sets)
     worst, warnings = lint_playbook(playbook)
     width = max(len(f"{w.task}.{w.step}") for w in worst)
     click.echo(f"{'step':<{width}}  worst case  because")
@@ -192,15 +100,12 @@ def lint(file: str, sets: tuple[str, ...]) -> None:
         click.echo("no warnings")
 
 
-EXIT_FAILED = 1
-EXIT_CANCELLED = 130
-
 
 @main.command()
-@_FILE
-@_SET
-@_nats_options
-@_STATE_DIR
+@FILE_ARGUMENT
+@SET_OPTION
+@nats_options
+@STATE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True,
               help="Print exactly one JSON document (the run's report) and nothing else.")
 def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
@@ -213,7 +118,7 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
 
     from noetl_actors.services import Node
 
-    playbook = _load(file, sets)
+    playbook = load_or_exit(file, sets)
     node = Node(options=nats, state_dir=state_dir)
     console = Console(stderr=as_json)
     cancelled = False
@@ -257,8 +162,8 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
 
 @main.command()
 @click.argument("workflow_id")
-@_nats_options
-@_STATE_DIR
+@nats_options
+@STATE_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -> None:
     """Print a workflow's history: every step and supervision event, in order."""
@@ -291,7 +196,7 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 
 
 @main.command()
-@_nats_options
+@nats_options
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME",
               help="Run workers for this plugin only (repeatable) [default: all].")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
@@ -363,7 +268,3 @@ def server(**options: Any) -> None:
     finally:
         nats.stop()
     click.echo("nats-server stopped.")
-
-
-if __name__ == "__main__":
-    main()

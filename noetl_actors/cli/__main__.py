@@ -1,0 +1,3 @@
+from noetl_actors.cli import main
+
+main()
