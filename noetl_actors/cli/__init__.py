@@ -8,7 +8,9 @@
   cancel, list, register, playbooks, tree, kill, console).
 """
 
+from noetl_actors.cli import _cluster as _cluster
 from noetl_actors.cli import _local as _local
+from noetl_actors.cli import _node as _node
 from noetl_actors.cli._main import main as main
 
 __all__ = ["main"]

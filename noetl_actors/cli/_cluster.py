@@ -1,0 +1,332 @@
+"""Commands that talk to running nodes over NATS: any node answers the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.text import Text
+from rich.tree import Tree
+
+from noetl_actors.cli._main import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    SET_OPTION,
+    main,
+    nats_options,
+    parse_sets,
+)
+from noetl_actors.errors import NoetlError
+
+T = TypeVar("T")
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+_STYLE = {"succeeded": "green", "running": "green", "failed": "red", "cancelled": "yellow",
+          "orphaned": "red", "restarting": "yellow", "backing_off": "yellow",
+          "stopped": "dim", "starting": "cyan", "not_started": "dim", "waiting": "dim"}
+
+
+def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work(client)` on a connected client; errors become one line and an exit status."""
+    from noetl_actors.client import ApiError, Client, ErrorKind
+
+    async def go() -> T:
+        async with Client(options) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(go())
+    except ApiError as error:
+        click.echo(f"noetl: {error}", err=True)
+        for problem in error.problems:
+            click.echo(problem, err=True)
+        invalid = error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.INVALID_PLAYBOOK)
+        sys.exit(EXIT_INVALID if invalid else EXIT_FAILED)
+    except NoetlError as error:
+        click.echo(f"noetl: {error}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+# -- workflows -------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", "registered", metavar="NAME",
+              help="Run the playbook registered as NAME instead of a file.")
+@SET_OPTION
+@nats_options
+@click.option("--wait", is_flag=True, help="Wait for the workflow and exit 0 only if it "
+                                           "succeeded.")
+@_JSON
+def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nats: Any,
+           wait: bool, as_json: bool) -> None:
+    """Start a workflow on the cluster; print its id (with --wait, its outcome)."""
+    if (file is None) == (registered is None):
+        raise click.UsageError("give a playbook FILE or --name NAME (one of them)")
+    variables = parse_sets(sets)
+
+    async def work(client: Any) -> dict[str, Any]:
+        if file is not None:
+            started = await client.submit(_read(file), file=str(file), variables=variables)
+        else:
+            started = await client.run_registered(registered, variables=variables)
+        if wait:
+            return {"started": started, "record": await client.wait(started["workflow_id"])}
+        return {"started": started}
+
+    result = _call(nats, work)
+    started, record = result["started"], result.get("record")
+    if record is None:
+        click.echo(json.dumps(started) if as_json else started["workflow_id"])
+        if not as_json:
+            click.echo(f"started {started['playbook']} on node {started['node']}", err=True)
+        return
+    _show_record(record, as_json)
+    sys.exit(0 if record["status"] == "succeeded" else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("workflow_id")
+@nats_options
+@_JSON
+def status(workflow_id: str, nats: Any, as_json: bool) -> None:
+    """Show a workflow: its node, status, tasks and steps (exit 1 unless it succeeded)."""
+    record = _call(nats, lambda client: client.status(workflow_id))
+    _show_record(record, as_json)
+    sys.exit(0 if record["status"] in ("succeeded", "running") else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("workflow_id")
+@nats_options
+def cancel(workflow_id: str, nats: Any) -> None:
+    """Cancel a workflow: every task, step and subprocess of it stops."""
+    result = _call(nats, lambda client: client.cancel(workflow_id))
+    click.echo(f"{workflow_id} {result['status']}")
+
+
+@main.command(name="list")
+@click.option("--status", "only", metavar="STATUS",
+              help="Only workflows with this status (running, succeeded, failed, ...).")
+@nats_options
+@_JSON
+def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
+    """List the cluster's workflows, oldest first."""
+    workflows = _call(nats, lambda client: client.workflows(only))
+    if as_json:
+        click.echo(json.dumps({"workflows": workflows}))
+        return
+    if not workflows:
+        click.echo("no workflows", err=True)
+        return
+    console = Console()
+    for workflow in workflows:
+        line = Text(f"{workflow['workflow_id']}  {workflow['playbook']:<20} "
+                    f"{workflow['node']:<16} ")
+        line.append(f"{workflow['status']:<10}", style=_STYLE.get(workflow["status"], ""))
+        line.append(f" {_when(workflow.get('started_at'))}  "
+                    f"{_took(workflow.get('started_at'), workflow.get('finished_at'))}")
+        console.print(line, highlight=False)
+
+
+# -- playbooks -------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Register it under this name [default: the playbook's name].")
+@nats_options
+def register(file: Path, name: str | None, nats: Any) -> None:
+    """Store a playbook in the cluster's registry, to run with `submit --name`."""
+    import yaml
+
+    text = _read(file)
+    if name is None:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError:
+            document = None
+        name = document.get("name") if isinstance(document, dict) else None
+        if not isinstance(name, str):
+            name = file.stem
+    result = _call(nats, lambda client: client.register(name, text, file=str(file)))
+    click.echo(f"registered {result['name']} (revision {result['revision']})")
+
+
+@main.command()
+@nats_options
+@_JSON
+def playbooks(nats: Any, as_json: bool) -> None:
+    """List the registered playbooks."""
+    found = _call(nats, lambda client: client.playbooks())
+    if as_json:
+        click.echo(json.dumps({"playbooks": found}))
+        return
+    for entry in found:
+        click.echo(f"{entry['name']:<24} revision {entry['revision']:<4} "
+                   f"{_when(entry.get('registered_at'))}  {entry.get('file') or ''}")
+    if not found:
+        click.echo("no playbooks registered", err=True)
+
+
+# -- nodes and actors -----------------------------------------------------------------
+
+
+@main.command()
+@nats_options
+@_JSON
+@click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
+def tree(nats: Any, as_json: bool, watch: bool) -> None:
+    """Show every node's actor tree."""
+    if as_json:
+        nodes = _call(nats, lambda client: client.tree())
+        click.echo(json.dumps({"nodes": [_node_json(entry) for entry in nodes]}))
+        return
+    console = Console()
+    if not watch:
+        console.print(_render_nodes(_call(nats, lambda client: client.tree())))
+        return
+    from rich.live import Live
+
+    async def follow(client: Any) -> None:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                live.update(_render_nodes(await client.tree()), refresh=True)
+                await asyncio.sleep(1.0)
+
+    try:
+        _call(nats, follow)
+    except KeyboardInterrupt:
+        pass
+
+
+def _actor_command(op: str, help_text: str) -> None:
+    @main.command(name=op, help=help_text)
+    @click.argument("actor_path")
+    @nats_options
+    def command(actor_path: str, nats: Any) -> None:
+        _call(nats, lambda client: client.actor(actor_path, op))
+        click.echo(f"{op}: {actor_path}")
+
+
+_actor_command("kill", "Crash an actor (as if its code had raised): its supervisor acts.")
+_actor_command("restart", "Restart an actor: stop it, then start it again.")
+_actor_command("terminate", "Stop an actor for good (it stays stopped until restarted).")
+
+
+@main.command()
+@nats_options
+def console(nats: Any) -> None:
+    """The live console: every node's tree, the selected actor, the events."""
+    if nats.embedded:
+        raise click.UsageError("the console needs --nats URL (or NATS_URL): the NATS server "
+                               "of the nodes, as `noetl node start` printed it")
+    from noetl_actors.console._app import ConsoleApp
+
+    ConsoleApp(nats).run()
+
+
+# -- showing -------------------------------------------------------------------
+
+
+def _node_json(entry: dict[str, Any]) -> dict[str, Any]:
+    """A node of `noetl tree --json`: who it is, and its actors as id, kind, state,
+    restarts and children, recursively."""
+
+    def actor(picture: dict[str, Any]) -> dict[str, Any]:
+        return {"id": picture["id"], "path": picture["path"], "kind": picture["kind"],
+                "state": "unresponsive" if picture.get("unresponsive") else picture["state"],
+                "restarts": picture.get("total_restarts", 0),
+                "children": [actor(child) for child in picture.get("children", [])]}
+
+    snapshot = entry.get("tree")
+    return {**entry["node"], "error": entry.get("error"),
+            "tree": actor(snapshot) if snapshot else None}
+
+
+def _render_nodes(nodes: list[dict[str, Any]]) -> Tree:
+    top = Tree(Text(f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}", style="bold"))
+    for entry in nodes:
+        info = entry["node"]
+        label = Text(info["name"], style="bold")
+        label.append(f"  {info.get('host', '?')} pid {info.get('pid', '?')}", style="dim")
+        branch = top.add(label)
+        if entry.get("tree") is None:
+            branch.add(Text(f"no answer: {entry.get('error')}", style="red"))
+            continue
+        for child in entry["tree"]["children"]:
+            _add_actor(branch, child)
+    return top
+
+
+def _add_actor(parent: Tree, picture: dict[str, Any]) -> None:
+    state = "unresponsive" if picture.get("unresponsive") else picture["state"]
+    label = Text(picture["id"])
+    label.append(f"  {state}", style=_STYLE.get(state, "red"))
+    if picture.get("max_restarts") is not None:
+        label.append(f"  {picture['restarts_in_window']}/{picture['max_restarts']} restarts "
+                     f"in {picture['within']:g}s", style="dim")
+    if picture.get("backoff_remaining"):
+        label.append(f"  restart in {picture['backoff_remaining']:.1f}s", style="yellow")
+    if picture.get("mailbox"):
+        label.append(f"  mailbox {picture['mailbox']}", style="magenta")
+    branch = parent.add(label)
+    for child in picture.get("children", []):
+        _add_actor(branch, child)
+
+
+def _show_record(record: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    console = Console()
+    title = Text(f"{record['playbook']} ", style="bold")
+    title.append(record["workflow_id"], style="dim")
+    title.append(f"  {record['status']}", style=_STYLE.get(record["status"], ""))
+    title.append(f"  on {record['node']}, {_when(record.get('started_at'))}, "
+                 f"{_took(record.get('started_at'), record.get('finished_at'))}", style="dim")
+    top = Tree(title)
+    for name, task in record.get("tasks", {}).items():
+        label = Text(name, style="bold")
+        label.append(f"  {task['status']}", style=_STYLE.get(task["status"], ""))
+        if task.get("starts", 0) > 1:
+            label.append(f"  restarted {task['starts'] - 1}x", style="yellow")
+        branch = top.add(label)
+        for step_name, step in task["steps"].items():
+            line = Text(step_name)
+            line.append(f"  {step['status']}", style=_STYLE.get(step["status"], ""))
+            if step.get("attempts", 0) > 1:
+                line.append(f"  attempt {step['attempts']}", style="yellow")
+            if step.get("error") and step["status"] != "succeeded":
+                line.append(f"  {step['error']['type']}: {step['error']['message']}",
+                            style="red")
+            branch.add(line)
+    console.print(top)
+    if record.get("error"):
+        console.print(Text(record["error"]["reason"], style="red"))
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "-"
+
+
+def _took(started: float | None, finished: float | None) -> str:
+    if not started:
+        return "-"
+    return f"{(finished or time.time()) - started:.1f}s" + ("" if finished else " so far")

@@ -1,0 +1,127 @@
+"""`noetl node start`: a long-running supervisor node, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from noetl_actors.cli._main import EXIT_INVALID, main, nats_options
+from noetl_actors.errors import NoetlError, PlaybookError
+
+logger = logging.getLogger("noetl_actors.node")
+
+
+@main.group()
+def node() -> None:
+    """Run a supervisor node: its workers, workflows and command API."""
+
+
+def default_name() -> str:
+    """``<host>-<pid>``, made subject-safe: unique on a machine, readable on a cluster."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]) or "node"
+    return f"{host}-{os.getpid()}"
+
+
+@node.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML merged over supervisors/node.yaml (the node's tree and policies).")
+@nats_options
+@click.option("--name", help="The node's name on the cluster [default: <host>-<pid>].")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the embedded server keeps JetStream "
+                   "[default: ~/.local/state/noetl-actors/<name>].")
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="Log lines on stderr [default: the config's logging.format].")
+def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path | None,
+          log_format: str | None) -> None:
+    """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
+    from noetl_actors.bridge import check_token, default_state_dir
+    from noetl_actors.services import Node
+    from noetl_actors.services._node_config import load_node_config
+
+    name = name or default_name()
+    try:
+        check_token(name, "node name")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--name") from None
+    try:
+        config = load_node_config(config_file)
+    except PlaybookError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_INVALID)
+    except OSError as error:
+        click.echo(f"{config_file}: cannot read it: {error.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+    _configure_logging(config.log_level, log_format or config.log_format)
+
+    stop = threading.Event()
+
+    def on_signal(number: int, _frame: Any) -> None:
+        logger.info("%s: stopping", signal.Signals(number).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    server_dir = state_dir or default_state_dir() / name
+    the_node = Node(name=name, config=config, options=nats, state_dir=server_dir, serve=True,
+                    observers=[_log_lifecycle])
+    try:
+        the_node.start()
+        where = "embedded, " if nats.embedded else ""
+        click.echo(f"node {name} is up on {the_node.url} ({where}other terminals: "
+                   f"--nats {the_node.url} or NATS_URL={the_node.url})")
+        sys.stdout.flush()
+        logger.info("node %s serving on %s", name, the_node.url)
+        while not stop.wait(0.5):
+            if the_node.server is not None and not the_node.server.is_running():
+                raise click.ClickException(
+                    f"the embedded nats-server exited; see {the_node.server.log_file}")
+    except NoetlError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        began = time.monotonic()
+        the_node.stop()
+        logger.info("node %s stopped in %.1fs", name, time.monotonic() - began)
+
+
+def _log_lifecycle(event: Any) -> None:
+    """What an operator wants in the node's log: starts, exits and restarts of its
+    own parts and of workflows; a step's every move is left to `noetl events`."""
+    if event.path.count("/") > 3 and (event.reason is None or not event.reason.is_abnormal):
+        return  # a task's or step's start or normal end: too many to log
+    if event.reason is not None:
+        level = logging.WARNING if event.reason.is_abnormal else logging.INFO
+        logger.log(level, "%s %s: %s", event.kind.value, event.path, event.reason.describe())
+    else:
+        logger.info("%s %s", event.kind.value, event.path)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"at": record.created, "level": record.levelname.lower(),
+                 "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("nats").setLevel(logging.CRITICAL)  # its reconnect chatter is ours to tell
