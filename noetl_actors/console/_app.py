@@ -139,6 +139,12 @@ def _policy(entry: dict[str, Any]) -> str:
     return f"{entry.get('strategy', '?')}, intensity {used}"
 
 
+def _snapshot_ask(data: dict[str, Any]) -> int:
+    """A child supervisor's mailbox holds its parent's snapshot request while the
+    parent counts it: that one message is not a backlog."""
+    return 1 if data.get("kind") == "supervisor" and data.get("children") is not None else 0
+
+
 class Entry:
     """One actor as the last poll saw it, with its parent's path (None for a node)."""
 
@@ -209,7 +215,7 @@ def label_of(entry: Entry) -> Text:
         label.append(f"  {used}", style="dim")
     if state == "backing_off" and data.get("backoff_remaining") is not None:
         label.append(f"  restart in {data['backoff_remaining']:.1f}s", style="yellow")
-    if data.get("mailbox"):
+    if data.get("mailbox", 0) > _snapshot_ask(data):
         label.append(f"  mailbox {data['mailbox']}", style="magenta")
     exits = data.get("last_exits") or []
     if exits and exits[-1].get("error_type"):
@@ -261,7 +267,9 @@ def details_of(entry: Entry, entries: dict[str, Entry]) -> RenderableType:
     if data.get("backoff_remaining") is not None:
         row("backoff", f"restart in {data['backoff_remaining']:.1f}s", "yellow")
     if "mailbox" in data:
-        row("mailbox", str(data["mailbox"]), "magenta" if data["mailbox"] else "")
+        note = "  (1 is this snapshot's own request)" if _snapshot_ask(data) else ""
+        row("mailbox", f"{data['mailbox']}{note}",
+            "magenta" if data["mailbox"] > _snapshot_ask(data) else "")
     if "workflow" not in data and (workflow := workflow_of(entry.path)):
         row("workflow", workflow)
     out.append("\nescalation chain", style="bold")

@@ -37,7 +37,10 @@ from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
 from noetl_actors.runtime._remote import remote_steps, subscribe_router
+from noetl_actors.services._api import ApiService
+from noetl_actors.services._control import ControlService
 from noetl_actors.services._node_config import NodeConfig, load_node_config
+from noetl_actors.services._presence import LOST_AFTER_BEATS, Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._worker import (
@@ -226,15 +229,12 @@ class Node:
     def _start_services(self, timeout: float) -> None:
         """The command API, the control mailboxes and the presence, started last:
         the node is reachable only once it can serve (and stops serving first)."""
-        from noetl_actors.services._api import ApiService
-        from noetl_actors.services._control import ControlService
-        from noetl_actors.services._presence import Presence
-
         assert self.bridge is not None
         self.records = WorkflowRecords(
             self.bridge.ensure_bucket(WORKFLOWS_BUCKET, ttl=None, timeout=timeout))
         self.nodes_bucket = nodes = self.bridge.ensure_bucket(NODES_BUCKET, ttl=None,
                                                                timeout=timeout)
+        _check_name_is_free(nodes, self.name)
         playbooks = self.bridge.ensure_bucket(PLAYBOOKS_BUCKET, ttl=None, timeout=timeout)
         services = [
             ChildSpec(id="presence", start=functools.partial(
@@ -353,3 +353,16 @@ class Node:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _check_name_is_free(nodes: KeyValue, name: str) -> None:
+    """Refuse a name a live node has: both would answer its subjects."""
+    entry = nodes.get(name)
+    if entry is None:
+        return
+    record = entry.data
+    beat = record.get("heartbeat")
+    beat = beat if isinstance(beat, (int, float)) else 1.0
+    if time.time() - float(record.get("at") or 0) < LOST_AFTER_BEATS * beat + 1.0:
+        raise NoetlError(f"a node named {name} already runs (on {record.get('host')}, pid "
+                         f"{record.get('pid')}); give this one another --name")
