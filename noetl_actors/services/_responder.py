@@ -52,7 +52,8 @@ class Responder(SupervisedActor):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    on_failure = lambda self, *_: self.on_stop()  # noqa: E731
+    def on_failure(self, *exc_info: Any) -> None:
+        self.on_stop()
 
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, Delivery):
