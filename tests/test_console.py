@@ -21,15 +21,8 @@ from textual.pilot import Pilot
 from textual.widgets import Static
 
 from noetl_actors.bridge import ConnectOptions
-from noetl_actors.console._app import (
-    ConfirmScreen,
-    ConsoleApp,
-    HelpScreen,
-    details_of,
-    flatten,
-    label_of,
-    workflow_of,
-)
+from noetl_actors.console._app import ConfirmScreen, ConsoleApp, HelpScreen
+from noetl_actors.console._render import details_of, flatten, label_of, workflow_of
 from noetl_actors.playbook import parse_playbook
 from noetl_actors.services import Node
 
