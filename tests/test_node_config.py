@@ -63,9 +63,9 @@ def test_the_default_preset_holds_the_documented_values(catalog: Catalog) -> Non
     assert config.services == PartConfig(flags=minute, shutdown=5.0)
     assert config.workers.flags == catalog.presets["resilient"]
     assert config.workers.shutdown == 10.0
-    assert config.workers.default_concurrency == 16
+    assert config.workers.default_concurrency == 64
     assert config.workers.concurrency == {
-        name: 4 if name == "shell" else 16 for name in catalog.plugins
+        name: 4 if name == "shell" else 64 for name in catalog.plugins
     }
     assert config.workers.disabled == frozenset()
     assert config.workflows == PartConfig(
@@ -125,7 +125,7 @@ def test_per_plugin_overrides_merge_with_the_presets(catalog: Catalog, write) ->
     assert config.workers.concurrency["http"] == 64
     assert config.workers.concurrency["shell"] == 4      # the preset's, kept
     assert config.workers.concurrency["echo"] == 1
-    assert config.workers.concurrency["sleep"] == 16
+    assert config.workers.concurrency["sleep"] == 64
     assert config.workers.disabled == {"python"}
     assert set(config.workers.concurrency) == set(catalog.plugins)
 
@@ -137,7 +137,7 @@ def test_null_drops_a_default_key(catalog: Catalog, write) -> None:
           plugins: {shell: null}
         """), catalog)
     assert config.workers.flags == attrs.evolve(TASK_DEFAULT, max_restarts=5)
-    assert config.workers.concurrency["shell"] == 16
+    assert config.workers.concurrency["shell"] == 64
 
 
 def test_use_of_a_named_policy_with_the_defaults_keys_on_top(
@@ -383,8 +383,8 @@ def test_a_bad_preset_value_points_at_the_preset(
     preset = preset_dir / "node.yaml"
     text = preset.read_text(encoding="utf-8")
     line = next(n for n, row in enumerate(text.splitlines(), 1)
-                if row.startswith("  concurrency: 16"))
-    preset.write_text(text.replace("  concurrency: 16", "  concurrency: none"),
+                if row.startswith("  concurrency: 64"))
+    preset.write_text(text.replace("  concurrency: 64", "  concurrency: none"),
                       encoding="utf-8")
     user = write("heartbeat: 0s\n", "mine.yaml")
     problems = problems_of(user, catalog)
