@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -120,8 +120,10 @@ class Subscription:
         durable: str | None = None,
         max_in_flight: int = 0,
         ack_wait: float = 30.0,
+        answer_malformed: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.id = next(_subscription_ids)
+        self.answer_malformed = answer_malformed
         self.subject = subject
         self.target = target
         self.queue = queue
@@ -289,18 +291,24 @@ class Bridge:
         *,
         queue: str | None = None,
         timeout: float = 5.0,
+        answer_malformed: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> Subscription:
         """Tell `target` a `Delivery` for every message on `subject`.
 
         Wildcards are allowed; with `queue`, each message goes to one member
         of the queue group. Returns once the server has the subscription.
         It ends when the actor exits (or with `Subscription.cancel()`).
+
+        A malformed message goes to the dead letters, never to `target`; if it
+        is a request and `answer_malformed` is given, the requester gets
+        `answer_malformed(why)` as its reply instead of silence.
         """
         if not subject or any(c.isspace() for c in subject):
             raise ValueError(f"subject must be non-empty with no white space (got {subject!r})")
         if queue is not None:
             check_token(queue, "queue group")
-        return self._register(Subscription(self, subject, target, queue=queue), timeout)
+        return self._register(Subscription(self, subject, target, queue=queue,
+                                           answer_malformed=answer_malformed), timeout)
 
     def _register(self, subscription: Subscription, timeout: float) -> Subscription:
         with self._lock:
@@ -354,7 +362,7 @@ class Bridge:
     async def _on_message(
         self, connection: Connection, subscription: Subscription, msg: Msg
     ) -> None:
-        data = self._decode_or_dead_letter(connection, msg)
+        data = self._decode_or_dead_letter(connection, msg, subscription.answer_malformed)
         if data is not None:
             self._tell(subscription, Delivery(
                 msg.subject, data, headers=msg.headers or {}, reply=msg.reply or None))
@@ -373,7 +381,10 @@ class Bridge:
         self._counters.delivered += 1
         return True
 
-    def _decode_or_dead_letter(self, connection: Connection, msg: Msg) -> dict[str, Any] | None:
+    def _decode_or_dead_letter(
+        self, connection: Connection, msg: Msg,
+        answer: Callable[[str], Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
         try:
             return decode(msg.data)
         except MalformedMessage as error:
@@ -386,6 +397,8 @@ class Bridge:
                     msg.data,
                     {"Noetl-Subject": msg.subject, "Noetl-Reason": str(error)},
                 )
+            if answer is not None and msg.reply:
+                connection.publish_nowait(msg.reply, encode(answer(str(error))), None)
             return None
 
     # -- JetStream ---------------------------------------------------------------

@@ -35,8 +35,8 @@ class ControlService(Responder):
         self.node = node
 
     def subscriptions(self) -> list[tuple[str, str | None]]:
-        return [(node_subject(self.node.name, "*"), None),
-                (f"noetl.actor.{self.node.name}.>", None)]
+        actors = f"noetl.actor.{self.node.name}"
+        return [(node_subject(self.node.name, "*"), None), (actors, None), (f"{actors}.>", None)]
 
     def handle(self, request: Delivery) -> dict[str, Any]:
         if request.subject.startswith("noetl.actor."):

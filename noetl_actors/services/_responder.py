@@ -46,7 +46,8 @@ class Responder(SupervisedActor):
         self._pool = concurrent.futures.ThreadPoolExecutor(
             HANDLER_THREADS, thread_name_prefix=f"noetl{self.path}")
         for subject, queue in self.subscriptions():
-            self.bridge.subscribe(subject, self.actor_ref, queue=queue)
+            self.bridge.subscribe(subject, self.actor_ref, queue=queue,
+                                  answer_malformed=_malformed)
 
     def on_stop(self) -> None:
         if self._pool is not None:
@@ -80,6 +81,11 @@ class Responder(SupervisedActor):
             self.bridge.respond(request, reply)
         except (NoetlError, TypeError) as error:
             logger.warning("%s: could not answer on %s: %s", self.path, request.reply, error)
+
+
+def _malformed(why: str) -> dict[str, Any]:
+    return error_reply(ErrorKind.BAD_REQUEST, f"the request is not a JSON object with "
+                                              f"schema_version: {why}")
 
 
 def field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = True,
