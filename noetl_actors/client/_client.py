@@ -73,8 +73,9 @@ class Client:
         except Exception as error:
             if refused or _is_auth_error(error):
                 raise AuthorizationError(f"{where} refused our credentials") from None
-            raise ConnectError(f"could not connect to {where}: "
-                               f"{error or type(error).__name__}") from None
+            why = str(error) or type(error).__name__
+            raise ConnectError(f"could not connect to {where} ({why}): is a node "
+                               f"(noetl node start) or noetl server running there?") from None
 
     async def close(self) -> None:
         if self._nc is not None:
