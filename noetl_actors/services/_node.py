@@ -286,6 +286,9 @@ class Node:
         except BaseException:
             router.close()
             self._reports.pop(workflow_id, None)
+            report.finish(None)
+            if self.records is not None:
+                self.records.write(report)  # not left "running" for ever
             raise
 
         def ended(run: WorkflowRun) -> None:
