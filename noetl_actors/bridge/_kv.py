@@ -112,26 +112,33 @@ class KeyValue:
         self._call(delete)
 
     def entries(self) -> dict[str, Entry]:
-        """Every live key's record; records that are not ours are left out."""
+        """Every live key's record; records that are not ours are left out.
 
-        async def entries(kv: Any) -> dict[str, Entry]:
-            try:
-                keys = await kv.keys()
-            except js_errors.NoKeysError:
-                return {}
+        The keys come from the bucket stream's per-subject state, not from
+        nats-py's `keys()`, whose watcher can end before the first key
+        arrives and then reports an empty bucket.
+        """
+        connection = self._bridge._current(self._timeout)
+        prefix = f"$KV.{self.bucket}."
+
+        async def entries() -> dict[str, Entry]:
+            info = await connection.js.stream_info(f"KV_{self.bucket}",
+                                                   subjects_filter=f"{prefix}>")
+            kv = await connection.js.key_value(self.bucket)
             found: dict[str, Entry] = {}
-            for key in keys:
+            for subject in info.state.subjects or {}:
+                key = subject.removeprefix(prefix)
                 try:
                     entry = await kv.get(key)
                 except js_errors.KeyNotFoundError:
-                    continue  # deleted meanwhile
+                    continue  # deleted
                 try:
                     found[key] = _entry(key, entry.value, entry.revision)
                 except MalformedMessage:
                     continue
             return found
 
-        result: dict[str, Entry] = self._call(entries)
+        result: dict[str, Entry] = connection.call(entries(), timeout=self._timeout)
         return result
 
 
