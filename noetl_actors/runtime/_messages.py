@@ -41,8 +41,11 @@ def cancel_subject(plugin: str) -> str:
 
 class EventStatus(enum.Enum):
     ACCEPTED = "accepted"
-    """A worker took the command (it will not be run by another)."""
+    """A worker took the command (it will not be run by another). Sent only when
+    the command waits in the worker's queue or runs for a while: the final event
+    of a short attempt says all."""
     STARTED = "started"
+    """The attempt has run for a while (`ANNOUNCE_AFTER`); heartbeats follow."""
     HEARTBEAT = "heartbeat"
     """The attempt still runs; the worker sends one every `heartbeat` seconds."""
     SUCCEEDED = "succeeded"

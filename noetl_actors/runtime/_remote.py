@@ -1,8 +1,9 @@
 """Steps over NATS: the step actor sends a command and waits for events.
 
 One attempt: render the input, listen on the step's event subject, publish
-the command, then wait. A worker answers `accepted`, `started`, a
-`heartbeat` every few seconds, and `succeeded` or `failed`. The attempt ends
+the command, then wait. A worker answers `succeeded` or `failed`; an
+attempt that waits in the worker's queue or runs for a while gets
+`accepted` and `started` first, then a `heartbeat` every few seconds. The attempt ends
 abnormally (and the task's supervisor decides) when it fails, when it runs
 past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
 heartbeats (killed, say), or when no worker takes it within its timeout.
