@@ -766,13 +766,21 @@ def test_noetl_events_prints_a_workflows_history_in_order(tmp_path: Path) -> Non
 
     root = f"/node/workflows/{workflow_id}"
     lifecycle = [(e["path"], e["kind"]) for e in entries if "path" in e]
-    for expected in [(root, "started"), (f"{root}/t", "started"), (f"{root}/t/say", "started"),
+    for expected in [(root, "started"), (f"{root}/t", "started"),
                      (f"{root}/t/crashy", "exited"), (f"{root}/t/crashy", "restarted"),
                      (f"{root}/t", "exited"), (root, "exited")]:
         assert expected in lifecycle, (expected, lifecycle)
     assert lifecycle[-1] == (root, "exited")
-    assert lifecycle.index((f"{root}/t/say", "exited")) < lifecycle.index(
-        (f"{root}/t/crashy", "started"))
+    # A step's start and normal exit are not published (its events tell them);
+    # its crash and restart are.
+    steps = [(e["path"], e["kind"], (e["reason"] or {}).get("kind")) for e in entries
+             if e.get("path", "").startswith(f"{root}/t/")]
+    assert steps == [(f"{root}/t/crashy", "exited", "crash"),
+                     (f"{root}/t/crashy", "restarted", None)], steps
+    crash = next(i for i, e in enumerate(entries) if e.get("path") == f"{root}/t/crashy")
+    failed_at = next(i for i, e in enumerate(entries) if e.get("type") == "event"
+                     and e["step_id"] == "t=crashy" and e["status"] == "failed")
+    assert failed_at < crash, entries
 
     assert as_text.returncode == 0, as_text.stderr
     text = as_text.stdout.splitlines()

@@ -6,8 +6,10 @@
     └── workflows    one child per running workflow (temporary)
 
 With no NATS address the node starts its own embedded nats-server first and
-stops it last. Every step and supervision event of its workflows is kept in
-the ``NOETL_EVENTS`` JetStream stream (see `noetl events`).
+stops it last. Every step event and supervision event of its workflows is
+kept in the ``NOETL_EVENTS`` JetStream stream (see `noetl events`), except a
+step's start and normal exit: its observers see them, but on NATS the step's
+own events (its final `succeeded`) tell them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from noetl_actors.supervision import (
     INFINITY,
     ChildSpec,
     ChildType,
+    EventKind,
     ExitKind,
     ExitReason,
     LifecycleEvent,
@@ -220,6 +223,8 @@ class Node:
         parts = event.path.strip("/").split("/")
         if bridge is None or len(parts) < 3 or parts[1] != "workflows":
             return
+        if len(parts) == 5 and _routine(event):
+            return  # a step's own events say it (its final event); observers here still see it
         try:
             bridge.publish(f"{LIFECYCLE_PREFIX}.{parts[2]}", event.to_dict())
         except NoetlError:
@@ -236,3 +241,16 @@ class Node:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+def _routine(event: LifecycleEvent) -> bool:
+    """A step's first start or its normal exit: every step has them, its events tell them.
+
+    Two lifecycle messages per step (publish, JetStream store) for nothing its
+    worker's final event does not say already; restarts, abnormal exits,
+    give-ups and backoffs are the supervision events, and are published.
+    """
+    if event.kind is EventKind.STARTED:
+        return True
+    return (event.kind is EventKind.EXITED and event.reason is not None
+            and event.reason.kind is ExitKind.NORMAL)
