@@ -100,15 +100,29 @@ def send(worker: Any, cmd: Command) -> None:
 
 def test_a_short_attempt_gets_its_final_event_only(clock: ManualClock) -> None:
     bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge)
+    try:
+        cmd = command(1)
+        send(worker, cmd)
+        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+        runner.handles[cmd.id].succeed()
+        wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+        clock.advance(HEARTBEAT * 3)
+        time.sleep(0.05)
+        assert bridge.statuses(cmd.id) == ["succeeded"]
+    finally:
+        worker.stop()
+
+
+def test_an_attempt_that_ends_in_start_is_finished_at_once(clock: ManualClock) -> None:
+    bridge = FakeBridge()
     worker = start_worker(FakeRunner(instant=True), clock, bridge)
     try:
         cmd = command(1)
         send(worker, cmd)
         wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
-        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
-        clock.advance(HEARTBEAT * 3)
-        time.sleep(0.05)
-        assert bridge.statuses(cmd.id) == ["succeeded"]
+        assert clock.pending() == [], "no timer for an attempt that is over"
     finally:
         worker.stop()
 

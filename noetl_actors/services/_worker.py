@@ -204,6 +204,10 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error}")
             return
+        outcome = running.wait(0)
+        if outcome is not None:  # it ended in start() (an instant plugin): no hop
+            self._finish(command, outcome)
+            return
         self._running[command.id] = _Running(command, running, self._clock.now(), accepted)
         ref = self.actor_ref
         running.add_done_callback(lambda outcome: tell_if_alive(ref, _Finished(command, outcome)))
