@@ -110,7 +110,14 @@ def remote_steps(
 
 
 class RemoteStepActor(SupervisedActor):
-    """One attempt of one step, run by whichever worker of its plugin takes it."""
+    """One attempt of one step, run by whichever worker of its plugin takes it.
+
+    Hosted: it runs on its task's thread (no thread of its own). Every handler
+    returns at once: it renders, publishes and arms timers, and waits for
+    its worker's events as messages.
+    """
+
+    hosted = True
 
     def __init__(
         self,
