@@ -22,6 +22,7 @@ import pytest
 from noetl_actors.bridge import ConnectOptions, EmbeddedNatsServer
 from noetl_actors.playbook import Catalog, load_playbook
 from noetl_actors.services import Node
+from noetl_actors.services._worker import BucketClaims, LocalClaims
 from noetl_actors.supervision import EventKind, ExitKind
 from tests.helpers import Recorder
 from tests.run_helpers import (
@@ -439,6 +440,20 @@ def _stop_worker(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             kill_tree(proc.pid)
             proc.wait()
+
+
+def test_a_node_on_its_embedded_server_claims_in_process_and_on_a_shared_one_in_nats(
+        nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    alone = Node(state_dir=tmp_path / "alone", workers=["echo"])
+    shared = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=["echo"])
+    try:
+        alone.start()
+        shared.start()
+        assert isinstance(alone.claims, LocalClaims)
+        assert isinstance(shared.claims, BucketClaims)
+    finally:
+        shared.stop()
+        alone.stop()
 
 
 def _events(node: Node, workflow_id: str, step_id: str) -> list[tuple[int, str]]:

@@ -121,6 +121,8 @@ class Node:
         self._clock = MonotonicClock()
         self._runners: dict[str, Runner] = {}
         self._bridge_failure: ExitReason | None = None
+        self.claims: Claims | None = None
+        """Who runs which attempt: in this process on an embedded server, else in NATS."""
 
     @property
     def workflows(self) -> SupervisorRef:
@@ -142,7 +144,10 @@ class Node:
             self._runners = {"inproc": InprocRunner(), "process": ProcessRunner()}
             # Alone on an embedded server, claims can stay in this process; on a
             # shared NATS other workers may take the same command: claim in NATS.
-            claims: Claims = LocalClaims() if options.embedded else BucketClaims(self.bridge)
+            # (self.options: `options` names the embedded server's address by now.)
+            claims: Claims = (LocalClaims() if self.options.embedded
+                              else BucketClaims(self.bridge))
+            self.claims = claims
             workers = [
                 ChildSpec(id=name, start=functools.partial(
                     PluginWorker, plugin, bridge=self.bridge, runners=self._runners,
