@@ -167,3 +167,21 @@ def test_a_command_that_waits_in_the_queue_is_accepted_at_once(clock: ManualCloc
         assert bridge.statuses(first.id) == ["succeeded"]
     finally:
         worker.stop()
+
+
+def test_records_carry_every_field_and_come_back_equal() -> None:
+    import attrs
+
+    from noetl_actors.runtime._messages import Event, EventStatus
+
+    cmd = Command(workflow_id="wf-1", task="t", step="s", attempt=2, plugin="echo",
+                  input={"a": {"b": [1]}}, runner="inproc", timeout=2.5, heartbeat=0.5)
+    assert cmd.to_data() == {"type": "command", "command_id": cmd.id, **attrs.asdict(cmd)}
+    assert Command.from_data(cmd.to_data()) == cmd
+    event = Event(command_id=cmd.id, workflow_id="wf-1", step_id=cmd.step_id, attempt=2,
+                  status=EventStatus.FAILED, worker="w", output={"o": 1}, error_type="E",
+                  error_message="m")
+    assert event.to_data() == {"type": "event",
+                               **attrs.asdict(event, value_serializer=lambda _i, _a, v:
+                                              v.value if isinstance(v, EventStatus) else v)}
+    assert Event.from_data(event.to_data()) == event
