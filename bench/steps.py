@@ -8,10 +8,11 @@ Run it as a plain script (not under pytest)::
 It starts a `Node` (its embedded nats-server, state in a temporary folder,
 the plugin workers, the NOETL_EVENTS stream) and runs playbooks of `echo`
 steps on it with the in-process runner. Every step goes the whole way: the
-task starts a step actor, which subscribes to its event subject, publishes
-its command; the echo worker claims it, runs it on the inproc pool and
-sends `accepted`, `started` and `succeeded`; the step tells its task and
-stops; the task starts the next step.
+task starts a step actor (hosted on the task's thread), which registers with
+its workflow's event router and publishes its command; the echo worker
+claims it, runs it (`instant`: on the worker's thread) and sends
+`succeeded`; the step tells its task and stops; the task starts the next
+step.
 
 - A, fan-out: one workflow of `--tasks` (50) parallel tasks of `--steps`
   (10) steps each. Steps/s = steps / (the wall time from `node.run()` to
@@ -21,7 +22,7 @@ stops; the task starts the next step.
   time of every step's `exited` lifecycle event (the `finished_at` of the
   `noetl run --json` report); a step's time is its finish minus the finish
   of the step before it, so it holds the whole cycle: the step actor's
-  start, its subscribe, command, worker, events, its stop, and the task's
+  start, its command, the worker, its event, its stop, and the task's
   turn to the next. The first step (which also holds the workflow's and
   the task's start) is left out; p50 and p99 pool the rounds.
 

@@ -274,6 +274,30 @@ class TestInproc:
             load_entry(stubborn).RELEASE.set()
             runner.close(timeout=5)
 
+    def test_an_instant_plugin_runs_on_the_callers_thread_and_returns_settled(
+            self, tmp_path: Path) -> None:
+        code = """
+            import threading
+
+            def run(input, ctx):
+                return {"thread": threading.current_thread().name}
+        """
+        instant = make_plugin(tmp_path, "quick", code, extra="instant: true\n")
+        plain = make_plugin(tmp_path, "plain", code)
+        assert instant.instant and not plain.instant and builtin("echo").instant
+        runner = InprocRunner(max_workers=1)
+        try:
+            handle = runner.start(instant, attempt("quick"))
+            assert not handle.alive(), "an instant attempt returns settled"
+            outcome = handle.wait(0)
+            assert outcome is not None and outcome.ok
+            assert outcome.output == {"thread": threading.current_thread().name}
+            pooled = run(runner, plain)
+            assert pooled.ok and pooled.output["thread"] != threading.current_thread().name
+            assert runner.statistics().running == 0
+        finally:
+            runner.close(timeout=5)
+
     def test_attempts_run_in_parallel_up_to_max_workers(self) -> None:
         runner = InprocRunner(max_workers=4)
         try:

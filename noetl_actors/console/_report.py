@@ -115,11 +115,11 @@ class RunReport:
             step = task.steps.get(step_name) if task else None
             if step is None:
                 return
-            if event.status is EventStatus.ACCEPTED:
-                step.attempts = max(step.attempts, event.attempt)
-            elif event.attempt < step.attempts:
+            if event.attempt < step.attempts:
                 return  # a late answer of an earlier attempt
-            elif event.status is EventStatus.SUCCEEDED:
+            # Any event counts: a short attempt sends its final event only.
+            step.attempts = event.attempt
+            if event.status is EventStatus.SUCCEEDED:
                 step.output, step.error = event.output, None
             elif event.status is EventStatus.FAILED:
                 if event.error_type == "cancelled" and step.error is not None:

@@ -51,7 +51,11 @@ class InprocRunner:
         self._closed = False
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> InprocAttempt:
-        """Queue `attempt` on the pool and return at once (see `Runner.start`)."""
+        """Queue `attempt` on the pool and return at once (see `Runner.start`).
+
+        A plugin whose manifest says `instant: true` runs right here, on the
+        caller's thread, and the attempt returned has its outcome already.
+        """
         check_start(self.name, plugin, attempt)
         handle = InprocAttempt(self, plugin, attempt)
         with self._lock:
@@ -60,6 +64,11 @@ class InprocRunner:
             self._running.add(handle)
             self._started += 1
         handle.add_done_callback(lambda _outcome: self._forget(handle))
+        if plugin.instant:
+            # It ends at once (its manifest says so): a hop to the pool and back
+            # would cost more than the plugin. It returns settled.
+            handle.run()
+            return handle
         if attempt.timeout is not None:
             handle.schedule(time.monotonic() + attempt.timeout, TIMEOUT)
         self._pool.submit(handle.run)

@@ -24,7 +24,7 @@ MODES = ("inproc", "process", "kubernetes")
 
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 _MANIFEST_KEYS = ("name", "version", "description", "inputs", "runner", "modes", "image",
-                  "idempotent", "network", "entry")
+                  "idempotent", "network", "entry", "instant")
 _INPUT_KEYS = ("type", "required", "default", "description", "enum")
 
 
@@ -39,6 +39,9 @@ class PluginInfo:
     """Safe to run again after a partial run (restarts of a group assume it)."""
     network: bool = False
     """Talks to other machines (so a step of it wants a timeout)."""
+    instant: bool = False
+    """Ends at once, never blocks (echo): the inproc runner calls it on the caller's
+    thread, not on its pool. Not timed: an instant plugin ends long before any timeout."""
     modes: tuple[str, ...] = ("inproc",)
     """The runners it supports."""
     runner: str = attrs.field()
@@ -101,6 +104,7 @@ def read_manifest(manifest: Path) -> PluginInfo:
         description=_string(file, data, "description", ""),
         idempotent=_bool(file, data, "idempotent"),
         network=_bool(file, data, "network"),
+        instant=_bool(file, data, "instant"),
         modes=modes,
         runner=runner,
         image=image,

@@ -22,6 +22,7 @@ def request(plugin: PluginInfo, attempt: Attempt) -> dict[str, Any]:
         "plugin": {
             "name": plugin.name, "version": plugin.version, "description": plugin.description,
             "idempotent": plugin.idempotent, "network": plugin.network,
+            "instant": plugin.instant,
             "modes": list(plugin.modes), "runner": plugin.runner, "image": plugin.image,
             "inputs": {name: dict(spec) for name, spec in plugin.inputs.items()},
             "folder": str(plugin.folder) if plugin.folder else None,
@@ -34,7 +35,8 @@ def request(plugin: PluginInfo, attempt: Attempt) -> dict[str, Any]:
 def plugin_from_json(data: dict[str, Any]) -> PluginInfo:
     return PluginInfo(
         name=data["name"], version=data["version"], description=data["description"],
-        idempotent=data["idempotent"], network=data["network"], modes=tuple(data["modes"]),
+        idempotent=data["idempotent"], network=data["network"],
+        instant=data.get("instant", False), modes=tuple(data["modes"]),
         runner=data["runner"], image=data["image"], inputs=data["inputs"],
         folder=Path(data["folder"]) if data["folder"] else None,
         entry=Path(data["entry"]) if data["entry"] else None,

@@ -41,8 +41,11 @@ def cancel_subject(plugin: str) -> str:
 
 class EventStatus(enum.Enum):
     ACCEPTED = "accepted"
-    """A worker took the command (it will not be run by another)."""
+    """A worker took the command (it will not be run by another). Sent only when
+    the command waits in the worker's queue or runs for a while: the final event
+    of a short attempt says all."""
     STARTED = "started"
+    """The attempt has run for a while (`ANNOUNCE_AFTER`); heartbeats follow."""
     HEARTBEAT = "heartbeat"
     """The attempt still runs; the worker sends one every `heartbeat` seconds."""
     SUCCEEDED = "succeeded"
@@ -86,7 +89,11 @@ class Command:
         return event_subject(self.plugin, self.workflow_id, self.step_id)
 
     def to_data(self) -> dict[str, Any]:
-        return {"type": "command", "command_id": self.id, **attrs.asdict(self)}
+        # Spelled out: attrs.asdict walks and copies every value (the input too).
+        return {"type": "command", "command_id": self.id, "workflow_id": self.workflow_id,
+                "task": self.task, "step": self.step, "attempt": self.attempt,
+                "plugin": self.plugin, "input": self.input, "runner": self.runner,
+                "timeout": self.timeout, "heartbeat": self.heartbeat}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Command:
@@ -109,9 +116,10 @@ class Event:
     error_message: str = ""
 
     def to_data(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["status"] = self.status.value
-        return {"type": "event", **data}
+        return {"type": "event", "command_id": self.command_id, "workflow_id": self.workflow_id,
+                "step_id": self.step_id, "attempt": self.attempt, "status": self.status.value,
+                "worker": self.worker, "at": self.at, "output": self.output,
+                "error_type": self.error_type, "error_message": self.error_message}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Event:
@@ -138,14 +146,26 @@ class Cancel:
         return _build(cls, data, "cancel")
 
 
+_FIELDS: dict[type[Any], tuple[frozenset[str], tuple[str, ...]]] = {}
+
+
+def _fields(cls: type[Any]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A record's field names, and those without a default (in order); kept per class."""
+    known = _FIELDS.get(cls)
+    if known is None:
+        fields = attrs.fields(cls)
+        known = _FIELDS[cls] = (frozenset(f.name for f in fields),
+                                tuple(f.name for f in fields if f.default is attrs.NOTHING))
+    return known
+
+
 def _build(cls: type[R], data: Mapping[str, Any], kind: str) -> R:
     """A record from JSON data; anything missing or extra is a MalformedMessage."""
     if data.get("type", kind) != kind:
         raise MalformedMessage(f"expected a {kind}, got a {data.get('type')!r}")
-    names = {field.name for field in attrs.fields(cls)}
+    names, required = _fields(cls)
     given = {k: v for k, v in data.items() if k in names}
-    missing = sorted(f.name for f in attrs.fields(cls)
-                     if f.default is attrs.NOTHING and f.name not in given)
+    missing = sorted(name for name in required if name not in given)
     if missing:
         raise MalformedMessage(f"a {kind} without {', '.join(missing)}")
     try:

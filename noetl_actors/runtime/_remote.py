@@ -1,8 +1,9 @@
 """Steps over NATS: the step actor sends a command and waits for events.
 
 One attempt: render the input, listen on the step's event subject, publish
-the command, then wait. A worker answers `accepted`, `started`, a
-`heartbeat` every few seconds, and `succeeded` or `failed`. The attempt ends
+the command, then wait. A worker answers `succeeded` or `failed`; an
+attempt that waits in the worker's queue or runs for a while gets
+`accepted` and `started` first, then a `heartbeat` every few seconds. The attempt ends
 abnormally (and the task's supervisor decides) when it fails, when it runs
 past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
 heartbeats (killed, say), or when no worker takes it within its timeout.
@@ -115,7 +116,14 @@ def remote_steps(
 
 
 class RemoteStepActor(SupervisedActor):
-    """One attempt of one step, run by whichever worker of its plugin takes it."""
+    """One attempt of one step, run by whichever worker of its plugin takes it.
+
+    Hosted: it runs on its task's thread (no thread of its own). Every handler
+    returns at once: it renders, publishes and arms timers, and waits for
+    its worker's events as messages.
+    """
+
+    hosted = True
 
     def __init__(
         self,

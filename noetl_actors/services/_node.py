@@ -7,9 +7,11 @@
     └── services     presence, control, api (served nodes only)
 
 Children stop in reverse order. With no NATS address the node starts its
-own embedded nats-server first and stops it last. Every step and
+own embedded nats-server first and stops it last. Every step event and
 supervision event of its workflows is kept in the ``NOETL_EVENTS``
-JetStream stream (see `noetl events`).
+JetStream stream (see `noetl events`), except a step's start and normal
+exit: its observers see them, but on NATS the step's own events (its final
+`succeeded`) tell them.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from noetl_actors.services._worker import (
 from noetl_actors.supervision import (
     ChildSpec,
     ChildType,
+    EventKind,
     ExitKind,
     ExitReason,
     LifecycleEvent,
@@ -156,6 +159,8 @@ class Node:
         self._clock = MonotonicClock()
         self._runners: dict[str, Runner] = {}
         self._bridge_failure: ExitReason | None = None
+        self.claims: Claims | None = None
+        """Who runs which attempt: in this process on an embedded server, else in NATS."""
         self._runs: dict[str, WorkflowRun] = {}
         self._reports: dict[str, RunReport] = {}
         self._runs_lock = threading.Lock()
@@ -190,8 +195,10 @@ class Node:
             self._runners = {"inproc": InprocRunner(), "process": ProcessRunner()}
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
-            shared = self.serve or not options.embedded
+            # (self.options: `options` names the embedded server's address by now.)
+            shared = self.serve or not self.options.embedded
             claims: Claims = BucketClaims(self.bridge) if shared else LocalClaims()
+            self.claims = claims
             parts = [
                 self.bridge.child_spec(),
                 supervisor_spec("workers", config.workers.flags, self._worker_specs(claims),
@@ -326,6 +333,8 @@ class Node:
             report = self._reports.get(workflow_id)
             if report is not None:
                 report.on_lifecycle(event)
+            if len(parts) == 5 and _routine(event):
+                return  # a step's own events say it (its final event)
         elif event.path == f"/{self.name}/bridge" and event.reason is not None \
                 and event.reason.kind is ExitKind.START_FAILURE:
             self._bridge_failure = event.reason  # why start() could not connect
@@ -369,3 +378,16 @@ def _check_name_is_free(nodes: KeyValue, name: str) -> None:
     if time.time() - float(record.get("at") or 0) < LOST_AFTER_BEATS * beat + 1.0:
         raise NoetlError(f"a node named {name} already runs (on {record.get('host')}, pid "
                          f"{record.get('pid')}); give this one another --name")
+
+
+def _routine(event: LifecycleEvent) -> bool:
+    """A step's first start or its normal exit: every step has them, its events tell them.
+
+    Two lifecycle messages per step (publish, JetStream store) for nothing its
+    worker's final event does not say already; restarts, abnormal exits,
+    give-ups and backoffs are the supervision events, and are published.
+    """
+    if event.kind is EventKind.STARTED:
+        return True
+    return (event.kind is EventKind.EXITED and event.reason is not None
+            and event.reason.kind is ExitKind.NORMAL)

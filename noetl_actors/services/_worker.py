@@ -3,9 +3,15 @@
 Every worker of a plugin, on any node, is in the same queue group on
 ``command.<plugin>.>``, so each command goes to one of them. A worker claims
 the attempt's id before it runs it (a command sent again, or delivered
-again, is then never run twice), answers `accepted`, runs the attempt with
-the runner the command asks for, sends a heartbeat every `heartbeat`
-seconds while it runs, and a final `succeeded` or `failed`.
+again, is then never run twice), runs the attempt with the runner the
+command asks for and sends a final `succeeded` or `failed`.
+
+Most attempts end within a millisecond or two, so the worker says nothing
+else about them: the final event is the whole story. It sends `accepted`
+when a command has to wait in its queue (`max_in_flight` attempts run), and
+`accepted` (unless sent) and `started` once an attempt has run for
+`ANNOUNCE_AFTER` seconds; from then on a `heartbeat` every `heartbeat`
+seconds, until the final event.
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ __all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWork
 CLAIMS_BUCKET = "noetl-claims"
 CLAIMS_TTL = 24 * 3600.0
 """Seconds a claim is kept: far longer than a command is ever sent again."""
+
+ANNOUNCE_AFTER = 0.05
+"""Seconds an attempt runs before its worker says `started` (at most half a heartbeat).
+
+Until then its step hears nothing (it takes silence for a lost worker only
+after three heartbeats); an attempt that ends sooner sends its final event only.
+"""
 
 logger = logging.getLogger("noetl_actors.services")
 
@@ -85,6 +98,24 @@ class _Beat:
     pass
 
 
+@attrs.frozen
+class _Announce:
+    pass
+
+
+@attrs.define(eq=False)
+class _Running:
+    """An attempt this worker runs, and what it has said about it so far."""
+
+    command: Command
+    attempt: RunningAttempt
+    since: float
+    accepted: bool
+    """`accepted` was sent (the command waited in the queue)."""
+    announced: bool = False
+    """`started` was sent: heartbeats follow."""
+
+
 class PluginWorker(SupervisedActor):
     """Runs the commands of one plugin, at most `max_in_flight` at a time."""
 
@@ -107,9 +138,11 @@ class PluginWorker(SupervisedActor):
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._heartbeat = heartbeat
-        self._running: dict[str, tuple[Command, RunningAttempt]] = {}
+        self._running: dict[str, _Running] = {}
         self._waiting: deque[Command] = deque()
         self._timer: TimerHandle | None = None
+        self._announce_timer: TimerHandle | None = None
+        self._announce_after = min(ANNOUNCE_AFTER, heartbeat / 2)
         self.name = f"{socket.gethostname()}/{plugin.name}"
 
     def on_start(self) -> None:
@@ -128,6 +161,8 @@ class PluginWorker(SupervisedActor):
             self._finish(message.command, message.outcome)
         elif isinstance(message, _Beat):
             self._beat()
+        elif isinstance(message, _Announce):
+            self._announce()
         else:
             return super().on_receive(message)
         return None
@@ -147,13 +182,13 @@ class PluginWorker(SupervisedActor):
             return
         if not claimed:
             return  # sent or delivered again: whoever claimed it runs it
-        self._send(command, EventStatus.ACCEPTED)
         if len(self._running) >= self._max_in_flight:
+            self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
             return
-        self._run(command)
+        self._run(command, accepted=False)
 
-    def _run(self, command: Command) -> None:
+    def _run(self, command: Command, *, accepted: bool) -> None:
         mode = command.runner or self.plugin.runner
         runner = self._runners.get(mode)
         attempt = Attempt(
@@ -169,10 +204,14 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error}")
             return
-        self._running[command.id] = (command, running)
-        self._send(command, EventStatus.STARTED)
+        outcome = running.wait(0)
+        if outcome is not None:  # it ended in start() (an instant plugin): no hop
+            self._finish(command, outcome)
+            return
+        self._running[command.id] = _Running(command, running, self._clock.now(), accepted)
         ref = self.actor_ref
         running.add_done_callback(lambda outcome: tell_if_alive(ref, _Finished(command, outcome)))
+        self._arm_announce(self._announce_after)
         self._arm()
 
     def _finish(self, command: Command, outcome: Outcome) -> None:
@@ -183,7 +222,7 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
                        error_message=outcome.message)
         while self._waiting and len(self._running) < self._max_in_flight:
-            self._run(self._waiting.popleft())
+            self._run(self._waiting.popleft(), accepted=True)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
@@ -192,7 +231,7 @@ class PluginWorker(SupervisedActor):
             return
         entry = self._running.get(cancel.command_id)
         if entry is not None:
-            entry[1].cancel()
+            entry.attempt.cancel()
         self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
 
     def _arm(self) -> None:
@@ -203,10 +242,37 @@ class PluginWorker(SupervisedActor):
 
     def _beat(self) -> None:
         self._timer = None
-        for command, running in list(self._running.values()):
-            if running.alive():
-                self._send(command, EventStatus.HEARTBEAT)
+        for entry in list(self._running.values()):
+            if entry.announced and entry.attempt.alive():
+                self._send(entry.command, EventStatus.HEARTBEAT)
         self._arm()
+
+    def _arm_announce(self, delay: float) -> None:
+        if self._announce_timer is not None:
+            return
+        ref = self.actor_ref
+        self._announce_timer = self._clock.call_later(
+            delay, lambda: tell_if_alive(ref, _Announce()))
+
+    def _announce(self) -> None:
+        """Say `accepted` and `started` of the attempts that have run `ANNOUNCE_AFTER` seconds."""
+        self._announce_timer = None
+        now = self._clock.now()
+        next_due: float | None = None
+        for entry in list(self._running.values()):
+            if entry.announced or not entry.attempt.alive():
+                continue
+            due = entry.since + self._announce_after
+            if due > now:
+                next_due = due if next_due is None else min(next_due, due)
+                continue
+            if not entry.accepted:
+                self._send(entry.command, EventStatus.ACCEPTED)
+                entry.accepted = True
+            self._send(entry.command, EventStatus.STARTED)
+            entry.announced = True
+        if next_due is not None:
+            self._arm_announce(next_due - now)
 
     def _send(self, command: Command, status: EventStatus, **fields: Any) -> None:
         event = Event(command_id=command.id, workflow_id=command.workflow_id,
@@ -215,7 +281,8 @@ class PluginWorker(SupervisedActor):
         self._bridge.publish(command.event_subject, event.to_data())
 
     def on_stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        for _, running in self._running.values():
-            running.cancel()
+        for timer in (self._timer, self._announce_timer):
+            if timer is not None:
+                timer.cancel()
+        for entry in self._running.values():
+            entry.attempt.cancel()

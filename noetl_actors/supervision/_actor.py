@@ -14,6 +14,10 @@ its loop (pykka's documented extension point: `_start_actor_loop`):
 - every exit, normal or not, is recorded in `exit_reason` and reported to
   the parent supervisor and to every monitor.
 
+An actor whose class sets `hosted = True` has no thread of its own under a
+supervisor: it runs on its supervisor's thread, between the supervisor's
+own messages (see docs/supervision.md, "Hosted children").
+
 Threads are daemon threads: a child that ignores stop is abandoned after its
 grace period, and must not hold the process open. The supervision tree, not
 the interpreter's exit, is what stops actors cleanly.
@@ -28,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pykka
@@ -78,6 +82,67 @@ class _Inbox(queue.SimpleQueue[Envelope[Any]]):
     """
 
 
+@attrs.frozen(eq=False)
+class _RunHosted:
+    """Put in a host's inbox: run the hosted actor's messages (`_run_hosted`)."""
+
+    actor: SupervisedActor
+
+
+HOSTED_BATCH = 64
+"""Messages a hosted actor handles in one turn before its host's other messages."""
+
+
+class _HostedInbox(_Inbox):
+    """The inbox of a hosted actor: a put also tells its host to run it.
+
+    At most one `_RunHosted` of an actor waits in its host's inbox: `_scheduled`
+    is set by the put that posts it and cleared (under the lock, when the inbox
+    is found empty) by the turn that runs it, so no wake-up is lost or doubled.
+    Until `host(...)` is called (or when the actor runs on a thread of its own)
+    it is a plain inbox.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._scheduled = False
+        self._host_inbox: Any = None
+        self._run: Envelope[Any] | None = None
+
+    def host(self, host_inbox: Any, run: Envelope[Any] | None) -> None:
+        with self._lock:
+            self._host_inbox, self._run, self._scheduled = host_inbox, run, False
+
+    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
+        super().put(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Post a turn to the host, unless one is posted or running."""
+        with self._lock:
+            if self._scheduled or self._run is None:
+                return
+            self._scheduled = True
+            run, host_inbox = self._run, self._host_inbox
+        host_inbox.put(run)
+
+    def idle(self) -> bool:
+        """End a turn if nothing is left (True); else the turn goes on."""
+        with self._lock:
+            if not self.empty():
+                return False
+            self._scheduled = False
+            return True
+
+    def repost(self) -> None:
+        """End a turn that left messages: the host runs the actor again later."""
+        with self._lock:
+            run, host_inbox = self._run, self._host_inbox
+        if run is not None:
+            host_inbox.put(run)
+
+
 class SupervisedActor(pykka.ThreadingActor):
     """Base class for every actor in a noetl-actors supervision tree.
 
@@ -89,9 +154,13 @@ class SupervisedActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    @staticmethod
-    def _create_actor_inbox() -> Any:
-        return _Inbox()
+    hosted: ClassVar[bool] = False
+    """True: under a supervisor, run on the supervisor's thread, not on a thread of
+    its own. Only for actors whose every handler returns at once (never blocks,
+    never asks its supervisor); see docs/supervision.md, "Hosted children"."""
+
+    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
+        return _HostedInbox() if self.hosted else _Inbox()
 
     path: str
     """Where the actor sits in its tree, e.g. ``/node/workflows/wf-1``."""
@@ -112,6 +181,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self._start_failure: ExitReason | None = None
         self._stop_reply: pykka.Future[Any] | None = None
         self._killed = False
+        self._host: SupervisedActor | None = None
+        """The actor whose thread runs this one (hosted and launched by a supervisor)."""
         _live_actors.add(self)
 
     def mailbox_depth(self) -> int:
@@ -147,7 +218,19 @@ class SupervisedActor(pykka.ThreadingActor):
         self._thread.start()
 
     def _actor_loop(self) -> None:
+        reason = self._run_on_start()
         exc_info: Any = (None, None, None)
+        if reason is None:
+            reason, exc_info = self._receive_until_exit()
+        try:
+            self._teardown(reason, exc_info)
+        finally:
+            # The traceback holds this frame, which holds it: break the cycle so
+            # a dead incarnation is freed at once, not by a full GC pass later.
+            del exc_info
+
+    def _run_on_start(self) -> ExitReason | None:
+        """Run `on_start`; the reason to exit at once, if any (a start failure)."""
         reason: ExitReason | None
         try:
             self.on_start()
@@ -160,14 +243,7 @@ class SupervisedActor(pykka.ThreadingActor):
             if reason is not None and reason.is_abnormal:
                 self._start_failure = reason  # e.g. a supervisor that gave up while starting
         self._started.set()
-        if reason is None:
-            reason, exc_info = self._receive_until_exit()
-        try:
-            self._teardown(reason, exc_info)
-        finally:
-            # The traceback holds this frame, which holds it: break the cycle so
-            # a dead incarnation is freed at once, not by a full GC pass later.
-            del exc_info
+        return reason
 
     def _receive_until_exit(self) -> tuple[ExitReason, Any]:
         inbox = self.actor_inbox
@@ -177,27 +253,89 @@ class SupervisedActor(pykka.ThreadingActor):
                 if envelope.message is not _WAKE:
                     _put_back(inbox, envelope)
                 break
-            message = envelope.message
-            if message is _WAKE:
-                continue
-            if isinstance(message, pykka.messages._ActorStop):
-                self._stop_reply = envelope.reply_to  # answered once fully stopped
-                return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
-            try:
-                if isinstance(message, Crash):
-                    raise InjectedCrash(message.why)
-                result = self._handle_receive(message)
-            except BaseException as error:
-                logger.debug("%s: crashed on %r", self.path, message, exc_info=True)
-                if envelope.reply_to is not None:
-                    _reply_with_error(envelope, error, self.path)
-                reason = ExitReason.from_exception(ExitKind.CRASH, error, path=self.path)
-                return reason, (type(error), error, error.__traceback__)
-            if envelope.reply_to is not None:
-                envelope.reply_to.set(result)
-            if self._requested_exit is not None:
-                return self._requested_exit, (None, None, None)
+            ended = self._handle_envelope(envelope)
+            if ended is not None:
+                try:
+                    return ended
+                finally:
+                    del ended  # it holds the traceback, which holds this frame
         return ExitReason(ExitKind.KILLED, path=self.path), (None, None, None)
+
+    def _handle_envelope(self, envelope: Envelope[Any]) -> tuple[ExitReason, Any] | None:
+        """Handle one message; why and how the actor exits after it, or None."""
+        message = envelope.message
+        if message is _WAKE:
+            return None
+        if type(message) is _RunHosted:
+            message.actor._run_hosted()
+            return None
+        if isinstance(message, pykka.messages._ActorStop):
+            self._stop_reply = envelope.reply_to  # answered once fully stopped
+            return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
+        try:
+            if isinstance(message, Crash):
+                raise InjectedCrash(message.why)
+            result = self._handle_receive(message)
+        except BaseException as error:
+            logger.debug("%s: crashed on %r", self.path, message, exc_info=True)
+            if envelope.reply_to is not None:
+                _reply_with_error(envelope, error, self.path)
+            reason = ExitReason.from_exception(ExitKind.CRASH, error, path=self.path)
+            return reason, (type(error), error, error.__traceback__)
+        if envelope.reply_to is not None:
+            envelope.reply_to.set(result)
+        if self._requested_exit is not None:
+            return self._requested_exit, (None, None, None)
+        return None
+
+    # -- hosted: the loop, one turn at a time, on the host's thread ------------
+
+    def _start_hosted(self, host: SupervisedActor) -> None:
+        """Run `on_start` here (the host's thread); later turns come as `_RunHosted`."""
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _HostedInbox)
+        self._host = host
+        inbox.host(host.actor_inbox, Envelope(_RunHosted(self)))
+        reason = self._run_on_start()
+        if reason is not None:
+            self._teardown(reason, (None, None, None))
+        elif not inbox.empty():
+            inbox.wake()  # what its address held, or what on_start told itself
+
+    def _run_hosted(self) -> None:
+        """One turn: handle waiting messages (up to `HOSTED_BATCH`) on the host's thread.
+
+        The same steps as `_receive_until_exit`, without the blocking get: a
+        hosted actor that exits is torn down here, and its supervisor hears of
+        it as of any other child.
+        """
+        if self.exit_reason is not None or self._host is None:
+            return  # a turn posted before it exited
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _HostedInbox)
+        for _ in range(HOSTED_BATCH):
+            if self._killed:
+                self._teardown(ExitReason(ExitKind.KILLED, path=self.path), (None, None, None))
+                return
+            try:
+                envelope = inbox.get_nowait()
+            except queue.Empty:
+                if inbox.idle():
+                    return
+                continue
+            ended = self._handle_envelope(envelope)
+            if ended is not None:
+                reason, exc_info = ended
+                try:
+                    self._teardown(reason, exc_info)
+                finally:
+                    del exc_info, ended
+                return
+        inbox.repost()
+
+    def _on_host_thread(self) -> bool:
+        host = self._host
+        return host is not None and host._thread is threading.current_thread()
 
     def _teardown(self, reason: ExitReason, exc_info: Any) -> None:
         pykka.ActorRegistry.unregister(self.actor_ref)
@@ -207,6 +345,8 @@ class SupervisedActor(pykka.ThreadingActor):
             self.exit_reason = reason
             watchers = list(self._watchers.values())
             self._watchers.clear()
+        if isinstance(self.actor_inbox, _HostedInbox):
+            self.actor_inbox.host(None, None)  # its turn envelope holds this actor: let go
         if self._parent is None:
             # Nobody will carry what is left over to a next incarnation.
             dead_letter(self.path, drain(self.actor_inbox), None)
@@ -222,13 +362,22 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- used by supervisors (another thread) --------------------------------
 
-    def _launch(self, path: str, parent: ExitListener | None) -> ExitReason | None:
-        """Start the loop and wait for `on_start`; return its failure, if any."""
+    def _launch(
+        self, path: str, parent: ExitListener | None, host: SupervisedActor | None = None
+    ) -> ExitReason | None:
+        """Start the loop and wait for `on_start`; return its failure, if any.
+
+        A `hosted` actor given a `host` (its supervisor, calling from its own
+        thread) starts right here and runs on that thread from then on.
+        """
         self.path = path
         self._parent = parent
         pykka.ActorRegistry.register(self.actor_ref)
-        self._start_actor_loop()
-        self._started.wait()
+        if self.hosted and host is not None:
+            self._start_hosted(host)
+        else:
+            self._start_actor_loop()
+            self._started.wait()
         return self._start_failure
 
     def _kill(self) -> None:
@@ -238,7 +387,17 @@ class SupervisedActor(pykka.ThreadingActor):
         self.actor_inbox.put(Envelope(_WAKE))
 
     def _wait_exit(self, timeout: float | None) -> bool:
-        """Wait until the actor's thread has finished; False on timeout."""
+        """Wait until the actor's thread has finished; False on timeout.
+
+        On its host's thread, a hosted actor is run instead (it could not
+        run while its host waits): its stop or kill is handled at once.
+        """
+        if self._on_host_thread():
+            while not self._exited.is_set() and not self.actor_inbox.empty():
+                self._run_hosted()
+            if self._killed and not self._exited.is_set():
+                self._run_hosted()
+            return self._exited.is_set()
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._exited.wait(timeout):
             return False
@@ -286,7 +445,7 @@ def drain(inbox: Any) -> list[Envelope[Any]]:
         if isinstance(envelope.message, pykka.messages._ActorStop):
             if envelope.reply_to is not None:
                 envelope.reply_to.set(None)
-        elif envelope.message is not _WAKE:
+        elif envelope.message is not _WAKE and type(envelope.message) is not _RunHosted:
             envelopes.append(envelope)
     return envelopes
 

@@ -101,13 +101,16 @@ class MonotonicClock:
         with self._condition:
             if self._closed:
                 raise RuntimeError("call_later on a closed clock")
+            next_due = self._timers.next_due()
             self._timers.push(handle)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="noetl-clock", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify()
+            if next_due is None or handle.due < next_due:
+                # Only an earlier timer changes how long the clock thread sleeps.
+                self._condition.notify()
         return handle
 
     def close(self) -> None:

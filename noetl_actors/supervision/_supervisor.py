@@ -174,7 +174,14 @@ class Supervisor(SupervisedActor):
 
     Build it with `start_supervisor()` (a root) or put it under another
     supervisor with `supervisor_spec()`; talk to it through `SupervisorRef`.
+    It runs its `hosted` children on its own thread (docs/supervision.md).
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.hosted:
+            raise TypeError(f"{cls.__name__}: a supervisor cannot be hosted: it waits "
+                            f"for its children, and would wait for its own thread")
 
     def __init__(
         self,
@@ -331,7 +338,7 @@ class Supervisor(SupervisedActor):
 
         # Attach before the loop starts, so what waited is handled first.
         child.address._attach(actor.actor_ref)
-        failure = actor._launch(path, tell_parent)
+        failure = actor._launch(path, tell_parent, host=self)
         if failure is not None:
             child.address._detach(drain(actor.actor_inbox))
             return failure

@@ -1,0 +1,257 @@
+"""Hosted children: actors that run on their supervisor's thread keep every guarantee.
+
+A class with `hosted = True` gets no thread of its own under a supervisor;
+these tests hold that it is supervised exactly as a threaded child is:
+exit reasons, restarts, strategies, monitors, stop and kill, start
+failures, asks from other threads, addresses across restarts, and no
+thread left behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pykka
+import pytest
+
+from noetl_actors.supervision import (
+    BRUTAL_KILL,
+    ChildSpec,
+    EventKind,
+    ExitKind,
+    Restart,
+    Strategy,
+    SupervisedActor,
+    SupervisorFlags,
+    monitor,
+    start_supervisor,
+)
+from noetl_actors.supervision._actor import _live_actors
+from tests.helpers import Recorder, Worker
+
+WAIT = 5.0
+
+
+class Hosted(Worker):
+    """A `Worker` (ping, crash, exit) that runs on its supervisor's thread."""
+
+    hosted = True
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "thread":
+            return threading.current_thread().name
+        if message == "tell-self":
+            for n in range(3):
+                self.actor_ref.tell(("n", n))
+            return None
+        if isinstance(message, tuple) and message[0] == "n" and self.log is not None:
+            self.log.append(f"n{message[1]}")
+            return None
+        return super().on_receive(message)
+
+
+class FailsToStart(SupervisedActor):
+    hosted = True
+
+    def on_start(self) -> None:
+        raise RuntimeError("no start")
+
+
+def _actor(ref: pykka.ActorRef[Any]) -> Any:
+    return _live_actors.get(ref.actor_urn)
+
+
+def test_a_hosted_child_runs_on_its_supervisors_thread_and_starts_none() -> None:
+    before = threading.active_count()
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id=f"h{n}", start=Hosted)
+                                                for n in range(20)])
+    try:
+        assert threading.active_count() == before + 1, "only the supervisor's thread"
+        names = {root.address(f"h{n}").ask("thread", timeout=WAIT) for n in range(20)}
+        assert names == {"noetl/root"}
+        assert root.count_children().active == 20
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_threaded_start_of_a_hosted_class_gets_a_thread_of_its_own() -> None:
+    ref = Hosted.start()
+    try:
+        assert ref.ask("thread", timeout=WAIT) != threading.current_thread().name
+        assert ref.ask("ping", timeout=WAIT) == ref.actor_urn
+    finally:
+        ref.stop()
+
+
+def test_messages_are_handled_in_order_including_those_it_tells_itself() -> None:
+    log: list[str] = []
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))])
+    try:
+        address = root.address("h")
+        address.tell("tell-self")
+        address.tell("tell-self")
+        address.ask("ping", timeout=WAIT)
+        deadline = time.monotonic() + WAIT
+        while len(log) < 7 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert log == ["start ", "n0", "n1", "n2", "n0", "n1", "n2"]
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_crash_is_seen_with_its_reason_and_restarted_and_the_ask_gets_the_error() -> None:
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(max_restarts=3, within=60),
+                            [ChildSpec(id="h", start=Hosted)], observers=[recorder])
+    try:
+        address = root.address("h")
+        first = address.ask("ping", timeout=WAIT)
+        with pytest.raises(ValueError, match="crashed on purpose"):
+            address.ask("crash", timeout=WAIT)
+        recorder.wait_for(EventKind.RESTARTED, "/root/h")
+        (exit_,) = recorder.of(EventKind.EXITED, "/root/h")
+        assert exit_.reason is not None and exit_.reason.kind is ExitKind.CRASH
+        assert exit_.reason.error_type == "ValueError"
+        assert address.ask("ping", timeout=WAIT) != first
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_messages_behind_the_crash_wait_for_the_next_incarnation() -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))],
+                            observers=[recorder])
+    try:
+        address = root.address("h")
+        address.tell("crash")
+        address.tell(("n", 1))
+        recorder.wait_for(EventKind.RESTARTED, "/root/h")
+        address.ask("ping", timeout=WAIT)
+        assert log.count("n1") == 1
+        assert log.index("n1") > 1, log  # after the second start
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_one_for_all_stops_and_restarts_hosted_siblings_in_order() -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    specs = [ChildSpec(id=name, start=lambda name=name: Hosted(log, name)) for name in "abc"]
+    root = start_supervisor(SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=3,
+                                            within=60), specs, observers=[recorder])
+    try:
+        log.clear()
+        root.address("b").tell("crash")
+        recorder.wait_for(EventKind.RESTARTED, "/root/c")
+        assert log == ["stop c", "stop a", "start a", "start b", "start c"]
+        kinds = {(e.path, e.reason.kind) for e in recorder.of(EventKind.EXITED)
+                 if e.reason is not None}
+        assert kinds == {("/root/b", ExitKind.CRASH), ("/root/a", ExitKind.SHUTDOWN),
+                         ("/root/c", ExitKind.SHUTDOWN)}
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_start_failure_is_a_start_failure() -> None:
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(max_restarts=1, within=60),
+                            [ChildSpec(id="ok", start=Hosted)], observers=[recorder])
+    try:
+        with pytest.raises(Exception, match="no start"):
+            root.start_child(ChildSpec(id="bad", start=FailsToStart,
+                                       restart=Restart.TEMPORARY))
+        assert [c.id for c in root.which_children()] == ["ok"]
+        assert root.is_alive()
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def _terminate(cls: type[Worker], shutdown: float) -> tuple[Any, ...]:
+    log: list[str] = []
+    recorder = Recorder()
+    root = start_supervisor(
+        SupervisorFlags(), [ChildSpec(id="h", start=lambda: cls(log), shutdown=shutdown)],
+        observers=[recorder])
+    try:
+        (info,) = root.which_children()
+        assert info.ref is not None
+        downs: list[Any] = []
+        monitor(info.ref, downs.append)
+        root.terminate_child("h")
+        (exit_,) = recorder.of(EventKind.EXITED, "/root/h")
+        assert exit_.reason is not None
+        assert not info.ref.is_alive()
+        return (exit_.reason.kind, [d.reason.kind for d in downs], log,
+                recorder.of(EventKind.ABANDONED))
+    finally:
+        root.stop(timeout=WAIT)
+
+
+@pytest.mark.parametrize("shutdown", [5.0, BRUTAL_KILL], ids=["graceful", "brutal"])
+def test_terminate_child_stops_it_as_it_stops_a_threaded_child(shutdown: float) -> None:
+    hosted = _terminate(Hosted, shutdown)
+    assert hosted == _terminate(Worker, shutdown)
+    kind = ExitKind.SHUTDOWN if shutdown else ExitKind.KILLED
+    assert hosted[0] is kind
+    assert hosted[1] == [ExitKind.NORMAL if shutdown else ExitKind.KILLED]
+    assert hosted[3] == []
+
+
+def test_a_hosted_child_that_stops_itself_exits_normally_and_transient_stays_down() -> None:
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(),
+                            [ChildSpec(id="h", start=Hosted, restart=Restart.TRANSIENT)],
+                            observers=[recorder])
+    try:
+        root.address("h").tell("exit")
+        (exit_,) = recorder.wait_for(EventKind.EXITED, "/root/h")
+        assert exit_.reason is not None and exit_.reason.kind is ExitKind.NORMAL
+        assert root.count_children().active == 0
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_stopping_the_tree_stops_hosted_children_in_reverse_order() -> None:
+    log: list[str] = []
+    root = start_supervisor(SupervisorFlags(),
+                            [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "abc"])
+    refs = [c.ref for c in root.which_children()]
+    reason = root.stop(timeout=WAIT)
+    assert reason is not None and reason.kind is ExitKind.NORMAL
+    assert log[-3:] == ["stop c", "stop b", "stop a"]
+    assert all(ref is not None and not ref.is_alive() for ref in refs)
+
+
+def test_killing_the_supervisor_kills_its_hosted_children() -> None:
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=Hosted)])
+    (info,) = root.which_children()
+    assert info.ref is not None
+    actor = _actor(info.ref)
+    root._supervisor._kill()
+    assert root.wait(WAIT) is not None
+    assert actor.exit_reason is not None and actor.exit_reason.kind is ExitKind.KILLED
+
+
+def test_a_crashed_hosted_incarnation_is_freed_at_once_without_the_garbage_collector() -> None:
+    import gc
+    import weakref
+
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=Hosted)],
+                            observers=[recorder])
+    gc.disable()
+    try:
+        (info,) = root.which_children()
+        assert info.ref is not None
+        dead = weakref.ref(_actor(info.ref))
+        root.address("h").tell("crash")
+        recorder.wait_for(EventKind.RESTARTED, "/root/h")
+        info = None
+        root.address("h").ask("ping", timeout=WAIT)
+        assert dead() is None, "the crashed incarnation is still referenced"
+    finally:
+        gc.enable()
+        root.stop(timeout=WAIT)

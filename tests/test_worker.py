@@ -1,0 +1,187 @@
+"""`PluginWorker` alone: what it says about an attempt, and when.
+
+A fake bridge keeps what the worker publishes; a fake runner settles
+attempts when the test says; a `ManualClock` drives the announce and
+heartbeat timers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from noetl_actors.bridge import Delivery
+from noetl_actors.runners import Attempt, Outcome, PluginInfo
+from noetl_actors.runners._handle import AttemptHandle
+from noetl_actors.runtime._messages import Command
+from noetl_actors.services._worker import ANNOUNCE_AFTER, LocalClaims, PluginWorker
+from noetl_actors.supervision import ManualClock
+
+HEARTBEAT = 1.0
+WAIT = 5.0
+
+
+class FakeBridge:
+    """Keeps every publish; subscriptions are ignored (the test tells the worker)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def subscribe(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    def publish(self, subject: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self.published.append((subject, data))
+
+    def statuses(self, command_id: str) -> list[str]:
+        with self._lock:
+            return [d["status"] for _, d in self.published if d.get("command_id") == command_id]
+
+
+class Handle(AttemptHandle):
+    def cancel(self) -> None:
+        self._settle(Outcome.failed("cancelled", "cancelled", started_at=self.started_at))
+
+    def succeed(self) -> None:
+        self._settle(Outcome.succeeded({"ok": True}, started_at=self.started_at))
+
+
+class FakeRunner:
+    """Starts attempts that end when the test calls `succeed()` on them, or at once."""
+
+    name = "inproc"
+
+    def __init__(self, *, instant: bool = False) -> None:
+        self.instant = instant
+        self.handles: dict[str, Handle] = {}
+
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        handle = Handle(attempt)
+        self.handles[attempt.command_id] = handle
+        if self.instant:
+            handle.succeed()
+        return handle
+
+
+def command(n: int) -> Command:
+    return Command(workflow_id="wf-1", task="t", step=f"s{n}", attempt=1, plugin="echo",
+                   input={"n": n}, heartbeat=HEARTBEAT)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {WAIT}s for {what}")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def start_worker(runner: FakeRunner, clock: ManualClock, bridge: FakeBridge,
+                 **kwargs: Any) -> Any:
+    return PluginWorker.start(
+        PluginInfo(name="echo"), bridge=bridge, runners={"inproc": runner},
+        claims=LocalClaims(), clock=clock, heartbeat=HEARTBEAT, **kwargs)
+
+
+def send(worker: Any, cmd: Command) -> None:
+    worker.tell(Delivery(subject=cmd.subject, data=cmd.to_data()))
+
+
+def test_a_short_attempt_gets_its_final_event_only(clock: ManualClock) -> None:
+    bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge)
+    try:
+        cmd = command(1)
+        send(worker, cmd)
+        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+        runner.handles[cmd.id].succeed()
+        wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+        clock.advance(HEARTBEAT * 3)
+        time.sleep(0.05)
+        assert bridge.statuses(cmd.id) == ["succeeded"]
+    finally:
+        worker.stop()
+
+
+def test_an_attempt_that_ends_in_start_is_finished_at_once(clock: ManualClock) -> None:
+    bridge = FakeBridge()
+    worker = start_worker(FakeRunner(instant=True), clock, bridge)
+    try:
+        cmd = command(1)
+        send(worker, cmd)
+        wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+        assert clock.pending() == [], "no timer for an attempt that is over"
+    finally:
+        worker.stop()
+
+
+def test_a_long_attempt_is_announced_then_beats(clock: ManualClock) -> None:
+    bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge)
+    try:
+        cmd = command(1)
+        send(worker, cmd)
+        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+        assert bridge.statuses(cmd.id) == []
+        clock.advance(ANNOUNCE_AFTER)
+        wait_for(lambda: bridge.statuses(cmd.id) == ["accepted", "started"], "the announcement")
+        clock.advance(HEARTBEAT)
+        wait_for(lambda: bridge.statuses(cmd.id) == ["accepted", "started", "heartbeat"],
+                 "a heartbeat")
+        runner.handles[cmd.id].succeed()
+        wait_for(lambda: bridge.statuses(cmd.id)[-1:] == ["succeeded"], "the final event")
+        assert bridge.statuses(cmd.id) == ["accepted", "started", "heartbeat", "succeeded"]
+    finally:
+        worker.stop()
+
+
+def test_a_command_that_waits_in_the_queue_is_accepted_at_once(clock: ManualClock) -> None:
+    bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge, max_in_flight=1)
+    try:
+        first, second = command(1), command(2)
+        send(worker, first)
+        send(worker, second)
+        wait_for(lambda: bridge.statuses(second.id) == ["accepted"], "the queued one's accepted")
+        assert bridge.statuses(first.id) == []
+        assert second.id not in runner.handles
+        runner.handles[first.id].succeed()
+        wait_for(lambda: second.id in runner.handles, "the queued one to run")
+        runner.handles[second.id].succeed()
+        wait_for(lambda: bridge.statuses(second.id) == ["accepted", "succeeded"],
+                 "the queued one's final event")
+        assert bridge.statuses(first.id) == ["succeeded"]
+    finally:
+        worker.stop()
+
+
+def test_records_carry_every_field_and_come_back_equal() -> None:
+    import attrs
+
+    from noetl_actors.runtime._messages import Event, EventStatus
+
+    cmd = Command(workflow_id="wf-1", task="t", step="s", attempt=2, plugin="echo",
+                  input={"a": {"b": [1]}}, runner="inproc", timeout=2.5, heartbeat=0.5)
+    assert cmd.to_data() == {"type": "command", "command_id": cmd.id, **attrs.asdict(cmd)}
+    assert Command.from_data(cmd.to_data()) == cmd
+    event = Event(command_id=cmd.id, workflow_id="wf-1", step_id=cmd.step_id, attempt=2,
+                  status=EventStatus.FAILED, worker="w", output={"o": 1}, error_type="E",
+                  error_message="m")
+    assert event.to_data() == {"type": "event",
+                               **attrs.asdict(event, value_serializer=lambda _i, _a, v:
+                                              v.value if isinstance(v, EventStatus) else v)}
+    assert Event.from_data(event.to_data()) == event
