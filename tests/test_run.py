@@ -876,6 +876,31 @@ def test_a_command_no_worker_takes_still_times_out_though_it_is_sent_again(
         node.stop()
 
 
+def test_a_command_no_worker_answers_ends_its_attempt_instead_of_waiting_for_ever(
+    nats_server: EmbeddedNatsServer, tmp_path: Path,
+) -> None:
+    """No timeout, no worker: the step must not hang (a worker that claimed it and died
+    before saying so would leave it the same, its claim keeping others away)."""
+    path = write_playbook(tmp_path, "unanswered", """
+        tasks:
+          - name: t
+            supervision: {max_restarts: 0}
+            steps:
+              - {name: s, plugin: sleep, with: {seconds: 0.1}}
+        """)
+    node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=[],
+                heartbeat=0.2)
+    try:
+        node.start()
+        run = node.run(load_playbook(path))
+        reason = run.wait(15)
+        assert reason is not None, "the step waited for a worker forever"
+        assert "no worker answered the command of step 's'" in reason.root().message
+        assert "plugin 'sleep'" in reason.root().message
+    finally:
+        node.stop()
+
+
 def test_noetl_run_takes_nats_credentials_and_refused_ones_fail_at_once(tmp_path: Path) -> None:
     server = EmbeddedNatsServer(state_dir=tmp_path / "nats", user="etl", password="s3cret")
     server.start()

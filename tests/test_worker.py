@@ -169,6 +169,26 @@ def test_a_command_that_waits_in_the_queue_is_accepted_at_once(clock: ManualCloc
         worker.stop()
 
 
+def test_a_command_waiting_in_the_queue_gets_heartbeats(clock: ManualClock) -> None:
+    """Its step counts silence as a lost worker: a full worker must keep talking."""
+    bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge, max_in_flight=1)
+    try:
+        first, second = command(1), command(2)
+        send(worker, first)
+        send(worker, second)
+        wait_for(lambda: bridge.statuses(second.id) == ["accepted"], "the queued one's accepted")
+        for beats in range(1, 4):
+            clock.advance(HEARTBEAT)
+            wait_for(lambda beats=beats: bridge.statuses(second.id).count("heartbeat") == beats,
+                     f"heartbeat {beats} of the queued command")
+        runner.handles[first.id].succeed()
+        wait_for(lambda: second.id in runner.handles, "the queued one to run")
+    finally:
+        worker.stop()
+
+
 def test_records_carry_every_field_and_come_back_equal() -> None:
     import attrs
 

@@ -33,6 +33,13 @@ logger = logging.getLogger("noetl_actors.runtime")
 
 HEARTBEAT_MISSES = 3
 """Heartbeats a step waits for before it takes its worker for lost."""
+UNANSWERED_SENDS = 4
+"""Times a step sends a command no worker answers before it takes the attempt for lost.
+
+A worker announces what it claimed within `ANNOUNCE_AFTER` (50 ms); silence
+for `HEARTBEAT_MISSES` heartbeats after each of these sends means no worker
+has it, or the one that claimed it died before it said so, and then the
+claim keeps others from taking it: only a new attempt can run."""
 
 
 class WorkerLost(NoetlError):
@@ -230,6 +237,10 @@ class RemoteStepActor(SupervisedActor):
             raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
                              f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
         if self._heard_at is None and now - self._sent_at > silent_for:
+            if now - self._began_at > silent_for * UNANSWERED_SENDS:
+                raise WorkerLost(f"no worker answered the command of step {self.step.name!r} "
+                                 f"in {now - self._began_at:.1f}s (is a worker for plugin "
+                                 f"{self.step.plugin!r} running?)")
             self._send()  # no worker took it: send again (the same attempt id, run once)
         self._arm()
 

@@ -185,6 +185,7 @@ class PluginWorker(SupervisedActor):
         if len(self._running) >= self._max_in_flight:
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
+            self._arm()
             return
         self._run(command, accepted=False)
 
@@ -235,7 +236,7 @@ class PluginWorker(SupervisedActor):
         self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
 
     def _arm(self) -> None:
-        if self._timer is not None or not self._running:
+        if self._timer is not None or not (self._running or self._waiting):
             return
         ref = self.actor_ref
         self._timer = self._clock.call_later(self._heartbeat, lambda: tell_if_alive(ref, _Beat()))
@@ -245,6 +246,8 @@ class PluginWorker(SupervisedActor):
         for entry in list(self._running.values()):
             if entry.announced and entry.attempt.alive():
                 self._send(entry.command, EventStatus.HEARTBEAT)
+        for command in self._waiting:  # queued, not lost: its step must not give up
+            self._send(command, EventStatus.HEARTBEAT)
         self._arm()
 
     def _arm_announce(self, delay: float) -> None:
