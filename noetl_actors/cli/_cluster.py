@@ -23,14 +23,13 @@ from noetl_actors.cli._main import (
     nats_options,
     parse_sets,
 )
+from noetl_actors.console._render import flatten, label_of
+from noetl_actors.console._report import STATUS_STYLE, render_document
 from noetl_actors.errors import NoetlError
 
 T = TypeVar("T")
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-_STYLE = {"succeeded": "green", "running": "green", "failed": "red", "cancelled": "yellow",
-          "orphaned": "red", "restarting": "yellow", "backing_off": "yellow",
-          "stopped": "dim", "starting": "cyan", "not_started": "dim", "waiting": "dim"}
 
 
 def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
@@ -139,7 +138,7 @@ def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
     for workflow in workflows:
         line = Text(f"{workflow['workflow_id']}  {workflow['playbook']:<20} "
                     f"{workflow['node']:<16} ")
-        line.append(f"{workflow['status']:<10}", style=_STYLE.get(workflow["status"], ""))
+        line.append(f"{workflow['status']:<10}", style=STATUS_STYLE.get(workflow["status"], ""))
         line.append(f" {_when(workflow.get('started_at'))}  "
                     f"{_took(workflow.get('started_at'), workflow.get('finished_at'))}")
         console.print(line, highlight=False)
@@ -260,35 +259,14 @@ def _node_json(entry: dict[str, Any]) -> dict[str, Any]:
             "tree": actor(snapshot) if snapshot else None}
 
 
-def _render_nodes(nodes: list[dict[str, Any]]) -> Tree:
-    top = Tree(Text(f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}", style="bold"))
-    for entry in nodes:
-        info = entry["node"]
-        label = Text(info["name"], style="bold")
-        label.append(f"  {info.get('host', '?')} pid {info.get('pid', '?')}", style="dim")
-        branch = top.add(label)
-        if entry.get("tree") is None:
-            branch.add(Text(f"no answer: {entry.get('error')}", style="red"))
-            continue
-        for child in entry["tree"]["children"]:
-            _add_actor(branch, child)
+def _render_nodes(results: list[dict[str, Any]]) -> Tree:
+    """Every node's tree, each actor labelled as in the console."""
+    top = Tree(Text(f"{len(results)} node{'s' if len(results) != 1 else ''}", style="bold"))
+    branches: dict[str, Tree] = {}
+    for path, entry in flatten(results).items():
+        parent = branches[entry.parent] if entry.parent is not None else top
+        branches[path] = parent.add(label_of(entry))
     return top
-
-
-def _add_actor(parent: Tree, picture: dict[str, Any]) -> None:
-    state = "unresponsive" if picture.get("unresponsive") else picture["state"]
-    label = Text(picture["id"])
-    label.append(f"  {state}", style=_STYLE.get(state, "red"))
-    if picture.get("max_restarts") is not None:
-        label.append(f"  {picture['restarts_in_window']}/{picture['max_restarts']} restarts "
-                     f"in {picture['within']:g}s", style="dim")
-    if picture.get("backoff_remaining"):
-        label.append(f"  restart in {picture['backoff_remaining']:.1f}s", style="yellow")
-    if picture.get("mailbox"):
-        label.append(f"  mailbox {picture['mailbox']}", style="magenta")
-    branch = parent.add(label)
-    for child in picture.get("children", []):
-        _add_actor(branch, child)
 
 
 def _show_record(record: dict[str, Any], as_json: bool) -> None:
@@ -296,28 +274,9 @@ def _show_record(record: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(record))
         return
     console = Console()
-    title = Text(f"{record['playbook']} ", style="bold")
-    title.append(record["workflow_id"], style="dim")
-    title.append(f"  {record['status']}", style=_STYLE.get(record["status"], ""))
-    title.append(f"  on {record['node']}, {_when(record.get('started_at'))}, "
-                 f"{_took(record.get('started_at'), record.get('finished_at'))}", style="dim")
-    top = Tree(title)
-    for name, task in record.get("tasks", {}).items():
-        label = Text(name, style="bold")
-        label.append(f"  {task['status']}", style=_STYLE.get(task["status"], ""))
-        if task.get("starts", 0) > 1:
-            label.append(f"  restarted {task['starts'] - 1}x", style="yellow")
-        branch = top.add(label)
-        for step_name, step in task["steps"].items():
-            line = Text(step_name)
-            line.append(f"  {step['status']}", style=_STYLE.get(step["status"], ""))
-            if step.get("attempts", 0) > 1:
-                line.append(f"  attempt {step['attempts']}", style="yellow")
-            if step.get("error") and step["status"] != "succeeded":
-                line.append(f"  {step['error']['type']}: {step['error']['message']}",
-                            style="red")
-            branch.add(line)
-    console.print(top)
+    console.print(render_document(record, detail=(
+        f"on {record['node']}, {_when(record.get('started_at'))}, "
+        f"{_took(record.get('started_at'), record.get('finished_at'))}")))
     if record.get("error"):
         console.print(Text(record["error"]["reason"], style="red"))
 

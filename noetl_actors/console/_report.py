@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -26,10 +27,12 @@ from noetl_actors.supervision import (
     LifecycleEvent,
 )
 
-__all__ = ["RunReport"]
+__all__ = ["STATUS_STYLE", "RunReport", "render_document"]
 
-_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
-          "not_started": "dim", "restarting": "yellow", "waiting": "dim"}
+STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
+                "orphaned": "red", "not_started": "dim", "restarting": "yellow",
+                "waiting": "dim"}
+"""Colours of the statuses of workflows, tasks and steps."""
 
 
 @attrs.define
@@ -176,27 +179,34 @@ class RunReport:
 
     def render(self) -> Tree:
         """The live tree: tasks and steps with their states, attempts and restarts."""
-        with self._lock:
-            title = Text(f"{self.playbook.name} ", style="bold")
-            title.append(self.workflow_id, style="dim")
-            title.append(f"  {self.status}", style=_STYLE.get(self.status, ""))
-            tree = Tree(title)
-            for name, task in self._tasks.items():
-                label = Text(name, style="bold")
-                label.append(f"  {task.status}", style=_STYLE.get(task.status, ""))
-                if task.starts > 1:
-                    label.append(f"  restarted {task.starts - 1}x", style="yellow")
-                branch = tree.add(label)
-                for sname, step in task.steps.items():
-                    line = Text(sname)
-                    line.append(f"  {step.status}", style=_STYLE.get(step.status, ""))
-                    if step.attempts > 1:
-                        line.append(f"  attempt {step.attempts}", style="yellow")
-                    if step.error and step.status != "succeeded":
-                        line.append(f"  {step.error['type']}: {step.error['message']}",
-                                    style="red")
-                    branch.add(line)
-            return tree
+        return render_document(self.to_json())
+
+
+def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
+    """A run's report (the `noetl run --json` document, or a workflow's record) as a
+    tree of tasks and steps with their states, attempts, restarts and errors."""
+    title = Text(f"{document['playbook']} ", style="bold")
+    title.append(document["workflow_id"], style="dim")
+    title.append(f"  {document['status']}", style=STATUS_STYLE.get(document["status"], ""))
+    if detail:
+        title.append(f"  {detail}", style="dim")
+    tree = Tree(title)
+    for name, task in document["tasks"].items():
+        label = Text(name, style="bold")
+        label.append(f"  {task['status']}", style=STATUS_STYLE.get(task["status"], ""))
+        if task["starts"] > 1:
+            label.append(f"  restarted {task['starts'] - 1}x", style="yellow")
+        branch = tree.add(label)
+        for step_name, step in task["steps"].items():
+            line = Text(step_name)
+            line.append(f"  {step['status']}", style=STATUS_STYLE.get(step["status"], ""))
+            if step["attempts"] > 1:
+                line.append(f"  attempt {step['attempts']}", style="yellow")
+            if step["error"] and step["status"] != "succeeded":
+                line.append(f"  {step['error']['type']}: {step['error']['message']}",
+                            style="red")
+            branch.add(line)
+    return tree
 
 
 def _status(reason: ExitReason) -> str:
