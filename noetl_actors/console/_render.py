@@ -264,11 +264,13 @@ def _exit_text(data: dict[str, Any]) -> Text:
     return text
 
 
-def event_text(event: dict[str, Any]) -> Text:
-    """One lifecycle event (as `Client.follow` hands it) as a log line."""
+def event_text(event: dict[str, Any], *, clock: bool = True) -> Text:
+    """One lifecycle event (as `Client.follow` hands it, or `LifecycleEvent.to_dict()`)
+    as a log line: [time], kind, path, and why or how long."""
     kind = str(event.get("kind", "?"))
     at = event.get("at")
-    line = Text(time.strftime("%H:%M:%S ", time.localtime(at)) if at else "", style="dim")
+    line = Text(time.strftime("%H:%M:%S ", time.localtime(at)) if at and clock else "",
+                style="dim")
     line.append(f"{kind:<12}", style=EVENT_STYLE.get(kind, ""))
     line.append(f" {event.get('path', '')}")
     if isinstance(event.get("reason"), dict):
