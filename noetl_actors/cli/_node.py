@@ -18,6 +18,7 @@ import click
 
 from noetl_actors.cli._main import EXIT_INVALID, main, nats_options
 from noetl_actors.errors import NoetlError, PlaybookError
+from noetl_actors.supervision import LifecycleEvent
 
 logger = logging.getLogger("noetl_actors.node")
 
@@ -96,7 +97,7 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
         logger.info("node %s stopped in %.1fs", name, time.monotonic() - began)
 
 
-def _log_lifecycle(event: Any) -> None:
+def _log_lifecycle(event: LifecycleEvent) -> None:
     """What an operator wants in the node's log: starts, exits and restarts of its
     own parts and of workflows; a step's every move is left to `noetl events`."""
     if event.path.count("/") > 3 and (event.reason is None or not event.reason.is_abnormal):
