@@ -63,8 +63,9 @@ class EventRouter:
 
     A subscription per step would cost each step a SUB, a flush round trip
     and an UNSUB; the router is subscribed once, on ``event.*.<wf>.*``, and
-    passes each event on (on the bridge's loop thread: a queue put) to the
-    step actor registered for its step id. Thread-safe.
+    decodes each event once and passes the `Event` on (on the bridge's loop
+    thread: a queue put) to the step actor registered for its step id.
+    Thread-safe.
     """
 
     def __init__(self, listener: Callable[[Event], object] | None = None) -> None:
@@ -83,15 +84,19 @@ class EventRouter:
                 del self._steps[step_id]
 
     def tell(self, delivery: Delivery) -> None:
-        if self._listener is not None:
-            try:
-                self._listener(Event.from_data(delivery.data))
-            except MalformedMessage:
-                pass  # the step actor logs it
+        # Decoded once, here: the listener and the step actor get the same Event.
         with self._lock:
             ref = self._steps.get(delivery.subject.rsplit(".", 1)[-1])
+        try:
+            event = Event.from_data(delivery.data)
+        except MalformedMessage as error:
+            if ref is not None:
+                logger.warning("ignored a malformed event on %s: %s", delivery.subject, error)
+            return
+        if self._listener is not None:
+            self._listener(event)
         if ref is not None:
-            tell_if_alive(ref, delivery)
+            tell_if_alive(ref, event)
 
     def close(self) -> None:
         if self.subscription is not None:
@@ -170,7 +175,7 @@ class RemoteStepActor(SupervisedActor):
         self.actor_ref.tell(_Begin())
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Delivery):
+        if isinstance(message, Event):
             self._on_event(message)
         elif isinstance(message, _Tick):
             self._on_tick()
@@ -208,13 +213,7 @@ class RemoteStepActor(SupervisedActor):
         self._timer = self._clock.call_later(self._heartbeat / 2,
                                              lambda: tell_if_alive(ref, _Tick()))
 
-    def _on_event(self, delivery: Delivery) -> None:
-        try:
-            event = Event.from_data(delivery.data)
-        except MalformedMessage as error:
-            logger.warning("%s: ignored a malformed event on %s: %s",
-                           self.path, delivery.subject, error)
-            return
+    def _on_event(self, event: Event) -> None:
         if self._command is None or event.command_id != self._command.id:
             return  # a late event of an earlier attempt
         self._heard_at = self._clock.now()
