@@ -15,6 +15,7 @@ with two twists that sequential steps need:
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -87,7 +88,16 @@ class TaskSupervisor(Supervisor):
         self._base_context = context
         self._make_step = steps
         self.outputs: dict[str, Any] = {}
+        self._steps_context: dict[str, Any] = {}
+        """``steps`` of the template context: ``{name: {"output": output}}``, kept with
+        `outputs` (copied per step, not rebuilt from every output)."""
         self.attempts = attempts or AttemptCounter()
+        self._step_named = {step.name: step for step in task.steps}
+        self._order = [step.name for step in task.steps]
+        """Child ids in start order (steps, then any started by `start_child`)."""
+        self._done = 0
+        """How many children at the front of `_order` have finished (stopped, or gone):
+        the turn-taking scans start after them (O(1) per step, not O(steps))."""
         self._specs = [
             ChildSpec(id=step.name, start=functools.partial(self._new_step, step),
                       restart=step.restart)
@@ -97,18 +107,20 @@ class TaskSupervisor(Supervisor):
 
     def _new_step(self, step: Step) -> SupervisedActor:
         attempt = self.attempts.next(self.task.name, step.name)
-        context = {**self._base_context, "steps": {
-            name: {"output": output} for name, output in self.outputs.items()
-        }}
+        context = {**self._base_context, "steps": dict(self._steps_context)}
         return self._make_step(step, task=self.actor_ref, task_name=self.task.name,
                                context=context,
                                attempt=attempt, clock=self.context.clock)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StepDone):
-            self.outputs[message.step] = message.output
+            self._set_output(message.step, message.output)
             return None
         return super().on_receive(message)
+
+    def _set_output(self, step: str, output: Any) -> None:
+        self.outputs[step] = output
+        self._steps_context[step] = {"output": output}
 
     # -- one step at a time ----------------------------------------------------
 
@@ -124,19 +136,32 @@ class TaskSupervisor(Supervisor):
     def _next_step(self) -> _Child | None:
         """The first step that has not finished, if none is running."""
         waiting = (ActorState.STARTING, ActorState.RESTARTING, ActorState.BACKING_OFF)
-        for child in self._children.values():
+        self._skip_finished()
+        for child_id in itertools.islice(self._order, self._done, None):
+            child = self._children.get(child_id)
+            if child is None:
+                continue
             if child.actor is not None:
                 return None
             if child.state in waiting:
                 return child
         return None
 
+    def _skip_finished(self) -> None:
+        """Move `_done` past the children at the front that have finished."""
+        order, children = self._order, self._children
+        while self._done < len(order):
+            child = children.get(order[self._done])
+            if child is not None and (child.actor is not None
+                                      or child.state is not ActorState.STOPPED):
+                return
+            self._done += 1
+
     def _after_retire(self, child: _Child, reason: ExitReason) -> None:
         self._start_waiting()
-        if any(c.actor is not None for c in self._children.values()):
-            return
-        if any(c.state is not ActorState.STOPPED for c in self._children.values()):
-            return  # waiting for a backoff to end
+        self._skip_finished()
+        if self._done < len(self._order):
+            return  # a step runs, or waits for a backoff to end
         self._workflow.tell(TaskDone(self.task.name, dict(self.outputs)))
         self._exit(ExitReason(ExitKind.NORMAL, path=self.path, message="all steps done"))
 
@@ -145,15 +170,29 @@ class TaskSupervisor(Supervisor):
             return [child]
         # The task again from its first step: what the steps produced is discarded.
         self.outputs.clear()
+        self._steps_context.clear()
+        self._done = 0
         self._children = {
             spec.id: self._children.get(spec.id) or self._new_child(spec) for spec in self._specs
         }
         return list(self._children.values())
 
+    # -- dynamic verbs: a finished child can run again, a new one can come ----------
+
+    def start_child(self, spec: ChildSpec) -> pykka.ActorRef[Any]:
+        if spec.id not in self._order:
+            self._order.append(spec.id)
+        self._done = 0  # its id may be one of a finished (deleted) step's
+        return super().start_child(spec)
+
+    def restart_child(self, child_id: str) -> pykka.ActorRef[Any]:
+        self._done = 0
+        return super().restart_child(child_id)
+
     # -- on_error ----------------------------------------------------------------
 
     def _handle_exit(self, child: _Child, reason: ExitReason, leftovers: list[Any]) -> None:
-        step = self.task.step(child.id)
+        step = self._step_named[child.id]
         action = next(
             (step.on_error[key] for key in error_category(reason) if key in step.on_error),
             ErrorAction.RESTART,
@@ -166,9 +205,9 @@ class TaskSupervisor(Supervisor):
         self._note_exit(child, reason)
         if action in (ErrorAction.RESTART, ErrorAction.CONTINUE):
             # A temporary step, or `continue`: the failure is its output; go on.
-            self.outputs[step.name] = {
+            self._set_output(step.name, {
                 "error": {"type": reason.error_type, "message": reason.message}
-            }
+            })
             self._retire(child, leftovers, reason)
             return
         self._close(child, leftovers)
