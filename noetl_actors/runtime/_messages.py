@@ -13,6 +13,7 @@ the JSON objects the bridge sends (it adds ``schema_version``).
 from __future__ import annotations
 
 import enum
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -58,7 +59,11 @@ class EventStatus(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Command:
-    """Run attempt `attempt` of step `step` of task `task` of workflow `workflow_id`."""
+    """Run attempt `attempt` of step `step` of task `task` of workflow `workflow_id`.
+
+    Its id and subjects are worked out once (they are read several times per attempt
+    by its step and its worker, and a subject checks each of its tokens).
+    """
 
     workflow_id: str
     task: str
@@ -71,20 +76,20 @@ class Command:
     heartbeat: float = 1.0
     """Seconds between the worker's heartbeats for this attempt."""
 
-    @property
+    @functools.cached_property
     def step_id(self) -> str:
         return step_id(self.task, self.step)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         """Unique per attempt: ``<workflow_id>.<step_id>.<attempt>``."""
         return f"{self.workflow_id}.{self.step_id}.{self.attempt}"
 
-    @property
+    @functools.cached_property
     def subject(self) -> str:
         return command_subject(self.plugin, self.workflow_id, self.step_id)
 
-    @property
+    @functools.cached_property
     def event_subject(self) -> str:
         return event_subject(self.plugin, self.workflow_id, self.step_id)
 
