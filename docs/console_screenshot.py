@@ -50,6 +50,8 @@ async def shoot(node: Node, workflow_id: str, out: Path) -> None:
         while step not in app.nodes and time.monotonic() < deadline:
             await pilot.pause(0.1)
         app.select(step)
+        while app.selected_path != step and time.monotonic() < deadline:
+            await pilot.pause(0.1)
         await pilot.press("k")
         deadline = time.monotonic() + 10
         while "1/3" not in str(app.nodes[step].label) and time.monotonic() < deadline:

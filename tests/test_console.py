@@ -129,8 +129,9 @@ def test_kill_the_selected_step_and_see_it_restart(cluster: Cluster) -> None:
         await until(pilot, lambda: cluster.step in app.nodes, "the step")
         node = app.nodes[cluster.step]
         assert app.select(cluster.step)
-        assert app.selected_path == cluster.step
-        assert "restarts" in details(app) and "transient" in details(app)
+        await until(pilot, lambda: app.selected_path == cluster.step, "the cursor on the step")
+        await until(pilot, lambda: "restarts" in details(app) and "transient" in details(app),
+                    "the step's details")
 
         await pilot.press("k")
         await until(pilot, lambda: "1/3 in 60s" in label(app, cluster.step),
@@ -189,7 +190,8 @@ def test_terminate_asks_first_and_cancel_ends_the_workflow(cluster: Cluster) -> 
 
     async def scenario(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: cluster.step in app.nodes, "the step")
-        app.select(cluster.step)
+        assert app.select(cluster.step)
+        await until(pilot, lambda: app.selected_path == cluster.step, "the cursor on the step")
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
         await pilot.press("n")

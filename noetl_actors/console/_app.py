@@ -299,7 +299,11 @@ class ConsoleApp(App[None]):
         return node.data if node is not None else None
 
     def select(self, path: str) -> bool:
-        """Move the cursor to the actor at `path` (shown by the tree); False if it is not."""
+        """Move the cursor to the actor at `path` (shown by the tree); False if it is not.
+
+        The move happens after the next refresh: a node under parents just
+        expanded has no line in the tree until then.
+        """
         node = self.nodes.get(path)
         if node is None:
             return False
@@ -307,8 +311,7 @@ class ConsoleApp(App[None]):
         while parent is not None:
             parent.expand()
             parent = parent.parent
-        self.actor_tree.move_cursor(node)
-        self._show_details()
+        self.call_after_refresh(self.actor_tree.move_cursor, node)
         return True
 
     @on(Tree.NodeHighlighted)
