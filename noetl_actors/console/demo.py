@@ -64,15 +64,20 @@ class _LiveLog:
     def wait_for(self, *wanted: tuple[EventKind, str]) -> EventKind:
         """Wait for the first of the wanted (kind, path) events; return its kind."""
 
-        def first() -> LifecycleEvent | None:
-            return next((e for e in self._seen if (e.kind, e.path) in wanted), None)
+        def seen_up_to() -> int:
+            """How many events up to the first wanted one (0: none seen yet)."""
+            return next((n for n, e in enumerate(self._seen, 1) if (e.kind, e.path) in wanted),
+                        0)
 
         with self._condition:
-            event = self._condition.wait_for(first, timeout=WAIT)
-            if event is None:
+            count = self._condition.wait_for(seen_up_to, timeout=WAIT)
+            if not count:
                 raise TimeoutError(f"none of {wanted} happened within {WAIT}s")
-            self._seen.clear()
-            return event.kind
+            kind = self._seen[count - 1].kind
+            # Forget it and what came before, not what came after: the next wait may
+            # be for an event that followed this one closely (a give-up, then a restart).
+            del self._seen[:count]
+            return kind
 
 
 def _steps(*names: str) -> list[ChildSpec]:
