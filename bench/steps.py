@@ -8,7 +8,7 @@ Run it as a plain script (not under pytest)::
 It starts a `Node` (its embedded nats-server, state in a temporary folder,
 the plugin workers, the NOETL_EVENTS stream) and runs playbooks of `echo`
 steps on it with the in-process runner. Every step goes the whole way: the
-task starts a step actor (hosted on the task's thread), which registers with
+task starts a step actor (hosted on the workflow's thread), which registers with
 its workflow's event router and publishes its command; the echo worker
 claims it, runs it (`instant`: on the worker's thread) and sends
 `succeeded`; the step tells its task and stops; the task starts the next

@@ -4,7 +4,8 @@ A class with `hosted = True` gets no thread of its own under a supervisor;
 these tests hold that it is supervised exactly as a threaded child is:
 exit reasons, restarts, strategies, monitors, stop and kill, start
 failures, asks from other threads, addresses across restarts, and no
-thread left behind.
+thread left behind. A hosted supervisor (a workflow's task) runs, with its
+hosted children, on its own supervisor's thread, and keeps the same rules.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ import threading
 import time
 from typing import Any
 
+import attrs
 import pykka
 import pytest
 
 from noetl_actors.supervision import (
     BRUTAL_KILL,
     ChildSpec,
+    ChildType,
     EventKind,
     ExitKind,
     Restart,
     Strategy,
     SupervisedActor,
+    Supervisor,
     SupervisorFlags,
     monitor,
     start_supervisor,
@@ -65,8 +69,9 @@ def _actor(ref: pykka.ActorRef[Any]) -> Any:
 
 def test_a_hosted_child_runs_on_its_supervisors_thread_and_starts_none() -> None:
     before = threading.active_count()
-    root = start_supervisor(SupervisorFlags(), [ChildSpec(id=f"h{n}", start=Hosted)
-                                                for n in range(20)])
+    root = start_supervisor(
+        SupervisorFlags(), [ChildSpec(id=f"h{n}", start=Hosted) for n in range(20)]
+    )
     try:
         assert threading.active_count() == before + 1, "only the supervisor's thread"
         names = {root.address(f"h{n}").ask("thread", timeout=WAIT) for n in range(20)}
@@ -103,8 +108,11 @@ def test_messages_are_handled_in_order_including_those_it_tells_itself() -> None
 
 def test_a_crash_is_seen_with_its_reason_and_restarted_and_the_ask_gets_the_error() -> None:
     recorder = Recorder()
-    root = start_supervisor(SupervisorFlags(max_restarts=3, within=60),
-                            [ChildSpec(id="h", start=Hosted)], observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(max_restarts=3, within=60),
+        [ChildSpec(id="h", start=Hosted)],
+        observers=[recorder],
+    )
     try:
         address = root.address("h")
         first = address.ask("ping", timeout=WAIT)
@@ -122,8 +130,9 @@ def test_a_crash_is_seen_with_its_reason_and_restarted_and_the_ask_gets_the_erro
 def test_messages_behind_the_crash_wait_for_the_next_incarnation() -> None:
     log: list[str] = []
     recorder = Recorder()
-    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))],
-                            observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))], observers=[recorder]
+    )
     try:
         address = root.address("h")
         address.tell("crash")
@@ -140,29 +149,38 @@ def test_one_for_all_stops_and_restarts_hosted_siblings_in_order() -> None:
     log: list[str] = []
     recorder = Recorder()
     specs = [ChildSpec(id=name, start=lambda name=name: Hosted(log, name)) for name in "abc"]
-    root = start_supervisor(SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=3,
-                                            within=60), specs, observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=3, within=60),
+        specs,
+        observers=[recorder],
+    )
     try:
         log.clear()
         root.address("b").tell("crash")
         recorder.wait_for(EventKind.RESTARTED, "/root/c")
         assert log == ["stop c", "stop a", "start a", "start b", "start c"]
-        kinds = {(e.path, e.reason.kind) for e in recorder.of(EventKind.EXITED)
-                 if e.reason is not None}
-        assert kinds == {("/root/b", ExitKind.CRASH), ("/root/a", ExitKind.SHUTDOWN),
-                         ("/root/c", ExitKind.SHUTDOWN)}
+        kinds = {
+            (e.path, e.reason.kind) for e in recorder.of(EventKind.EXITED) if e.reason is not None
+        }
+        assert kinds == {
+            ("/root/b", ExitKind.CRASH),
+            ("/root/a", ExitKind.SHUTDOWN),
+            ("/root/c", ExitKind.SHUTDOWN),
+        }
     finally:
         root.stop(timeout=WAIT)
 
 
 def test_a_start_failure_is_a_start_failure() -> None:
     recorder = Recorder()
-    root = start_supervisor(SupervisorFlags(max_restarts=1, within=60),
-                            [ChildSpec(id="ok", start=Hosted)], observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(max_restarts=1, within=60),
+        [ChildSpec(id="ok", start=Hosted)],
+        observers=[recorder],
+    )
     try:
         with pytest.raises(Exception, match="no start"):
-            root.start_child(ChildSpec(id="bad", start=FailsToStart,
-                                       restart=Restart.TEMPORARY))
+            root.start_child(ChildSpec(id="bad", start=FailsToStart, restart=Restart.TEMPORARY))
         assert [c.id for c in root.which_children()] == ["ok"]
         assert root.is_alive()
     finally:
@@ -173,8 +191,10 @@ def _terminate(cls: type[Worker], shutdown: float) -> tuple[Any, ...]:
     log: list[str] = []
     recorder = Recorder()
     root = start_supervisor(
-        SupervisorFlags(), [ChildSpec(id="h", start=lambda: cls(log), shutdown=shutdown)],
-        observers=[recorder])
+        SupervisorFlags(),
+        [ChildSpec(id="h", start=lambda: cls(log), shutdown=shutdown)],
+        observers=[recorder],
+    )
     try:
         (info,) = root.which_children()
         assert info.ref is not None
@@ -184,8 +204,12 @@ def _terminate(cls: type[Worker], shutdown: float) -> tuple[Any, ...]:
         (exit_,) = recorder.of(EventKind.EXITED, "/root/h")
         assert exit_.reason is not None
         assert not info.ref.is_alive()
-        return (exit_.reason.kind, [d.reason.kind for d in downs], log,
-                recorder.of(EventKind.ABANDONED))
+        return (
+            exit_.reason.kind,
+            [d.reason.kind for d in downs],
+            log,
+            recorder.of(EventKind.ABANDONED),
+        )
     finally:
         root.stop(timeout=WAIT)
 
@@ -202,9 +226,11 @@ def test_terminate_child_stops_it_as_it_stops_a_threaded_child(shutdown: float) 
 
 def test_a_hosted_child_that_stops_itself_exits_normally_and_transient_stays_down() -> None:
     recorder = Recorder()
-    root = start_supervisor(SupervisorFlags(),
-                            [ChildSpec(id="h", start=Hosted, restart=Restart.TRANSIENT)],
-                            observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(),
+        [ChildSpec(id="h", start=Hosted, restart=Restart.TRANSIENT)],
+        observers=[recorder],
+    )
     try:
         root.address("h").tell("exit")
         (exit_,) = recorder.wait_for(EventKind.EXITED, "/root/h")
@@ -216,8 +242,9 @@ def test_a_hosted_child_that_stops_itself_exits_normally_and_transient_stays_dow
 
 def test_stopping_the_tree_stops_hosted_children_in_reverse_order() -> None:
     log: list[str] = []
-    root = start_supervisor(SupervisorFlags(),
-                            [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "abc"])
+    root = start_supervisor(
+        SupervisorFlags(), [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "abc"]
+    )
     refs = [c.ref for c in root.which_children()]
     reason = root.stop(timeout=WAIT)
     assert reason is not None and reason.kind is ExitKind.NORMAL
@@ -240,8 +267,9 @@ def test_a_crashed_hosted_incarnation_is_freed_at_once_without_the_garbage_colle
     import weakref
 
     recorder = Recorder()
-    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=Hosted)],
-                            observers=[recorder])
+    root = start_supervisor(
+        SupervisorFlags(), [ChildSpec(id="h", start=Hosted)], observers=[recorder]
+    )
     gc.disable()
     try:
         (info,) = root.which_children()
@@ -255,3 +283,106 @@ def test_a_crashed_hosted_incarnation_is_freed_at_once_without_the_garbage_colle
     finally:
         gc.enable()
         root.stop(timeout=WAIT)
+
+
+# -- hosted supervisors: a subtree on one thread ---------------------------------
+
+
+class HostedSupervisor(Supervisor):
+    """A supervisor that runs on its own supervisor's thread, as a workflow's tasks do."""
+
+    hosted = True
+
+
+def _hosted_subtree(log: list[str], strategy: Strategy = Strategy.ONE_FOR_ONE) -> ChildSpec:
+    children = [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "ab"]
+    flags = SupervisorFlags(strategy=strategy, max_restarts=3, within=60)
+    return ChildSpec(
+        id="sub", start=lambda: HostedSupervisor(flags, children), type=ChildType.SUPERVISOR
+    )
+
+
+def test_a_hosted_supervisor_and_its_hosted_children_all_run_on_the_roots_thread() -> None:
+    before = threading.active_count()
+    second = attrs.evolve(_hosted_subtree([]), id="sub2")
+    root = start_supervisor(SupervisorFlags(), [_hosted_subtree([]), second])
+    try:
+        assert threading.active_count() == before + 1, "only the root's thread"
+        for sub in ("sub", "sub2"):
+            names = {
+                root.child_supervisor(sub).address(n).ask("thread", timeout=WAIT) for n in "ab"
+            }
+            assert names == {"noetl/root"}
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_hosted_supervisor_restarts_its_crashed_child_under_its_own_policy() -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    root = start_supervisor(
+        SupervisorFlags(), [_hosted_subtree(log, Strategy.ONE_FOR_ALL)], observers=[recorder]
+    )
+    try:
+        sub = root.child_supervisor("sub")
+        log.clear()
+        sub.address("b").tell("crash")
+        recorder.wait_for(EventKind.RESTARTED, "/root/sub/b")
+        assert log == ["stop a", "start a", "start b"]
+        assert sub.count_children().active == 2
+        assert not recorder.of(EventKind.EXITED, "/root/sub"), "the crash stayed under sub"
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_hosted_supervisor_that_gives_up_is_restarted_with_its_children() -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    children = [ChildSpec(id="a", start=lambda: Hosted(log, "a"))]
+    flags = SupervisorFlags(max_restarts=0, within=60)
+    spec = ChildSpec(
+        id="sub", start=lambda: HostedSupervisor(flags, children), type=ChildType.SUPERVISOR
+    )
+    root = start_supervisor(
+        SupervisorFlags(max_restarts=3, within=60), [spec], observers=[recorder]
+    )
+    try:
+        root.child_supervisor("sub").address("a").tell("crash")
+        recorder.wait_for(EventKind.RESTARTED, "/root/sub")
+        (gave_up,) = recorder.of(EventKind.EXITED, "/root/sub")
+        assert gave_up.reason is not None and gave_up.reason.kind is ExitKind.GAVE_UP
+        assert root.child_supervisor("sub").address("a").ask("ping", timeout=WAIT)
+        assert log == ["start a", "start a"]
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_snapshot_shows_a_hosted_supervisors_children_without_waiting_for_it() -> None:
+    root = start_supervisor(SupervisorFlags(), [_hosted_subtree([])])
+    try:
+        began = time.monotonic()
+        picture = root.snapshot()
+        assert time.monotonic() - began < 1.0, "the root waited for its own thread"
+        (sub,) = picture["children"]
+        assert "unresponsive" not in sub
+        assert [child["id"] for child in sub["children"]] == ["a", "b"]
+        assert {child["state"] for child in sub["children"]} == {"running"}
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_stopping_and_killing_reach_the_children_of_a_hosted_supervisor() -> None:
+    log: list[str] = []
+    root = start_supervisor(SupervisorFlags(), [_hosted_subtree(log)])
+    reason = root.stop(timeout=WAIT)
+    assert reason is not None and reason.kind is ExitKind.NORMAL
+    assert log[-2:] == ["stop b", "stop a"]
+
+    root = start_supervisor(SupervisorFlags(), [_hosted_subtree([])])
+    sub = root.child_supervisor("sub")
+    (info, _) = sub.which_children()
+    assert info.ref is not None
+    grandchild = _actor(info.ref)
+    root._supervisor._kill()
+    assert root.wait(WAIT) is not None
+    assert grandchild.exit_reason is not None and grandchild.exit_reason.kind is ExitKind.KILLED

@@ -130,7 +130,7 @@ def remote_steps(
 class RemoteStepActor(SupervisedActor):
     """One attempt of one step, run by whichever worker of its plugin takes it.
 
-    Hosted: it runs on its task's thread (no thread of its own). Every handler
+    Hosted: it runs on its task's thread, its workflow's (no thread of its own). Every handler
     returns at once: it renders, publishes and arms timers, and waits for
     its worker's events as messages.
     """

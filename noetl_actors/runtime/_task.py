@@ -44,7 +44,7 @@ __all__ = ["AttemptCounter", "TaskDone", "TaskSupervisor"]
 class AttemptCounter:
     """Attempt numbers per step of one workflow run, from 1, across task restarts.
 
-    Owned by the workflow, used by its tasks (on their own threads): an
+    Owned by the workflow, used by its tasks (on its thread, or their own): an
     attempt's id must never repeat, or a worker would take a new attempt for
     one it already ran.
     """
@@ -72,7 +72,14 @@ class TaskDone:
 
 
 class TaskSupervisor(Supervisor):
-    """Supervises the steps of one task of one workflow."""
+    """Supervises the steps of one task of one workflow.
+
+    Hosted: every task of a workflow runs on the workflow's thread, with its
+    (hosted) steps. A thread per task cost a context switch per message, and
+    with fifty tasks most of the CPU went to switching between them.
+    """
+
+    hosted = True
 
     def __init__(
         self,

@@ -333,9 +333,13 @@ class SupervisedActor(pykka.ThreadingActor):
                 return
         inbox.repost()
 
-    def _on_host_thread(self) -> bool:
+    def _runner_thread(self) -> threading.Thread | None:
+        """The thread that runs this actor: its own, or (hosted) its host's."""
         host = self._host
-        return host is not None and host._thread is threading.current_thread()
+        return self._thread if host is None else host._runner_thread()
+
+    def _on_host_thread(self) -> bool:
+        return self._host is not None and self._runner_thread() is threading.current_thread()
 
     def _teardown(self, reason: ExitReason, exc_info: Any) -> None:
         pykka.ActorRegistry.unregister(self.actor_ref)

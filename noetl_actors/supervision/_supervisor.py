@@ -174,14 +174,9 @@ class Supervisor(SupervisedActor):
 
     Build it with `start_supervisor()` (a root) or put it under another
     supervisor with `supervisor_spec()`; talk to it through `SupervisorRef`.
-    It runs its `hosted` children on its own thread (docs/supervision.md).
+    It runs its `hosted` children on its own thread (docs/supervision.md);
+    a hosted supervisor runs, with them, on its own supervisor's thread.
     """
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.hosted:
-            raise TypeError(f"{cls.__name__}: a supervisor cannot be hosted: it waits "
-                            f"for its children, and would wait for its own thread")
 
     def __init__(
         self,
@@ -609,13 +604,16 @@ class Supervisor(SupervisedActor):
         shows as ``unresponsive`` without hiding its healthy parents.
         """
         deadline = time.monotonic() + budget
-        asks = {
-            child.id: child.actor.actor_ref.ask(
-                _Call(Supervisor.snapshot, (budget / 2,)), block=False
-            )
-            for child in self._children.values()
-            if isinstance(child.actor, Supervisor)
-        }
+        asks: dict[str, pykka.Future[Any] | dict[str, Any]] = {}
+        for child in self._children.values():
+            actor = child.actor
+            if not isinstance(actor, Supervisor):
+                continue
+            if actor._on_host_thread():  # hosted here: asking it would wait for this thread
+                asks[child.id] = actor.snapshot(budget / 2)
+            else:
+                asks[child.id] = actor.actor_ref.ask(
+                    _Call(Supervisor.snapshot, (budget / 2,)), block=False)
         now = self.context.clock.now()
         within = self.flags.within
         children: list[dict[str, Any]] = []
@@ -685,10 +683,11 @@ def _restarts(count: int) -> str:
     return f"{count} restart" if count == 1 else f"{count} restarts"
 
 
-def _subtree(future: pykka.Future[Any], deadline: float) -> dict[str, Any]:
+def _subtree(answer: pykka.Future[Any] | dict[str, Any], deadline: float) -> dict[str, Any]:
     """A child supervisor's strategy, intensity and children, or `unresponsive`."""
     try:
-        picture = future.get(timeout=max(deadline - time.monotonic(), 0))
+        picture = answer if isinstance(answer, dict) else answer.get(
+            timeout=max(deadline - time.monotonic(), 0))
     except (pykka.Timeout, pykka.ActorDeadError):
         return {"unresponsive": True, "children": []}
     if isinstance(picture, _Refused):
