@@ -31,9 +31,10 @@ class FakeBridge:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.published: list[tuple[str, dict[str, Any]]] = []
+        self.on_loop: dict[str, Callable[[Delivery], bool] | None] = {}
 
-    def subscribe(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
+    def subscribe(self, subject: str, *_args: Any, **kwargs: Any) -> None:
+        self.on_loop[subject] = kwargs.get("on_loop")
 
     def publish(self, subject: str, data: dict[str, Any]) -> None:
         with self._lock:
@@ -88,10 +89,11 @@ def clock() -> ManualClock:
 
 
 def start_worker(runner: FakeRunner, clock: ManualClock, bridge: FakeBridge,
+                 plugin: PluginInfo | None = None, claims: Any = None,
                  **kwargs: Any) -> Any:
     return PluginWorker.start(
-        PluginInfo(name="echo"), bridge=bridge, runners={"inproc": runner},
-        claims=LocalClaims(), clock=clock, heartbeat=HEARTBEAT, **kwargs)
+        plugin or PluginInfo(name="echo"), bridge=bridge, runners={"inproc": runner},
+        claims=claims or LocalClaims(), clock=clock, heartbeat=HEARTBEAT, **kwargs)
 
 
 def send(worker: Any, cmd: Command) -> None:
@@ -205,3 +207,53 @@ def test_records_carry_every_field_and_come_back_equal() -> None:
                                **attrs.asdict(event, value_serializer=lambda _i, _a, v:
                                               v.value if isinstance(v, EventStatus) else v)}
     assert Event.from_data(event.to_data()) == event
+
+
+class RemoteClaims(LocalClaims):
+    """Claims as `BucketClaims` makes them: over the network (never on the loop)."""
+
+    local = False
+
+
+def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
+    clock: ManualClock,
+) -> None:
+    bridge = FakeBridge()
+    runner = FakeRunner(instant=True)
+    worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True))
+    try:
+        on_loop = bridge.on_loop["command.echo.>"]
+        assert on_loop is not None
+        cmd = command(1)
+        delivery = Delivery(subject=cmd.subject, data=cmd.to_data())
+
+        assert on_loop(delivery) is True
+        assert bridge.statuses(cmd.id) == ["succeeded"], "sent on the caller's thread"
+        assert on_loop(delivery) is True, "delivered again: taken, and not run again"
+        assert bridge.statuses(cmd.id) == ["succeeded"]
+        assert list(runner.handles) == [cmd.id]
+
+        other = Command(workflow_id="wf-1", task="t", step="p", attempt=1, plugin="echo",
+                        input={}, runner="process", heartbeat=HEARTBEAT)
+        assert on_loop(Delivery(subject=other.subject, data=other.to_data())) is False
+        assert on_loop(Delivery(subject=cmd.subject, data={"not": "a command"})) is False
+        assert bridge.statuses(other.id) == []
+    finally:
+        worker.stop()
+
+
+@pytest.mark.parametrize("instant, claims", [(False, LocalClaims()), (True, RemoteClaims())])
+def test_commands_that_may_block_go_to_the_workers_thread(
+    clock: ManualClock, instant: bool, claims: LocalClaims
+) -> None:
+    bridge = FakeBridge()
+    worker = start_worker(FakeRunner(instant=instant), clock, bridge,
+                          plugin=PluginInfo(name="echo", instant=instant), claims=claims)
+    try:
+        assert bridge.on_loop["command.echo.>"] is None
+        cmd = command(1)
+        send(worker, cmd)
+        if instant:
+            wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+    finally:
+        worker.stop()

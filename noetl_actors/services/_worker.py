@@ -27,7 +27,14 @@ import attrs
 
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
-from noetl_actors.runners import Attempt, Outcome, PluginInfo, Runner, RunningAttempt
+from noetl_actors.runners import (
+    Attempt,
+    InprocRunner,
+    Outcome,
+    PluginInfo,
+    Runner,
+    RunningAttempt,
+)
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
@@ -36,6 +43,8 @@ __all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWork
 CLAIMS_BUCKET = "noetl-claims"
 CLAIMS_TTL = 24 * 3600.0
 """Seconds a claim is kept: far longer than a command is ever sent again."""
+
+INPROC = InprocRunner.name
 
 ANNOUNCE_AFTER = 0.05
 """Seconds an attempt runs before its worker says `started` (at most half a heartbeat).
@@ -50,6 +59,9 @@ logger = logging.getLogger("noetl_actors.services")
 class Claims(Protocol):
     """Who runs which attempt: `claim(id)` is True for exactly one caller per id."""
 
+    local: bool
+    """True when `claim` answers without I/O (it may run on the bridge's loop thread)."""
+
     def claim(self, command_id: str) -> bool: ...
 
 
@@ -59,6 +71,8 @@ class LocalClaims:
     Enough while every worker of the node's NATS is in this process (an
     embedded server); with other workers about, use `BucketClaims`.
     """
+
+    local = True
 
     def __init__(self, size: int = 100_000) -> None:
         self._size = size
@@ -78,6 +92,8 @@ class LocalClaims:
 class BucketClaims:
     """Claims kept in a JetStream key-value bucket: one owner per attempt across every
     worker on this NATS, whatever process or node it runs in. One round trip each."""
+
+    local = False
 
     def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET) -> None:
         self._bridge = bridge
@@ -148,7 +164,9 @@ class PluginWorker(SupervisedActor):
     def on_start(self) -> None:
         self.name = f"{socket.gethostname()}{self.path}"
         prefix = f"command.{self.plugin.name}.>"
-        self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}")
+        on_loop = self._run_on_loop if self._runs_on_loop() else None
+        self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}",
+                               on_loop=on_loop)
         self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
 
     def on_receive(self, message: Any) -> Any:
@@ -189,7 +207,37 @@ class PluginWorker(SupervisedActor):
             return
         self._run(command, accepted=False)
 
-    def _run(self, command: Command, *, accepted: bool) -> None:
+    # -- instant plugins, on the bridge's loop ------------------------------------
+
+    def _runs_on_loop(self) -> bool:
+        return self.plugin.instant and self._claims.local and INPROC in self._runners
+
+    def _run_on_loop(self, delivery: Delivery) -> bool:
+        """Run an instant plugin's command on the bridge's loop thread; False: not one.
+
+        An `instant` plugin on the inproc runner, claimed in process, ends
+        within microseconds and waits on nothing: run where the command
+        arrives, its event leaves in the same loop iteration, with no hop to
+        this worker's thread and back (in a sequence of steps, the largest
+        part of a step's latency). It touches nothing the worker's own thread
+        changes (`_running`, `_waiting`), so the two never race.
+        """
+        try:
+            command = Command.from_data(delivery.data)
+        except MalformedMessage:
+            return False  # the worker says why
+        if (command.runner or self.plugin.runner) != INPROC:
+            return False
+        if self._claims.claim(command.id):
+            running = self._start(command)
+            if running is not None:
+                running.add_done_callback(lambda outcome: self._report(command, outcome))
+        return True
+
+    # -- running -------------------------------------------------------------------
+
+    def _start(self, command: Command) -> RunningAttempt | None:
+        """Start the attempt with the runner it asks for; None (and `failed` sent) if none can."""
         mode = command.runner or self.plugin.runner
         runner = self._runners.get(mode)
         attempt = Attempt(
@@ -200,10 +248,15 @@ class PluginWorker(SupervisedActor):
         try:
             if runner is None:
                 raise ValueError(f"this node has no {mode} runner")
-            running = runner.start(self.plugin, attempt)
+            return runner.start(self.plugin, attempt)
         except (ValueError, RuntimeError) as error:
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error}")
+            return None
+
+    def _run(self, command: Command, *, accepted: bool) -> None:
+        running = self._start(command)
+        if running is None:
             return
         outcome = running.wait(0)
         if outcome is not None:  # it ended in start() (an instant plugin): no hop
@@ -217,13 +270,16 @@ class PluginWorker(SupervisedActor):
 
     def _finish(self, command: Command, outcome: Outcome) -> None:
         self._running.pop(command.id, None)
+        self._report(command, outcome)
+        while self._waiting and len(self._running) < self._max_in_flight:
+            self._run(self._waiting.popleft(), accepted=True)
+
+    def _report(self, command: Command, outcome: Outcome) -> None:
         if outcome.ok:
             self._send(command, EventStatus.SUCCEEDED, output=outcome.output)
         else:
             self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
                        error_message=outcome.message)
-        while self._waiting and len(self._running) < self._max_in_flight:
-            self._run(self._waiting.popleft(), accepted=True)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
