@@ -222,6 +222,7 @@ def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
     runner = FakeRunner(instant=True)
     worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True))
     try:
+        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
         on_loop = bridge.on_loop["command.echo.>"]
         assert on_loop is not None
         cmd = command(1)
@@ -250,6 +251,7 @@ def test_commands_that_may_block_go_to_the_workers_thread(
     worker = start_worker(FakeRunner(instant=instant), clock, bridge,
                           plugin=PluginInfo(name="echo", instant=instant), claims=claims)
     try:
+        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
         assert bridge.on_loop["command.echo.>"] is None
         cmd = command(1)
         send(worker, cmd)
