@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import inspect
 import json
 import queue
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import nats
+import nats.aio.client
 import pykka
 import pytest
 
@@ -29,7 +31,7 @@ from noetl_actors.bridge import (
     PubAck,
     encode,
 )
-from noetl_actors.bridge._connection import Connection, _writable
+from noetl_actors.bridge._connection import Connection, _Client, _writable
 from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
 from noetl_actors.supervision import (
     Backoff,
@@ -272,6 +274,28 @@ class TestCoreNats:
                 assert [d.data["i"] for d in got if d.subject == f"ordered.{t}"] == list(range(100))
             assert all(d.headers.get("Nth") == str(d.data["i"]) for d in got
                        if d.data["i"] % 10 == 0)
+
+    def test_the_installed_nats_py_lets_messages_be_handed_over_where_they_are_read(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        # Connection's client overrides nats-py's private Client._process_msg;
+        # if an upgrade changes its signature, messages would stop arriving.
+        ours = inspect.signature(_Client._process_msg).parameters
+        theirs = inspect.signature(nats.aio.client.Client._process_msg).parameters
+        assert list(ours) == list(theirs)
+        connection = Connection(ConnectOptions(servers=nats_server.url)).open()
+        got: queue.Queue[tuple[str, str]] = queue.Queue()
+        try:
+            live = connection.call(connection.subscribe(
+                "direct.>", "", lambda msg: got.put((msg.subject, threading.current_thread().name))
+            ), timeout=WAIT)
+            assert live._id in connection.client.handlers
+            connection.publish_nowait("direct.one", b"{}")
+            assert got.get(timeout=WAIT) == ("direct.one", "noetl-nats-loop")
+            connection.call(connection.unsubscribe(live), timeout=WAIT)
+            assert live._id not in connection.client.handlers
+        finally:
+            connection.close()
 
     def test_the_installed_nats_py_lets_publishes_be_written_straight_to_the_socket(
         self, nats_server: EmbeddedNatsServer

@@ -340,9 +340,8 @@ class Bridge:
             return
         if subscription.stream is None:
             handler = functools.partial(self._on_message, connection, subscription)
-            live: Any = await connection.client.subscribe(
-                subscription.subject, queue=subscription.queue or "", cb=handler
-            )
+            live: Any = await connection.subscribe(
+                subscription.subject, subscription.queue or "", handler)
             await connection.client.flush()
         else:
             pull = await self._bind_consumer(connection, subscription)
@@ -364,13 +363,11 @@ class Bridge:
             if isinstance(live, asyncio.Task):
                 connection.loop.call_soon_threadsafe(live.cancel)
             else:
-                connection.submit(live.unsubscribe()).add_done_callback(_log_failure)
+                connection.submit(connection.unsubscribe(live)).add_done_callback(_log_failure)
         except RuntimeError:
             pass  # the loop closed meanwhile: the server dropped it with the connection
 
-    async def _on_message(
-        self, connection: Connection, subscription: Subscription, msg: Msg
-    ) -> None:
+    def _on_message(self, connection: Connection, subscription: Subscription, msg: Msg) -> None:
         data = self._decode_or_dead_letter(connection, msg, subscription.answer_malformed)
         if data is not None:
             self._tell(subscription, Delivery(

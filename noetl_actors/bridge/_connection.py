@@ -18,9 +18,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats
+import nats.aio.subscription
 import nats.errors
 import nats.js
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.protocol.command import pub_cmd
 
 from noetl_actors.bridge._errors import translate
@@ -34,6 +36,39 @@ logger = logging.getLogger("noetl_actors.bridge")
 T = TypeVar("T")
 
 Outgoing = tuple[str, bytes, dict[str, str] | None]
+
+
+class _Client(Client):
+    """nats-py's client, handing the messages of some subscriptions straight to a callback.
+
+    nats-py puts each message in its subscription's queue, and the
+    subscription's own task takes it out on a later loop iteration: one
+    iteration, a queue and a task switch per message, ~100 us of a step on
+    the 2-core box (bench/README.md). A subscription made with
+    `Connection.subscribe` has its handler called right where the reader
+    task parsed the message. This overrides one private method of nats-py's
+    Client (`_process_msg(sid, subject, reply, data, headers)`);
+    tests/test_bridge.py fails if an upgrade changes it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers: dict[int, Callable[[Msg], None]] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self.handlers.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        self.stats["in_msgs"] += 1
+        self.stats["in_bytes"] += len(data)
+        msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
+        try:
+            handler(msg)
+        except Exception:  # never into nats-py's reader: it would drop the connection
+            logger.exception("the handler of a message on %s failed", msg.subject)
 
 
 class Connection:
@@ -58,7 +93,7 @@ class Connection:
         self._on_lost = on_lost
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="noetl-nats-loop", daemon=True)
-        self._client: Client | None = None
+        self._client: _Client | None = None
         self._js: nats.js.JetStreamContext | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: deque[Outgoing] = deque()
@@ -122,7 +157,7 @@ class Connection:
             self._on_lost(why)
 
     async def _connect(self) -> None:
-        client = Client()
+        client = _Client()
         refused = asyncio.get_running_loop().create_future()
 
         async def on_error(error: Exception) -> None:
@@ -190,7 +225,7 @@ class Connection:
     # -- running things on the loop -------------------------------------------
 
     @property
-    def client(self) -> Client:
+    def client(self) -> _Client:
         assert self._client is not None, "not connected"
         return self._client
 
@@ -198,6 +233,25 @@ class Connection:
     def js(self) -> nats.js.JetStreamContext:
         assert self._js is not None, "not connected"
         return self._js
+
+    async def subscribe(
+        self, subject: str, queue: str, handler: Callable[[Msg], None]
+    ) -> nats.aio.subscription.Subscription:
+        """Subscribe; `handler(msg)` is called on the loop as each message is read."""
+
+        async def fallback(msg: Msg) -> None:  # only if one came before the handler was set
+            handler(msg)
+
+        client = self.client
+        subscription = await client.subscribe(subject, queue=queue, cb=fallback)
+        # Set before this coroutine yields: the server cannot have sent a message
+        # for the subscription yet (its SUB is written on the loop's next turn).
+        client.handlers[subscription._id] = handler
+        return subscription
+
+    async def unsubscribe(self, subscription: nats.aio.subscription.Subscription) -> None:
+        self.client.handlers.pop(subscription._id, None)
+        await subscription.unsubscribe()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `coroutine` on the loop; from any thread except the loop's."""
