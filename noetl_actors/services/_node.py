@@ -206,7 +206,7 @@ class Node:
                 supervisor_spec("workflows", config.workflows.flags, [],
                                 shutdown=config.workflows.shutdown),
             ]
-            self._root = start_supervisor(config.root, parts, id=self.name,
+            self._root = start_supervisor(config.root, parts, id=self.name, clock=self._clock,
                                           observers=[*self._observers, self._on_lifecycle])
             self._wait_connected(options)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
@@ -275,9 +275,9 @@ class Node:
         assert self.bridge is not None, "the node is not started"
         workflow_id = workflow_id or new_workflow_id()
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
-        router = subscribe_router(self.bridge, workflow_id, listener=report.on_event)
-        steps = remote_steps(self.bridge, workflow_id=workflow_id, heartbeat=self.heartbeat,
-                             router=router)
+        router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
+                                  heartbeat=self.heartbeat, listener=report.on_event)
+        steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router)
         spec = ChildSpec(
             id=workflow_id,
             start=functools.partial(WorkflowSupervisor, playbook, steps=steps,
