@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -287,8 +288,9 @@ class Connection:
     ) -> None:
         """Queue a core-NATS publish; never waits on the network. Thread-safe.
 
-        On the loop's own thread the publish is written at once; from another
-        thread, in the loop's next iteration, batched with any that follow.
+        It is written in the loop's next iteration, batched with any that
+        follow until then (one write for a burst: on the loop's own thread,
+        the events of every command one read brought in).
         """
         with self._outbox_lock:
             self._outbox.append((subject, payload, headers))
@@ -296,7 +298,7 @@ class Connection:
                 return
             self._outbox_scheduled = True
         if threading.current_thread() is self._thread:
-            self._write_outbox()
+            self.loop.call_soon(self._write_outbox)
         else:
             self.loop.call_soon_threadsafe(self._write_outbox)
 
@@ -363,10 +365,12 @@ def _writable(client: Client, batch: list[Outgoing]) -> bool:
         return False
     limit = client.max_payload
     return all(
-        not headers and subject and not any(c.isspace() for c in subject)
-        and len(payload) <= limit
+        not headers and subject and not _SPACE.search(subject) and len(payload) <= limit
         for subject, payload, headers in batch
     )
+
+
+_SPACE = re.compile(r"\s")
 
 
 def _is_auth_error(error: BaseException) -> bool:
