@@ -275,6 +275,33 @@ class TestCoreNats:
             assert all(d.headers.get("Nth") == str(d.data["i"]) for d in got
                        if d.data["i"] % 10 == 0)
 
+    def test_a_thread_keeps_its_order_while_nats_py_holds_a_full_buffer(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        # A message with headers sends its batch through nats-py's publish(); past
+        # its 2 MB buffer that waits, and what is published meanwhile must queue
+        # behind it, not be written straight to the socket ahead of it.
+        receiver = Connection(ConnectOptions(servers=nats_server.url)).open()
+        sender = Connection(ConnectOptions(servers=nats_server.url)).open()
+        got: queue.Queue[int] = queue.Queue()
+        try:
+            receiver.call(receiver.subscribe(
+                "order.>", "", lambda msg: got.put(int(msg.subject.rsplit(".", 1)[1]))
+            ), timeout=WAIT)
+            sent = 0
+            sender.publish_nowait(f"order.{sent}", b"{}", {"Kind": "first"})
+            for sent in range(1, 16):
+                sender.publish_nowait(f"order.{sent}", b"x" * 200_000)
+            for sent in range(16, 400):
+                sender.publish_nowait(f"order.{sent}", b"{}")
+                time.sleep(0.0002)
+
+            order = [got.get(timeout=WAIT) for _ in range(sent + 1)]
+            assert order == list(range(sent + 1))
+        finally:
+            sender.close()
+            receiver.close()
+
     def test_the_installed_nats_py_lets_messages_be_handed_over_where_they_are_read(
         self, nats_server: EmbeddedNatsServer
     ) -> None:

@@ -243,6 +243,31 @@ def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
         worker.stop()
 
 
+class BrokenRunner(FakeRunner):
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        raise TypeError("a bug in the runner")
+
+
+def test_a_claimed_command_that_cannot_start_on_the_loop_fails_its_step_at_once(
+    clock: ManualClock,
+) -> None:
+    # Claimed, it would be dropped by the worker's thread (claimed already): say so.
+    bridge = FakeBridge()
+    worker = start_worker(BrokenRunner(instant=True), clock, bridge,
+                          plugin=PluginInfo(name="echo", instant=True))
+    try:
+        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
+        on_loop = bridge.on_loop["command.echo.>"]
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(Delivery(subject=cmd.subject, data=cmd.to_data())) is True
+        assert bridge.statuses(cmd.id) == ["failed"]
+        (_, event), = [p for p in bridge.published if p[1].get("command_id") == cmd.id]
+        assert event["error_type"] == "crash" and "a bug in the runner" in event["error_message"]
+    finally:
+        worker.stop()
+
+
 @pytest.mark.parametrize("instant, claims", [(False, LocalClaims()), (True, RemoteClaims())])
 def test_commands_that_may_block_go_to_the_workers_thread(
     clock: ManualClock, instant: bool, claims: LocalClaims

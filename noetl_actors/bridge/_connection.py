@@ -347,16 +347,25 @@ class Connection:
             await self._flush_outbox()
 
     async def _flush_outbox(self) -> None:
-        with self._outbox_lock:
-            batch = list(self._outbox)
-            self._outbox.clear()
-            self._outbox_scheduled = False
+        """Publish the outbox through nats-py's `publish()`, until it is empty.
+
+        The outbox stays "scheduled" until then: a publish made meanwhile (while
+        nats-py's buffer is full, `publish()` waits) joins it, and is never
+        written straight to the socket ahead of what is still queued here.
+        """
         client = self.client
-        for subject, payload, headers in batch:
-            try:
-                await client.publish(subject, payload, headers=headers)
-            except Exception:
-                logger.warning("publish to %s failed", subject, exc_info=True)
+        while True:
+            with self._outbox_lock:
+                batch = list(self._outbox)
+                self._outbox.clear()
+                if not batch:
+                    self._outbox_scheduled = False
+                    return
+            for subject, payload, headers in batch:
+                try:
+                    await client.publish(subject, payload, headers=headers)
+                except Exception:
+                    logger.warning("publish to %s failed", subject, exc_info=True)
 
 
 def _writable(client: Client, batch: list[Outgoing]) -> bool:

@@ -27,7 +27,14 @@ from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, 
 from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
-__all__ = ["EventRouter", "RemoteStepActor", "WorkerLost", "remote_steps", "subscribe_router"]
+__all__ = [
+    "EventRouter",
+    "RemoteStepActor",
+    "RouterClosed",
+    "WorkerLost",
+    "remote_steps",
+    "subscribe_router",
+]
 
 logger = logging.getLogger("noetl_actors.runtime")
 
@@ -44,6 +51,12 @@ claim keeps others from taking it: only a new attempt can run."""
 
 class WorkerLost(NoetlError):
     """The worker running an attempt fell silent (error type ``crash``)."""
+
+    error_type = "crash"
+
+
+class RouterClosed(NoetlError):
+    """A step started after its workflow's router was closed (error type ``crash``)."""
 
     error_type = "crash"
 
@@ -89,9 +102,18 @@ class EventRouter:
         self.subscription: Subscription | None = None
 
     def register(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
+        """Send `ref` the events of `step_id`, and ticks.
+
+        Raises:
+            RouterClosed: the workflow's run was given up (its step would hear
+                nothing, not even ticks, and wait for ever).
+        """
         with self._lock:
+            if self._closed:
+                raise RouterClosed(f"the event router of step {step_id!r} is closed: "
+                                   f"its workflow's run was given up")
             self._steps[step_id] = ref
-            if self._timer is None and not self._closed:
+            if self._timer is None:
                 self._timer = self._clock.call_later(self.heartbeat / 2, self._tick)
 
     def _tick(self) -> None:

@@ -226,12 +226,19 @@ class PluginWorker(SupervisedActor):
             command = Command.from_data(delivery.data)
         except MalformedMessage:
             return False  # the worker says why
-        if (command.runner or self.plugin.runner) != INPROC:
+        if (command.runner or self.plugin.runner) != INPROC or not self.actor_ref.is_alive():
             return False
-        if self._claims.claim(command.id):
+        if not self._claims.claim(command.id):
+            return True  # sent or delivered again: whoever claimed it runs it
+        try:
             running = self._start(command)
-            if running is not None:
-                running.add_done_callback(lambda outcome: self._report(command, outcome))
+        except Exception as error:  # claimed: the worker's thread would drop it; say so
+            logger.exception("%s: could not run %s", self.path, command.id)
+            self._send(command, EventStatus.FAILED, error_type="crash",
+                       error_message=f"could not start: {error!r}")
+            return True
+        if running is not None:
+            running.add_done_callback(lambda outcome: self._report(command, outcome))
         return True
 
     # -- running -------------------------------------------------------------------
