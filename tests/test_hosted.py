@@ -69,9 +69,8 @@ def _actor(ref: pykka.ActorRef[Any]) -> Any:
 
 def test_a_hosted_child_runs_on_its_supervisors_thread_and_starts_none() -> None:
     before = threading.active_count()
-    root = start_supervisor(
-        SupervisorFlags(), [ChildSpec(id=f"h{n}", start=Hosted) for n in range(20)]
-    )
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id=f"h{n}", start=Hosted)
+                                                for n in range(20)])
     try:
         assert threading.active_count() == before + 1, "only the supervisor's thread"
         names = {root.address(f"h{n}").ask("thread", timeout=WAIT) for n in range(20)}
@@ -108,11 +107,8 @@ def test_messages_are_handled_in_order_including_those_it_tells_itself() -> None
 
 def test_a_crash_is_seen_with_its_reason_and_restarted_and_the_ask_gets_the_error() -> None:
     recorder = Recorder()
-    root = start_supervisor(
-        SupervisorFlags(max_restarts=3, within=60),
-        [ChildSpec(id="h", start=Hosted)],
-        observers=[recorder],
-    )
+    root = start_supervisor(SupervisorFlags(max_restarts=3, within=60),
+                            [ChildSpec(id="h", start=Hosted)], observers=[recorder])
     try:
         address = root.address("h")
         first = address.ask("ping", timeout=WAIT)
@@ -130,9 +126,8 @@ def test_a_crash_is_seen_with_its_reason_and_restarted_and_the_ask_gets_the_erro
 def test_messages_behind_the_crash_wait_for_the_next_incarnation() -> None:
     log: list[str] = []
     recorder = Recorder()
-    root = start_supervisor(
-        SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))], observers=[recorder]
-    )
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=lambda: Hosted(log))],
+                            observers=[recorder])
     try:
         address = root.address("h")
         address.tell("crash")
@@ -149,38 +144,29 @@ def test_one_for_all_stops_and_restarts_hosted_siblings_in_order() -> None:
     log: list[str] = []
     recorder = Recorder()
     specs = [ChildSpec(id=name, start=lambda name=name: Hosted(log, name)) for name in "abc"]
-    root = start_supervisor(
-        SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=3, within=60),
-        specs,
-        observers=[recorder],
-    )
+    root = start_supervisor(SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=3,
+                                            within=60), specs, observers=[recorder])
     try:
         log.clear()
         root.address("b").tell("crash")
         recorder.wait_for(EventKind.RESTARTED, "/root/c")
         assert log == ["stop c", "stop a", "start a", "start b", "start c"]
-        kinds = {
-            (e.path, e.reason.kind) for e in recorder.of(EventKind.EXITED) if e.reason is not None
-        }
-        assert kinds == {
-            ("/root/b", ExitKind.CRASH),
-            ("/root/a", ExitKind.SHUTDOWN),
-            ("/root/c", ExitKind.SHUTDOWN),
-        }
+        kinds = {(e.path, e.reason.kind) for e in recorder.of(EventKind.EXITED)
+                 if e.reason is not None}
+        assert kinds == {("/root/b", ExitKind.CRASH), ("/root/a", ExitKind.SHUTDOWN),
+                         ("/root/c", ExitKind.SHUTDOWN)}
     finally:
         root.stop(timeout=WAIT)
 
 
 def test_a_start_failure_is_a_start_failure() -> None:
     recorder = Recorder()
-    root = start_supervisor(
-        SupervisorFlags(max_restarts=1, within=60),
-        [ChildSpec(id="ok", start=Hosted)],
-        observers=[recorder],
-    )
+    root = start_supervisor(SupervisorFlags(max_restarts=1, within=60),
+                            [ChildSpec(id="ok", start=Hosted)], observers=[recorder])
     try:
         with pytest.raises(Exception, match="no start"):
-            root.start_child(ChildSpec(id="bad", start=FailsToStart, restart=Restart.TEMPORARY))
+            root.start_child(ChildSpec(id="bad", start=FailsToStart,
+                                       restart=Restart.TEMPORARY))
         assert [c.id for c in root.which_children()] == ["ok"]
         assert root.is_alive()
     finally:
@@ -191,10 +177,8 @@ def _terminate(cls: type[Worker], shutdown: float) -> tuple[Any, ...]:
     log: list[str] = []
     recorder = Recorder()
     root = start_supervisor(
-        SupervisorFlags(),
-        [ChildSpec(id="h", start=lambda: cls(log), shutdown=shutdown)],
-        observers=[recorder],
-    )
+        SupervisorFlags(), [ChildSpec(id="h", start=lambda: cls(log), shutdown=shutdown)],
+        observers=[recorder])
     try:
         (info,) = root.which_children()
         assert info.ref is not None
@@ -204,12 +188,8 @@ def _terminate(cls: type[Worker], shutdown: float) -> tuple[Any, ...]:
         (exit_,) = recorder.of(EventKind.EXITED, "/root/h")
         assert exit_.reason is not None
         assert not info.ref.is_alive()
-        return (
-            exit_.reason.kind,
-            [d.reason.kind for d in downs],
-            log,
-            recorder.of(EventKind.ABANDONED),
-        )
+        return (exit_.reason.kind, [d.reason.kind for d in downs], log,
+                recorder.of(EventKind.ABANDONED))
     finally:
         root.stop(timeout=WAIT)
 
@@ -226,11 +206,9 @@ def test_terminate_child_stops_it_as_it_stops_a_threaded_child(shutdown: float) 
 
 def test_a_hosted_child_that_stops_itself_exits_normally_and_transient_stays_down() -> None:
     recorder = Recorder()
-    root = start_supervisor(
-        SupervisorFlags(),
-        [ChildSpec(id="h", start=Hosted, restart=Restart.TRANSIENT)],
-        observers=[recorder],
-    )
+    root = start_supervisor(SupervisorFlags(),
+                            [ChildSpec(id="h", start=Hosted, restart=Restart.TRANSIENT)],
+                            observers=[recorder])
     try:
         root.address("h").tell("exit")
         (exit_,) = recorder.wait_for(EventKind.EXITED, "/root/h")
@@ -242,9 +220,8 @@ def test_a_hosted_child_that_stops_itself_exits_normally_and_transient_stays_dow
 
 def test_stopping_the_tree_stops_hosted_children_in_reverse_order() -> None:
     log: list[str] = []
-    root = start_supervisor(
-        SupervisorFlags(), [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "abc"]
-    )
+    root = start_supervisor(SupervisorFlags(),
+                            [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "abc"])
     refs = [c.ref for c in root.which_children()]
     reason = root.stop(timeout=WAIT)
     assert reason is not None and reason.kind is ExitKind.NORMAL
@@ -267,9 +244,8 @@ def test_a_crashed_hosted_incarnation_is_freed_at_once_without_the_garbage_colle
     import weakref
 
     recorder = Recorder()
-    root = start_supervisor(
-        SupervisorFlags(), [ChildSpec(id="h", start=Hosted)], observers=[recorder]
-    )
+    root = start_supervisor(SupervisorFlags(), [ChildSpec(id="h", start=Hosted)],
+                            observers=[recorder])
     gc.disable()
     try:
         (info,) = root.which_children()

@@ -4,7 +4,9 @@ Every worker of a plugin, on any node, is in the same queue group on
 ``command.<plugin>.>``, so each command goes to one of them. A worker claims
 the attempt's id before it runs it (a command sent again, or delivered
 again, is then never run twice), runs the attempt with the runner the
-command asks for and sends a final `succeeded` or `failed`.
+command asks for and sends a final `succeeded` or `failed`. An instant
+plugin's command is run right on the bridge's loop thread, where it arrives
+(`_run_on_loop`), when claims need no network.
 
 Most attempts end within a millisecond or two, so the worker says nothing
 else about them: the final event is the whole story. It sends `accepted`
@@ -217,7 +219,7 @@ class PluginWorker(SupervisedActor):
 
         An `instant` plugin on the inproc runner, claimed in process, ends
         within microseconds and waits on nothing: run where the command
-        arrives, its event leaves in the same loop iteration, with no hop to
+        arrives, its event leaves with the loop's next write, with no hop to
         this worker's thread and back (in a sequence of steps, the largest
         part of a step's latency). It touches nothing the worker's own thread
         changes (`_running`, `_waiting`), so the two never race.
