@@ -268,6 +268,37 @@ def test_a_claimed_command_that_cannot_start_on_the_loop_fails_its_step_at_once(
         worker.stop()
 
 
+class SlowRunner(FakeRunner):
+    """An 'instant' plugin that is not: it takes 30 ms."""
+
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        time.sleep(0.03)
+        return super().start(plugin, attempt)
+
+
+def test_an_instant_plugin_too_slow_for_the_loop_runs_on_the_workers_thread_after(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bridge = FakeBridge()
+    worker = start_worker(SlowRunner(instant=True), clock, bridge,
+                          plugin=PluginInfo(name="echo", instant=True))
+    try:
+        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
+        on_loop = bridge.on_loop["command.echo.>"]
+        assert on_loop is not None
+        first, second = command(1), command(2)
+        assert on_loop(Delivery(subject=first.subject, data=first.to_data())) is True
+        assert bridge.statuses(first.id) == ["succeeded"]
+        assert "marked instant but took" in caplog.text
+
+        delivery = Delivery(subject=second.subject, data=second.to_data())
+        assert on_loop(delivery) is False, "the next one goes to the worker's thread"
+        worker.tell(delivery)
+        wait_for(lambda: bridge.statuses(second.id) == ["succeeded"], "the second's event")
+    finally:
+        worker.stop()
+
+
 @pytest.mark.parametrize("instant, claims", [(False, LocalClaims()), (True, RemoteClaims())])
 def test_commands_that_may_block_go_to_the_workers_thread(
     clock: ManualClock, instant: bool, claims: LocalClaims

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -47,6 +48,11 @@ CLAIMS_TTL = 24 * 3600.0
 """Seconds a claim is kept: far longer than a command is ever sent again."""
 
 INPROC = InprocRunner.name
+
+LOOP_BUDGET = 0.01
+"""Seconds an instant plugin may take on the bridge's loop thread. One that takes longer
+(marked instant, but it is not) has its later commands run on the worker's own thread:
+while it runs on the loop, the node's NATS connection handles nothing else."""
 
 ANNOUNCE_AFTER = 0.05
 """Seconds an attempt runs before its worker says `started` (at most half a heartbeat).
@@ -161,6 +167,8 @@ class PluginWorker(SupervisedActor):
         self._timer: TimerHandle | None = None
         self._announce_timer: TimerHandle | None = None
         self._announce_after = min(ANNOUNCE_AFTER, heartbeat / 2)
+        self._on_loop_ok = True
+        """False once an instant plugin took longer than `LOOP_BUDGET` on the loop."""
         self.name = f"{socket.gethostname()}/{plugin.name}"
 
     def on_start(self) -> None:
@@ -228,10 +236,12 @@ class PluginWorker(SupervisedActor):
             command = Command.from_data(delivery.data)
         except MalformedMessage:
             return False  # the worker says why
-        if (command.runner or self.plugin.runner) != INPROC or not self.actor_ref.is_alive():
+        if (command.runner or self.plugin.runner) != INPROC or not self._on_loop_ok \
+                or not self.actor_ref.is_alive():
             return False
         if not self._claims.claim(command.id):
             return True  # sent or delivered again: whoever claimed it runs it
+        began = time.monotonic()
         try:
             running = self._start(command)
         except Exception as error:  # claimed: the worker's thread would drop it; say so
@@ -239,6 +249,12 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error!r}")
             return True
+        took = time.monotonic() - began
+        if took > LOOP_BUDGET:
+            self._on_loop_ok = False
+            logger.warning("%s: plugin %r is marked instant but took %.1f ms on the NATS "
+                           "loop; its commands now run on the worker's thread",
+                           self.path, self.plugin.name, took * 1e3)
         if running is not None:
             running.add_done_callback(lambda outcome: self._report(command, outcome))
         return True
