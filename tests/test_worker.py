@@ -269,18 +269,28 @@ def test_a_claimed_command_that_cannot_start_on_the_loop_fails_its_step_at_once(
 
 
 class SlowRunner(FakeRunner):
-    """An 'instant' plugin that is not: it takes 30 ms."""
+    """An 'instant' plugin that is not: it computes for 30 ms, or sleeps for 300."""
+
+    def __init__(self, *, sleeps: bool) -> None:
+        super().__init__(instant=True)
+        self.sleeps = sleeps
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
-        time.sleep(0.03)
+        if self.sleeps:
+            time.sleep(0.3)
+        else:
+            until = time.thread_time() + 0.03
+            while time.thread_time() < until:
+                pass
         return super().start(plugin, attempt)
 
 
+@pytest.mark.parametrize("sleeps", [False, True])
 def test_an_instant_plugin_too_slow_for_the_loop_runs_on_the_workers_thread_after(
-    clock: ManualClock, caplog: pytest.LogCaptureFixture
+    clock: ManualClock, caplog: pytest.LogCaptureFixture, sleeps: bool
 ) -> None:
     bridge = FakeBridge()
-    worker = start_worker(SlowRunner(instant=True), clock, bridge,
+    worker = start_worker(SlowRunner(sleeps=sleeps), clock, bridge,
                           plugin=PluginInfo(name="echo", instant=True))
     try:
         wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
