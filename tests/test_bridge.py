@@ -1013,3 +1013,31 @@ def test_a_claim_is_won_once_across_connections(nats_server: EmbeddedNatsServer)
     finally:
         for root in roots:
             root.stop(timeout=10)
+
+
+def test_entries_reads_every_live_record_of_a_large_bucket(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv")
+    try:
+        kv = bridge.ensure_bucket("records", ttl=None)
+        for n in range(300):
+            kv.put(f"wf-{n}", {"n": n})
+        kv.delete("wf-7")
+
+        async def stranger(nc: Any) -> None:
+            await nc.publish("$KV.records.stranger", b"not json")
+            await nc.flush()
+
+        with_client(nats_server, stranger)
+
+        entries = kv.entries()
+
+        assert sorted(entries) == sorted(f"wf-{n}" for n in range(300) if n != 7)
+        assert all(entry.data == {"n": int(key[3:])} for key, entry in entries.items())
+    finally:
+        root.stop(timeout=10)

@@ -9,6 +9,7 @@ is told and reads again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from noetl_actors.bridge._bridge import Bridge
 
 __all__ = ["Entry", "KeyValue"]
+
+ENTRIES_IN_FLIGHT = 64
+"""Reads `KeyValue.entries()` keeps in flight at once."""
 
 
 @attrs.frozen
@@ -116,7 +120,9 @@ class KeyValue:
 
         The keys come from the bucket stream's per-subject state, not from
         nats-py's `keys()`, whose watcher can end before the first key
-        arrives and then reports an empty bucket.
+        arrives and then reports an empty bucket. The records are read
+        `ENTRIES_IN_FLIGHT` at a time (one after another, 10,000 workflows'
+        records took longer than a call may wait).
         """
         connection = self._bridge._current(self._timeout)
         prefix = f"$KV.{self.bucket}."
@@ -125,18 +131,22 @@ class KeyValue:
             info = await connection.js.stream_info(f"KV_{self.bucket}",
                                                    subjects_filter=f"{prefix}>")
             kv = await connection.js.key_value(self.bucket)
-            found: dict[str, Entry] = {}
-            for subject in info.state.subjects or {}:
-                key = subject.removeprefix(prefix)
+            slots = asyncio.Semaphore(ENTRIES_IN_FLIGHT)
+
+            async def read(key: str) -> Entry | None:
+                async with slots:
+                    try:
+                        entry = await kv.get(key)
+                    except js_errors.KeyNotFoundError:
+                        return None  # deleted
                 try:
-                    entry = await kv.get(key)
-                except js_errors.KeyNotFoundError:
-                    continue  # deleted
-                try:
-                    found[key] = _entry(key, entry.value, entry.revision)
+                    return _entry(key, entry.value, entry.revision)
                 except MalformedMessage:
-                    continue
-            return found
+                    return None  # not ours
+
+            keys = [subject.removeprefix(prefix) for subject in info.state.subjects or {}]
+            read_all = await asyncio.gather(*(read(key) for key in keys))
+            return {entry.key: entry for entry in read_all if entry is not None}
 
         result: dict[str, Entry] = connection.call(entries(), timeout=self._timeout)
         return result
