@@ -182,9 +182,9 @@ def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter) -> St
 class RemoteStepActor(SupervisedActor):
     """One attempt of one step, run by whichever worker of its plugin takes it.
 
-    Hosted: it runs on its task's thread, its workflow's (no thread of its own). Every handler
-    returns at once: it renders, publishes and arms timers, and waits for
-    its worker's events as messages.
+    Hosted: it runs on its task's thread, its workflow's (no thread of its own).
+    Every handler returns at once: it renders and publishes, then waits for
+    its worker's events and its router's ticks as messages.
     """
 
     hosted = True
