@@ -96,6 +96,12 @@ def start_worker(runner: FakeRunner, clock: ManualClock, bridge: FakeBridge,
         claims=claims or LocalClaims(), clock=clock, heartbeat=HEARTBEAT, **kwargs)
 
 
+def on_loop_of(bridge: FakeBridge) -> Callable[[Delivery], bool] | None:
+    """What the worker asked to run on the bridge's loop, once it has subscribed."""
+    wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
+    return bridge.on_loop["command.echo.>"]
+
+
 def send(worker: Any, cmd: Command) -> None:
     worker.tell(Delivery(subject=cmd.subject, data=cmd.to_data()))
 
@@ -222,8 +228,7 @@ def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
     runner = FakeRunner(instant=True)
     worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True))
     try:
-        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
-        on_loop = bridge.on_loop["command.echo.>"]
+        on_loop = on_loop_of(bridge)
         assert on_loop is not None
         cmd = command(1)
         delivery = Delivery(subject=cmd.subject, data=cmd.to_data())
@@ -256,8 +261,7 @@ def test_a_claimed_command_that_cannot_start_on_the_loop_fails_its_step_at_once(
     worker = start_worker(BrokenRunner(instant=True), clock, bridge,
                           plugin=PluginInfo(name="echo", instant=True))
     try:
-        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
-        on_loop = bridge.on_loop["command.echo.>"]
+        on_loop = on_loop_of(bridge)
         assert on_loop is not None
         cmd = command(1)
         assert on_loop(Delivery(subject=cmd.subject, data=cmd.to_data())) is True
@@ -293,8 +297,7 @@ def test_an_instant_plugin_too_slow_for_the_loop_runs_on_the_workers_thread_afte
     worker = start_worker(SlowRunner(sleeps=sleeps), clock, bridge,
                           plugin=PluginInfo(name="echo", instant=True))
     try:
-        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
-        on_loop = bridge.on_loop["command.echo.>"]
+        on_loop = on_loop_of(bridge)
         assert on_loop is not None
         first, second = command(1), command(2)
         assert on_loop(Delivery(subject=first.subject, data=first.to_data())) is True
@@ -317,8 +320,7 @@ def test_commands_that_may_block_go_to_the_workers_thread(
     worker = start_worker(FakeRunner(instant=instant), clock, bridge,
                           plugin=PluginInfo(name="echo", instant=instant), claims=claims)
     try:
-        wait_for(lambda: "command.echo.>" in bridge.on_loop, "the worker's subscription")
-        assert bridge.on_loop["command.echo.>"] is None
+        assert on_loop_of(bridge) is None
         cmd = command(1)
         send(worker, cmd)
         if instant:
