@@ -126,6 +126,9 @@ def node(
     bridge = Bridge(ConnectOptions(servers=server.url, **options), observers=[recorder])
     tree = start_supervisor(flags, [bridge.child_spec()], id=id, observers=[recorder])
     try:
+        # A subscribe made before the bridge has attached its connection returns
+        # at once and reaches the server a moment later: tests start connected.
+        assert bridge.wait_connected(WAIT), "the bridge did not connect"
         yield Node(bridge, tree, recorder)
     finally:
         tree.stop(timeout=20)

@@ -299,7 +299,8 @@ class Bridge:
         """Tell `target` a `Delivery` for every message on `subject`.
 
         Wildcards are allowed; with `queue`, each message goes to one member
-        of the queue group. Returns once the server has the subscription.
+        of the queue group. Returns once the server has the subscription, or at
+        once while the bridge has no connection (it is made when one comes).
         It ends when the actor exits (or with `Subscription.cancel()`).
 
         A malformed message goes to the dead letters, never to `target`; if it
