@@ -51,11 +51,13 @@ INPROC = InprocRunner.name
 
 LOOP_CPU_BUDGET = 0.01
 LOOP_WALL_BUDGET = 0.25
+LOOP_STRIKES = 3
 """What an instant plugin may take on the bridge's loop thread: seconds of CPU, and
-seconds in all (one that sleeps or waits on I/O). One that takes more (marked instant,
-but it is not) has its later commands run on the worker's own thread: while it runs
-on the loop, the node's NATS connection handles nothing else. Wall time alone would
-count the waits for the GIL of a busy process, which can be milliseconds."""
+seconds in all (one that sleeps or waits on I/O). One that takes more `LOOP_STRIKES`
+times in a row (marked instant, but it is not) has its later commands run on the
+worker's own thread: while it runs on the loop, the node's NATS connection handles
+nothing else. Wall time alone would count the waits for the GIL of a busy process
+(milliseconds), and one slow run may be a garbage collection (~100 ms seen)."""
 
 ANNOUNCE_AFTER = 0.05
 """Seconds an attempt runs before its worker says `started` (at most half a heartbeat).
@@ -171,7 +173,9 @@ class PluginWorker(SupervisedActor):
         self._announce_timer: TimerHandle | None = None
         self._announce_after = min(ANNOUNCE_AFTER, heartbeat / 2)
         self._on_loop_ok = True
-        """False once an instant plugin took more than `LOOP_*_BUDGET` on the loop."""
+        """False once an instant plugin took more than `LOOP_*_BUDGET` on the loop
+        `LOOP_STRIKES` times in a row (`_slow_on_loop`)."""
+        self._slow_on_loop = 0
         self.name = f"{socket.gethostname()}/{plugin.name}"
 
     def on_start(self) -> None:
@@ -253,11 +257,14 @@ class PluginWorker(SupervisedActor):
                        error_message=f"could not start: {error!r}")
             return True
         cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
-        if cpu > LOOP_CPU_BUDGET or wall > LOOP_WALL_BUDGET:
+        slow = cpu > LOOP_CPU_BUDGET or wall > LOOP_WALL_BUDGET
+        self._slow_on_loop = self._slow_on_loop + 1 if slow else 0
+        if self._slow_on_loop >= LOOP_STRIKES:
             self._on_loop_ok = False
             logger.warning("%s: plugin %r is marked instant but took %.1f ms (%.1f ms of "
-                           "CPU) on the NATS loop; its commands now run on the worker's "
-                           "thread", self.path, self.plugin.name, wall * 1e3, cpu * 1e3)
+                           "CPU) on the NATS loop, %d times in a row; its commands now run "
+                           "on the worker's thread", self.path, self.plugin.name, wall * 1e3,
+                           cpu * 1e3, LOOP_STRIKES)
         if running is not None:
             running.add_done_callback(lambda outcome: self._report(command, outcome))
         return True
