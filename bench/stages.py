@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio import transport
-from steps import StepClock, playbook, run_workflow
+from steps import StepClock, cpu_seconds, playbook, run_workflow
 
 from noetl_actors.runtime import _remote
 from noetl_actors.services import Node, _worker
@@ -103,15 +103,11 @@ def stage_table(recorded: Sequence[tuple[str, float]]) -> None:
 def thread_cpu() -> dict[int, tuple[str, float]]:
     """CPU seconds so far of each live thread of this process, by native id."""
     names = {thread.native_id: thread.name for thread in threading.enumerate()}
-    tick = os.sysconf("SC_CLK_TCK")
     found = {}
     for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        found[int(tid)] = (names.get(int(tid), "?"), (int(fields[11]) + int(fields[12])) / tick)
+        seconds = cpu_seconds(f"/proc/self/task/{tid}/stat")
+        if seconds is not None:  # else it ended meanwhile
+            found[int(tid)] = (names.get(int(tid), "?"), seconds)
     return found
 
 

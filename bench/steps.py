@@ -157,17 +157,20 @@ class Run:
     """Sequence only: run() until the first step finished."""
 
 
-def server_cpu(node: Node) -> float | None:
-    """The embedded nats-server's user + system CPU seconds so far."""
-    pid = node.server.pid if node.server is not None else None
-    if pid is None:
-        return None
+def cpu_seconds(stat_path: str) -> float | None:
+    """User + system CPU seconds so far from a /proc `stat` file; None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
+        with open(stat_path) as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(node: Node) -> float | None:
+    """The embedded nats-server's user + system CPU seconds so far."""
+    pid = node.server.pid if node.server is not None else None
+    return None if pid is None else cpu_seconds(f"/proc/{pid}/stat")
 
 
 def run_workflow(node: Node, clock: StepClock, book: Playbook, *, sequence: bool) -> Run:
