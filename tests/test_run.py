@@ -919,3 +919,31 @@ def test_noetl_run_takes_nats_credentials_and_refused_ones_fail_at_once(tmp_path
         assert from_env.returncode == 0, from_env.stderr
     finally:
         server.stop()
+
+
+def test_a_finished_workflow_is_freed_at_once_not_by_a_full_garbage_collection(
+        nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    """A node runs workflow after workflow: a finished tree left in reference cycles
+    would wait for a full GC pass, a long pause on a big heap, to give its memory back."""
+    import gc
+
+    node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=["echo", "fail"])
+    book = load_playbook(EXAMPLES / "all-for-one.yaml")
+    node.start()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(2):
+            run = node.run(book)
+            reason = run.wait(30)
+            assert reason is not None and reason.kind is ExitKind.NORMAL, reason
+        gc.collect()
+        ours = Counter(type(o).__qualname__ for o in gc.garbage
+                       if type(o).__module__.startswith("noetl_actors"))
+        assert not ours, f"left in reference cycles: {dict(ours)}"
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+        node.stop()

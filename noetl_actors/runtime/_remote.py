@@ -152,8 +152,9 @@ class EventRouter:
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
-        if self.subscription is not None:
-            self.subscription.cancel()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            subscription.cancel()  # it holds this router: no cycle left once closed
 
 
 def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter) -> StepFactory:

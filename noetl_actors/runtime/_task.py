@@ -105,12 +105,11 @@ class TaskSupervisor(Supervisor):
         self._done = 0
         """How many children at the front of `_order` have finished (stopped, or gone):
         the turn-taking scans start after them (O(1) per step, not O(steps))."""
-        self._specs = [
+        super().__init__(task.supervision, [
             ChildSpec(id=step.name, start=functools.partial(self._new_step, step),
                       restart=step.restart)
             for step in task.steps
-        ]
-        super().__init__(task.supervision, self._specs)
+        ])
 
     def _new_step(self, step: Step) -> SupervisedActor:
         attempt = self.attempts.next(self.task.name, step.name)
@@ -180,7 +179,8 @@ class TaskSupervisor(Supervisor):
         self._steps_context.clear()
         self._done = 0
         self._children = {
-            spec.id: self._children.get(spec.id) or self._new_child(spec) for spec in self._specs
+            spec.id: self._children.get(spec.id) or self._new_child(spec)
+            for spec in self._initial_specs
         }
         return list(self._children.values())
 

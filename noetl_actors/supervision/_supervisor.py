@@ -110,6 +110,17 @@ class TreeContext:
         for address in closing:
             address._close()
 
+    def emit(self, kind: EventKind, path: str, **fields: Any) -> None:
+        """Tell every observer of the tree a `LifecycleEvent`; a failing one is logged."""
+        if not self.observers:
+            return
+        event = LifecycleEvent(kind=kind, path=path, **fields)
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("observer %r failed on %s (ignored)", observer, event)
+
     def reopen(self, address: Address) -> None:
         """Open a closed address again (`restart_child` of a terminated child)."""
         with self._lock:
@@ -224,6 +235,11 @@ class Supervisor(SupervisedActor):
             if child.actor is not None:
                 self._stop_child(child, closing=False)
         super()._before_exit(reason, exc_info)
+        # Its specs' `start`s are often its own bound methods: a cycle through
+        # every child's record that only a full GC pass would free. An exited
+        # supervisor is never started again (a restart makes a new one).
+        self._children = {}
+        self._initial_specs = ()
 
     def _kill(self) -> None:
         """Kill this supervisor and, at once, every actor under it.
@@ -257,7 +273,9 @@ class Supervisor(SupervisedActor):
 
     def _new_child(self, spec: ChildSpec) -> _Child:
         path = f"{self.path}/{spec.id}"
-        address = self.context.address(path, lambda m: self._dead_letter(path, m))
+        context = self.context  # not `self`: an address outlives this incarnation
+        address = self.context.address(
+            path, lambda m: context.emit(EventKind.DEAD_LETTER, path, detail=repr(m)[:200]))
         return _Child(spec=spec, address=address)
 
     def _start_children(self, child_ids: Iterable[str], *, token: int) -> None:
@@ -660,18 +678,7 @@ class Supervisor(SupervisedActor):
         self._emit_path(kind, child.address.path, **fields)
 
     def _emit_path(self, kind: EventKind, path: str, **fields: Any) -> None:
-        observers = self.context.observers
-        if not observers:
-            return
-        event = LifecycleEvent(kind=kind, path=path, **fields)
-        for observer in observers:
-            try:
-                observer(event)
-            except Exception:
-                logger.exception("observer %r failed on %s (ignored)", observer, event)
-
-    def _dead_letter(self, path: str, message: Any) -> None:
-        self._emit_path(EventKind.DEAD_LETTER, path, detail=repr(message)[:200])
+        self.context.emit(kind, path, **fields)
 
 
 _restart_tokens = itertools.count(1)
