@@ -32,6 +32,7 @@ from noetl_actors.bridge import (
     encode,
 )
 from noetl_actors.bridge._connection import Connection, _Client, _writable
+from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
 from noetl_actors.supervision import (
     Backoff,
@@ -217,6 +218,20 @@ def consumer_info(server: EmbeddedNatsServer, stream: str, durable: str) -> Any:
     return with_client(server, info)
 
 
+@contextlib.contextmanager
+def connection_to(server: EmbeddedNatsServer) -> Iterator[Connection]:
+    """A `Connection` alone, on a loop thread of its own (stopped after)."""
+    loop = LoopThread().start()
+    try:
+        connection = Connection(ConnectOptions(servers=server.url), loop=loop).open()
+        try:
+            yield connection
+        finally:
+            connection.close()
+    finally:
+        loop.stop()
+
+
 def kill_the_loop(bridge: Bridge) -> None:
     """Make the bridge's asyncio loop thread die, as a bug in a callback would.
 
@@ -284,10 +299,8 @@ class TestCoreNats:
         # A message with headers sends its batch through nats-py's publish(); past
         # its 2 MB buffer that waits, and what is published meanwhile must queue
         # behind it, not be written straight to the socket ahead of it.
-        receiver = Connection(ConnectOptions(servers=nats_server.url)).open()
-        sender = Connection(ConnectOptions(servers=nats_server.url)).open()
         got: queue.Queue[int] = queue.Queue()
-        try:
+        with connection_to(nats_server) as receiver, connection_to(nats_server) as sender:
             receiver.call(receiver.subscribe(
                 "order.>", "", lambda msg: got.put(int(msg.subject.rsplit(".", 1)[1]))
             ), timeout=WAIT)
@@ -301,9 +314,6 @@ class TestCoreNats:
 
             order = [got.get(timeout=WAIT) for _ in range(sent + 1)]
             assert order == list(range(sent + 1))
-        finally:
-            sender.close()
-            receiver.close()
 
     def test_the_installed_nats_py_lets_messages_be_handed_over_where_they_are_read(
         self, nats_server: EmbeddedNatsServer
@@ -313,9 +323,8 @@ class TestCoreNats:
         ours = inspect.signature(_Client._process_msg).parameters
         theirs = inspect.signature(nats.aio.client.Client._process_msg).parameters
         assert list(ours) == list(theirs)
-        connection = Connection(ConnectOptions(servers=nats_server.url)).open()
         got: queue.Queue[tuple[str, str]] = queue.Queue()
-        try:
+        with connection_to(nats_server) as connection:
             live = connection.call(connection.subscribe(
                 "direct.>", "", lambda msg: got.put((msg.subject, threading.current_thread().name))
             ), timeout=WAIT)
@@ -324,23 +333,39 @@ class TestCoreNats:
             assert got.get(timeout=WAIT) == ("direct.one", "noetl-nats-loop")
             connection.call(connection.unsubscribe(live), timeout=WAIT)
             assert live._id not in connection.client.handlers
-        finally:
-            connection.close()
+
+    def test_a_blocking_call_on_the_loops_own_thread_fails_at_once_not_at_its_timeout(
+        self, nats_server: EmbeddedNatsServer
+    ) -> None:
+        # An actor hosted on the loop that waited on NATS would wait for itself.
+        outcome: queue.Queue[BaseException | None] = queue.Queue()
+        with connection_to(nats_server) as connection:
+
+            def on_the_loop() -> None:
+                try:
+                    connection.call(connection.client.flush(), timeout=30)
+                except BaseException as error:
+                    outcome.put(error)
+                else:
+                    outcome.put(None)
+
+            connection.loop.call_soon_threadsafe(on_the_loop)
+            error = outcome.get(timeout=WAIT)
+            assert isinstance(error, BridgeError)
+            assert "NATS loop's own thread" in str(error)
+            connection.call(connection.client.flush(), timeout=WAIT)  # elsewhere it works
 
     def test_the_installed_nats_py_lets_publishes_be_written_straight_to_the_socket(
         self, nats_server: EmbeddedNatsServer
     ) -> None:
         # Connection._write_outbox uses three private attributes of nats-py's Client;
         # if an upgrade renames them, publishes fall back to the slower path: say so.
-        connection = Connection(ConnectOptions(servers=nats_server.url)).open()
-        try:
+        with connection_to(nats_server) as connection:
             assert _writable(connection.client, [("a.b", b"{}", None)])
             assert isinstance(connection.client._pending, list)
             assert isinstance(connection.client._pending_data_size, int)
             assert not _writable(connection.client, [("a.b", b"{}", {"H": "v"})])
             assert not _writable(connection.client, [("a b", b"{}", None)])
-        finally:
-            connection.close()
 
     def test_on_loop_takes_what_it_handles_and_the_actor_gets_the_rest(
         self, nats_server: EmbeddedNatsServer
@@ -833,8 +858,10 @@ class TestCredentials:
             servers=locked_server.url, user=user, password=password, connect_timeout=3)
         began = time.monotonic()
 
+        loop = LoopThread().start()
         with pytest.raises(AuthorizationError) as caught:
-            Connection(options).open()
+            Connection(options, loop=loop).open()
+        loop.stop()
 
         assert time.monotonic() - began < 3
         assert f"{locked_server.url} refused our credentials" in str(caught.value)

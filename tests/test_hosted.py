@@ -5,25 +5,32 @@ these tests hold that it is supervised exactly as a threaded child is:
 exit reasons, restarts, strategies, monitors, stop and kill, start
 failures, asks from other threads, addresses across restarts, and no
 thread left behind. A hosted supervisor (a workflow's task) runs, with its
-hosted children, on its own supervisor's thread, and keeps the same rules.
+hosted children, on its own supervisor's thread, and keeps the same rules;
+so does a supervisor run on an asyncio loop's thread (a workflow, on the
+bridge's loop), and what a loop hosted is killed when the loop ends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pykka
 import pytest
 
+from noetl_actors.bridge._loop import LoopThread
+from noetl_actors.errors import SupervisionError
 from noetl_actors.supervision import (
     BRUTAL_KILL,
     ChildSpec,
     ChildType,
     EventKind,
     ExitKind,
+    LoopHost,
     Restart,
     Strategy,
     SupervisedActor,
@@ -362,3 +369,104 @@ def test_stopping_and_killing_reach_the_children_of_a_hosted_supervisor() -> Non
     root._supervisor._kill()
     assert root.wait(WAIT) is not None
     assert grandchild.exit_reason is not None and grandchild.exit_reason.kind is ExitKind.KILLED
+
+
+# -- on a loop: a subtree run by an asyncio loop's thread -----------------------
+
+
+@pytest.fixture
+def loop_host() -> Iterator[LoopHost]:
+    """An asyncio loop on a thread of its own, as the bridge's is."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
+    thread.start()
+    host = LoopHost(loop, thread)
+    yield host
+    host.kill_guests()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(WAIT)
+    loop.close()
+
+
+def _subtree_on(host: LoopHost, log: list[str], restart: Restart = Restart.PERMANENT,
+                strategy: Strategy = Strategy.ONE_FOR_ALL) -> ChildSpec:
+    children = [ChildSpec(id=n, start=lambda n=n: Hosted(log, n)) for n in "ab"]
+    flags = SupervisorFlags(strategy=strategy, max_restarts=3, within=60)
+
+    def start() -> Supervisor:
+        supervisor = Supervisor(flags, children)
+        supervisor.run_on(host)
+        return supervisor
+
+    return ChildSpec(id="sub", start=start, type=ChildType.SUPERVISOR, restart=restart)
+
+
+def test_a_supervisor_run_on_a_loop_runs_there_with_its_children_under_its_policy(
+        loop_host: LoopHost) -> None:
+    log: list[str] = []
+    recorder = Recorder()
+    before = threading.active_count()
+    root = start_supervisor(SupervisorFlags(), [_subtree_on(loop_host, log)],
+                            observers=[recorder])
+    try:
+        assert threading.active_count() == before + 1, "only the root's thread"
+        sub = root.child_supervisor("sub")
+        assert {sub.address(n).ask("thread", timeout=WAIT) for n in "ab"} == {"test-loop"}
+        assert root.snapshot()["children"][0]["children"][1]["state"] == "running"
+
+        log.clear()
+        sub.address("b").tell("crash")
+        recorder.wait_for(EventKind.RESTARTED, "/root/sub/b")
+        assert log == ["stop a", "start a", "start b"]
+        assert not recorder.of(EventKind.EXITED, "/root/sub"), "the crash stayed under sub"
+    finally:
+        reason = root.stop(timeout=WAIT)
+    assert reason is not None and reason.kind is ExitKind.NORMAL
+    assert log[-2:] == ["stop b", "stop a"]
+
+
+def test_a_loop_whose_owner_stops_it_kills_what_it_hosts_and_their_supervisor_hears(
+        loop_host: LoopHost) -> None:
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(),
+                            [_subtree_on(loop_host, [], restart=Restart.TEMPORARY)],
+                            observers=[recorder])
+    try:
+        assert loop_host.hosting()
+        loop_host.kill_guests()
+        (exited,) = recorder.wait_for(EventKind.EXITED, "/root/sub")
+        assert exited.reason is not None and exited.reason.kind is ExitKind.KILLED
+        assert root.which_children() == []
+        assert not loop_host.hosting()
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_supervisor_cannot_start_on_a_loop_that_has_stopped(loop_host: LoopHost) -> None:
+    loop_host.loop.call_soon_threadsafe(loop_host.loop.stop)
+    loop_host.thread.join(WAIT)
+    root = start_supervisor(SupervisorFlags(), [])
+    try:
+        with pytest.raises(SupervisionError, match=r"its loop \(test-loop\) is not running"):
+            root.start_child(_subtree_on(loop_host, []))
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_what_a_dying_loop_hosted_is_killed_on_its_thread_and_its_supervisor_decides() -> None:
+    loop = LoopThread(name="test-loop").start()
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(),
+                            [_subtree_on(loop.host, [], restart=Restart.TEMPORARY)],
+                            observers=[recorder])
+    try:
+        def die() -> None:
+            raise SystemExit("the test killed the loop")
+
+        loop.loop.call_soon_threadsafe(die)
+        (exited,) = recorder.wait_for(EventKind.EXITED, "/root/sub")
+        assert exited.reason is not None and exited.reason.kind is ExitKind.KILLED
+        assert root.which_children() == []
+    finally:
+        root.stop(timeout=WAIT)
+        loop.stop()

@@ -947,3 +947,33 @@ def test_a_finished_workflow_is_freed_at_once_not_by_a_full_garbage_collection(
         gc.garbage.clear()
         gc.enable()
         node.stop()
+
+
+def test_a_workflow_runs_on_through_a_restart_of_the_nodes_bridge(
+        nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    """The workflow runs on the bridge's loop, which outlives the bridge's connection."""
+    path = write_playbook(tmp_path, "through", """
+        tasks:
+          - name: main
+            steps:
+              - {name: nap, plugin: sleep, with: {seconds: 1}}
+              - {name: after, plugin: echo, with: {slept: "{{ steps.nap.output.slept }}"}}
+        """)
+    recorder = Recorder()
+    node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=["echo", "sleep"],
+                observers=[recorder])
+    node.start()
+    try:
+        run = node.run(load_playbook(path))
+        time.sleep(0.3)  # the nap runs
+        node.root.crash_child("bridge", "the test crashed the bridge")
+        recorder.wait_for(EventKind.RESTARTED, "/node/bridge")
+
+        reason = run.wait(30)
+
+        assert reason is not None and reason.kind is ExitKind.NORMAL, reason
+        document = run.report.to_json()
+        assert attempts(document) == {"main.nap": 1, "main.after": 1}
+        assert steps_of(document, "main")["after"]["output"] == {"slept": 1}
+    finally:
+        node.stop()

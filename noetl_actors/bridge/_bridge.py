@@ -33,6 +33,7 @@ from noetl_actors.bridge._connection import Connection, Outgoing
 from noetl_actors.bridge._delivery import Delivery, JsMetadata, PubAck
 from noetl_actors.bridge._errors import translate
 from noetl_actors.bridge._kv import KeyValue
+from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._settle import InFlight, Settler
 from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT, check_token
@@ -41,6 +42,7 @@ from noetl_actors.supervision import (
     ChildSpec,
     EventKind,
     LifecycleEvent,
+    LoopHost,
     Observer,
     SupervisedActor,
     monitor,
@@ -172,6 +174,7 @@ class Bridge:
         self._subscriptions: dict[int, Subscription] = {}
         self._buffer: deque[Outgoing] = deque()
         self._counters = _Counters()
+        self._loop: LoopThread | None = None
 
     def __repr__(self) -> str:
         return f"<Bridge {self.options.describe()}>"
@@ -182,7 +185,39 @@ class Bridge:
 
         return ChildSpec(id=id, start=functools.partial(BridgeActor, self), shutdown=10.0)
 
-    # -- connection hand-over (BridgeActor) ---------------------------------
+    @property
+    def host(self) -> LoopHost | None:
+        """Where actors can run on the bridge's loop (`SupervisedActor.run_on`); None
+        while the bridge is not started.
+
+        What runs there shares its thread with the bridge's I/O: no handler may
+        block, or wait on NATS (`request`, `history`, a KV call): that raises.
+        """
+        loop = self._loop
+        return loop.host if loop is not None and loop.alive() else None
+
+    # -- the loop and the connection (BridgeActor) ---------------------------
+
+    def _running_loop(self) -> LoopThread:
+        """The bridge's loop thread, started if there is none (or it died)."""
+        with self._lock:
+            if self._loop is None or not self._loop.alive():
+                dead, self._loop = self._loop, LoopThread().start()
+            else:
+                dead = None
+            loop = self._loop
+        if dead is not None:
+            dead.stop()
+        return loop
+
+    def _stop_loop(self, *, unless_hosting: bool = False) -> None:
+        """Stop the loop thread (and what it hosts), or keep it while it hosts actors."""
+        with self._lock:
+            loop = self._loop
+            if loop is None or (unless_hosting and loop.host.hosting()):
+                return
+            self._loop = None
+        loop.stop()
 
     def _attach(self, connection: Connection, path: str) -> None:
         # Subscriptions first, so that what waited in the buffer reaches this

@@ -26,7 +26,8 @@ class _Lost:
 
 
 class BridgeActor(SupervisedActor):
-    """Owns the bridge's connection: one per incarnation, made in `on_start`.
+    """Owns the bridge's connection: one per incarnation, made in `on_start`, on
+    the bridge's loop (which outlives a crash, and stops with a stop).
 
     A start that cannot connect is a start failure (restarted with backoff
     by its supervisor); a lost loop thread or closed client is a crash.
@@ -41,10 +42,14 @@ class BridgeActor(SupervisedActor):
         bridge = self._bridge
         ref = self.actor_ref
 
-        self._connection = Connection(
-            bridge.options, on_state=bridge._connection_state,
-            on_lost=lambda why: tell_if_alive(ref, _Lost(why)),
-        ).open()
+        try:
+            self._connection = Connection(
+                bridge.options, loop=bridge._running_loop(), on_state=bridge._connection_state,
+                on_lost=lambda why: tell_if_alive(ref, _Lost(why)),
+            ).open()
+        except BaseException:
+            bridge._stop_loop(unless_hosting=True)  # kept for what runs there, if anything
+            raise
         bridge._attach(self._connection, self.path)
 
     def on_receive(self, message: Any) -> Any:
@@ -60,6 +65,7 @@ class BridgeActor(SupervisedActor):
 
     def on_stop(self) -> None:
         self._release()
+        self._bridge._stop_loop()  # stopped for good, or with its siblings: not kept
 
     def on_failure(self, *_exc_info: Any) -> None:
-        self._release()
+        self._release()  # the loop stays: the next incarnation connects on it

@@ -1,7 +1,7 @@
-"""One nats-py connection on an asyncio loop, in a thread this object owns.
+"""One nats-py connection on the bridge's asyncio loop (`LoopThread`).
 
 Actors live on their own threads; nats-py lives on asyncio. A `Connection`
-is the only crossing: `call()` and `submit()` run a coroutine on the loop,
+is the crossing: `call()` and `submit()` run a coroutine on the loop,
 and `publish_nowait()` hands a message over without waiting, batched so
 that a burst of publishes costs one loop wake-up (see BASELINES.md: one
 `run_coroutine_threadsafe` per publish halves throughput).
@@ -27,8 +27,9 @@ from nats.aio.msg import Msg
 from nats.protocol.command import pub_cmd
 
 from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.bridge._options import ConnectOptions
-from noetl_actors.errors import AuthorizationError, BridgeTimeout, ConnectError
+from noetl_actors.errors import AuthorizationError, BridgeError, BridgeTimeout, ConnectError
 
 __all__ = ["Connection"]
 
@@ -73,7 +74,7 @@ class _Client(Client):
 
 
 class Connection:
-    """A connected nats-py client and the loop thread that runs it.
+    """A connected nats-py client, on a loop thread that it shares and does not own.
 
     `on_state(kind, detail)` hears "disconnected", "reconnected" and
     "error"; `on_lost(why)` is called once if the loop thread ends or the
@@ -85,15 +86,17 @@ class Connection:
         self,
         options: ConnectOptions,
         *,
+        loop: LoopThread,
         on_state: Callable[[str, str], None] = lambda kind, detail: None,
         on_lost: Callable[[str], object] = lambda why: None,
     ) -> None:
         self.options = options
-        self.loop = asyncio.new_event_loop()
+        self.loop = loop.loop
+        self._loop_thread = loop
         self._on_state = on_state
         self._on_lost = on_lost
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="noetl-nats-loop", daemon=True)
+        self._thread = loop.thread
         self._client: _Client | None = None
         self._js: nats.js.JetStreamContext | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -105,13 +108,13 @@ class Connection:
     # -- life cycle ------------------------------------------------------------
 
     def open(self) -> Connection:
-        """Start the loop thread and connect; return once connected.
+        """Connect on the loop (started); return once connected.
 
         Raises:
             AuthorizationError: the server refused the credentials.
             ConnectError: no server answered within `options.connect_timeout`.
         """
-        self._thread.start()
+        self._loop_thread.watch(self._loop_died)
         try:
             self.call(self._connect(), timeout=self.options.connect_timeout + 1)
         except BaseException:
@@ -120,18 +123,17 @@ class Connection:
         return self
 
     def close(self, *, timeout: float = 5.0) -> None:
-        """Flush what was published, close the client, stop and join the loop thread."""
+        """Flush what was published and close the client; the loop runs on."""
         if self._closing:
             return
         self._closing = True
+        self._loop_thread.unwatch(self._loop_died)
         if self._thread.is_alive():
             future = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
             try:
                 future.result(timeout)
             except Exception:
                 logger.debug("closing the NATS connection failed", exc_info=True)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout)
         elif self._thread.ident is not None and not self.loop.is_closed():
             # The loop thread died: close the client on this thread instead, or
             # the server keeps the connection and its subscriptions.
@@ -139,21 +141,12 @@ class Connection:
                 self.loop.run_until_complete(asyncio.wait_for(self._shutdown(), timeout))
             except Exception:
                 logger.debug("closing the NATS connection failed", exc_info=True)
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
 
     @property
     def closed(self) -> bool:
         return self._closing or not self._thread.is_alive()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        why = "the NATS loop stopped"
-        try:
-            self.loop.run_forever()
-        except BaseException as error:  # a callback raised SystemExit or the like
-            why = f"the NATS loop thread died: {error!r}"
-            logger.error("%s", why)
+    def _loop_died(self, why: str) -> None:
         if not self._closing:
             self._on_lost(why)
 
@@ -259,7 +252,16 @@ class Connection:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
-        """Run `coroutine` on the loop and wait for it; errors come back translated."""
+        """Run `coroutine` on the loop and wait for it; errors come back translated.
+
+        Raises:
+            BridgeError: called on the loop's own thread (by an actor hosted
+                there), where it would wait for itself until the timeout.
+        """
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise BridgeError("a blocking NATS call on the NATS loop's own thread (from an "
+                              "actor hosted there?) would wait for itself; make it elsewhere")
         future = self.submit(coroutine)
         try:
             return future.result(timeout)

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,10 @@ class WorkflowRun:
     """A workflow started on a node: wait for it, cancel it, read its report."""
 
     def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any],
-                 report: RunReport, *, on_end: Callable[[WorkflowRun], object]) -> None:
+                 report: RunReport, *, on_end: Callable[[WorkflowRun], object],
+                 endings: Executor) -> None:
+        """`on_end` runs on `endings`' thread: the workflow's own is the bridge's loop,
+        where writing its record (a NATS request) would wait for itself."""
         self.workflow_id = workflow_id
         self.report = report
         self.cancelled = False
@@ -89,11 +93,17 @@ class WorkflowRun:
         self._done = threading.Event()
         self._reason: ExitReason | None = None
 
-        def finished(down: Any) -> None:
-            self._reason = down.reason
-            report.finish(down.reason, cancelled=self.cancelled)
+        def end(reason: ExitReason) -> None:
+            self._reason = reason
+            report.finish(reason, cancelled=self.cancelled)
             on_end(self)
             self._done.set()
+
+        def finished(down: Any) -> None:
+            try:
+                endings.submit(end, down.reason)
+            except RuntimeError:  # the node has stopped taking endings: end it here
+                end(down.reason)
 
         monitor(ref, finished)
 
@@ -164,6 +174,8 @@ class Node:
         self._runs: dict[str, WorkflowRun] = {}
         self._reports: dict[str, RunReport] = {}
         self._runs_lock = threading.Lock()
+        self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{name}/endings")
+        """Where a workflow's end is handled (its record written), in the order they end."""
 
     @property
     def root(self) -> SupervisorRef:
@@ -278,10 +290,19 @@ class Node:
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
                                   heartbeat=self.heartbeat, listener=report.on_event)
         steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router)
+        host = self.bridge.host
+
+        def new_workflow() -> WorkflowSupervisor:
+            workflow = WorkflowSupervisor(playbook, steps=steps, workflow_id=workflow_id)
+            if host is not None:
+                # On the bridge's loop, with its tasks and steps: where their events
+                # arrive and their commands leave, with no hop between threads.
+                workflow.run_on(host)
+            return workflow
+
         spec = ChildSpec(
             id=workflow_id,
-            start=functools.partial(WorkflowSupervisor, playbook, steps=steps,
-                                    workflow_id=workflow_id),
+            start=new_workflow,
             restart=Restart.TEMPORARY, type=ChildType.SUPERVISOR,
             shutdown=self.config.workflows.shutdown,
         )
@@ -306,7 +327,7 @@ class Node:
             if self.records is not None:
                 self.records.write(report)
 
-        run = WorkflowRun(self, workflow_id, ref, report, on_end=ended)
+        run = WorkflowRun(self, workflow_id, ref, report, on_end=ended, endings=self._endings)
         with self._runs_lock:
             if not run.done:
                 self._runs[workflow_id] = run
@@ -357,8 +378,17 @@ class Node:
         for run in self.running().values():
             run.cancelled = True
         if self._root is not None:
+            # As the root would, in reverse start order, but with the workflows'
+            # endings (their records) written while the bridge is still there.
+            for part in ("services", "workflows"):
+                try:
+                    self._root.terminate_child(part, timeout=timeout)
+                except (NoetlError, pykka.Timeout):
+                    pass  # not served, not running, or the root gives up
+            self._endings.shutdown(wait=True)
             self._root.stop(timeout=timeout)
             self._root = None
+        self._endings.shutdown(wait=True)
         for runner in self._runners.values():
             runner.close()
         self._clock.close()

@@ -25,6 +25,7 @@ the interpreter's exit, is what stops actors cleanly.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import queue
@@ -42,8 +43,8 @@ from noetl_actors.errors import ActorDeadError
 from noetl_actors.supervision._address import dead_letter
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 
-__all__ = ["Crash", "Down", "InjectedCrash", "Monitor", "SupervisedActor", "monitor",
-           "tell_if_alive"]
+__all__ = ["Crash", "Down", "InjectedCrash", "LoopHost", "Monitor", "SupervisedActor",
+           "monitor", "tell_if_alive"]
 
 logger = logging.getLogger("noetl_actors.supervision")
 
@@ -93,12 +94,17 @@ HOSTED_BATCH = 64
 """Messages a hosted actor handles in one turn before its host's other messages."""
 
 
+Post = Callable[[Envelope[Any]], None]
+"""How a hosted actor's turn reaches its host: the host runs `envelope.message`
+(a `_RunHosted`) on its thread, after what it was given before."""
+
+
 class _HostedInbox(_Inbox):
     """The inbox of a hosted actor: a put also tells its host to run it.
 
-    At most one `_RunHosted` of an actor waits in its host's inbox: `_scheduled`
-    is set by the put that posts it and cleared (under the lock, when the inbox
-    is found empty) by the turn that runs it, so no wake-up is lost or doubled.
+    At most one `_RunHosted` of an actor waits at its host: `_scheduled` is set
+    by the put that posts it and cleared (under the lock, when the inbox is
+    found empty) by the turn that runs it, so no wake-up is lost or doubled.
     Until `host(...)` is called (or when the actor runs on a thread of its own)
     it is a plain inbox.
     """
@@ -107,12 +113,12 @@ class _HostedInbox(_Inbox):
         super().__init__()
         self._lock = threading.Lock()
         self._scheduled = False
-        self._host_inbox: Any = None
+        self._post: Post | None = None
         self._run: Envelope[Any] | None = None
 
-    def host(self, host_inbox: Any, run: Envelope[Any] | None) -> None:
+    def host(self, post: Post | None, run: Envelope[Any] | None) -> None:
         with self._lock:
-            self._host_inbox, self._run, self._scheduled = host_inbox, run, False
+            self._post, self._run, self._scheduled = post, run, False
 
     def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
         super().put(item)
@@ -124,8 +130,9 @@ class _HostedInbox(_Inbox):
             if self._scheduled or self._run is None:
                 return
             self._scheduled = True
-            run, host_inbox = self._run, self._host_inbox
-        host_inbox.put(run)
+            run, post = self._run, self._post
+        assert post is not None
+        post(run)
 
     def idle(self) -> bool:
         """End a turn if nothing is left (True); else the turn goes on."""
@@ -138,9 +145,78 @@ class _HostedInbox(_Inbox):
     def repost(self) -> None:
         """End a turn that left messages: the host runs the actor again later."""
         with self._lock:
-            run, host_inbox = self._run, self._host_inbox
-        if run is not None:
-            host_inbox.put(run)
+            run, post = self._run, self._post
+        if run is not None and post is not None:
+            post(run)
+
+
+class LoopHost:
+    """Runs hosted actors on an asyncio loop's thread, as callbacks between its own.
+
+    Give it with `SupervisedActor.run_on(host)` to an actor (a supervisor,
+    say, with its hosted children) that waits on the same loop's I/O: its
+    turns then run where its messages arrive, with no hand-over between
+    threads. The bridge's loop hosts the node's workflows this way
+    (docs/supervision.md, "Hosted on a loop"). What it runs must never
+    block, and must never wait for the loop itself (`Connection.call`).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        self.loop = loop
+        self.thread = thread
+        self._guests: weakref.WeakSet[SupervisedActor] = weakref.WeakSet()
+        self._guests_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<LoopHost on {self.thread.name}>"
+
+    def alive(self) -> bool:
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+    def _post_turn(self, run: Envelope[Any]) -> None:
+        try:
+            self.call_soon(run.message.actor._run_hosted)
+        except RuntimeError:  # closed: its owner killed what ran here before closing it
+            logger.debug("%r is closed: a turn of %s is dropped", self, run.message.actor.path)
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run `callback` on the loop's thread, after what was posted before.
+
+        Raises:
+            RuntimeError: the loop is closed.
+        """
+        if threading.current_thread() is self.thread:
+            self.loop.call_soon(callback)
+        else:
+            self.loop.call_soon_threadsafe(callback)
+
+    def _runner_thread(self) -> threading.Thread | None:
+        return self.thread
+
+    def _adopt(self, actor: SupervisedActor) -> None:
+        with self._guests_lock:
+            self._guests.add(actor)
+
+    def hosting(self) -> bool:
+        """Whether an actor still runs here."""
+        with self._guests_lock:
+            return any(actor.exit_reason is None for actor in self._guests)
+
+    def kill_guests(self, *, at_once: bool = False) -> None:
+        """Kill every actor still running here: an actor left on a stopped loop would
+        never run again, and its supervisor would wait for it.
+
+        The kills are posted (they happen on the loop's next turns, before a stop
+        posted after them), or, `at_once`, run right here: for the loop's own
+        thread once its loop has died.
+        """
+        with self._guests_lock:
+            guests = list(self._guests)
+        for actor in guests:
+            if actor.exit_reason is None:
+                actor._kill()
+                if at_once:
+                    actor._run_hosted()
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -160,7 +236,8 @@ class SupervisedActor(pykka.ThreadingActor):
     never asks its supervisor); see docs/supervision.md, "Hosted children"."""
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return _HostedInbox() if self.hosted else _Inbox()
+        # Any actor can be hosted on a loop (`run_on`), decided after it is built.
+        return _HostedInbox()
 
     path: str
     """Where the actor sits in its tree, e.g. ``/node/workflows/wf-1``."""
@@ -181,9 +258,19 @@ class SupervisedActor(pykka.ThreadingActor):
         self._start_failure: ExitReason | None = None
         self._stop_reply: pykka.Future[Any] | None = None
         self._killed = False
-        self._host: SupervisedActor | None = None
-        """The actor whose thread runs this one (hosted and launched by a supervisor)."""
+        self._host: SupervisedActor | LoopHost | None = None
+        """What runs this one: its supervisor (hosted), or a loop (`run_on`)."""
+        self._home: LoopHost | None = None
         _live_actors.add(self)
+
+    def run_on(self, home: LoopHost) -> None:
+        """Run on `home`, an asyncio loop's thread, whoever supervises it.
+
+        Call it before the actor is started. Its hosted children run there
+        with it. Every rule of hosted actors applies (docs/supervision.md):
+        no handler may block.
+        """
+        self._home = home
 
     def mailbox_depth(self) -> int:
         """Messages waiting in its inbox (approximate while others send)."""
@@ -290,12 +377,16 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- hosted: the loop, one turn at a time, on the host's thread ------------
 
-    def _start_hosted(self, host: SupervisedActor) -> None:
+    def _post_turn(self, run: Envelope[Any]) -> None:
+        """Run a hosted child's turn (`run`) on this actor's thread, between its messages."""
+        self.actor_inbox.put(run)
+
+    def _start_hosted(self, host: SupervisedActor | LoopHost) -> None:
         """Run `on_start` here (the host's thread); later turns come as `_RunHosted`."""
         inbox = self.actor_inbox
         assert isinstance(inbox, _HostedInbox)
         self._host = host
-        inbox.host(host.actor_inbox, Envelope(_RunHosted(self)))
+        inbox.host(host._post_turn, Envelope(_RunHosted(self)))
         reason = self._run_on_start()
         if reason is not None:
             self._teardown(reason, (None, None, None))
@@ -377,11 +468,28 @@ class SupervisedActor(pykka.ThreadingActor):
         self.path = path
         self._parent = parent
         pykka.ActorRegistry.register(self.actor_ref)
+        home = self._home
+        if home is not None:
+            return self._start_at_home(home)
         if self.hosted and host is not None:
             self._start_hosted(host)
         else:
             self._start_actor_loop()
             self._started.wait()
+        return self._start_failure
+
+    def _start_at_home(self, home: LoopHost) -> ExitReason | None:
+        """Start on `home`'s loop and wait for `on_start` there (`run_on`)."""
+        home._adopt(self)
+        try:
+            home.call_soon(lambda: self._start_hosted(home))
+        except RuntimeError:
+            pass  # the loop is closed: said below
+        while not self._started.wait(0.1):
+            if not home.alive():
+                pykka.ActorRegistry.unregister(self.actor_ref)
+                return ExitReason(ExitKind.START_FAILURE, path=self.path,
+                                  message=f"its loop ({home.thread.name}) is not running")
         return self._start_failure
 
     def _kill(self) -> None:
