@@ -470,3 +470,42 @@ def test_what_a_dying_loop_hosted_is_killed_on_its_thread_and_its_supervisor_dec
     finally:
         root.stop(timeout=WAIT)
         loop.stop()
+
+
+def test_a_supervisor_on_a_loop_starts_a_child_on_the_same_loop_without_waiting_for_itself(
+        loop_host: LoopHost) -> None:
+    root = start_supervisor(SupervisorFlags(), [_subtree_on(loop_host, [])])
+    try:
+        sub = root.child_supervisor("sub")
+        nested = attrs.evolve(_subtree_on(loop_host, []), id="nested")
+        sub.start_child(nested, timeout=WAIT)
+        address = sub.child_supervisor("nested").address("a")
+        assert address.ask("thread", timeout=WAIT) == "test-loop"
+    finally:
+        root.stop(timeout=WAIT)
+
+
+def test_a_supervisor_killed_while_its_start_waits_on_the_loop_exits_killed(
+        loop_host: LoopHost) -> None:
+    recorder = Recorder()
+    root = start_supervisor(SupervisorFlags(), [], observers=[recorder])
+    busy, release = threading.Event(), threading.Event()
+    loop_host.call_soon(lambda: (busy.set(), release.wait(WAIT)))
+    assert busy.wait(WAIT)
+    try:
+        starting = threading.Thread(target=lambda: root.start_child(
+            _subtree_on(loop_host, [], restart=Restart.TEMPORARY), timeout=WAIT))
+        starting.start()
+        deadline = time.monotonic() + WAIT
+        while not loop_host.hosting() and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the start is posted, behind the busy callback
+        loop_host.kill_guests()  # before the start runs: it must not come up alive
+        loop_host.loop.call_soon_threadsafe(loop_host.loop.stop)  # no turn after its start
+        release.set()
+        starting.join(WAIT)
+        (exited,) = recorder.wait_for(EventKind.EXITED, "/root/sub")
+        assert exited.reason is not None and exited.reason.kind is ExitKind.KILLED
+        assert not loop_host.hosting()
+    finally:
+        release.set()
+        root.stop(timeout=WAIT)

@@ -977,3 +977,31 @@ def test_a_workflow_runs_on_through_a_restart_of_the_nodes_bridge(
         assert steps_of(document, "main")["after"]["output"] == {"slept": 1}
     finally:
         node.stop()
+
+
+def test_a_workflow_stopped_with_its_nodes_workflows_is_recorded_cancelled_at_once(
+        tmp_path: Path) -> None:
+    """However `workflows` goes (a node's stop, a restart of its parts, a give-up), the
+    records of the workflows it stops are written before it is gone, and say cancelled."""
+    path = write_playbook(tmp_path, "long", """
+        tasks:
+          - name: main
+            steps:
+              - {name: nap, plugin: sleep, with: {seconds: 30}}
+        """)
+    node = Node(name="rec", serve=True, state_dir=tmp_path / "state", workers=["sleep"])
+    node.start()
+    try:
+        run = node.run(load_playbook(path))
+        wait_until(lambda: run.report.to_json()["tasks"]["main"]["steps"]["nap"]["status"]
+                   == "running", 10, "the nap to run")
+
+        node.root.terminate_child("workflows")
+
+        assert node.records is not None
+        entry = node.records.get(run.workflow_id)
+        assert entry is not None and entry.data["status"] == "cancelled", entry
+        assert entry.data["tasks"]["main"]["steps"]["nap"]["status"] == "cancelled"
+        assert run.report.to_json()["status"] == "cancelled"
+    finally:
+        node.stop()

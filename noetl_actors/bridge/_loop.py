@@ -72,9 +72,12 @@ class LoopThread:
         except BaseException as error:  # a callback raised SystemExit or the like
             why = f"the NATS loop thread died: {error!r}"
             logger.error("%s", why)
+        # Stopped or dead, nothing runs here any more: what is still hosted (a turn
+        # posted after the stop, a start that raced it) is killed here, and its
+        # supervisor hears of it.
+        self.host.kill_guests(at_once=True)
         if self._stopping:
             return
-        self.host.kill_guests(at_once=True)  # their supervisors hear of it, and decide
         with self._lock:
             watchers = list(self._watchers)
         for on_died in watchers:

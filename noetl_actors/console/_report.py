@@ -134,9 +134,12 @@ class RunReport:
         with self._lock:
             self.finished_at = time.time()
             self.reason = reason
+            normal = reason is not None and reason.kind is ExitKind.NORMAL
+            if normal and any(t.status != "succeeded" for t in self._tasks.values()):
+                cancelled = True  # stopped from outside (its node's stop), not done
             if cancelled:
                 self.status = "cancelled"
-            elif reason is not None and not reason.is_abnormal and reason.kind is ExitKind.NORMAL:
+            elif normal:
                 self.status = "succeeded"
             else:
                 self.status = "failed"

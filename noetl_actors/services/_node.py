@@ -64,6 +64,8 @@ from noetl_actors.supervision import (
     MonotonicClock,
     Observer,
     Restart,
+    Supervisor,
+    SupervisorFlags,
     SupervisorRef,
     monitor,
     start_supervisor,
@@ -74,6 +76,8 @@ __all__ = ["EVENTS_STREAM", "Node", "WorkflowRun"]
 
 logger = logging.getLogger("noetl_actors.services")
 
+ENDINGS_WAIT = 10.0
+"""Seconds `workflows` waits, on its way out, for its workflows' records to be written."""
 EVENTS_STREAM = "NOETL_EVENTS"
 LIFECYCLE_PREFIX = "noetl.lifecycle"
 
@@ -94,16 +98,21 @@ class WorkflowRun:
         self._reason: ExitReason | None = None
 
         def end(reason: ExitReason) -> None:
-            self._reason = reason
-            report.finish(reason, cancelled=self.cancelled)
-            on_end(self)
-            self._done.set()
+            try:
+                self._reason = reason
+                report.finish(reason, cancelled=self.cancelled)
+                on_end(self)
+            except Exception:
+                logger.exception("the end of workflow %s was not fully handled", workflow_id)
+            finally:
+                self._done.set()
 
         def finished(down: Any) -> None:
             try:
                 endings.submit(end, down.reason)
-            except RuntimeError:  # the node has stopped taking endings: end it here
-                end(down.reason)
+            except RuntimeError:  # the node has stopped taking endings
+                threading.Thread(target=end, args=(down.reason,), daemon=True,
+                                 name=f"noetl/end/{workflow_id}").start()
 
         monitor(ref, finished)
 
@@ -124,6 +133,25 @@ class WorkflowRun:
             self._node.workflows.terminate_child(self.workflow_id, timeout=60)
         except NoetlError:
             pass  # it ended meanwhile
+
+
+class _WorkflowsSupervisor(Supervisor):
+    """The node's `workflows`: on its way out (stopped, given up or crashed), it waits
+    for the endings of the workflows it stopped to be handled, their records written,
+    while what stops after it (the bridge) is still there."""
+
+    def __init__(self, flags: SupervisorFlags, *, endings: Executor, wait: float) -> None:
+        super().__init__(flags)
+        self._endings = endings
+        self._wait = wait
+
+    def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
+        super()._before_exit(reason, exc_info)
+        try:
+            self._endings.submit(lambda: None).result(self._wait)  # one thread: in order
+        except (RuntimeError, TimeoutError):
+            logger.warning("%s: workflow endings still pending after %gs", self.path,
+                           self._wait)
 
 
 class Node:
@@ -174,8 +202,10 @@ class Node:
         self._runs: dict[str, WorkflowRun] = {}
         self._reports: dict[str, RunReport] = {}
         self._runs_lock = threading.Lock()
-        self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{name}/endings")
-        """Where a workflow's end is handled (its record written), in the order they end."""
+        self._endings = ThreadPoolExecutor(1)
+        """Where a workflow's end is handled (its record written), in the order they end:
+        not on its own thread, the bridge's loop, where a NATS request would wait for
+        itself. Made again by each `start()`."""
 
     @property
     def root(self) -> SupervisorRef:
@@ -199,6 +229,7 @@ class Node:
         """
         options = self.options
         config = self.config
+        self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{self.name}/endings")
         try:
             if options.embedded:
                 self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
@@ -215,8 +246,10 @@ class Node:
                 self.bridge.child_spec(),
                 supervisor_spec("workers", config.workers.flags, self._worker_specs(claims),
                                 shutdown=config.workers.shutdown),
-                supervisor_spec("workflows", config.workflows.flags, [],
-                                shutdown=config.workflows.shutdown),
+                ChildSpec(id="workflows", type=ChildType.SUPERVISOR,
+                          shutdown=config.workflows.shutdown,
+                          start=functools.partial(_WorkflowsSupervisor, config.workflows.flags,
+                                                  endings=self._endings, wait=ENDINGS_WAIT)),
             ]
             self._root = start_supervisor(config.root, parts, id=self.name, clock=self._clock,
                                           observers=[*self._observers, self._on_lifecycle])
@@ -378,14 +411,6 @@ class Node:
         for run in self.running().values():
             run.cancelled = True
         if self._root is not None:
-            # As the root would, in reverse start order, but with the workflows'
-            # endings (their records) written while the bridge is still there.
-            for part in ("services", "workflows"):
-                try:
-                    self._root.terminate_child(part, timeout=timeout)
-                except (NoetlError, pykka.Timeout):
-                    pass  # not served, not running, or the root gives up
-            self._endings.shutdown(wait=True)
             self._root.stop(timeout=timeout)
             self._root = None
         self._endings.shutdown(wait=True)

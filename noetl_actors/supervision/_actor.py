@@ -388,6 +388,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self._host = host
         inbox.host(host._post_turn, Envelope(_RunHosted(self)))
         reason = self._run_on_start()
+        if reason is None and self._killed:  # killed while it started: its turn may never come
+            reason = ExitReason(ExitKind.KILLED, path=self.path)
         if reason is not None:
             self._teardown(reason, (None, None, None))
         elif not inbox.empty():
@@ -481,6 +483,9 @@ class SupervisedActor(pykka.ThreadingActor):
     def _start_at_home(self, home: LoopHost) -> ExitReason | None:
         """Start on `home`'s loop and wait for `on_start` there (`run_on`)."""
         home._adopt(self)
+        if threading.current_thread() is home.thread:  # waiting here would stall the loop
+            self._start_hosted(home)
+            return self._start_failure
         try:
             home.call_soon(lambda: self._start_hosted(home))
         except RuntimeError:
