@@ -295,8 +295,16 @@ class TestInproc:
             pooled = run(runner, plain)
             assert pooled.ok and pooled.output["thread"] != threading.current_thread().name
             assert runner.statistics().running == 0
+
+            now = runner.run_now(instant, attempt("quick"))  # the same, without a handle
+            assert now.ok and now.output == {"thread": threading.current_thread().name}
+            assert runner.statistics().started == 3
+            with pytest.raises(ValueError, match="'plain' is not instant"):
+                runner.run_now(plain, attempt("plain"))
         finally:
             runner.close(timeout=5)
+        with pytest.raises(RuntimeError, match="closed"):
+            runner.run_now(instant, attempt("quick"))
 
     def test_attempts_run_in_parallel_up_to_max_workers(self) -> None:
         runner = InprocRunner(max_workers=4)

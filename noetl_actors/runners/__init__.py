@@ -33,6 +33,7 @@ from noetl_actors.runners._manifest import PluginInfo as PluginInfo
 from noetl_actors.runners._manifest import read_manifest as read_manifest
 from noetl_actors.runners._process import ProcessAttempt as ProcessAttempt
 from noetl_actors.runners._process import ProcessRunner as ProcessRunner
+from noetl_actors.runners._protocol import InstantRunner as InstantRunner
 from noetl_actors.runners._protocol import Runner as Runner
 from noetl_actors.runners._protocol import RunnerStatistics as RunnerStatistics
 from noetl_actors.runners._protocol import RunningAttempt as RunningAttempt
@@ -50,6 +51,7 @@ __all__ = [
     "Context",
     "InprocAttempt",
     "InprocRunner",
+    "InstantRunner",
     "ManifestError",
     "Outcome",
     "PluginError",

@@ -15,7 +15,7 @@ import attrs
 from noetl_actors.runners._attempt import Attempt, Outcome
 from noetl_actors.runners._manifest import PluginInfo
 
-__all__ = ["Runner", "RunnerStatistics", "RunningAttempt"]
+__all__ = ["InstantRunner", "Runner", "RunnerStatistics", "RunningAttempt"]
 
 
 @attrs.frozen
@@ -90,4 +90,19 @@ class Runner(Protocol):
     def close(self, *, timeout: float = 10.0) -> None:
         """Cancel every attempt still running, wait up to `timeout` for them to end,
         and stop the runner's threads. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class InstantRunner(Runner, Protocol):
+    """A runner that can also run an `instant` plugin's attempt right on the caller's
+    thread (`InprocRunner`): for a caller that would only wait for its outcome."""
+
+    def run_now(self, plugin: PluginInfo, attempt: Attempt) -> Outcome:
+        """Run `attempt` of an instant plugin here and return how it ended.
+
+        Raises:
+            ValueError: as `start()`, or the plugin is not `instant`.
+            RuntimeError: the runner is closed.
+        """
         ...

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 
@@ -33,6 +33,7 @@ from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
     Attempt,
     InprocRunner,
+    InstantRunner,
     Outcome,
     PluginInfo,
     Runner,
@@ -227,7 +228,8 @@ class PluginWorker(SupervisedActor):
     # -- instant plugins, on the bridge's loop ------------------------------------
 
     def _runs_on_loop(self) -> bool:
-        return self.plugin.instant and self._claims.local and INPROC in self._runners
+        return (self.plugin.instant and self._claims.local
+                and isinstance(self._runners.get(INPROC), InstantRunner))
 
     def _run_on_loop(self, delivery: Delivery) -> bool:
         """Run an instant plugin's command on the bridge's loop thread; False: not one.
@@ -250,12 +252,14 @@ class PluginWorker(SupervisedActor):
             return True  # sent or delivered again: whoever claimed it runs it
         cpu, wall = time.thread_time(), time.monotonic()
         try:
-            running = self._start(command)
+            runner = cast(InstantRunner, self._runners[INPROC])  # _runs_on_loop() checked
+            outcome = runner.run_now(self.plugin, _attempt(command))
         except Exception as error:  # claimed: the worker's thread would drop it; say so
             logger.exception("%s: could not run %s", self.path, command.id)
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error!r}")
             return True
+        self._report(command, outcome)
         cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
         slow = cpu > LOOP_CPU_BUDGET or wall > LOOP_WALL_BUDGET
         self._slow_on_loop = self._slow_on_loop + 1 if slow else 0
@@ -265,8 +269,6 @@ class PluginWorker(SupervisedActor):
                            "CPU) on the NATS loop, %d times in a row; its commands now run "
                            "on the worker's thread", self.path, self.plugin.name, wall * 1e3,
                            cpu * 1e3, LOOP_STRIKES)
-        if running is not None:
-            running.add_done_callback(lambda outcome: self._report(command, outcome))
         return True
 
     # -- running -------------------------------------------------------------------
@@ -275,15 +277,10 @@ class PluginWorker(SupervisedActor):
         """Start the attempt with the runner it asks for; None (and `failed` sent) if none can."""
         mode = command.runner or self.plugin.runner
         runner = self._runners.get(mode)
-        attempt = Attempt(
-            command_id=command.id, workflow_id=command.workflow_id, task=command.task,
-            step=command.step, number=command.attempt, plugin=command.plugin,
-            input=command.input, timeout=command.timeout,
-        )
         try:
             if runner is None:
                 raise ValueError(f"this node has no {mode} runner")
-            return runner.start(self.plugin, attempt)
+            return runner.start(self.plugin, _attempt(command))
         except (ValueError, RuntimeError) as error:
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error}")
@@ -380,3 +377,11 @@ class PluginWorker(SupervisedActor):
                 timer.cancel()
         for entry in self._running.values():
             entry.attempt.cancel()
+
+
+def _attempt(command: Command) -> Attempt:
+    return Attempt(
+        command_id=command.id, workflow_id=command.workflow_id, task=command.task,
+        step=command.step, number=command.attempt, plugin=command.plugin,
+        input=command.input, timeout=command.timeout,
+    )
