@@ -25,7 +25,14 @@ from noetl_actors.errors import MalformedMessage, NoetlError, TemplateError
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
-from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
+from noetl_actors.supervision import (
+    Clock,
+    ExitKind,
+    ExitReason,
+    SupervisedActor,
+    TimerHandle,
+    tell_if_alive,
+)
 
 __all__ = [
     "EventRouter",
@@ -62,13 +69,15 @@ class RouterClosed(NoetlError):
 
 
 @attrs.frozen
-class _Begin:
+class _Tick:
     pass
 
 
 @attrs.frozen
-class _Tick:
-    pass
+class _Failed:
+    """Told to itself by a step whose start could not send its command."""
+
+    error: Exception
 
 
 class EventRouter:
@@ -223,15 +232,22 @@ class RemoteStepActor(SupervisedActor):
         self._finished = False
 
     def on_start(self) -> None:
-        self.actor_ref.tell(_Begin())
+        # Begun here, not in a message to itself (a turn of its own, per step). A
+        # failure (its input does not render) is raised from its first message: a
+        # crash, as any failure of an attempt, not a failed start that would fail
+        # its task's start, and so on up to `node.run()`.
+        try:
+            self._begin()
+        except Exception as error:
+            self.actor_ref.tell(_Failed(error))
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Event):
             self._on_event(message)
         elif isinstance(message, _Tick):
             self._on_tick()
-        elif isinstance(message, _Begin):
-            self._begin()
+        elif isinstance(message, _Failed):
+            raise message.error
         else:
             return super().on_receive(message)
         return None
@@ -265,7 +281,7 @@ class RemoteStepActor(SupervisedActor):
         if event.status is EventStatus.SUCCEEDED:
             self._finished = True
             self._task.tell(StepDone(self.step.name, event.output))
-            self.stop()
+            self._exit(ExitReason(ExitKind.NORMAL, path=self.path))  # after this message
         elif event.status is EventStatus.FAILED:
             self._finished = True
             raise StepFailed(event.error_message or "the plugin failed",

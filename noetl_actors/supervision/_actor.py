@@ -219,6 +219,38 @@ class LoopHost:
                     actor._run_hosted()
 
 
+class _Latch:
+    """A one-way `threading.Event`: `set()` once, then every `wait()` returns at once.
+
+    An actor has two (started, exited), and a step's attempt sets both within a
+    millisecond: a `threading.Event` costs a `Condition` to make and a
+    `notify_all` to set. This is one lock, held until set.
+    """
+
+    __slots__ = ("_flag", "_lock")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        if not self._flag:
+            self._flag = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+            return False
+        self._lock.release()  # and the next waiter passes too
+        return True
+
+
 class SupervisedActor(pykka.ThreadingActor):
     """Base class for every actor in a noetl-actors supervision tree.
 
@@ -249,8 +281,10 @@ class SupervisedActor(pykka.ThreadingActor):
         self.path = f"/{type(self).__name__}-{self.actor_urn[-8:]}"
         self.exit_reason = None
         self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._exited = threading.Event()
+        self._started = _Latch()
+        self._exited = _Latch()
+        self._registered = False
+        """In pykka's `ActorRegistry`: not when hosted in place (it lives a few ms)."""
         self._exit_lock = threading.Lock()
         self._watchers: dict[int, ExitListener] = {}
         self._parent: ExitListener | None = None
@@ -435,7 +469,7 @@ class SupervisedActor(pykka.ThreadingActor):
         return self._host is not None and self._runner_thread() is threading.current_thread()
 
     def _teardown(self, reason: ExitReason, exc_info: Any) -> None:
-        pykka.ActorRegistry.unregister(self.actor_ref)
+        self._unregister()
         self.actor_stopped.set()
         self._before_exit(reason, exc_info)
         with self._exit_lock:
@@ -469,16 +503,21 @@ class SupervisedActor(pykka.ThreadingActor):
         """
         self.path = path
         self._parent = parent
-        pykka.ActorRegistry.register(self.actor_ref)
-        home = self._home
-        if home is not None:
-            return self._start_at_home(home)
-        if self.hosted and host is not None:
+        if self.hosted and host is not None and self._home is None:
             self._start_hosted(host)
-        else:
-            self._start_actor_loop()
-            self._started.wait()
+            return self._start_failure
+        pykka.ActorRegistry.register(self.actor_ref)
+        self._registered = True
+        if self._home is not None:
+            return self._start_at_home(self._home)
+        self._start_actor_loop()
+        self._started.wait()
         return self._start_failure
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            pykka.ActorRegistry.unregister(self.actor_ref)
 
     def _start_at_home(self, home: LoopHost) -> ExitReason | None:
         """Start on `home`'s loop and wait for `on_start` there (`run_on`)."""
@@ -492,7 +531,7 @@ class SupervisedActor(pykka.ThreadingActor):
             pass  # the loop is closed: said below
         while not self._started.wait(0.1):
             if not home.alive():
-                pykka.ActorRegistry.unregister(self.actor_ref)
+                self._unregister()
                 return ExitReason(ExitKind.START_FAILURE, path=self.path,
                                   message=f"its loop ({home.thread.name}) is not running")
         return self._start_failure
