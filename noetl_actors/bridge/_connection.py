@@ -104,6 +104,8 @@ class Connection:
         self._outbox_lock = threading.Lock()
         self._outbox_scheduled = False
         self._outbox_ready: asyncio.Event | None = None
+        self._wrote_this_turn = False
+        """A publish of this loop turn was written at once (loop thread only)."""
 
     # -- life cycle ------------------------------------------------------------
 
@@ -291,18 +293,30 @@ class Connection:
         """Queue a core-NATS publish; never waits on the network. Thread-safe.
 
         It is written in the loop's next iteration, batched with any that
-        follow until then (one write for a burst: on the loop's own thread,
-        the events of every command one read brought in).
+        follow until then (one write for a burst). On the loop's own thread
+        the first publish of a turn is written at once and the rest of the
+        turn's (the events of every command one read brought in) in one write
+        after it.
         """
         with self._outbox_lock:
             self._outbox.append((subject, payload, headers))
             if self._outbox_scheduled:
                 return
             self._outbox_scheduled = True
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is not self._thread:
+            self.loop.call_soon_threadsafe(self._write_outbox)
+        elif self._wrote_this_turn:
             self.loop.call_soon(self._write_outbox)
         else:
-            self.loop.call_soon_threadsafe(self._write_outbox)
+            # The first of the loop's turn leaves at once: a step's command (or a
+            # worker's event) need not wait for the rest of the turn. Those after
+            # it join one write at the end of the turn (`_turn_over`).
+            self._wrote_this_turn = True
+            self.loop.call_soon(self._turn_over)
+            self._write_outbox()
+
+    def _turn_over(self) -> None:
+        self._wrote_this_turn = False
 
     def _write_outbox(self) -> None:
         """Write the outbox to the socket now, as nats-py's flusher would (on the loop).
