@@ -15,8 +15,8 @@ times each (after a warm-up), then prints two tables:
   only (they cost a few microseconds each, which the figures include).
 - **CPU per thread**, A and B: user + system time per step of each
   long-lived thread of this process (`/proc/self/task`, 10 ms resolution);
-  the workflows' own threads end with their runs, so they are the process's
-  total less the others.
+  threads that ended meanwhile are the process's total less the others
+  (the workflows run on the NATS loop's thread, so that is little).
 
 Figures are for reading where the time goes, not for comparing with other
 machines: bench/steps.py is the benchmark, with its raw baselines.
@@ -48,8 +48,8 @@ STAGES = [
     ("send", "-> written to the socket"),
     ("write", "-> the worker has it, runs echo, hands its event over"),
     ("worker send", "-> the event is written to the socket"),
-    ("write", "-> the workflow's router has it (loop thread)"),
-    ("router", "-> the step has it (workflow's thread)"),
+    ("write", "-> the workflow's router has it"),
+    ("router", "-> the step has it (its workflow's turn on the loop)"),
     ("step event", "-> the next step begins (exit, the task's turn, start)"),
 ]
 """Each mark and the stage that ends at the next one, in a step's order."""
@@ -128,7 +128,7 @@ def thread_table(name: str, node: Node, clock: StepClock, runs: int, sequence: b
         shown += us
         if us >= 1:
             print(f"  {thread:<40} {us:7.0f}")
-    print(f"  {'the workflow threads (the rest)':<40} {total - shown:7.0f}")
+    print(f"  {'threads that ended (the rest)':<40} {total - shown:7.0f}")
     print(f"  {'process':<40} {total:7.0f}")
 
 
