@@ -122,8 +122,21 @@ class TestCodec:
             encode(value)  # type: ignore[arg-type]
 
     def test_encode_refuses_what_json_cannot_carry(self) -> None:
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
             encode({"when": object()})
+
+    def test_what_only_the_standard_library_takes_still_goes_both_ways(self) -> None:
+        # orjson does most payloads; an int past 64 bits, NaN read from another
+        # producer, keys that are not strings: as Python's json did.
+        big = 2**70
+        assert decode(encode({"big": big, 1: "one"})) == {
+            "schema_version": SCHEMA_VERSION, "big": big, "1": "one"}
+        got = decode(b'{"schema_version": 1, "x": NaN}')
+        assert got["x"] != got["x"]  # NaN
+
+    def test_encode_writes_nan_as_null_which_any_json_reader_takes(self) -> None:
+        assert json.loads(encode({"x": float("nan"), "y": float("inf")})) == {
+            "schema_version": SCHEMA_VERSION, "x": None, "y": None}
 
     @pytest.mark.parametrize("payload, reason", [
         (b"not json at all", "not JSON"),

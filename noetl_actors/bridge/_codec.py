@@ -1,10 +1,21 @@
-"""The wire format: every payload is a JSON object with a schema version."""
+"""The wire format: every payload is a JSON object with a schema version.
+
+Encoded and decoded by orjson: every step's command and event go through
+here twice each, and orjson does a small payload in ~2 us where the
+standard library takes 7-10. What orjson refuses and the standard library
+takes (an integer past 64 bits; NaN or Infinity when decoding) goes the
+standard library's way, so its answer, or its error, stands. One
+difference is kept: orjson writes NaN and Infinity as ``null``, standard
+JSON, where `json` wrote literals that other languages cannot read.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from noetl_actors.errors import MalformedMessage
 
@@ -13,9 +24,9 @@ __all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "decode", "encode"]
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = "schema_version"
 
-# One encoder and one decoder for the process: `json.dumps(..., separators=...)`
-# builds a JSONEncoder per call and `json.loads(bytes)` sniffs the encoding
-# first; on small payloads both cost more than the work itself.
+_OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: "a"} -> {"1": "a"}, as json does
+# One encoder and one decoder for the process, for what orjson refuses:
+# `json.dumps(..., separators=...)` builds a JSONEncoder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _DECODER = json.JSONDecoder()
 
@@ -30,7 +41,10 @@ def encode(data: Mapping[str, Any]) -> bytes:
         raise TypeError(f"a payload must be a mapping (got {type(data).__name__})")
     if SCHEMA_VERSION_KEY not in data:
         data = {SCHEMA_VERSION_KEY: SCHEMA_VERSION, **data}
-    return _ENCODER.encode(dict(data) if type(data) is not dict else data).encode()
+    try:
+        return orjson.dumps(data, option=_OPTIONS)
+    except TypeError:
+        return _ENCODER.encode(dict(data) if type(data) is not dict else data).encode()
 
 
 def decode(payload: bytes) -> dict[str, Any]:
@@ -41,9 +55,12 @@ def decode(payload: bytes) -> dict[str, Any]:
             this runtime reads; the message says which.
     """
     try:
-        data = _DECODER.decode(payload.decode())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise MalformedMessage(f"not JSON: {error}") from None
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        try:
+            data = _DECODER.decode(payload.decode())
+        except (UnicodeDecodeError, ValueError) as error:
+            raise MalformedMessage(f"not JSON: {error}") from None
     if not isinstance(data, dict):
         raise MalformedMessage(f"not a JSON object but {type(data).__name__}")
     version = data.get(SCHEMA_VERSION_KEY)
