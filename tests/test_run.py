@@ -922,7 +922,7 @@ def test_noetl_run_takes_nats_credentials_and_refused_ones_fail_at_once(tmp_path
 
 
 def test_a_finished_workflow_is_freed_at_once_not_by_a_full_garbage_collection(
-        nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+        nats_server: EmbeddedNatsServer) -> None:
     """A node runs workflow after workflow: a finished tree left in reference cycles
     would wait for a full GC pass, a long pause on a big heap, to give its memory back."""
     import gc
@@ -965,7 +965,8 @@ def test_a_workflow_runs_on_through_a_restart_of_the_nodes_bridge(
     node.start()
     try:
         run = node.run(load_playbook(path))
-        time.sleep(0.3)  # the nap runs
+        wait_until(lambda: run.report.to_json()["tasks"]["main"]["steps"]["nap"]["status"]
+                   == "running", 10, "the nap to run")
         node.root.crash_child("bridge", "the test crashed the bridge")
         recorder.wait_for(EventKind.RESTARTED, "/node/bridge")
 
