@@ -74,15 +74,6 @@ class InjectedCrash(Exception):
 ExitListener = Callable[[ExitReason], None]
 
 
-class _Inbox(queue.SimpleQueue[Envelope[Any]]):
-    """An actor's inbox: unbounded FIFO like pykka's `queue.Queue`, but in C.
-
-    `put` and `get` skip `queue.Queue`'s Python-level condition variable
-    (put + get: 2.0 us -> 0.3 us); pykka and this module use only `put`,
-    `get`, `get_nowait` and `empty`.
-    """
-
-
 @attrs.frozen(eq=False)
 class _RunHosted:
     """Put in a host's inbox: run the hosted actor's messages (`_run_hosted`)."""
@@ -99,14 +90,20 @@ Post = Callable[[Envelope[Any]], None]
 (a `_RunHosted`) on its thread, after what it was given before."""
 
 
-class _HostedInbox(_Inbox):
-    """The inbox of a hosted actor: a put also tells its host to run it.
+class _Inbox(queue.SimpleQueue[Envelope[Any]]):
+    """An actor's inbox: unbounded FIFO like pykka's `queue.Queue`, but in C, and,
+    once the actor is hosted, a put also tells its host to run it.
+
+    `put` and `get` skip `queue.Queue`'s Python-level condition variable
+    (put + get: 2.0 us -> 0.3 us); pykka and this module use only `put`,
+    `get`, `get_nowait` and `empty`.
 
     At most one `_RunHosted` of an actor waits at its host: `_scheduled` is set
     by the put that posts it and cleared (under the lock, when the inbox is
     found empty) by the turn that runs it, so no wake-up is lost or doubled.
     Until `host(...)` is called (or when the actor runs on a thread of its own)
-    it is a plain inbox.
+    it is a plain inbox. Every actor has one: whether it will be hosted (on a
+    loop, `run_on`) is decided after it is built.
     """
 
     def __init__(self) -> None:
@@ -268,8 +265,7 @@ class SupervisedActor(pykka.ThreadingActor):
     never asks its supervisor); see docs/supervision.md, "Hosted children"."""
 
     def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        # Any actor can be hosted on a loop (`run_on`), decided after it is built.
-        return _HostedInbox()
+        return _Inbox()
 
     path: str
     """Where the actor sits in its tree, e.g. ``/node/workflows/wf-1``."""
@@ -418,7 +414,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def _start_hosted(self, host: SupervisedActor | LoopHost) -> None:
         """Run `on_start` here (the host's thread); later turns come as `_RunHosted`."""
         inbox = self.actor_inbox
-        assert isinstance(inbox, _HostedInbox)
+        assert isinstance(inbox, _Inbox)
         self._host = host
         inbox.host(host._post_turn, Envelope(_RunHosted(self)))
         reason = self._run_on_start()
@@ -439,7 +435,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if self.exit_reason is not None or self._host is None:
             return  # a turn posted before it exited
         inbox = self.actor_inbox
-        assert isinstance(inbox, _HostedInbox)
+        assert isinstance(inbox, _Inbox)
         for _ in range(HOSTED_BATCH):
             if self._killed:
                 self._teardown(ExitReason(ExitKind.KILLED, path=self.path), (None, None, None))
@@ -476,8 +472,9 @@ class SupervisedActor(pykka.ThreadingActor):
             self.exit_reason = reason
             watchers = list(self._watchers.values())
             self._watchers.clear()
-        if isinstance(self.actor_inbox, _HostedInbox):
-            self.actor_inbox.host(None, None)  # its turn envelope holds this actor: let go
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _Inbox)
+        inbox.host(None, None)  # its turn envelope holds this actor: let go
         if self._parent is None:
             # Nobody will carry what is left over to a next incarnation.
             dead_letter(self.path, drain(self.actor_inbox), None)
