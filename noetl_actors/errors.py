@@ -6,6 +6,7 @@ The tree, as callers catch it::
     ├── PlaybookError             a playbook is invalid; .problems says where and what
     ├── TemplateError             a template did not parse or render (step error "template")
     ├── SupervisionError          a supervisor gave up; .reason holds the chain
+    ├── InjectedCrash             what an actor told `Crash` raises in its own loop
     ├── ChildError                a dynamic-child verb was misused
     │   ├── ChildNotFound             no child with that id (also a KeyError)
     │   ├── ChildAlreadyExists        start_child with an id in use
@@ -14,6 +15,11 @@ The tree, as callers catch it::
     │                             (also a pykka.ActorDeadError)
     ├── MailboxFull               an address buffered as much as it may
     ├── PluginError               a plugin failed an attempt; .error_type names the failure
+    ├── StepFailed                a step's plugin reported a failure (as the step sees it)
+    ├── StepTimeout               a step attempt ran past its timeout
+    ├── WorkerLost                the worker running an attempt fell silent
+    ├── RouterClosed              a step started after its workflow's router closed
+    ├── ApiError                  an error reply of the command API; .kind is an ErrorKind
     ├── Cancelled                 a plugin noticed that its attempt was cancelled
     ├── ManifestError             a plugin.yaml is invalid; .file says which
     ├── PluginNotFound            no plugin of that name on the plugin path (also a KeyError)
@@ -23,6 +29,7 @@ The tree, as callers catch it::
         ├── ConnectError              could not connect (the cause says why)
         │   └── AuthorizationError        the server refused our credentials
         ├── BridgeTimeout             no answer (ack, reply) in time
+        ├── ConnectionLost            the connection ended unasked; the bridge's actor restarts it
         └── MalformedMessage          a payload that is not ours: not JSON, no schema
 
 Misuse of an API (wrong types, impossible options) raises the matching
@@ -31,7 +38,8 @@ builtin (`TypeError`, `ValueError`) with a message naming the argument.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActorDeadError",
+    "ApiError",
     "AuthorizationError",
     "BridgeError",
     "BridgeTimeout",
@@ -50,6 +59,9 @@ __all__ = [
     "ChildNotFound",
     "ChildRunning",
     "ConnectError",
+    "ConnectionLost",
+    "ErrorKind",
+    "InjectedCrash",
     "MailboxFull",
     "MalformedMessage",
     "ManifestError",
@@ -59,8 +71,12 @@ __all__ = [
     "PlaybookError",
     "PluginError",
     "PluginNotFound",
+    "RouterClosed",
+    "StepFailed",
+    "StepTimeout",
     "SupervisionError",
     "TemplateError",
+    "WorkerLost",
 ]
 
 
@@ -87,6 +103,12 @@ class TemplateError(NoetlError):
     """
 
     error_type = "template"
+
+
+class InjectedCrash(NoetlError):
+    """What an actor told `Crash` raises in its own loop (error type ``killed``)."""
+
+    error_type = "killed"
 
 
 class SupervisionError(NoetlError):
@@ -149,6 +171,70 @@ class PluginError(NoetlError):
         self.error_type = error_type
 
 
+class StepFailed(NoetlError):
+    """A step's plugin reported a failure; `error_type` is the plugin's name for it."""
+
+    def __init__(self, message: str, *, error_type: str = "StepFailed") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class StepTimeout(NoetlError):
+    """A step attempt ran past its `timeout` (error type ``timeout``)."""
+
+    error_type = "timeout"
+
+
+class WorkerLost(NoetlError):
+    """The worker running an attempt fell silent (error type ``crash``)."""
+
+    error_type = "crash"
+
+
+class RouterClosed(NoetlError):
+    """A step started after its workflow's router was closed (error type ``crash``)."""
+
+    error_type = "crash"
+
+
+class ErrorKind(enum.Enum):
+    """What an `ApiError` is about; the ``kind`` of an error reply of the command API."""
+
+    BAD_REQUEST = "bad_request"
+    """The request is malformed: a field missing or of the wrong type."""
+    INVALID_PLAYBOOK = "invalid_playbook"
+    """The playbook does not load; ``problems`` lists ``file:line:col: ...``."""
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    """The request does not fit the state: cancel a finished workflow, say."""
+    UNAVAILABLE = "unavailable"
+    """The node that could answer is gone or still starting."""
+
+
+class ApiError(NoetlError):
+    """An error reply of the command API, raised by the client."""
+
+    def __init__(self, kind: ErrorKind, message: str, *, problems: list[str] | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.problems = problems or []
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> ApiError:
+        error = reply.get("error") or {}
+        try:
+            kind = ErrorKind(error.get("kind"))
+        except ValueError:
+            kind = ErrorKind.BAD_REQUEST
+        return cls(kind, str(error.get("message", "the node gave no reason")),
+                   problems=[str(p) for p in error.get("problems", [])])
+
+    def to_reply(self) -> dict[str, Any]:
+        """The reply a service sends for this error."""
+        return {"ok": False, "error": {"kind": self.kind.value, "message": str(self),
+                                       "problems": self.problems}}
+
+
 class Cancelled(NoetlError):
     """Raised in a plugin by `Context.sleep()`/`check_cancelled()` once its attempt is cancelled.
 
@@ -203,6 +289,10 @@ class AuthorizationError(ConnectError):
 
 class BridgeTimeout(BridgeError, TimeoutError):
     """NATS did not answer (a reply, a JetStream ack) within the time given."""
+
+
+class ConnectionLost(BridgeError):
+    """The bridge's connection ended without being asked to; its actor restarts it."""
 
 
 class MalformedMessage(BridgeError, ValueError):

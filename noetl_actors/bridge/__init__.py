@@ -9,7 +9,7 @@ from noetl_actors.bridge._bridge import BridgeStatistics as BridgeStatistics
 from noetl_actors.bridge._bridge import Mailbox as Mailbox
 from noetl_actors.bridge._bridge import Subscription as Subscription
 from noetl_actors.bridge._bridge_actor import BridgeActor as BridgeActor
-from noetl_actors.bridge._bridge_actor import ConnectionLost as ConnectionLost
+from noetl_actors.errors import ConnectionLost as ConnectionLost
 from noetl_actors.bridge._codec import SCHEMA_VERSION as SCHEMA_VERSION
 from noetl_actors.bridge._codec import decode as decode
 from noetl_actors.bridge._codec import encode as encode

@@ -7,17 +7,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from noetl_actors.bridge._connection import Connection
-from noetl_actors.errors import BridgeError
+from noetl_actors.errors import BridgeError, ConnectionLost
 from noetl_actors.supervision import SupervisedActor, tell_if_alive
 
 if TYPE_CHECKING:
     from noetl_actors.bridge._bridge import Bridge
 
-__all__ = ["BridgeActor", "ConnectionLost"]
-
-
-class ConnectionLost(BridgeError):
-    """The bridge's connection ended without being asked to; its actor restarts it."""
+__all__ = ["BridgeActor"]
 
 
 @attrs.frozen

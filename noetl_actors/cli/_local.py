@@ -49,7 +49,7 @@ def schema() -> None:
     """Print the JSON Schema of playbooks (for editors: yaml-language-server)."""
     import json
 
-    from noetl_actors.playbook._schema import playbook_schema
+    from noetl_actors.playbook import playbook_schema
 
     click.echo(json.dumps(playbook_schema(), indent=2))
 
@@ -86,7 +86,7 @@ def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
 @SET_OPTION
 def lint(file: str, sets: tuple[str, ...]) -> None:
     """Worst-case executions per step, and warnings on suspicious policies."""
-    from noetl_actors.playbook._lint import lint as lint_playbook
+    from noetl_actors.playbook import lint as lint_playbook
 
     playbook = load_or_exit(file, sets)
     worst, warnings = lint_playbook(playbook)

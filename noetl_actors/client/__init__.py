@@ -5,7 +5,7 @@ Textual's own loop. It needs only a NATS address; any node answers.
 """
 
 from noetl_actors.client._client import Client as Client
-from noetl_actors.services._protocol import ApiError as ApiError
-from noetl_actors.services._protocol import ErrorKind as ErrorKind
+from noetl_actors.errors import ApiError as ApiError
+from noetl_actors.errors import ErrorKind as ErrorKind
 
 __all__ = ["ApiError", "Client", "ErrorKind"]

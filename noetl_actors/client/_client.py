@@ -17,10 +17,15 @@ from nats.aio.subscription import Subscription
 
 from noetl_actors.bridge import ConnectOptions, decode, encode
 from noetl_actors.bridge._connection import _is_auth_error
-from noetl_actors.errors import AuthorizationError, BridgeTimeout, ConnectError, MalformedMessage
-from noetl_actors.services._protocol import (
+from noetl_actors.errors import (
     ApiError,
+    AuthorizationError,
+    BridgeTimeout,
+    ConnectError,
     ErrorKind,
+    MalformedMessage,
+)
+from noetl_actors.services._protocol import (
     actor_subject,
     api_subject,
     node_subject,

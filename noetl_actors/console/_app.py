@@ -39,7 +39,7 @@ from noetl_actors.console._render import (
     workflow_of,
 )
 from noetl_actors.errors import NoetlError
-from noetl_actors.services._protocol import ApiError
+from noetl_actors.errors import ApiError
 
 __all__ = ["ConsoleApp"]
 

@@ -8,6 +8,7 @@ from noetl_actors.playbook._catalog import Catalog as Catalog
 from noetl_actors.playbook._catalog import PluginInfo as PluginInfo
 from noetl_actors.playbook._durations import format_duration as format_duration
 from noetl_actors.playbook._durations import parse_duration as parse_duration
+from noetl_actors.playbook._lint import lint as lint
 from noetl_actors.playbook._loader import load_playbook as load_playbook
 from noetl_actors.playbook._loader import parse_playbook as parse_playbook
 from noetl_actors.playbook._model import API_VERSION as API_VERSION
@@ -18,6 +19,7 @@ from noetl_actors.playbook._model import Playbook as Playbook
 from noetl_actors.playbook._model import Runner as Runner
 from noetl_actors.playbook._model import Step as Step
 from noetl_actors.playbook._model import Task as Task
+from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Problem as Problem
 from noetl_actors.playbook._templates import render_value as render_value
 
@@ -34,8 +36,10 @@ __all__ = [
     "Step",
     "Task",
     "format_duration",
+    "lint",
     "load_playbook",
     "parse_duration",
     "parse_playbook",
+    "playbook_schema",
     "render_value",
 ]

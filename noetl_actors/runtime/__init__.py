@@ -8,9 +8,9 @@ a simulated clock and simulated plugins.
 
 from noetl_actors.runtime._step import StepActor as StepActor
 from noetl_actors.runtime._step import StepFactory as StepFactory
-from noetl_actors.runtime._step import StepFailed as StepFailed
+from noetl_actors.errors import StepFailed as StepFailed
 from noetl_actors.runtime._step import StepRunner as StepRunner
-from noetl_actors.runtime._step import StepTimeout as StepTimeout
+from noetl_actors.errors import StepTimeout as StepTimeout
 from noetl_actors.runtime._step import local_steps as local_steps
 from noetl_actors.runtime._task import TaskSupervisor as TaskSupervisor
 from noetl_actors.runtime._workflow import WorkflowSupervisor as WorkflowSupervisor

@@ -21,10 +21,18 @@ import attrs
 import pykka
 
 from noetl_actors.bridge import Bridge, Delivery, Subscription
-from noetl_actors.errors import MalformedMessage, NoetlError, TemplateError
+from noetl_actors.errors import (
+    MalformedMessage,
+    NoetlError,
+    RouterClosed,
+    StepFailed,
+    StepTimeout,
+    TemplateError,
+    WorkerLost,
+)
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.runtime._step import StepDone, StepFactory, StepFailed, StepTimeout
+from noetl_actors.runtime._step import StepDone, StepFactory
 from noetl_actors.supervision import (
     Clock,
     ExitKind,
@@ -37,8 +45,6 @@ from noetl_actors.supervision import (
 __all__ = [
     "EventRouter",
     "RemoteStepActor",
-    "RouterClosed",
-    "WorkerLost",
     "remote_steps",
     "subscribe_router",
 ]
@@ -54,18 +60,6 @@ A worker announces what it claimed within `ANNOUNCE_AFTER` (50 ms); silence
 for `HEARTBEAT_MISSES` heartbeats after each of these sends means no worker
 has it, or the one that claimed it died before it said so, and then the
 claim keeps others from taking it: only a new attempt can run."""
-
-
-class WorkerLost(NoetlError):
-    """The worker running an attempt fell silent (error type ``crash``)."""
-
-    error_type = "crash"
-
-
-class RouterClosed(NoetlError):
-    """A step started after its workflow's router was closed (error type ``crash``)."""
-
-    error_type = "crash"
 
 
 @attrs.frozen

@@ -14,15 +14,13 @@ from typing import Any, Protocol
 import attrs
 import pykka
 
-from noetl_actors.errors import NoetlError
+from noetl_actors.errors import StepFailed, StepTimeout
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.supervision import Clock, ExitReason, SupervisedActor
 
 __all__ = [
     "StepFactory",
-    "StepFailed",
     "StepRunner",
-    "StepTimeout",
     "error_category",
     "local_steps",
 ]
@@ -72,20 +70,6 @@ def local_steps(run: StepRunner) -> StepFactory:
         return StepActor(step, task=task, context=context, run=run, attempt=attempt)
 
     return make
-
-
-class StepFailed(NoetlError):
-    """A step's plugin reported a failure; `error_type` is the plugin's name for it."""
-
-    def __init__(self, message: str, *, error_type: str = "StepFailed") -> None:
-        super().__init__(message)
-        self.error_type = error_type
-
-
-class StepTimeout(NoetlError):
-    """A step attempt ran past its `timeout` (error type ``timeout``)."""
-
-    error_type = "timeout"
 
 
 def error_category(reason: ExitReason) -> tuple[str, ...]:

@@ -18,19 +18,15 @@ schema version (the bridge's wire format) and every reply is either
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping
 from typing import Any
 
-from noetl_actors.errors import NoetlError
+from noetl_actors.errors import ApiError, ErrorKind
 
 __all__ = [
     "API_QUEUE",
     "NODES_BUCKET",
     "PLAYBOOKS_BUCKET",
     "WORKFLOWS_BUCKET",
-    "ApiError",
-    "ErrorKind",
     "actor_subject",
     "api_subject",
     "error_reply",
@@ -49,38 +45,7 @@ PLAYBOOKS_BUCKET = "noetl-playbooks"
 ACTOR_OPS = ("kill", "restart", "terminate", "snapshot")
 
 
-class ErrorKind(enum.Enum):
-    BAD_REQUEST = "bad_request"
-    """The request is malformed: a field missing or of the wrong type."""
-    INVALID_PLAYBOOK = "invalid_playbook"
-    """The playbook does not load; ``problems`` lists ``file:line:col: ...``."""
-    NOT_FOUND = "not_found"
-    CONFLICT = "conflict"
-    """The request does not fit the state: cancel a finished workflow, say."""
-    UNAVAILABLE = "unavailable"
-    """The node that could answer is gone or still starting."""
 
-
-class ApiError(NoetlError):
-    """An error reply of the command API, raised by the client."""
-
-    def __init__(self, kind: ErrorKind, message: str, *, problems: list[str] | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.problems = problems or []
-
-    @classmethod
-    def from_reply(cls, reply: Mapping[str, Any]) -> ApiError:
-        error = reply.get("error") or {}
-        try:
-            kind = ErrorKind(error.get("kind"))
-        except ValueError:
-            kind = ErrorKind.BAD_REQUEST
-        return cls(kind, str(error.get("message", "the node gave no reason")),
-                   problems=[str(p) for p in error.get("problems", [])])
-
-    def to_reply(self) -> dict[str, Any]:
-        return error_reply(self.kind, str(self), problems=self.problems)
 
 
 def ok_reply(**fields: Any) -> dict[str, Any]:

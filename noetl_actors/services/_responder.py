@@ -9,7 +9,8 @@ from typing import Any
 
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import NoetlError
-from noetl_actors.services._protocol import ApiError, ErrorKind, error_reply, ok_reply
+from noetl_actors.errors import ApiError, ErrorKind
+from noetl_actors.services._protocol import error_reply, ok_reply
 from noetl_actors.supervision import SupervisedActor
 
 __all__ = ["Responder", "field"]

@@ -7,7 +7,7 @@ other layer is built on what it exports here.
 
 from noetl_actors.supervision._actor import Crash as Crash
 from noetl_actors.supervision._actor import Down as Down
-from noetl_actors.supervision._actor import InjectedCrash as InjectedCrash
+from noetl_actors.errors import InjectedCrash as InjectedCrash
 from noetl_actors.supervision._actor import LoopHost as LoopHost
 from noetl_actors.supervision._actor import Monitor as Monitor
 from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor

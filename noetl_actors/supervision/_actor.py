@@ -39,11 +39,11 @@ import attrs
 import pykka
 from pykka._envelope import Envelope
 
-from noetl_actors.errors import ActorDeadError
+from noetl_actors.errors import ActorDeadError, InjectedCrash
 from noetl_actors.supervision._address import dead_letter
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 
-__all__ = ["Crash", "Down", "InjectedCrash", "LoopHost", "Monitor", "SupervisedActor",
+__all__ = ["Crash", "Down", "LoopHost", "Monitor", "SupervisedActor",
            "monitor", "tell_if_alive"]
 
 logger = logging.getLogger("noetl_actors.supervision")
@@ -65,11 +65,6 @@ class Crash:
 
     why: str = "killed by request"
 
-
-class InjectedCrash(Exception):
-    """What an actor told `Crash` raises in its own loop."""
-
-    error_type = "killed"
 
 ExitListener = Callable[[ExitReason], None]
 
