@@ -14,7 +14,7 @@ REQUEST_TIMEOUT = 5.0
 """Seconds a single reply may take before the run fails (a reply is lost)."""
 PAD = "x" * 60
 REQUEST = encode({"op": "echo", "pad": PAD})
-"""About 100 bytes, as BASELINES.md measured."""
+"""About 100 bytes with its envelope: the size of a small command."""
 
 
 class LostReply(Exception):

@@ -34,7 +34,7 @@ In flight:
   requests are published with it as their reply subject, and every reply
   that comes back publishes the next request, until the round's total. The
   rate is replies / (last reply - first publish). This is the "pipelined
-  publish + reply subscription" of BASELINES.md, the Python ceiling.
+  publish + reply subscription" case, the Python ceiling.
   Next to it: this process's CPU time per round trip (all its threads:
   requester, loops, actor). They share one GIL, so it is what the rate is
   made of, and it moves less from run to run than the rate does.
