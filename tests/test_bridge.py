@@ -31,8 +31,9 @@ from noetl_actors.bridge import (
     PubAck,
     encode,
 )
-from noetl_actors.bridge._connection import Connection, _Client, _writable
+from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._loop import LoopThread
+from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths, writable
 from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
 from noetl_actors.supervision import (
     Backoff,
@@ -242,7 +243,7 @@ def kill_the_loop(bridge: Bridge) -> None:
     def die() -> None:
         raise SystemExit("the test killed the NATS loop")
 
-    connection = bridge._connection
+    connection = bridge._core.connection
     assert connection is not None, "the bridge has no connection to break"
     connection.loop.call_soon_threadsafe(die)
 
@@ -319,8 +320,8 @@ class TestCoreNats:
         self, nats_server: EmbeddedNatsServer
     ) -> None:
         # Connection's client overrides nats-py's private Client._process_msg;
-        # if an upgrade changes its signature, messages would stop arriving.
-        ours = inspect.signature(_Client._process_msg).parameters
+        # if an upgrade changes its signature, messages take the slower path: say so.
+        ours = inspect.signature(_DirectClient._process_msg).parameters
         theirs = inspect.signature(nats.aio.client.Client._process_msg).parameters
         assert list(ours) == list(theirs)
         got: queue.Queue[tuple[str, str]] = queue.Queue()
@@ -328,11 +329,13 @@ class TestCoreNats:
             live = connection.call(connection.subscribe(
                 "direct.>", "", lambda msg: got.put((msg.subject, threading.current_thread().name))
             ), timeout=WAIT)
-            assert live._id in connection.client.handlers
+            assert fast_paths.delivery is True
+            assert isinstance(connection.client, _DirectClient)
+            assert live._id in connection.client.direct_handlers
             connection.publish_nowait("direct.one", b"{}")
             assert got.get(timeout=WAIT) == ("direct.one", "noetl-nats-loop")
             connection.call(connection.unsubscribe(live), timeout=WAIT)
-            assert live._id not in connection.client.handlers
+            assert live._id not in connection.client.direct_handlers
 
     def test_a_blocking_call_on_the_loops_own_thread_fails_at_once_not_at_its_timeout(
         self, nats_server: EmbeddedNatsServer
@@ -361,11 +364,12 @@ class TestCoreNats:
         # Connection._write_outbox uses three private attributes of nats-py's Client;
         # if an upgrade renames them, publishes fall back to the slower path: say so.
         with connection_to(nats_server) as connection:
-            assert _writable(connection.client, [("a.b", b"{}", None)])
+            assert writable(connection.client, [("a.b", b"{}", None)])
+            assert fast_paths.write is True
             assert isinstance(connection.client._pending, list)
             assert isinstance(connection.client._pending_data_size, int)
-            assert not _writable(connection.client, [("a.b", b"{}", {"H": "v"})])
-            assert not _writable(connection.client, [("a b", b"{}", None)])
+            assert not writable(connection.client, [("a.b", b"{}", {"H": "v"})])
+            assert not writable(connection.client, [("a b", b"{}", None)])
 
     def test_on_loop_takes_what_it_handles_and_the_actor_gets_the_rest(
         self, nats_server: EmbeddedNatsServer
