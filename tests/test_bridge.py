@@ -603,8 +603,13 @@ class TestActorExit:
             n.bridge.subscribe("exit.a", ref)
             n.bridge.subscribe("exit.*.b", ref)
             n.bridge.subscribe("exit.>", ref, queue="group")
-            assert set(server_subscriptions(nats_server, "exit-test")) - set(before) == {
-                "exit.a", "exit.*.b", "exit.>"}
+            # The server has them once subscribe() returns (it flushed), but its
+            # monitoring endpoint may show them a moment later: poll, do not read once.
+            eventually(
+                lambda: set(server_subscriptions(nats_server, "exit-test")) - set(before)
+                == {"exit.a", "exit.*.b", "exit.>"},
+                "the server has the three subscriptions",
+            )
             assert n.bridge.statistics().subscriptions == 3
 
             if how == "stops":
@@ -641,6 +646,50 @@ class TestActorExit:
             n.bridge.publish("keep.it", {"n": 2})
             assert [d.subject for d in take(deliveries, 1)] == [kept.subject]
             assert_nothing_more(deliveries, within=0.2)
+
+
+    def test_a_subscription_cancelled_while_it_is_being_made_is_not_left_on_the_server(
+        self, nats_server: EmbeddedNatsServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        making, go_on = threading.Event(), threading.Event()
+        subscribe = Connection.subscribe
+
+        async def slow_subscribe(self: Connection, *args: Any) -> Any:
+            live = await subscribe(self, *args)
+            making.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.01)
+            return live
+
+        monkeypatch.setattr(Connection, "subscribe", slow_subscribe)
+        got: queue.Queue[Delivery] = queue.Queue()
+
+        class Sink:
+            def tell(self, delivery: Delivery) -> None:
+                got.put(delivery)
+
+        bridge = Bridge(ConnectOptions(servers=nats_server.url, name="cancel-early"))
+        subscription = bridge.subscribe("early.cancelled", Sink())  # made once it connects
+
+        def cancel_while_it_is_made() -> None:
+            making.wait(WAIT)
+            subscription.cancel()
+            go_on.set()
+
+        canceller = threading.Thread(target=cancel_while_it_is_made)
+        canceller.start()
+        tree = start_supervisor(FLAGS, [bridge.child_spec()], id="early")
+        try:
+            canceller.join(WAIT)
+            bridge.publish("early.cancelled", {"n": 1})
+            assert_nothing_more(got)
+            eventually(lambda: server_connections(nats_server, "cancel-early")
+                       and server_subscriptions(nats_server, "cancel-early") == [],
+                       "the cancelled subscription off the server")
+            assert bridge.statistics().subscriptions == 0
+        finally:
+            go_on.set()
+            tree.stop(timeout=20)
 
 
 # -- the bridge as a supervised child -----------------------------------------------
@@ -1002,7 +1051,9 @@ class TestJetStream:
             third.ack()
             # The nak after the ack was ignored: past ack_wait, the first is not back.
             assert_nothing_more(deliveries, within=1.5)
-            info = consumer_info(nats_server, "TWICE", "reader")
+            info = eventually(
+                lambda: (i := consumer_info(nats_server, "TWICE", "reader")).num_ack_pending == 0
+                and i, "the last ack reached the server")
             assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
 
     def test_nak_redelivers_and_term_does_not(self, nats_server: EmbeddedNatsServer) -> None:

@@ -134,7 +134,9 @@ class BridgeCore:
         """Make `connection` the current one (the actor at `path` owns it)."""
         # Subscriptions first, so that what waited in the buffer reaches this
         # process's own subscribers too; then open the connection to callers.
-        self._activate_all(connection)
+        with self.lock:
+            before = list(self._bridged.values())
+        self._activate(before, connection)
         with self.lock:
             self._path = path
             self._connection = connection
@@ -142,8 +144,12 @@ class BridgeCore:
             while self._buffer:
                 connection.publish_nowait(*self._buffer.popleft())
                 self.counters.published += 1
+            # Those registered from now on see the connection and activate
+            # themselves; these were registered meanwhile.
+            known = {bridged.id for bridged in before}
+            meanwhile = [b for b in self._bridged.values() if b.id not in known]
             self.lock.notify_all()
-        self._activate_all(connection)  # any registered meanwhile (skips the others)
+        self._activate(meanwhile, connection)
         self.emit(EventKind.CONNECTED, connection.options.describe())
 
     def detach(self, connection: Connection) -> None:
@@ -219,9 +225,7 @@ class BridgeCore:
     def registered(self, bridged: Bridged) -> bool:
         return bridged.id in self._bridged
 
-    def _activate_all(self, connection: Connection) -> None:
-        with self.lock:
-            everything = list(self._bridged.values())
+    def _activate(self, everything: list[Bridged], connection: Connection) -> None:
         for bridged in everything:
             try:
                 connection.call(bridged.activate(connection), timeout=10.0)

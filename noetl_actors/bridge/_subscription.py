@@ -86,15 +86,8 @@ class Subscription:
                 return
             connection, live = self._connection, self._live
             self._connection = self._live = None
-        if connection is None or connection.closed or live is None:
-            return
-        try:
-            if isinstance(live, asyncio.Task):
-                connection.loop.call_soon_threadsafe(live.cancel)
-            else:
-                connection.submit(connection.unsubscribe(live)).add_done_callback(_log_failure)
-        except RuntimeError:
-            pass  # the loop closed meanwhile: the server dropped it with the connection
+        if connection is not None and live is not None:
+            _end(connection, live)
 
     async def activate(self, connection: Connection) -> None:
         """Make it live on `connection` (on its loop; idempotent).
@@ -114,7 +107,12 @@ class Subscription:
                 filter_subject=None if self.subject == ">" else self.subject,
                 max_in_flight=self.max_in_flight, ack_wait=self.ack_wait,
             )
-        self._connection, self._live = connection, live
+        with self._core.lock:
+            cancelled = not self._core.registered(self)
+            if not cancelled:
+                self._connection, self._live = connection, live
+        if cancelled:  # while it was being made: it must not stay on the server
+            _end(connection, live)
 
     def _on_message(self, connection: Connection, msg: Msg) -> None:
         data = self._core.decode_or_dead_letter(connection, msg, self.answer_malformed)
@@ -166,6 +164,19 @@ def start(subscription: Subscription, timeout: float) -> Subscription:
             subscription.cancel()
             raise
     return subscription
+
+
+def _end(connection: Connection, live: Any) -> None:
+    """Unsubscribe `live` (a nats Subscription), or cancel it (a pull task)."""
+    if connection.closed:
+        return  # the server dropped it with the connection
+    try:
+        if isinstance(live, asyncio.Task):
+            connection.loop.call_soon_threadsafe(live.cancel)
+        else:
+            connection.submit(connection.unsubscribe(live)).add_done_callback(_log_failure)
+    except RuntimeError:
+        pass  # the loop closed meanwhile: the server dropped it with the connection
 
 
 def _log_failure(future: Any) -> None:
