@@ -31,8 +31,9 @@ from noetl_actors.bridge import (
     PubAck,
     encode,
 )
-from noetl_actors.bridge._connection import Connection, _Client, _writable
+from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._loop import LoopThread
+from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths, writable
 from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
 from noetl_actors.supervision import (
     Backoff,
@@ -242,7 +243,7 @@ def kill_the_loop(bridge: Bridge) -> None:
     def die() -> None:
         raise SystemExit("the test killed the NATS loop")
 
-    connection = bridge._connection
+    connection = bridge._core.connection
     assert connection is not None, "the bridge has no connection to break"
     connection.loop.call_soon_threadsafe(die)
 
@@ -319,8 +320,8 @@ class TestCoreNats:
         self, nats_server: EmbeddedNatsServer
     ) -> None:
         # Connection's client overrides nats-py's private Client._process_msg;
-        # if an upgrade changes its signature, messages would stop arriving.
-        ours = inspect.signature(_Client._process_msg).parameters
+        # if an upgrade changes its signature, messages take the slower path: say so.
+        ours = inspect.signature(_DirectClient._process_msg).parameters
         theirs = inspect.signature(nats.aio.client.Client._process_msg).parameters
         assert list(ours) == list(theirs)
         got: queue.Queue[tuple[str, str]] = queue.Queue()
@@ -328,11 +329,13 @@ class TestCoreNats:
             live = connection.call(connection.subscribe(
                 "direct.>", "", lambda msg: got.put((msg.subject, threading.current_thread().name))
             ), timeout=WAIT)
-            assert live._id in connection.client.handlers
+            assert fast_paths.delivery is True
+            assert isinstance(connection.client, _DirectClient)
+            assert live._id in connection.client.direct_handlers
             connection.publish_nowait("direct.one", b"{}")
             assert got.get(timeout=WAIT) == ("direct.one", "noetl-nats-loop")
             connection.call(connection.unsubscribe(live), timeout=WAIT)
-            assert live._id not in connection.client.handlers
+            assert live._id not in connection.client.direct_handlers
 
     def test_a_blocking_call_on_the_loops_own_thread_fails_at_once_not_at_its_timeout(
         self, nats_server: EmbeddedNatsServer
@@ -361,11 +364,12 @@ class TestCoreNats:
         # Connection._write_outbox uses three private attributes of nats-py's Client;
         # if an upgrade renames them, publishes fall back to the slower path: say so.
         with connection_to(nats_server) as connection:
-            assert _writable(connection.client, [("a.b", b"{}", None)])
+            assert writable(connection.client, [("a.b", b"{}", None)])
+            assert fast_paths.write is True
             assert isinstance(connection.client._pending, list)
             assert isinstance(connection.client._pending_data_size, int)
-            assert not _writable(connection.client, [("a.b", b"{}", {"H": "v"})])
-            assert not _writable(connection.client, [("a b", b"{}", None)])
+            assert not writable(connection.client, [("a.b", b"{}", {"H": "v"})])
+            assert not writable(connection.client, [("a b", b"{}", None)])
 
     def test_on_loop_takes_what_it_handles_and_the_actor_gets_the_rest(
         self, nats_server: EmbeddedNatsServer
@@ -599,8 +603,13 @@ class TestActorExit:
             n.bridge.subscribe("exit.a", ref)
             n.bridge.subscribe("exit.*.b", ref)
             n.bridge.subscribe("exit.>", ref, queue="group")
-            assert set(server_subscriptions(nats_server, "exit-test")) - set(before) == {
-                "exit.a", "exit.*.b", "exit.>"}
+            # The server has them once subscribe() returns (it flushed), but its
+            # monitoring endpoint may show them a moment later: poll, do not read once.
+            eventually(
+                lambda: set(server_subscriptions(nats_server, "exit-test")) - set(before)
+                == {"exit.a", "exit.*.b", "exit.>"},
+                "the server has the three subscriptions",
+            )
             assert n.bridge.statistics().subscriptions == 3
 
             if how == "stops":
@@ -637,6 +646,50 @@ class TestActorExit:
             n.bridge.publish("keep.it", {"n": 2})
             assert [d.subject for d in take(deliveries, 1)] == [kept.subject]
             assert_nothing_more(deliveries, within=0.2)
+
+
+    def test_a_subscription_cancelled_while_it_is_being_made_is_not_left_on_the_server(
+        self, nats_server: EmbeddedNatsServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        making, go_on = threading.Event(), threading.Event()
+        subscribe = Connection.subscribe
+
+        async def slow_subscribe(self: Connection, *args: Any) -> Any:
+            live = await subscribe(self, *args)
+            making.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.01)
+            return live
+
+        monkeypatch.setattr(Connection, "subscribe", slow_subscribe)
+        got: queue.Queue[Delivery] = queue.Queue()
+
+        class Sink:
+            def tell(self, delivery: Delivery) -> None:
+                got.put(delivery)
+
+        bridge = Bridge(ConnectOptions(servers=nats_server.url, name="cancel-early"))
+        subscription = bridge.subscribe("early.cancelled", Sink())  # made once it connects
+
+        def cancel_while_it_is_made() -> None:
+            making.wait(WAIT)
+            subscription.cancel()
+            go_on.set()
+
+        canceller = threading.Thread(target=cancel_while_it_is_made)
+        canceller.start()
+        tree = start_supervisor(FLAGS, [bridge.child_spec()], id="early")
+        try:
+            canceller.join(WAIT)
+            bridge.publish("early.cancelled", {"n": 1})
+            assert_nothing_more(got)
+            eventually(lambda: server_connections(nats_server, "cancel-early")
+                       and server_subscriptions(nats_server, "cancel-early") == [],
+                       "the cancelled subscription off the server")
+            assert bridge.statistics().subscriptions == 0
+        finally:
+            go_on.set()
+            tree.stop(timeout=20)
 
 
 # -- the bridge as a supervised child -----------------------------------------------
@@ -998,7 +1051,9 @@ class TestJetStream:
             third.ack()
             # The nak after the ack was ignored: past ack_wait, the first is not back.
             assert_nothing_more(deliveries, within=1.5)
-            info = consumer_info(nats_server, "TWICE", "reader")
+            info = eventually(
+                lambda: (i := consumer_info(nats_server, "TWICE", "reader")).num_ack_pending == 0
+                and i, "the last ack reached the server")
             assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
 
     def test_nak_redelivers_and_term_does_not(self, nats_server: EmbeddedNatsServer) -> None:

@@ -1,21 +1,21 @@
 """The NATS bridge: actor mailboxes on subjects, and the embedded nats-server.
 
 The only road between actors on different threads, processes and machines
-(see docs/bridge.md). Built on the public API of `noetl_actors.supervision`.
+(see docs/bridge.md). Built on the public API of `noetl_actors.supervision`;
+every use of nats-py's internals is in `_nats_internals`.
 """
 
 from noetl_actors.bridge._bridge import Bridge as Bridge
-from noetl_actors.bridge._bridge import BridgeStatistics as BridgeStatistics
-from noetl_actors.bridge._bridge import Mailbox as Mailbox
-from noetl_actors.bridge._bridge import Subscription as Subscription
 from noetl_actors.bridge._bridge_actor import BridgeActor as BridgeActor
-from noetl_actors.errors import ConnectionLost as ConnectionLost
 from noetl_actors.bridge._codec import SCHEMA_VERSION as SCHEMA_VERSION
+from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY as SCHEMA_VERSION_KEY
 from noetl_actors.bridge._codec import decode as decode
 from noetl_actors.bridge._codec import encode as encode
 from noetl_actors.bridge._delivery import Delivery as Delivery
 from noetl_actors.bridge._delivery import JsMetadata as JsMetadata
+from noetl_actors.bridge._core import BridgeStatistics as BridgeStatistics
 from noetl_actors.bridge._delivery import PubAck as PubAck
+from noetl_actors.bridge._errors import is_auth_error as is_auth_error
 from noetl_actors.bridge._kv import Entry as Entry
 from noetl_actors.bridge._kv import KeyValue as KeyValue
 from noetl_actors.bridge._options import ConnectOptions as ConnectOptions
@@ -29,10 +29,14 @@ from noetl_actors.bridge._subjects import check_token as check_token
 from noetl_actors.bridge._subjects import command_subject as command_subject
 from noetl_actors.bridge._subjects import event_subject as event_subject
 from noetl_actors.bridge._subjects import parse_subject as parse_subject
+from noetl_actors.bridge._subscription import Mailbox as Mailbox
+from noetl_actors.bridge._subscription import Subscription as Subscription
+from noetl_actors.errors import ConnectionLost as ConnectionLost
 
 __all__ = [
     "DEAD_LETTER_SUBJECT",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSION_KEY",
     "Bridge",
     "BridgeActor",
     "BridgeStatistics",
@@ -55,5 +59,6 @@ __all__ = [
     "encode",
     "event_subject",
     "find_nats_server",
+    "is_auth_error",
     "parse_subject",
 ]

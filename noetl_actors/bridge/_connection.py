@@ -3,8 +3,9 @@
 Actors live on their own threads; nats-py lives on asyncio. A `Connection`
 is the crossing: `call()` and `submit()` run a coroutine on the loop,
 and `publish_nowait()` hands a message over without waiting, batched so
-that a burst of publishes costs one loop wake-up (see BASELINES.md: one
-`run_coroutine_threadsafe` per publish halves throughput).
+that a burst of publishes costs one loop wake-up (one
+`run_coroutine_threadsafe` per publish halved throughput). Its two fast
+paths lean on nats-py's internals, all of them in `_nats_internals`.
 """
 
 from __future__ import annotations
@@ -12,65 +13,35 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import nats
 import nats.aio.subscription
-import nats.errors
 import nats.js
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.protocol.command import pub_cmd
 
-from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._errors import is_auth_error, translate
 from noetl_actors.bridge._loop import LoopThread
+from noetl_actors.bridge._nats_internals import (
+    Outgoing,
+    deliver_directly,
+    fast_paths,
+    new_client,
+    stop_delivering,
+    writable,
+    write_directly,
+)
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.errors import AuthorizationError, BridgeError, BridgeTimeout, ConnectError
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Outgoing"]
 
 logger = logging.getLogger("noetl_actors.bridge")
 
 T = TypeVar("T")
-
-Outgoing = tuple[str, bytes, dict[str, str] | None]
-
-
-class _Client(Client):
-    """nats-py's client, handing the messages of some subscriptions straight to a callback.
-
-    nats-py puts each message in its subscription's queue, and the
-    subscription's own task takes it out on a later loop iteration: one
-    iteration, a queue and a task switch per message, ~100 us of a step on
-    the 2-core box (bench/README.md). A subscription made with
-    `Connection.subscribe` has its handler called right where the reader
-    task parsed the message. This overrides one private method of nats-py's
-    Client (`_process_msg(sid, subject, reply, data, headers)`);
-    tests/test_bridge.py fails if an upgrade changes it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.handlers: dict[int, Callable[[Msg], None]] = {}
-
-    async def _process_msg(
-        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-    ) -> None:
-        handler = self.handlers.get(sid)
-        if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
-            return
-        self.stats["in_msgs"] += 1
-        self.stats["in_bytes"] += len(data)
-        msg = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
-        try:
-            handler(msg)
-        except Exception:  # never into nats-py's reader: it would drop the connection
-            logger.exception("the handler of a message on %s failed", msg.subject)
 
 
 class Connection:
@@ -97,7 +68,7 @@ class Connection:
         self._on_lost = on_lost
         self._closing = False
         self._thread = loop.thread
-        self._client: _Client | None = None
+        self._client: Client | None = None
         self._js: nats.js.JetStreamContext | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outbox: deque[Outgoing] = deque()
@@ -153,11 +124,11 @@ class Connection:
             self._on_lost(why)
 
     async def _connect(self) -> None:
-        client = _Client()
+        client = new_client()
         refused = asyncio.get_running_loop().create_future()
 
         async def on_error(error: Exception) -> None:
-            if _is_auth_error(error) and not refused.done():
+            if is_auth_error(error) and not refused.done():
                 refused.set_result(error)
             self._on_state("error", str(error))
 
@@ -194,13 +165,14 @@ class Connection:
                 raise AuthorizationError(f"{where} refused our credentials: {refused.result()}")
             finished = connecting.done() and not connecting.cancelled()
             error = connecting.exception() if finished else None
-            if error is not None and _is_auth_error(error):
+            if error is not None and is_auth_error(error):
                 raise AuthorizationError(f"{where} refused our credentials: {error}")
             raise ConnectError(
                 f"could not connect to {where} within {self.options.connect_timeout:g}s"
                 + (f": {error}" if error else "")
             )
         refused.cancel()
+        fast_paths.check_connected(client)
         self._client = client
         self._js = client.jetstream()
         self._outbox_ready = asyncio.Event()
@@ -221,7 +193,7 @@ class Connection:
     # -- running things on the loop -------------------------------------------
 
     @property
-    def client(self) -> _Client:
+    def client(self) -> Client:
         assert self._client is not None, "not connected"
         return self._client
 
@@ -233,20 +205,24 @@ class Connection:
     async def subscribe(
         self, subject: str, queue: str, handler: Callable[[Msg], None]
     ) -> nats.aio.subscription.Subscription:
-        """Subscribe; `handler(msg)` is called on the loop as each message is read."""
+        """Subscribe; `handler(msg)` is called on the loop as each message is read.
 
-        async def fallback(msg: Msg) -> None:  # only if one came before the handler was set
+        Where the direct-delivery path is off (`_nats_internals`), the
+        subscription's task calls it, a loop iteration later.
+        """
+
+        async def public_way(msg: Msg) -> None:
             handler(msg)
 
         client = self.client
-        subscription = await client.subscribe(subject, queue=queue, cb=fallback)
+        subscription = await client.subscribe(subject, queue=queue, cb=public_way)
         # Set before this coroutine yields: the server cannot have sent a message
         # for the subscription yet (its SUB is written on the loop's next turn).
-        client.handlers[subscription._id] = handler
+        deliver_directly(client, subscription, handler)
         return subscription
 
     async def unsubscribe(self, subscription: nats.aio.subscription.Subscription) -> None:
-        self.client.handlers.pop(subscription._id, None)
+        stop_delivering(self.client, subscription)
         await subscription.unsubscribe()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
@@ -321,35 +297,27 @@ class Connection:
     def _write_outbox(self) -> None:
         """Write the outbox to the socket now, as nats-py's flusher would (on the loop).
 
-        nats-py's `publish()` is a coroutine that leaves the write to its
-        flusher task: with our wake-up, three loop iterations per hand-over,
-        ~70 us of a step's latency on the 2-core box (bench/README.md). Here
-        the PUB commands join the client's pending buffer, behind anything
-        nats-py queued itself (order kept), and the buffer is written at once.
-        This leans on three of nats-py's private attributes (`_pending`,
-        `_pending_data_size`, `_transport`; tests/test_bridge.py checks they
-        are there). A batch with headers, an odd subject or a payload too
-        large, or a client that is not connected (nats-py buffers while it
-        reconnects), takes nats-py's own `publish()` instead.
+        nats-py's `publish()` leaves the write to its flusher task: with our
+        wake-up, three loop iterations per hand-over, ~70 us of a step's
+        latency on the 2-core box (bench/README.md). Here the outbox is
+        written at once, behind anything nats-py queued itself (order kept),
+        by `write_directly`. What it cannot take (see `writable`), or all of
+        it once that path is off, the outbox task publishes through nats-py.
         """
         client = self._client
         with self._outbox_lock:
             batch = list(self._outbox)
-            if client is None or not _writable(client, batch):
-                self._wake_outbox()  # the outbox task publishes it, through nats-py
+            if client is None or not writable(client, batch):
+                self._wake_outbox()
                 return
             self._outbox.clear()
             self._outbox_scheduled = False
-        for subject, payload, _headers in batch:
-            command = pub_cmd(subject, "", payload)
-            client._pending.append(command)
-            client._pending_data_size += len(command)
-        client.stats["out_msgs"] += len(batch)
-        client.stats["out_bytes"] += sum(len(payload) for _, payload, _ in batch)
-        assert client._transport is not None  # checked by _writable
-        client._transport.writelines(client._pending)
-        client._pending = []
-        client._pending_data_size = 0
+        if not write_directly(client, batch):
+            # Nothing of it was written: it goes first, through nats-py.
+            with self._outbox_lock:
+                self._outbox.extendleft(reversed(batch))
+                self._outbox_scheduled = True
+            self._wake_outbox()
 
     def _wake_outbox(self) -> None:
         if self._outbox_ready is not None:
@@ -382,27 +350,6 @@ class Connection:
                     await client.publish(subject, payload, headers=headers)
                 except Exception:
                     logger.warning("publish to %s failed", subject, exc_info=True)
-
-
-def _writable(client: Client, batch: list[Outgoing]) -> bool:
-    """Whether `batch` can be written straight to `client`'s socket (`_write_outbox`)."""
-    if not client.is_connected or client._transport is None:
-        return False
-    limit = client.max_payload
-    return all(
-        not headers and subject and not _SPACE.search(subject) and len(payload) <= limit
-        for subject, payload, headers in batch
-    )
-
-
-_SPACE = re.compile(r"\s")
-
-
-def _is_auth_error(error: BaseException) -> bool:
-    return isinstance(error, nats.errors.AuthorizationError) or (
-        "authorization violation" in str(error).lower()
-        or "authentication" in str(error).lower()
-    )
 
 
 async def _quietly(awaitable: Any) -> None:

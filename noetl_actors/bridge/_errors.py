@@ -11,7 +11,7 @@ import nats.js.errors as js_errors
 
 from noetl_actors.errors import AuthorizationError, BridgeError, BridgeTimeout, ConnectError
 
-__all__ = ["NATS_ERRORS", "translate"]
+__all__ = ["NATS_ERRORS", "is_auth_error", "translate"]
 
 NATS_ERRORS: dict[type[Exception], type[Exception]] = {
     # No answer in time.
@@ -63,3 +63,12 @@ def translate(error: BaseException) -> BaseException:
             translated.__cause__ = error
             return translated
     return error
+
+
+def is_auth_error(error: BaseException) -> bool:
+    """Whether `error` (nats-py's, or the server's text in another) is a refusal of
+    our credentials."""
+    text = str(error).lower()
+    return isinstance(error, nats_errors.AuthorizationError) or (
+        "authorization violation" in text or "authentication" in text
+    )

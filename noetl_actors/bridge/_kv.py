@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import nats.js.errors as js_errors
 
 from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY, decode, encode
+from noetl_actors.bridge._core import BridgeCore
+from noetl_actors.bridge._subjects import check_token
 from noetl_actors.errors import MalformedMessage
 
-if TYPE_CHECKING:
-    from noetl_actors.bridge._bridge import Bridge
-
-__all__ = ["Entry", "KeyValue"]
+__all__ = ["Entry", "KeyValue", "claim", "ensure_bucket"]
 
 ENTRIES_IN_FLIGHT = 64
 """Reads `KeyValue.entries()` keeps in flight at once."""
@@ -43,13 +42,13 @@ class KeyValue:
     Raises (every method): ConnectError or BridgeTimeout when NATS cannot answer.
     """
 
-    def __init__(self, bridge: Bridge, bucket: str, *, timeout: float = 5.0) -> None:
-        self._bridge = bridge
+    def __init__(self, core: BridgeCore, bucket: str, *, timeout: float = 5.0) -> None:
+        self._core = core
         self.bucket = bucket
         self._timeout = timeout
 
     def _call(self, operation: Any) -> Any:
-        connection = self._bridge._current(self._timeout)
+        connection = self._core.current(self._timeout)
 
         async def run() -> Any:
             return await operation(await connection.js.key_value(self.bucket))
@@ -124,7 +123,7 @@ class KeyValue:
         `ENTRIES_IN_FLIGHT` at a time (one after another, 10,000 workflows'
         records took longer than a call may wait).
         """
-        connection = self._bridge._current(self._timeout)
+        connection = self._core.current(self._timeout)
         prefix = f"$KV.{self.bucket}."
 
         async def entries() -> dict[str, Entry]:
@@ -150,6 +149,33 @@ class KeyValue:
 
         result: dict[str, Entry] = connection.call(entries(), timeout=self._timeout)
         return result
+
+
+def ensure_bucket(core: BridgeCore, name: str, *, ttl: float | None, timeout: float) -> KeyValue:
+    """Create the bucket `name` unless it exists (see `Bridge.ensure_bucket`)."""
+    check_token(name, "bucket name")
+    connection = core.current(timeout)
+
+    async def ensure() -> None:
+        await connection.js.create_key_value(bucket=name, ttl=ttl)
+
+    connection.call(ensure(), timeout=timeout)
+    return KeyValue(core, name, timeout=timeout)
+
+
+def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float) -> bool:
+    """Create `key` in `bucket` if no one has (see `Bridge.claim`)."""
+    connection = core.current(timeout)
+
+    async def create() -> bool:
+        try:
+            await (await connection.js.key_value(bucket)).create(key, b"1")
+        except js_errors.KeyWrongLastSequenceError:
+            return False
+        return True
+
+    result: bool = connection.call(create(), timeout=timeout)
+    return result
 
 
 def _entry(key: str, value: bytes | None, revision: int | None) -> Entry:

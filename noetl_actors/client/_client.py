@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from noetl_actors.bridge import ConnectOptions, decode, encode
-from noetl_actors.bridge._connection import _is_auth_error
+from noetl_actors.bridge import is_auth_error as _is_auth_error
 from noetl_actors.errors import (
     ApiError,
     AuthorizationError,

@@ -22,8 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from noetl_actors.bridge import Delivery, KeyValue
-from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY
+from noetl_actors.bridge import SCHEMA_VERSION_KEY, Delivery, KeyValue
 from noetl_actors.errors import BridgeError, MalformedMessage, PlaybookError
 from noetl_actors.playbook import Playbook, parse_playbook
 from noetl_actors.services._protocol import (

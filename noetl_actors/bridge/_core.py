@@ -1,0 +1,301 @@
+"""`BridgeCore`: the bridge's loop thread and connection state, owned in one place.
+
+Everything else of the bridge is built on it: the `BridgeActor` makes the
+connections and hands them over (`attach`, `detach`), subscriptions and
+JetStream consumers ask it for the current connection and count what they
+deliver, the key-value buckets run their calls through it, and `Bridge`
+composes them into the handle actors use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import pykka
+from nats.aio.msg import Msg
+
+from noetl_actors.bridge._codec import decode, encode
+from noetl_actors.bridge._connection import Connection, Outgoing
+from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._loop import LoopThread
+from noetl_actors.bridge._options import ConnectOptions
+from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT
+from noetl_actors.errors import BridgeError, ConnectError, MalformedMessage
+from noetl_actors.supervision import EventKind, LifecycleEvent, LoopHost, Observer
+
+__all__ = ["BridgeCore", "BridgeStatistics", "Bridged", "Counters", "pykka_future"]
+
+logger = logging.getLogger("noetl_actors.bridge")
+
+
+@attrs.frozen
+class BridgeStatistics:
+    connected: bool
+    published: int
+    """Core-NATS publishes handed to the connection (buffered ones once sent)."""
+    delivered: int
+    """Messages told to actors."""
+    malformed: int
+    """Payloads that were not ours (not JSON, no schema); each went to the dead-letter subject."""
+    dropped: int
+    """Messages for actors that had already exited."""
+    buffered: int
+    """Publishes waiting for a connection."""
+    connections: int
+    """Connections made; more than one means the bridge was restarted."""
+    reconnects: int
+    """Times the client reconnected on its own after losing the server."""
+    subscriptions: int
+
+
+@attrs.define
+class Counters:
+    published: int = 0
+    delivered: int = 0
+    malformed: int = 0
+    dropped: int = 0
+    connections: int = 0
+    reconnects: int = 0
+
+
+class Bridged(Protocol):
+    """What the core makes live again on every new connection (a `Subscription`)."""
+
+    id: int
+
+    def activate(self, connection: Connection) -> Coroutine[Any, Any, None]: ...
+
+
+class BridgeCore:
+    """The loop thread, the current connection, the publish buffer, the counters.
+
+    Thread-safe. There is at most one connection at a time: the
+    `BridgeActor`'s; while there is none, publishes wait in the buffer (up
+    to `max_buffered`) and go out first once one is attached.
+    """
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        *,
+        observers: Sequence[Observer] = (),
+        max_buffered: int = 10_000,
+    ) -> None:
+        self.options = options
+        self.counters = Counters()
+        """Written on the loop thread (and under `lock` by publishers)."""
+        self.lock = threading.Condition()
+        self._observers = tuple(observers)
+        self._max_buffered = max_buffered
+        self._connection: Connection | None = None
+        self._path = "/bridge"
+        self._bridged: dict[int, Bridged] = {}
+        self._buffer: deque[Outgoing] = deque()
+        self._loop: LoopThread | None = None
+
+    # -- the loop thread -------------------------------------------------------
+
+    @property
+    def host(self) -> LoopHost | None:
+        """Where actors can run on the loop; None while the bridge is not started."""
+        loop = self._loop
+        return loop.host if loop is not None and loop.alive() else None
+
+    def running_loop(self) -> LoopThread:
+        """The loop thread, started if there is none (or it died)."""
+        with self.lock:
+            if self._loop is None or not self._loop.alive():
+                dead, self._loop = self._loop, LoopThread().start()
+            else:
+                dead = None
+            loop = self._loop
+        if dead is not None:
+            dead.stop()
+        return loop
+
+    def stop_loop(self, *, unless_hosting: bool = False) -> None:
+        """Stop the loop thread (and what it hosts), or keep it while it hosts actors."""
+        with self.lock:
+            loop = self._loop
+            if loop is None or (unless_hosting and loop.host.hosting()):
+                return
+            self._loop = None
+        loop.stop()
+
+    # -- the connection --------------------------------------------------------
+
+    def attach(self, connection: Connection, path: str) -> None:
+        """Make `connection` the current one (the actor at `path` owns it)."""
+        # Subscriptions first, so that what waited in the buffer reaches this
+        # process's own subscribers too; then open the connection to callers.
+        with self.lock:
+            before = list(self._bridged.values())
+        self._activate(before, connection)
+        with self.lock:
+            self._path = path
+            self._connection = connection
+            self.counters.connections += 1
+            while self._buffer:
+                connection.publish_nowait(*self._buffer.popleft())
+                self.counters.published += 1
+            # Those registered from now on see the connection and activate
+            # themselves; these were registered meanwhile.
+            known = {bridged.id for bridged in before}
+            meanwhile = [b for b in self._bridged.values() if b.id not in known]
+            self.lock.notify_all()
+        self._activate(meanwhile, connection)
+        self.emit(EventKind.CONNECTED, connection.options.describe())
+
+    def detach(self, connection: Connection) -> None:
+        """`connection` is no longer usable; publishes are buffered until the next."""
+        with self.lock:
+            if self._connection is connection:
+                self._connection = None
+
+    def connection_state(self, kind: str, detail: str) -> None:
+        """What the connection reports (`Connection`'s `on_state`)."""
+        if kind == "disconnected":
+            self.emit(EventKind.DISCONNECTED, detail)
+        elif kind == "reconnected":
+            self.counters.reconnects += 1
+            self.emit(EventKind.RECONNECTED, detail)
+        else:
+            # Every failed reconnect says so; the disconnected event already told.
+            logger.debug("NATS: %s", detail)
+
+    @property
+    def connection(self) -> Connection | None:
+        """The current connection, if any."""
+        return self._connection
+
+    def wait_connected(self, timeout: float | None = None) -> bool:
+        """Block until a connection is up; False if none within `timeout`."""
+        with self.lock:
+            return self.lock.wait_for(lambda: self._connection is not None, timeout)
+
+    def current(self, timeout: float) -> Connection:
+        """The current connection, waiting for one up to `timeout`.
+
+        Raises:
+            ConnectError: none within `timeout`.
+        """
+        with self.lock:
+            if not self.lock.wait_for(lambda: self._connection is not None, timeout):
+                raise ConnectError(
+                    f"the bridge to {self.options.describe()} has no connection "
+                    f"(waited {timeout:g}s)"
+                )
+            assert self._connection is not None
+            return self._connection
+
+    def publish(self, item: Outgoing) -> None:
+        """Hand `item` to the connection, or buffer it while there is none."""
+        with self.lock:
+            connection = self._connection
+            if connection is None:
+                if len(self._buffer) >= self._max_buffered:
+                    raise BridgeError(
+                        f"the bridge has no connection and already holds "
+                        f"{self._max_buffered} publishes"
+                    )
+                self._buffer.append(item)
+                return
+            connection.publish_nowait(*item)
+            self.counters.published += 1
+
+    # -- what is made live on every connection ---------------------------------
+
+    def register(self, bridged: Bridged) -> Connection | None:
+        """Remember `bridged` for every later connection; the current one, if any."""
+        with self.lock:
+            self._bridged[bridged.id] = bridged
+            return self._connection
+
+    def unregister(self, bridged: Bridged) -> bool:
+        """Forget `bridged`; False if it was not registered (any more)."""
+        with self.lock:
+            return self._bridged.pop(bridged.id, None) is not None
+
+    def registered(self, bridged: Bridged) -> bool:
+        return bridged.id in self._bridged
+
+    def _activate(self, everything: list[Bridged], connection: Connection) -> None:
+        for bridged in everything:
+            try:
+                connection.call(bridged.activate(connection), timeout=10.0)
+            except Exception:
+                logger.exception("could not bridge %r again after a restart", bridged)
+
+    # -- what arrives ----------------------------------------------------------
+
+    def decode_or_dead_letter(
+        self, connection: Connection, msg: Msg,
+        answer: Callable[[str], Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """`msg`'s payload decoded; or None, counted and sent to the dead letters.
+
+        If `answer` is given and `msg` is a request, the requester gets
+        `answer(why)` as its reply.
+        """
+        try:
+            return decode(msg.data)
+        except MalformedMessage as error:
+            self.counters.malformed += 1
+            logger.warning("malformed message on %s: %s (sent to %s)",
+                           msg.subject, error, DEAD_LETTER_SUBJECT)
+            if msg.subject != DEAD_LETTER_SUBJECT:
+                connection.publish_nowait(
+                    DEAD_LETTER_SUBJECT,
+                    msg.data,
+                    {"Noetl-Subject": msg.subject, "Noetl-Reason": str(error)},
+                )
+            if answer is not None and msg.reply:
+                connection.publish_nowait(msg.reply, encode(answer(str(error))), None)
+            return None
+
+    # -- observing -------------------------------------------------------------
+
+    def statistics(self) -> BridgeStatistics:
+        with self.lock:
+            counters = attrs.evolve(self.counters)
+            return BridgeStatistics(
+                connected=self._connection is not None,
+                published=counters.published,
+                delivered=counters.delivered,
+                malformed=counters.malformed,
+                dropped=counters.dropped,
+                buffered=len(self._buffer),
+                connections=counters.connections,
+                reconnects=counters.reconnects,
+                subscriptions=len(self._bridged),
+            )
+
+    def emit(self, kind: EventKind, detail: str) -> None:
+        event = LifecycleEvent(kind=kind, path=self._path, detail=detail)
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:
+                logger.exception("observer %r failed on %s (ignored)", observer, event)
+
+
+def pykka_future(future: Any) -> pykka.Future[Any]:
+    """A pykka future set from a concurrent one, with nats errors translated."""
+    result: pykka.Future[Any] = pykka.ThreadingFuture()
+
+    def copy(done: Any) -> None:
+        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        if error is None:
+            result.set(done.result())
+        else:
+            translated = translate(error)
+            result.set_exception((type(translated), translated, translated.__traceback__))
+
+    future.add_done_callback(copy)
+    return result

@@ -1,0 +1,233 @@
+"""Every use of a private name of nats-py, in one module, checked before it is used.
+
+Two fast paths of the bridge lean on nats-py's internals (bench/README.md
+has what each saves on a step):
+
+- **direct delivery**: nats-py puts each message in its subscription's
+  queue, and the subscription's own task takes it out on a later loop
+  iteration. `new_client()` makes a client whose `_process_msg(sid,
+  subject, reply, data, headers)` (the method nats-py's parser calls) hands
+  the messages of subscriptions made with `deliver_directly()` straight to
+  their handler. It uses `Client._process_msg`, `Client._build_message`,
+  `Client._process_headers` and `Subscription._id`.
+- **direct write**: nats-py's `publish()` is a coroutine that leaves the
+  write to its flusher task. `write_directly()` appends PUB commands
+  (`nats.protocol.command.pub_cmd`) behind what nats-py has pending and
+  writes them at once. It uses `Client._pending`, `Client._pending_data_size`
+  and `Client._transport`.
+
+Each path is checked before its first use: the methods' signatures when
+the first client is made, the attributes on the first connected client, a
+subscription's id when the first is made. If one is missing or of another
+shape, that path is switched off with one warning (logger
+`noetl_actors.bridge`) and the public API does the work instead:
+`Client.subscribe(cb=...)` delivers, `Client.publish()` and nats-py's
+flusher write. If a path raises AttributeError or TypeError while it runs,
+it is switched off the same way and what it held goes the public way: a
+nats-py release that renames one gives a slower node, never a hung one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nats.protocol.command as _command
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+__all__ = ["FastPaths", "deliver_directly", "fast_paths", "new_client", "stop_delivering",
+           "writable", "write_directly"]
+
+logger = logging.getLogger("noetl_actors.bridge")
+
+Outgoing = tuple[str, bytes, dict[str, str] | None]
+
+_PROCESS_MSG = ["self", "sid", "subject", "reply", "data", "headers"]
+_METHODS = {
+    "_process_msg": _PROCESS_MSG,
+    "_build_message": _PROCESS_MSG,
+    "_process_headers": ["self", "headers"],
+}
+_PUB_CMD = ["subject", "reply", "payload"]
+pub_cmd: Callable[[str, str, bytes], bytes] | None = getattr(_command, "pub_cmd", None)
+
+
+class FastPaths:
+    """Whether each fast path is on; each is checked once, and warned about once."""
+
+    def __init__(self) -> None:
+        self.delivery: bool | None = None
+        """Direct delivery: None until checked."""
+        self.write: bool | None = None
+        """Direct write: None until checked on a connected client."""
+        self._lock = threading.Lock()
+
+    def check_classes(self) -> None:
+        """Check nats-py's methods the fast paths call (once)."""
+        if self.delivery is not None:
+            return
+        why = _changed_methods(Client, _METHODS)
+        if why:
+            self.switch_off("delivery", why)
+        else:
+            self.delivery = True
+        if _signature(pub_cmd) != _PUB_CMD:
+            self.switch_off("write", "nats.protocol.command.pub_cmd is missing or changed")
+
+    def check_connected(self, client: Client) -> None:
+        """Check the attributes direct write uses, on a connected client (once)."""
+        if self.write is not None:
+            return
+        pending = getattr(client, "_pending", None)
+        size = getattr(client, "_pending_data_size", None)
+        transport = getattr(client, "_transport", None)
+        if not isinstance(pending, list):
+            self.switch_off("write", f"Client._pending is {type(pending).__name__}, not a list")
+        elif not isinstance(size, int):
+            self.switch_off("write",
+                            f"Client._pending_data_size is {type(size).__name__}, not an int")
+        elif not callable(getattr(transport, "writelines", None)):
+            self.switch_off("write", "Client._transport has no writelines()")
+        else:
+            self.write = True
+
+    def switch_off(self, path: str, why: str) -> None:
+        """Use the public API for `path` ("delivery" or "write") from now on; warn once."""
+        with self._lock:
+            if getattr(self, path) is False:
+                return
+            setattr(self, path, False)
+        what = {"delivery": "delivering messages on the reader task",
+                "write": "writing publishes straight to the socket"}[path]
+        logger.warning("the installed nats-py does not allow %s (%s): the bridge uses "
+                       "nats-py's public API instead, which is slower", what, why)
+
+
+fast_paths = FastPaths()
+"""The process's: what was checked holds for every client of the installed nats-py."""
+
+
+class _DirectClient(Client):
+    """nats-py's client, handing the messages of some subscriptions straight to a handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.direct_handlers: dict[int, Callable[[Msg], None]] = {}
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+    ) -> None:
+        handler = self.direct_handlers.get(sid) if fast_paths.delivery else None
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        try:
+            msg = self._build_message(
+                sid, subject, reply, data, await self._process_headers(headers))
+            self.stats["in_msgs"] += 1
+            self.stats["in_bytes"] += len(data)
+        except (AttributeError, TypeError, KeyError) as error:
+            fast_paths.switch_off("delivery", repr(error))
+            # The subscription's own callback delivers it (`deliver_directly`).
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        try:
+            handler(msg)
+        except Exception:  # never into nats-py's reader: it would drop the connection
+            logger.exception("the handler of a message on %s failed", msg.subject)
+
+
+def new_client() -> Client:
+    """A nats-py client (not connected) that can deliver directly if the check allows."""
+    fast_paths.check_classes()
+    return _DirectClient() if fast_paths.delivery else Client()
+
+
+def deliver_directly(
+    client: Client, subscription: Subscription, handler: Callable[[Msg], None]
+) -> None:
+    """Hand `subscription`'s messages to `handler` where they are read, if allowed.
+
+    The subscription must have been made with a callback that calls
+    `handler` too: that is how messages arrive when this path is off.
+    """
+    if not isinstance(client, _DirectClient) or not fast_paths.delivery:
+        return
+    sid = getattr(subscription, "_id", None)
+    if not isinstance(sid, int):
+        fast_paths.switch_off("delivery", "Subscription._id is missing or not an int")
+        return
+    client.direct_handlers[sid] = handler
+
+
+def stop_delivering(client: Client, subscription: Subscription) -> None:
+    """Undo `deliver_directly` (before unsubscribing)."""
+    if isinstance(client, _DirectClient):
+        client.direct_handlers.pop(getattr(subscription, "_id", None), None)  # type: ignore[arg-type]
+
+
+def writable(client: Client, batch: Sequence[Outgoing]) -> bool:
+    """Whether `write_directly` can take `batch` now (on the loop).
+
+    Not when the path is off; when a message has headers, an odd subject or
+    a payload too large; or when the client is not connected (nats-py
+    buffers while it reconnects): publish those through nats-py.
+    """
+    if fast_paths.write is None and client.is_connected:
+        fast_paths.check_connected(client)
+    if not fast_paths.write or not client.is_connected:
+        return False
+    limit = client.max_payload
+    return all(
+        not headers and subject and not _SPACE.search(subject) and len(payload) <= limit
+        for subject, payload, headers in batch
+    )
+
+
+def write_directly(client: Client, batch: Sequence[Outgoing]) -> bool:
+    """Write `batch` (`writable`) to `client`'s socket now, behind what nats-py has pending.
+
+    On the loop. Order is kept: what nats-py had pending goes first. False
+    if the path failed (and is now off): nothing of `batch` was written,
+    publish it through nats-py.
+    """
+    try:
+        assert pub_cmd is not None  # checked (`FastPaths.check_classes`)
+        commands = [pub_cmd(subject, "", payload) for subject, payload, _headers in batch]
+        transport = client._transport
+        assert transport is not None  # connected (`writable`)
+        transport.writelines([*client._pending, *commands])
+    except (AttributeError, TypeError) as error:
+        fast_paths.switch_off("write", repr(error))
+        return False
+    # Written: nats-py's pending went out with it.
+    client._pending = []
+    client._pending_data_size = 0
+    client.stats["out_msgs"] += len(batch)
+    client.stats["out_bytes"] += sum(len(payload) for _, payload, _ in batch)
+    return True
+
+
+_SPACE = re.compile(r"\s")
+
+
+def _changed_methods(cls: type, expected: dict[str, list[str]]) -> str:
+    """What differs between `cls`'s methods and the `expected` parameter names ("" if none)."""
+    changed = [f"{cls.__name__}.{name}" for name, parameters in expected.items()
+               if _signature(getattr(cls, name, None)) != parameters]
+    return (", ".join(changed) + " missing or changed") if changed else ""
+
+
+def _signature(function: Any) -> list[str] | None:
+    if not callable(function):
+        return None
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,226 @@
+"""A nats-py that renames one of the internals the bridge's fast paths use gives a
+slower node, never a hung one: publishes, requests and subscriptions still work,
+and the bridge says once which fast path it switched off."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
+from noetl_actors.bridge import _nats_internals
+from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths
+from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+WAIT = 10.0
+
+# A program that uses a bridge as a node does, and prints what it saw.
+PROGRAM = textwrap.dedent("""
+    import json, logging, queue, sys
+
+    import nats
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.bridge._nats_internals import fast_paths
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    warnings = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                warnings.append(record.getMessage())
+
+    logging.getLogger("noetl_actors.bridge").addHandler(Keep())
+    bridge = Bridge(ConnectOptions(servers=sys.argv[1], name="renamed"))
+    tree = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="root")
+    try:
+        assert bridge.wait_connected(10), "no connection"
+        got = queue.Queue()
+
+        class Echo:
+            def tell(self, delivery):  # on the bridge's loop
+                bridge.respond(delivery, {"echo": delivery.data["text"]})
+
+        class Sink:
+            def tell(self, delivery):
+                got.put(delivery.data["i"])
+
+        bridge.subscribe("svc.echo", Echo())
+        bridge.subscribe("load.>", Sink())
+        for i in range(300):
+            bridge.publish("load.x", {"i": i}, headers={"H": "v"} if i % 50 == 0 else None)
+        received = [got.get(timeout=10) for _ in range(300)]
+        reply = bridge.request("svc.echo", {"text": "hello"}, timeout=5).get(timeout=10)
+        print(json.dumps({
+            "nats": nats.__file__,
+            "received": received,
+            "reply": reply.data["echo"],
+            "warnings": warnings,
+            "delivery": fast_paths.delivery,
+            "write": fast_paths.write,
+        }))
+    finally:
+        tree.stop(timeout=20)
+""")
+
+# Each internal, where it lives in nats-py, and the fast path that needs it.
+INTERNALS = [
+    ("_process_msg", "delivery"),
+    ("_build_message", "delivery"),
+    ("_process_headers", "delivery"),
+    ("_id", "delivery"),  # Subscription._id
+    ("_pending", "write"),
+    ("_pending_data_size", "write"),
+    ("_transport", "write"),
+    ("pub_cmd", "write"),
+]
+
+
+def nats_py_renaming(name: str | None, into: Path) -> Path:
+    """A copy of the installed nats-py in which `name` is called `name_v3` everywhere,
+    as a release that renamed it would be; the folder to put first on sys.path."""
+    site = into / "site"
+    shutil.copytree(Path(nats.__file__).parent, site / "nats",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    if name is not None:
+        word = re.compile(rf"\b{re.escape(name)}\b")
+        for source in (site / "nats").rglob("*.py"):
+            text = source.read_text()
+            source.write_text(word.sub(f"{name}_v3", text))
+    return site
+
+
+def run_with(site: Path, server: EmbeddedNatsServer) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROGRAM, server.url],
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["nats"].startswith(str(site)), "the copy of nats-py was not used"
+    return result
+
+
+def test_the_unchanged_copy_keeps_both_fast_paths_and_says_nothing(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    result = run_with(nats_py_renaming(None, tmp_path), nats_server)
+
+    assert result["received"] == list(range(300))
+    assert result["reply"] == "hello"
+    assert (result["delivery"], result["write"]) == (True, True)
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("name, path", INTERNALS)
+def test_a_renamed_internal_switches_its_fast_path_off_once_and_everything_still_works(
+    nats_server: EmbeddedNatsServer, tmp_path: Path, name: str, path: str
+) -> None:
+    result = run_with(nats_py_renaming(name, tmp_path), nats_server)
+
+    assert result["received"] == list(range(300)), "publishes lost or out of order"
+    assert result["reply"] == "hello"
+    other = "write" if path == "delivery" else "delivery"
+    assert (result[path], result[other]) == (False, True)
+    [warning] = result["warnings"]
+    assert name in warning and "public API" in warning
+
+
+# -- a fast path that fails while it runs ------------------------------------------
+
+
+@pytest.fixture
+def fresh_fast_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Whatever a test switches off is on again after it (for the other tests)."""
+    monkeypatch.setattr(fast_paths, "delivery", fast_paths.delivery)
+    monkeypatch.setattr(fast_paths, "write", fast_paths.write)
+    yield
+
+
+@pytest.fixture
+def bridge(nats_server: EmbeddedNatsServer) -> Iterator[Bridge]:
+    bridge = Bridge(ConnectOptions(servers=nats_server.url, name="midrun"))
+    tree = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="root")
+    try:
+        assert bridge.wait_connected(WAIT)
+        yield bridge
+    finally:
+        tree.stop(timeout=20)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: queue.Queue[Delivery] = queue.Queue()
+
+    def tell(self, delivery: Delivery) -> None:
+        self.got.put(delivery)
+
+    def take(self, count: int) -> list[int]:
+        return [self.got.get(timeout=WAIT).data["i"] for _ in range(count)]
+
+
+def test_a_direct_write_that_fails_mid_run_falls_back_and_loses_nothing(
+    bridge: Bridge, fresh_fast_paths: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = Sink()
+    bridge.subscribe("mid.>", sink)
+    bridge.publish("mid.x", {"i": 0})
+    assert sink.take(1) == [0]
+    assert fast_paths.write is True
+
+    def renamed(*_args: Any) -> bytes:
+        raise AttributeError("'Client' object has no attribute '_pending'")
+
+    monkeypatch.setattr(_nats_internals, "pub_cmd", renamed)
+    with caplog.at_level(logging.WARNING, logger="noetl_actors.bridge"):
+        for i in range(1, 200):
+            bridge.publish("mid.x", {"i": i})
+        assert sink.take(199) == list(range(1, 200))
+
+    assert fast_paths.write is False
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "writing publishes straight to the socket" in warning
+    assert "no attribute '_pending'" in warning
+
+
+def test_a_direct_delivery_that_fails_mid_run_falls_back_and_loses_nothing(
+    bridge: Bridge, fresh_fast_paths: None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = Sink()
+    bridge.subscribe("mid.>", sink)
+    bridge.publish("mid.x", {"i": 0})
+    assert sink.take(1) == [0]
+    assert fast_paths.delivery is True
+    build = _DirectClient._build_message
+    calls = []
+
+    def changed_once(self: Any, *args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise TypeError("_build_message() takes 5 positional arguments but 6 were given")
+        return build(self, *args)
+
+    monkeypatch.setattr(_DirectClient, "_build_message", changed_once)
+    with caplog.at_level(logging.WARNING, logger="noetl_actors.bridge"):
+        for i in range(1, 50):
+            bridge.publish("mid.x", {"i": i})
+        assert sink.take(49) == list(range(1, 50))
+
+    assert fast_paths.delivery is False
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "delivering messages on the reader task" in warning
