@@ -1,8 +1,8 @@
 """The JSON Schema of the playbook format, for editors (YAML language server).
 
 It describes shapes and names; the loader checks the rest (references,
-cycles, templates). Kept next to the loader's key lists, from which it reads
-the allowed keys, so the two cannot drift apart on what a key is called.
+cycles, templates). It reads the allowed keys from the key lists of the
+loader and of `YamlReader`, so the two cannot drift apart on what a key is called.
 """
 
 from __future__ import annotations
