@@ -15,9 +15,8 @@ import pytest
 import yaml
 
 from noetl_actors.errors import PlaybookError
-from noetl_actors.playbook import Playbook, Problem, parse_playbook
+from noetl_actors.playbook import Playbook, Problem, parse_playbook, parse_yaml
 from noetl_actors.playbook._legacy import is_legacy
-from noetl_actors.playbook._source import parse_yaml
 
 LEGACY = Path(__file__).parent / "playbooks" / "legacy"
 
@@ -567,6 +566,25 @@ def test_task_names_that_are_not_subject_tokens_are_renamed_everywhere():
     warning_at(playbook, 8, 15, "task name 'get data' may hold only letters, digits, '_' and "
                                 "'-': translated to 'get_data'")
     warning_at(playbook, 14, 15, "task name 'use.data'")
+
+
+def test_a_name_ending_in_a_newline_is_renamed_not_refused():
+    # `$` also matches before a final newline: "fetch\n" once passed as a name
+    # here, and the loader then refused the file.
+    source = text("""
+        type: Playbook
+        metadata:
+          playbookName: newline
+        tasks:
+          - taskName: "fetch\\n"
+            steps:
+              - stepName: s
+                plugin: "echo:1"
+        """)
+    playbook = parse_playbook(source, "newline.yaml")
+    assert [t.name for t in playbook.tasks] == ["fetch"]
+    warning_at(playbook, 5, 15, "task name 'fetch\\n' may hold only letters, digits, '_' and "
+                                "'-': translated to 'fetch'")
 
 
 # -- detection ------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ import attrs
 import pytest
 
 from noetl_actors.errors import PlaybookError
-from noetl_actors.playbook import Catalog, Problem
-from noetl_actors.playbook._model import TASK_DEFAULT
+from noetl_actors.playbook import TASK_DEFAULT, Catalog, Problem
 from noetl_actors.services._node_config import (
     NodeConfig,
     PartConfig,

@@ -3,7 +3,7 @@
 Plugins are found on the plugin path (`noetl_actors.runners.plugin_path()`:
 `$NOETL_PLUGIN_PATH`, the project's `plugins/`, the installed package);
 presets are the `kind: Policies` files of `supervisors/` at the top of the
-project, or of `$NOETL_SUPERVISORS_DIR`.
+project, or of `$NOETL_SUPERVISORS_DIR`, read by `parse_policies`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import attrs
 import yaml
 
 from noetl_actors.errors import ManifestError, PlaybookError
-from noetl_actors.playbook._source import Problem
+from noetl_actors.playbook._reader import YamlReader
+from noetl_actors.playbook._source import Problem, parse_yaml
 from noetl_actors.runners import PluginInfo, find_plugins, installed_plugins_dir, plugin_path
 from noetl_actors.supervision import SupervisorFlags
 
-__all__ = ["Catalog", "PluginInfo", "project_dir"]
+__all__ = ["Catalog", "PluginInfo", "parse_policies", "project_dir"]
 
 _PROJECT = Path(__file__).resolve().parents[2]
 
@@ -47,8 +48,6 @@ class Catalog:
     def load(cls, plugin_dirs: Path | Sequence[Path], supervisors_dir: Path) -> Catalog:
         """Read the plugins of `plugin_dirs` (the first of a name wins) and the preset
         files of `supervisors_dir`; bad ones raise PlaybookError."""
-        from noetl_actors.playbook._loader import parse_policies
-
         dirs = (plugin_dirs,) if isinstance(plugin_dirs, Path) else tuple(plugin_dirs)
         try:
             plugins = dict(find_plugins(dirs))
@@ -71,3 +70,25 @@ class Catalog:
 @functools.lru_cache(maxsize=4)
 def _default_catalog(plugin_dirs: tuple[Path, ...], supervisors_dir: Path) -> Catalog:
     return Catalog.load(plugin_dirs, supervisors_dir)
+
+
+def parse_policies(text: str, file: str) -> dict[str, SupervisorFlags]:
+    """Named policies from a preset file (``kind: Policies``).
+
+    Raises:
+        PlaybookError: every problem found, each with file:line:col.
+    """
+    root, problems = parse_yaml(text, file)
+    reader = YamlReader(file, Catalog(plugins={}, presets={}))
+    policies: dict[str, SupervisorFlags] = {}
+    if root is not None:
+        keys = reader.keys(root, ("apiVersion", "kind", "policies"), "the preset file",
+                           required=("kind", "policies"))
+        if "kind" in keys and keys["kind"].value != "Policies":
+            reader.error(keys["kind"], "kind must be Policies")
+        if "policies" in keys:
+            policies = reader.policies(keys["policies"])
+        problems += reader.problems
+    if problems:
+        raise PlaybookError(problems)
+    return policies

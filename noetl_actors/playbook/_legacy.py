@@ -34,11 +34,10 @@ from noetl_actors.playbook._legacy_flow import Route, Step, Task, mapping_or_emp
 from noetl_actors.playbook._legacy_native import PLUGIN_ALIASES, native_plugin, native_tasks
 from noetl_actors.playbook._legacy_placeholders import WHOLE_INPUT, resolve, rewrite
 from noetl_actors.playbook._model import API_VERSION
+from noetl_actors.playbook._names import is_name
 from noetl_actors.playbook._source import Located, Problem
 
 __all__ = ["PLUGIN_ALIASES", "is_legacy", "translate_legacy"]
-
-NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 _TASK_QUIET = ("description", "desc", "id")
 _TASK_DROPPED = {
@@ -180,7 +179,7 @@ class Translator:
         if node.kind not in ("string", "number"):
             return node
         text = str(node.value)
-        if NAME.match(text):
+        if is_name(text):
             return Located(text, node.line, node.col)
         fixed = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "unnamed"
         self.warn(node, f"{what} {text!r} may hold only letters, digits, '_' and '-': "

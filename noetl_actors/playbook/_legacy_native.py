@@ -47,9 +47,7 @@ def native_task(translator: Translator, task: Task, needs: dict[str, list[Locate
     if task.node.kind != "mapping":
         return task.node
     at = task.node
-    entries: list[tuple[str, Located, Located]] = []
-    if task.name is not None:
-        entries.append(("name", task.name_key or task.name, task.name))
+    entries = _name_entry(task)
     wanted = needs.get(task.legacy or "", [])
     if wanted:
         first = wanted[0]
@@ -69,9 +67,7 @@ def native_step(translator: Translator, step: Step, task: Task) -> Located:
     if step.node.kind != "mapping":
         return step.node
     at = step.node
-    entries: list[tuple[str, Located, Located]] = []
-    if step.name is not None:
-        entries.append(("name", step.name_key or step.name, step.name))
+    entries = _name_entry(step)
     plugin = None
     if step.plugin is not None and step.plugin_key is not None:
         plugin_node = translate_plugin(translator, step.plugin)
@@ -143,3 +139,10 @@ def native_plugin(node: Located) -> str:
         return ""
     base = str(node.value).strip().partition(":")[0].strip()
     return PLUGIN_ALIASES.get(base.lower(), base)
+
+
+def _name_entry(item: Task | Step) -> list[tuple[str, Located, Located]]:
+    """The native ``name:`` entry of a translated task or step (none if it has no name)."""
+    if item.name is None:
+        return []
+    return [("name", item.name_key or item.name, item.name)]

@@ -1,8 +1,8 @@
 """The JSON Schema of the playbook format, for editors (YAML language server).
 
 It describes shapes and names; the loader checks the rest (references,
-cycles, templates). Kept next to the loader's key lists, from which it reads
-the allowed keys, so the two cannot drift apart on what a key is called.
+cycles, templates). It reads the allowed keys from the key lists of the
+loader and of `YamlReader`, so the two cannot drift apart on what a key is called.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from noetl_actors.playbook._catalog import Catalog
-from noetl_actors.playbook._loader import (
-    BACKOFF_KEYS,
-    NAME,
-    PLAYBOOK_KEYS,
-    STEP_KEYS,
-    SUPERVISION_KEYS,
-    TASK_KEYS,
-)
+from noetl_actors.playbook._loader import PLAYBOOK_KEYS, STEP_KEYS, TASK_KEYS
 from noetl_actors.playbook._model import API_VERSION, ErrorAction, Runner
+from noetl_actors.playbook._names import NAME_PATTERN
+from noetl_actors.playbook._reader import BACKOFF_KEYS, SUPERVISION_KEYS
 from noetl_actors.supervision import Restart, Strategy
 
 __all__ = ["playbook_schema"]
@@ -30,7 +25,7 @@ _DURATION: dict[str, Any] = {
         {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
     ],
 }
-_NAME: dict[str, Any] = {"type": "string", "pattern": NAME.pattern}
+_NAME: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN.pattern}
 
 
 def _object(properties: dict[str, Any], keys: tuple[str, ...], required: tuple[str, ...] = ()

@@ -17,14 +17,13 @@ are checked in full before anything is stored or started.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from noetl_actors.bridge import SCHEMA_VERSION_KEY, Delivery, KeyValue
 from noetl_actors.errors import BridgeError, MalformedMessage, PlaybookError
-from noetl_actors.playbook import Playbook, parse_playbook
+from noetl_actors.playbook import Playbook, is_name, parse_playbook
 from noetl_actors.services._protocol import (
     API_QUEUE,
     ApiError,
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ApiService"]
 
-PLAYBOOK_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 CANCEL_TIMEOUT = 90.0
 """Seconds a cancel may take on the owner node (its workflow's grace periods)."""
 
@@ -96,7 +94,7 @@ class ApiService(Responder):
 
     def register(self, data: Mapping[str, Any]) -> dict[str, Any]:
         name = field(data, "name", str)
-        if not PLAYBOOK_NAME.match(name):
+        if not is_name(name):
             raise ApiError(ErrorKind.BAD_REQUEST, f"a playbook's name is letters, digits, "
                                                   f"'-' and '_' (got {name!r})")
         text = field(data, "playbook", str)
@@ -111,7 +109,7 @@ class ApiService(Responder):
     def run(self, data: Mapping[str, Any]) -> dict[str, Any]:
         name = field(data, "name", str)
         variables = field(data, "vars", dict, required=False)
-        entry = self.playbooks.get(name) if PLAYBOOK_NAME.match(name) else None
+        entry = self.playbooks.get(name) if is_name(name) else None
         if entry is None:
             known = sorted(self.playbooks.entries())
             raise ApiError(ErrorKind.NOT_FOUND, f"no playbook registered as {name!r}; "

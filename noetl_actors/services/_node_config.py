@@ -4,13 +4,12 @@ The default preset holds every key; a user's file (``noetl node start
 --config FILE``) holds only what it changes. The two are merged as located
 YAML, before any check, so a problem points at the file, line and column the
 bad value came from: the user's file for what the user wrote, the preset for
-the rest. Supervision mappings are read by the playbook loader's reader, so
+the rest. Supervision mappings are read by the playbook's `YamlReader`, so
 they take what a playbook's do, `use:` of a named policy included.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -18,10 +17,19 @@ from typing import Any, Literal, cast
 import attrs
 
 from noetl_actors.errors import PlaybookError
-from noetl_actors.playbook._catalog import Catalog, project_dir
-from noetl_actors.playbook._loader import _Reader, _show
-from noetl_actors.playbook._model import API_VERSION, TASK_DEFAULT
-from noetl_actors.playbook._source import Located, Problem, parse_yaml
+from noetl_actors.playbook import (
+    API_VERSION,
+    TASK_DEFAULT,
+    Catalog,
+    Located,
+    Problem,
+    YamlReader,
+    described,
+    did_you_mean,
+    parse_yaml,
+    project_dir,
+    show,
+)
 from noetl_actors.supervision import SupervisorFlags
 
 __all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
@@ -155,26 +163,21 @@ def _check_user_root(root: _Sourced) -> list[Problem]:
     file = root.file
     if root.kind != "mapping":
         return [Problem(file, root.line, root.col,
-                        f"a node configuration must be a mapping (got {_described(root)})")]
+                        f"a node configuration must be a mapping (got {described(root)})")]
     problems = []
     for key, wanted in (("kind", "Node"), ("apiVersion", API_VERSION)):
         entry = root.value.get(key)
         if entry is not None and entry[1].value != wanted:
             value = entry[1]
             problems.append(Problem(file, value.line, value.col,
-                                    f"{key} must be {wanted!r} (got {_described(value)})"))
+                                    f"{key} must be {wanted!r} (got {described(value)})"))
     return problems
-
-
-def _described(node: Located) -> str:
-    return _show(node.value) if node.kind in ("mapping", "list") else \
-        f"{node.kind} {_show(node.value)}"
 
 
 # -- the checks ----------------------------------------------------------------------------
 
 
-class _NodeReader(_Reader):
+class _NodeReader(YamlReader):
     """The playbook reader, reporting each problem in the file its value came from."""
 
     def __init__(self, preset_file: str, catalog: Catalog) -> None:
@@ -191,10 +194,10 @@ class _NodeReader(_Reader):
         if root.kind != "mapping":
             return None
         if "kind" in keys and keys["kind"].value != "Node":
-            self.error(keys["kind"], f"kind must be 'Node' (got {_described(keys['kind'])})")
+            self.error(keys["kind"], f"kind must be 'Node' (got {described(keys['kind'])})")
         if "apiVersion" in keys and keys["apiVersion"].value != API_VERSION:
             self.error(keys["apiVersion"], f"apiVersion must be {API_VERSION!r} "
-                                           f"(got {_described(keys['apiVersion'])})")
+                                           f"(got {described(keys['apiVersion'])})")
         flags = self.supervision(keys["supervision"], TASK_DEFAULT, {}) \
             if "supervision" in keys else None
         services = self.part(keys["services"], "services") if "services" in keys else None
@@ -254,8 +257,7 @@ class _NodeReader(_Reader):
             if name not in known:
                 if isinstance(key_node, _Sourced) and key_node.file == self.preset_file:
                     continue
-                hint = difflib.get_close_matches(str(name), known, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                suggestion = did_you_mean(str(name), known)
                 self.error(key_node, f"unknown plugin {name!r} in workers.plugins{suggestion}; "
                                      f"known: {', '.join(sorted(known)) or 'none'}")
                 ok = False
@@ -276,7 +278,7 @@ class _NodeReader(_Reader):
     def concurrency(self, node: Located, what: str) -> int | None:
         value = node.value
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            self.error(node, f"{what} must be a whole number >= 1 (got {_show(value)})")
+            self.error(node, f"{what} must be a whole number >= 1 (got {show(value)})")
             return None
         return value
 
@@ -300,8 +302,6 @@ class _NodeReader(_Reader):
         text = str(node.value).lower() if node.kind == "string" else None
         if text is not None and text in options:
             return text
-        hint = difflib.get_close_matches(str(node.value).lower(), options, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        self.error(node, f"{what} must be one of {', '.join(options)} "
-                         f"(got {_show(node.value)}){suggestion}")
+        self.error(node, f"{what} must be one of {', '.join(options)} (got {show(node.value)})"
+                         f"{did_you_mean(str(node.value).lower(), options)}")
         return None

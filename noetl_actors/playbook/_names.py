@@ -1,0 +1,27 @@
+"""What a name may be, and the hint for a name that is not known.
+
+A playbook's, task's, step's or policy's name becomes a NATS subject token,
+so one pattern serves the loader, the legacy translator and the command API.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+__all__ = ["NAME_PATTERN", "did_you_mean", "is_name"]
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+"""Letters, digits, '_' and '-'; anchored, so its `.pattern` serves the JSON Schema too."""
+
+
+def is_name(text: str) -> bool:
+    """True if all of `text` matches `NAME_PATTERN` (a trailing newline does not)."""
+    return NAME_PATTERN.fullmatch(text) is not None
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to `word`, or "" if none is close."""
+    hint = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""

@@ -1,0 +1,221 @@
+"""The checks across tasks, on the raw YAML: `needs` and template references.
+
+They read the located tree, not the model, so they run (and report) even
+when a task or step elsewhere is wrong: `needs` name tasks of the playbook
+and form no cycle; a template names only what has run before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+from noetl_actors.errors import TemplateError
+from noetl_actors.playbook._names import did_you_mean
+from noetl_actors.playbook._source import Located
+from noetl_actors.playbook._templates import CONTEXT_NAMES, is_template, references
+
+__all__ = ["check_needs", "check_templates", "value_at"]
+
+Report = Callable[[Located, str], None]
+"""Where a check records a problem: the reader's `error`."""
+
+
+def check_needs(tasks: Located, report: Report) -> None:
+    """`needs` name tasks of this playbook, and never in a cycle."""
+    graph: dict[str, list[tuple[str, Located]]] = {}
+    for item in tasks.value:
+        name_node = value_at(item, "name")
+        if name_node is item or name_node.kind != "string":
+            continue
+        graph.setdefault(name_node.value, []).extend(
+            (need.value, need) for need in _needs_of(item) if need.kind == "string"
+        )
+    for name, pairs in graph.items():
+        for need, at in pairs:
+            if need == name:
+                report(at, f"task {name!r} needs itself")
+            elif need not in graph:
+                report(at, f"task {name!r} needs {need!r}, "
+                           f"which is not a task here{did_you_mean(need, graph)}")
+    cycle = _find_cycle({
+        name: [need for need, _ in pairs if need in graph and need != name]
+        for name, pairs in graph.items()
+    })
+    if cycle:
+        at = next(at for need, at in graph[cycle[0]] if need == cycle[1])
+        report(at, f"needs form a cycle: {' -> '.join(cycle)}")
+
+
+def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report) -> None:
+    """Every template of every step's `with` refers to something it may read."""
+    layout = _Layout.of(tasks)
+    for task_node in tasks.value:
+        task = _name_of(task_node)
+        steps = value_at(task_node, "steps")
+        if task is None or steps is task_node or steps.kind != "list":
+            continue
+        for step_node in steps.value:
+            step = _name_of(step_node)
+            with_node = value_at(step_node, "with")
+            if step is None or with_node is step_node:
+                continue
+            for located in _strings(with_node):
+                _check_template(located, task, step, layout, variables, report)
+
+
+def value_at(node: Located, key: str) -> Located:
+    """The value of `key` in a mapping node; `node` itself if it has none."""
+    entry = node.value.get(key) if isinstance(node.value, dict) else None
+    return entry[1] if entry else node
+
+
+def _check_template(
+    node: Located,
+    task: str,
+    step: str,
+    layout: _Layout,
+    variables: Mapping[str, Any],
+    report: Report,
+) -> None:
+    try:
+        found = references(node.value)
+    except TemplateError as error:
+        report(node, str(error))
+        return
+    for ref in found:
+        problem = _reference_problem(ref.root, ref.path, task, step, layout, variables)
+        if problem:
+            report(node, problem)
+
+
+@attrs.frozen
+class _Layout:
+    """Task and step names, their order and needs, read off the raw YAML."""
+
+    steps: Mapping[str, list[str]]
+    before: Mapping[str, set[str]]
+
+    @classmethod
+    def of(cls, node: Located) -> _Layout:
+        steps: dict[str, list[str]] = {}
+        needs: dict[str, list[str]] = {}
+        for task_node in node.value:
+            task = _name_of(task_node)
+            if task is None:
+                continue
+            step_list = value_at(task_node, "steps")
+            steps[task] = [name for s in (step_list.value if step_list.kind == "list" else [])
+                           if (name := _name_of(s)) is not None]
+            needs[task] = [n.value for n in _needs_of(task_node) if n.kind == "string"]
+        return cls(steps, _transitive_needs(needs))
+
+
+def _name_of(node: Located) -> str | None:
+    name = value_at(node, "name")
+    return name.value if name is not node and name.kind == "string" else None
+
+
+def _needs_of(task_node: Located) -> list[Located]:
+    """A task's `needs`: a list, one name, or none."""
+    needs = value_at(task_node, "needs")
+    if needs is task_node:
+        return []
+    return needs.value if needs.kind == "list" else [needs]
+
+
+def _reference_problem(
+    root: str,
+    path: tuple[str, ...],
+    task: str,
+    step: str,
+    layout: _Layout,
+    variables: Mapping[str, Any],
+) -> str | None:
+    if root not in CONTEXT_NAMES:
+        return (f"unknown name {root!r} in a template "
+                f"(use {', '.join(CONTEXT_NAMES)})")
+    if root == "vars" and path and path[0] not in variables:
+        return f"vars.{path[0]} is not defined in vars (nor given with --set)"
+    if root == "workflow" and path and path[0] not in ("id", "name"):
+        return f"workflow.{path[0]}: workflow has only id and name"
+    if root == "steps" and path:
+        target = path[0]
+        names = layout.steps.get(task, [])
+        if target == step:
+            return f"steps.{target} refers to this step itself"
+        if target not in names:
+            return f"steps.{target}: task {task!r} has no step {target!r}"
+        if names.index(target) > names.index(step):
+            return f"steps.{target} runs after step {step!r}, so it has no output yet"
+        if len(path) > 1 and path[1] != "output":
+            return f"steps.{target}.{path[1]}: a step has only output"
+    if root == "tasks" and path:
+        other = path[0]
+        if other not in layout.steps:
+            return f"tasks.{other}: there is no task {other!r}"
+        if other == task:
+            return f"tasks.{other} is this task: use steps.<step> for its earlier steps"
+        if other not in layout.before.get(task, set()):
+            return f"tasks.{other} does not run before task {task!r}: add it to needs"
+        if len(path) > 1 and path[1] != "steps":
+            return f"tasks.{other}.{path[1]}: a task has only steps"
+        if len(path) > 2 and path[2] not in layout.steps[other]:
+            return f"tasks.{other}.steps.{path[2]}: task {other!r} has no step {path[2]!r}"
+        if len(path) > 3 and path[3] != "output":
+            return f"tasks.{other}.steps.{path[2]}.{path[3]}: a step has only output"
+    return None
+
+
+def _strings(node: Located) -> list[Located]:
+    """Every template string inside a located value."""
+    if node.kind == "string":
+        return [node] if is_template(node.value) else []
+    if node.kind == "mapping":
+        return [s for _, value in node.value.values() for s in _strings(value)]
+    if node.kind == "list":
+        return [s for item in node.value for s in _strings(item)]
+    return []
+
+
+def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        stack.append(name)
+        for need in graph.get(name, []):
+            if state.get(need) == 1:
+                return [*stack[stack.index(need):], need]
+            if need not in state:
+                found = visit(need)
+                if found:
+                    return found
+        stack.pop()
+        state[name] = 2
+        return None
+
+    for name in graph:
+        if name not in state:
+            cycle = visit(name)
+            if cycle:
+                return cycle
+    return None
+
+
+def _transitive_needs(needs: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """Every task that runs before each task (what it needs, and what those need)."""
+    result: dict[str, set[str]] = {}
+    for task in needs:
+        seen: set[str] = set()
+        todo = [n for n in needs[task] if n in needs]
+        while todo:
+            need = todo.pop()
+            if need not in seen and need != task:
+                seen.add(need)
+                todo.extend(n for n in needs.get(need, []) if n in needs)
+        result[task] = seen
+    return result
