@@ -15,10 +15,10 @@ from noetl_actors.supervision._monitor import Monitor as Monitor
 from noetl_actors.supervision._monitor import monitor as monitor
 from noetl_actors.supervision._address import Address as Address
 from noetl_actors.supervision._child import Child as Child
-from noetl_actors.supervision._clock import Clock as Clock
-from noetl_actors.supervision._clock import ManualClock as ManualClock
-from noetl_actors.supervision._clock import MonotonicClock as MonotonicClock
-from noetl_actors.supervision._clock import TimerHandle as TimerHandle
+from noetl_actors.clock import Clock as Clock
+from noetl_actors.clock import ManualClock as ManualClock
+from noetl_actors.clock import MonotonicClock as MonotonicClock
+from noetl_actors.clock import TimerHandle as TimerHandle
 from noetl_actors.supervision._events import EventKind as EventKind
 from noetl_actors.supervision._events import LifecycleEvent as LifecycleEvent
 from noetl_actors.supervision._events import Observer as Observer

@@ -11,7 +11,7 @@ import pykka
 from noetl_actors.errors import ActorDeadError, SupervisionError
 from noetl_actors.supervision._actor import stop_if_alive
 from noetl_actors.supervision._address import Address
-from noetl_actors.supervision._clock import Clock
+from noetl_actors.clock import Clock
 from noetl_actors.supervision._events import Observer
 from noetl_actors.supervision._reasons import ExitReason
 from noetl_actors.supervision._specs import ChildSpec, ChildType, Restart, SupervisorFlags
