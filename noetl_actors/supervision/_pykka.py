@@ -16,6 +16,7 @@ Nothing else in the package imports a private name of pykka.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -145,10 +146,12 @@ def _proxy_receive(actor: pykka.Actor, message: Any) -> Any:
 
 def _pykka_handle_receive() -> Callable[[pykka.Actor, Any], Any]:
     method = getattr(pykka.Actor, "_handle_receive", None)
-    if callable(method):
-        return method  # type: ignore[no-any-return]
-    FALLBACKS.append("pykka.Actor._handle_receive")
-    return _proxy_receive
+    if not callable(method):
+        FALLBACKS.append("pykka.Actor._handle_receive")
+        return _proxy_receive
+    if not _STOP_DIRECT:  # it reads pykka's stop message too: not the one we know
+        return _proxy_receive
+    return method  # type: ignore[no-any-return]
 
 
 handle_receive: Callable[[pykka.Actor, Any], Any] = _pykka_handle_receive()
@@ -180,9 +183,16 @@ inbox_hook_works = _inbox_hook_works()
 kernel swaps its inbox in after `__init__` through the public `actor_inbox`
 attributes of the actor and its ref."""
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pykka")
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown version)"
+
+
 if FALLBACKS:
     logger.warning(
         "pykka %s lacks internals the supervision kernel uses (%s): using pykka's "
         "public API instead, which works but is slower; a pykka outside the tested "
         "range (setup.cfg) is installed?",
-        getattr(pykka, "__version__", "?"), ", ".join(FALLBACKS))
+        _version(), ", ".join(FALLBACKS))
