@@ -21,7 +21,7 @@ from noetl_actors.runners._invoke import invoke
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._pool import WorkerPool
 from noetl_actors.runners._protocol import RunnerStatistics
-from noetl_actors.runners._timer import Timers
+from noetl_actors.clock import Clock, MonotonicClock, TimerHandle
 
 __all__ = ["InprocAttempt", "InprocRunner"]
 
@@ -34,16 +34,23 @@ class InprocRunner:
         max_workers: threads in the pool.
         cancel_grace: seconds a cancelled or timed-out plugin gets to return
             before it is abandoned.
+        clock: runs the timeouts and grace periods (its `call_later`); by default
+            one of its own (one timer thread), closed by `close()`. A clock
+            given (the node's, say) is its owner's to close.
     """
 
     name = "inproc"
 
-    def __init__(self, *, max_workers: int = 32, cancel_grace: float = 2.0) -> None:
+    def __init__(self, *, max_workers: int = 32, cancel_grace: float = 2.0,
+                 clock: Clock | None = None) -> None:
         if cancel_grace < 0:
             raise ValueError(f"cancel_grace must be >= 0 (got {cancel_grace!r})")
         self.cancel_grace = cancel_grace
         self._pool = WorkerPool(max_workers, name="noetl-inproc")
-        self._timers = Timers("noetl-inproc-timers")
+        self._own_clock: MonotonicClock | None = None
+        if clock is None:
+            clock = self._own_clock = MonotonicClock()
+        self._clock = clock
         self._lock = threading.Lock()
         self._running: set[InprocAttempt] = set()
         self._started = 0
@@ -70,7 +77,7 @@ class InprocRunner:
             handle.run()
             return handle
         if attempt.timeout is not None:
-            handle.schedule(time.monotonic() + attempt.timeout, TIMEOUT)
+            handle.stop_after(attempt.timeout, TIMEOUT)
         self._pool.submit(handle.run)
         return handle
 
@@ -107,7 +114,8 @@ class InprocRunner:
         for handle in running:
             if handle.wait(max(0.0, deadline - time.monotonic())) is None:
                 handle.abandon()
-        self._timers.close(timeout=max(0.0, deadline - time.monotonic()))
+        if self._own_clock is not None:
+            self._own_clock.close(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.close(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> InprocRunner:
@@ -136,14 +144,14 @@ class InprocAttempt(AttemptHandle):
         self.ctx = Context(attempt=attempt, plugin=plugin, runner=runner.name, deadline=deadline)
         self._thread: threading.Thread | None = None
         self._stop_reason: str | None = None
-        self._timers: list[int] = []
+        self._timers: list[TimerHandle] = []
 
     def cancel(self) -> None:
         self._stop(CANCELLED)
 
-    def schedule(self, when: float, reason: str) -> None:
-        """Stop the attempt for `reason` at monotonic time `when` (its timeout)."""
-        self._timers.append(self._runner._timers.schedule(when, lambda: self._stop(reason)))
+    def stop_after(self, delay: float, reason: str) -> None:
+        """Stop the attempt for `reason` `delay` seconds from now (its timeout)."""
+        self._timers.append(self._runner._clock.call_later(delay, lambda: self._stop(reason)))
 
     def run(self) -> None:
         """The pool thread's job: run the plugin unless the attempt was stopped first."""
@@ -162,8 +170,8 @@ class InprocAttempt(AttemptHandle):
             outcome = Outcome.failed(reason, stop_message(self.attempt, reason),
                                      started_at=self.started_at)
         self._settle(outcome)
-        for timer_id in self._timers:
-            self._runner._timers.cancel(timer_id)
+        for timer in self._timers:
+            timer.cancel()
 
     def abandon(self) -> None:
         """Report the attempt as stopped although its plugin still runs; retire its thread."""
@@ -191,7 +199,7 @@ class InprocAttempt(AttemptHandle):
                                         started_at=self.started_at))
             return
         try:
-            self._timers.append(self._runner._timers.schedule(
-                time.monotonic() + self._runner.cancel_grace, self.abandon))
+            self._timers.append(self._runner._clock.call_later(
+                self._runner.cancel_grace, self.abandon))
         except RuntimeError:  # the runner is closing: close() abandons what is left
             pass

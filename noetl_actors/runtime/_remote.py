@@ -275,7 +275,7 @@ class RemoteStepActor(SupervisedActor):
         if event.status is EventStatus.SUCCEEDED:
             self._finished = True
             self._task.tell(StepDone(self.step.name, event.output))
-            self._exit(ExitReason(ExitKind.NORMAL, path=self.path))  # after this message
+            self.exit_with(ExitReason(ExitKind.NORMAL, path=self.path))  # after this message
         elif event.status is EventStatus.FAILED:
             self._finished = True
             raise StepFailed(event.error_message or "the plugin failed",

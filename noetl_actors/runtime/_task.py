@@ -28,6 +28,7 @@ from noetl_actors.playbook import ErrorAction, Step, Task
 from noetl_actors.runtime._step import StepDone, StepFactory, error_category
 from noetl_actors.supervision import (
     ActorState,
+    Child,
     ChildSpec,
     ExitKind,
     ExitReason,
@@ -36,7 +37,6 @@ from noetl_actors.supervision import (
     SupervisedActor,
     Supervisor,
 )
-from noetl_actors.supervision._supervisor import _Child
 
 __all__ = ["AttemptCounter", "TaskDone", "TaskSupervisor"]
 
@@ -128,23 +128,24 @@ class TaskSupervisor(Supervisor):
         self.outputs[step] = output
         self._steps_context[step] = {"output": output}
 
-    # -- one step at a time ----------------------------------------------------
+    # -- one step at a time (the kernel's hooks, docs/supervision.md) ------------
 
-    def _may_start(self, child: _Child) -> bool:
+    def may_start(self, child: Child) -> bool:
         return child is self._next_step()
 
-    def _start_waiting(self) -> None:
+    def _start_next_step(self) -> None:
         # Only the next step can start: no need to ask every waiting step (O(n) per step).
         step = self._next_step()
-        if step is not None and step.state is not ActorState.BACKING_OFF:
-            self._start_children([step.id], token=step.token)
+        if step is not None:
+            self.start_waiting([step])
 
-    def _next_step(self) -> _Child | None:
+    def _next_step(self) -> Child | None:
         """The first step that has not finished, if none is running."""
         waiting = (ActorState.STARTING, ActorState.RESTARTING, ActorState.BACKING_OFF)
         self._skip_finished()
+        children = self.children
         for child_id in itertools.islice(self._order, self._done, None):
-            child = self._children.get(child_id)
+            child = children.get(child_id)
             if child is None:
                 continue
             if child.actor is not None:
@@ -155,7 +156,7 @@ class TaskSupervisor(Supervisor):
 
     def _skip_finished(self) -> None:
         """Move `_done` past the children at the front that have finished."""
-        order, children = self._order, self._children
+        order, children = self._order, self.children
         while self._done < len(order):
             child = children.get(order[self._done])
             if child is not None and (child.actor is not None
@@ -163,26 +164,22 @@ class TaskSupervisor(Supervisor):
                 return
             self._done += 1
 
-    def _after_retire(self, child: _Child, reason: ExitReason) -> None:
-        self._start_waiting()
+    def after_retire(self, child: Child, reason: ExitReason) -> None:
+        self._start_next_step()
         self._skip_finished()
         if self._done < len(self._order):
             return  # a step runs, or waits for a backoff to end
         self._workflow.tell(TaskDone(self.task.name, dict(self.outputs)))
-        self._exit(ExitReason(ExitKind.NORMAL, path=self.path, message="all steps done"))
+        self.exit_with(ExitReason(ExitKind.NORMAL, path=self.path, message="all steps done"))
 
-    def _restart_group(self, child: _Child) -> list[_Child]:
+    def restart_group(self, child: Child) -> list[Child]:
         if self.flags.strategy is not Strategy.ONE_FOR_ALL:
             return [child]
         # The task again from its first step: what the steps produced is discarded.
         self.outputs.clear()
         self._steps_context.clear()
         self._done = 0
-        self._children = {
-            spec.id: self._children.get(spec.id) or self._new_child(spec)
-            for spec in self._initial_specs
-        }
-        return list(self._children.values())
+        return self.reset_children()
 
     # -- dynamic verbs: a finished child can run again, a new one can come ----------
 
@@ -198,7 +195,7 @@ class TaskSupervisor(Supervisor):
 
     # -- on_error ----------------------------------------------------------------
 
-    def _handle_exit(self, child: _Child, reason: ExitReason, leftovers: list[Any]) -> None:
+    def should_retire(self, child: Child, reason: ExitReason) -> bool:
         step = self._step_named[child.id]
         action = next(
             (step.on_error[key] for key in error_category(reason) if key in step.on_error),
@@ -207,18 +204,15 @@ class TaskSupervisor(Supervisor):
         if not reason.is_abnormal or (
             action is ErrorAction.RESTART and step.restart is not Restart.TEMPORARY
         ):
-            super()._handle_exit(child, reason, leftovers)
-            return
-        self._note_exit(child, reason)
+            return False  # the kernel decides: restart, or (a normal exit) retire
         if action in (ErrorAction.RESTART, ErrorAction.CONTINUE):
             # A temporary step, or `continue`: the failure is its output; go on.
             self._set_output(step.name, {
                 "error": {"type": reason.error_type, "message": reason.message}
             })
-            self._retire(child, leftovers, reason)
-            return
-        self._close(child, leftovers)
+            return True
         kind = ExitKind.SHUTDOWN if action is ErrorAction.STOP else ExitKind.GAVE_UP
         verb = "stopped" if action is ErrorAction.STOP else "escalated"
-        self._exit(ExitReason(kind, path=self.path, cause=reason,
-                              message=f"{verb}: step {step.name!r} failed ({action.value})"))
+        self.exit_with(ExitReason(kind, path=self.path, cause=reason,
+                                  message=f"{verb}: step {step.name!r} failed ({action.value})"))
+        return True

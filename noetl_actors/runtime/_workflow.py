@@ -19,6 +19,7 @@ from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
     INFINITY,
     ActorState,
+    Child,
     ChildSpec,
     ChildType,
     ExitKind,
@@ -26,7 +27,6 @@ from noetl_actors.supervision import (
     Restart,
     Supervisor,
 )
-from noetl_actors.supervision._supervisor import _Child
 
 __all__ = ["WorkflowSupervisor", "new_workflow_id"]
 
@@ -73,21 +73,21 @@ class WorkflowSupervisor(Supervisor):
             return None
         return super().on_receive(message)
 
-    def _may_start(self, child: _Child) -> bool:
+    def may_start(self, child: Child) -> bool:
         return all(need in self.outputs for need in self.playbook.task(child.id).needs)
 
-    def _after_retire(self, child: _Child, reason: ExitReason) -> None:
+    def after_retire(self, child: Child, reason: ExitReason) -> None:
         if child.id not in self.outputs:
             self.failures.append(reason)
-        self._start_waiting()
+        self.start_waiting()
         if any(c.actor is not None or c.state is ActorState.BACKING_OFF
-               for c in self._children.values()):
+               for c in self.children.values()):
             return
         if len(self.outputs) == len(self.playbook.tasks):
-            self._exit(ExitReason(ExitKind.NORMAL, path=self.path, message="all tasks done"))
+            self.exit_with(ExitReason(ExitKind.NORMAL, path=self.path, message="all tasks done"))
             return
         never = sorted(t.name for t in self.playbook.tasks if t.name not in self.outputs)
-        self._exit(ExitReason(
+        self.exit_with(ExitReason(
             ExitKind.GAVE_UP, path=self.path,
             message=f"task(s) {', '.join(never)} did not finish",
             cause=self.failures[0] if self.failures else None,

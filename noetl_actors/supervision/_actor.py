@@ -2,7 +2,8 @@
 
 pykka is the engine (inbox, futures, proxies, registry), but its error flow
 does not fit supervision, so this class is a new pykka actor type that owns
-its loop (pykka's documented extension point: `_start_actor_loop`):
+its own loop, on a thread it starts itself (pykka's internals it relies on
+are in `_pykka.py`):
 
 - an exception while handling any message, told, asked or by proxy, is a
   crash: the actor exits (pykka keeps running after a failed ask); the
@@ -25,8 +26,6 @@ the interpreter's exit, is what stops actors cleanly.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import queue
 import threading
@@ -37,23 +36,32 @@ from typing import Any, ClassVar
 
 import attrs
 import pykka
-from pykka._envelope import Envelope
 
 from noetl_actors.errors import ActorDeadError, InjectedCrash
 from noetl_actors.supervision._address import dead_letter
+from noetl_actors.supervision._inbox import (
+    HOSTED_BATCH,
+    WAKE,
+    Inbox,
+    RunHosted,
+    drain,
+    put_back,
+)
+from noetl_actors.supervision._latch import Latch
+from noetl_actors.supervision._loop_host import LoopHost
+from noetl_actors.supervision._pykka import (
+    Entry,
+    handle_receive,
+    inbox_hook_works,
+    is_stop,
+    make_envelope,
+    send_stop,
+)
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
 
-__all__ = ["Crash", "Down", "LoopHost", "Monitor", "SupervisedActor",
-           "monitor", "tell_if_alive"]
+__all__ = ["Crash", "SupervisedActor", "tell_if_alive"]
 
 logger = logging.getLogger("noetl_actors.supervision")
-
-
-class _Wake:
-    """Put in a killed actor's inbox so that an idle loop notices the kill."""
-
-
-_WAKE = _Wake()
 
 
 @attrs.frozen
@@ -67,180 +75,6 @@ class Crash:
 
 
 ExitListener = Callable[[ExitReason], None]
-
-
-@attrs.frozen(eq=False)
-class _RunHosted:
-    """Put in a host's inbox: run the hosted actor's messages (`_run_hosted`)."""
-
-    actor: SupervisedActor
-
-
-HOSTED_BATCH = 64
-"""Messages a hosted actor handles in one turn before its host's other messages."""
-
-
-Post = Callable[[Envelope[Any]], None]
-"""How a hosted actor's turn reaches its host: the host runs `envelope.message`
-(a `_RunHosted`) on its thread, after what it was given before."""
-
-
-class _Inbox(queue.SimpleQueue[Envelope[Any]]):
-    """An actor's inbox: unbounded FIFO like pykka's `queue.Queue`, but in C, and,
-    once the actor is hosted, a put also tells its host to run it.
-
-    `put` and `get` skip `queue.Queue`'s Python-level condition variable
-    (put + get: 2.0 us -> 0.3 us); pykka and this module use only `put`,
-    `get`, `get_nowait` and `empty`.
-
-    At most one `_RunHosted` of an actor waits at its host: `_scheduled` is set
-    by the put that posts it and cleared (under the lock, when the inbox is
-    found empty) by the turn that runs it, so no wake-up is lost or doubled.
-    Until `host(...)` is called (or when the actor runs on a thread of its own)
-    it is a plain inbox. Every actor has one: whether it will be hosted (on a
-    loop, `run_on`) is decided after it is built.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._post: Post | None = None
-        self._run: Envelope[Any] | None = None
-
-    def host(self, post: Post | None, run: Envelope[Any] | None) -> None:
-        with self._lock:
-            self._post, self._run, self._scheduled = post, run, False
-
-    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
-        super().put(item)
-        self.wake()
-
-    def wake(self) -> None:
-        """Post a turn to the host, unless one is posted or running."""
-        with self._lock:
-            if self._scheduled or self._run is None:
-                return
-            self._scheduled = True
-            run, post = self._run, self._post
-        assert post is not None
-        post(run)
-
-    def idle(self) -> bool:
-        """End a turn if nothing is left (True); else the turn goes on."""
-        with self._lock:
-            if not self.empty():
-                return False
-            self._scheduled = False
-            return True
-
-    def repost(self) -> None:
-        """End a turn that left messages: the host runs the actor again later."""
-        with self._lock:
-            run, post = self._run, self._post
-        if run is not None and post is not None:
-            post(run)
-
-
-class LoopHost:
-    """Runs hosted actors on an asyncio loop's thread, as callbacks between its own.
-
-    Give it with `SupervisedActor.run_on(host)` to an actor (a supervisor,
-    say, with its hosted children) that waits on the same loop's I/O: its
-    turns then run where its messages arrive, with no hand-over between
-    threads. The bridge's loop hosts the node's workflows this way
-    (docs/supervision.md, "Hosted on a loop"). What it runs must never
-    block, and must never wait for the loop itself (`Connection.call`).
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-        self.loop = loop
-        self.thread = thread
-        self._guests: weakref.WeakSet[SupervisedActor] = weakref.WeakSet()
-        self._guests_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"<LoopHost on {self.thread.name}>"
-
-    def alive(self) -> bool:
-        return self.thread.is_alive() and not self.loop.is_closed()
-
-    def _post_turn(self, run: Envelope[Any]) -> None:
-        try:
-            self.call_soon(run.message.actor._run_hosted)
-        except RuntimeError:  # closed: its owner killed what ran here before closing it
-            logger.debug("%r is closed: a turn of %s is dropped", self, run.message.actor.path)
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        """Run `callback` on the loop's thread, after what was posted before.
-
-        Raises:
-            RuntimeError: the loop is closed.
-        """
-        if threading.current_thread() is self.thread:
-            self.loop.call_soon(callback)
-        else:
-            self.loop.call_soon_threadsafe(callback)
-
-    def _runner_thread(self) -> threading.Thread | None:
-        return self.thread
-
-    def _adopt(self, actor: SupervisedActor) -> None:
-        with self._guests_lock:
-            self._guests.add(actor)
-
-    def hosting(self) -> bool:
-        """Whether an actor still runs here."""
-        with self._guests_lock:
-            return any(actor.exit_reason is None for actor in self._guests)
-
-    def kill_guests(self, *, at_once: bool = False) -> None:
-        """Kill every actor still running here: an actor left on a stopped loop would
-        never run again, and its supervisor would wait for it.
-
-        The kills are posted (they happen on the loop's next turns, before a stop
-        posted after them), or, `at_once`, run right here: for the loop's own
-        thread once its loop has died.
-        """
-        with self._guests_lock:
-            guests = list(self._guests)
-        for actor in guests:
-            if actor.exit_reason is None:
-                actor._kill()
-                if at_once:
-                    actor._run_hosted()
-
-
-class _Latch:
-    """A one-way `threading.Event`: `set()` once, then every `wait()` returns at once.
-
-    An actor has two (started, exited), and a step's attempt sets both within a
-    millisecond: a `threading.Event` costs a `Condition` to make and a
-    `notify_all` to set. This is one lock, held until set.
-    """
-
-    __slots__ = ("_flag", "_lock")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        if not self._flag:
-            self._flag = True
-            self._lock.release()
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def wait(self, timeout: float | None = None) -> bool:
-        if self._flag:
-            return True
-        if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-            return False
-        self._lock.release()  # and the next waiter passes too
-        return True
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -259,8 +93,9 @@ class SupervisedActor(pykka.ThreadingActor):
     its own. Only for actors whose every handler returns at once (never blocks,
     never asks its supervisor); see docs/supervision.md, "Hosted children"."""
 
-    def _create_actor_inbox(self) -> Any:  # type: ignore[override]
-        return _Inbox()
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return Inbox()
 
     path: str
     """Where the actor sits in its tree, e.g. ``/node/workflows/wf-1``."""
@@ -269,11 +104,13 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not inbox_hook_works:  # pykka built its own: swap ours in, by public names
+            self.actor_inbox = self.actor_ref.actor_inbox = Inbox()
         self.path = f"/{type(self).__name__}-{self.actor_urn[-8:]}"
         self.exit_reason = None
         self._thread: threading.Thread | None = None
-        self._started = _Latch()
-        self._exited = _Latch()
+        self._started = Latch()
+        self._exited = Latch()
         self._registered = False
         """In pykka's `ActorRegistry`: not when hosted in place (it lives a few ms)."""
         self._exit_lock = threading.Lock()
@@ -304,12 +141,18 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- hooks for subclasses ------------------------------------------------
 
-    def _exit(self, reason: ExitReason) -> None:
+    def exit_with(self, reason: ExitReason) -> None:
         """Exit with `reason` once the current message (or `on_start`) is done.
 
-        Called from the actor's own thread only.
+        Call it from the actor's own code (its thread, or its host's), e.g. in
+        `on_receive`: the message in hand is finished, and its reply sent,
+        first. A later call before then replaces the reason.
         """
         self._requested_exit = reason
+
+    def stop(self) -> None:
+        """Stop after the messages sent before (pykka's `stop()`): a normal exit."""
+        send_stop(self.actor_ref)
 
     def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
         """Run pykka's hooks: `on_failure` after a crash, `on_stop` otherwise."""
@@ -323,7 +166,20 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- the loop ------------------------------------------------------------
 
-    def _start_actor_loop(self) -> None:
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
+        """Build and start the actor alone, with no supervisor (pykka's `start()`).
+
+        It is in pykka's `ActorRegistry` until it exits. Returns at once; its
+        `on_start` runs on its own thread.
+        """
+        actor = cls(*args, **kwargs)
+        pykka.ActorRegistry.register(actor.actor_ref)
+        actor._registered = True
+        actor._start_thread()
+        return actor.actor_ref
+
+    def _start_thread(self) -> None:
         self._thread = threading.Thread(
             target=self._actor_loop, name=f"noetl{self.path}", daemon=True
         )
@@ -362,8 +218,8 @@ class SupervisedActor(pykka.ThreadingActor):
         while not self._killed:
             envelope = inbox.get()
             if self._killed:
-                if envelope.message is not _WAKE:
-                    _put_back(inbox, envelope)
+                if envelope.message is not WAKE:
+                    put_back(inbox, envelope)
                 break
             ended = self._handle_envelope(envelope)
             if ended is not None:
@@ -373,21 +229,21 @@ class SupervisedActor(pykka.ThreadingActor):
                     del ended  # it holds the traceback, which holds this frame
         return ExitReason(ExitKind.KILLED, path=self.path), (None, None, None)
 
-    def _handle_envelope(self, envelope: Envelope[Any]) -> tuple[ExitReason, Any] | None:
+    def _handle_envelope(self, envelope: Entry) -> tuple[ExitReason, Any] | None:
         """Handle one message; why and how the actor exits after it, or None."""
         message = envelope.message
-        if message is _WAKE:
+        if message is WAKE:
             return None
-        if type(message) is _RunHosted:
+        if type(message) is RunHosted:
             message.actor._run_hosted()
             return None
-        if isinstance(message, pykka.messages._ActorStop):
+        if is_stop(message):
             self._stop_reply = envelope.reply_to  # answered once fully stopped
             return ExitReason(ExitKind.NORMAL, path=self.path), (None, None, None)
         try:
             if isinstance(message, Crash):
                 raise InjectedCrash(message.why)
-            result = self._handle_receive(message)
+            result = handle_receive(self, message)
         except BaseException as error:
             logger.debug("%s: crashed on %r", self.path, message, exc_info=True)
             if envelope.reply_to is not None:
@@ -402,16 +258,16 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- hosted: the loop, one turn at a time, on the host's thread ------------
 
-    def _post_turn(self, run: Envelope[Any]) -> None:
+    def _post_turn(self, run: Entry) -> None:
         """Run a hosted child's turn (`run`) on this actor's thread, between its messages."""
         self.actor_inbox.put(run)
 
     def _start_hosted(self, host: SupervisedActor | LoopHost) -> None:
-        """Run `on_start` here (the host's thread); later turns come as `_RunHosted`."""
+        """Run `on_start` here (the host's thread); later turns come as `RunHosted`."""
         inbox = self.actor_inbox
-        assert isinstance(inbox, _Inbox)
+        assert isinstance(inbox, Inbox)
         self._host = host
-        inbox.host(host._post_turn, Envelope(_RunHosted(self)))
+        inbox.host(host._post_turn, self)
         reason = self._run_on_start()
         if reason is None and self._killed:  # killed while it started: its turn may never come
             reason = ExitReason(ExitKind.KILLED, path=self.path)
@@ -430,7 +286,7 @@ class SupervisedActor(pykka.ThreadingActor):
         if self.exit_reason is not None or self._host is None:
             return  # a turn posted before it exited
         inbox = self.actor_inbox
-        assert isinstance(inbox, _Inbox)
+        assert isinstance(inbox, Inbox)
         for _ in range(HOSTED_BATCH):
             if self._killed:
                 self._teardown(ExitReason(ExitKind.KILLED, path=self.path), (None, None, None))
@@ -468,7 +324,7 @@ class SupervisedActor(pykka.ThreadingActor):
             watchers = list(self._watchers.values())
             self._watchers.clear()
         inbox = self.actor_inbox
-        assert isinstance(inbox, _Inbox)
+        assert isinstance(inbox, Inbox)
         inbox.host(None, None)  # its turn envelope holds this actor: let go
         if self._parent is None:
             # Nobody will carry what is left over to a next incarnation.
@@ -502,7 +358,7 @@ class SupervisedActor(pykka.ThreadingActor):
         self._registered = True
         if self._home is not None:
             return self._start_at_home(self._home)
-        self._start_actor_loop()
+        self._start_thread()
         self._started.wait()
         return self._start_failure
 
@@ -532,7 +388,7 @@ class SupervisedActor(pykka.ThreadingActor):
         """Make the loop exit before its next message; wakes it if idle."""
         self._killed = True
         self.actor_stopped.set()
-        self.actor_inbox.put(Envelope(_WAKE))
+        self.actor_inbox.put(make_envelope(WAKE))
 
     def _wait_exit(self, timeout: float | None) -> bool:
         """Wait until the actor's thread has finished; False on timeout.
@@ -580,33 +436,16 @@ def tell_if_alive(ref: pykka.ActorRef[Any], message: Any) -> bool:
     return True
 
 
-def drain(inbox: Any) -> list[Envelope[Any]]:
-    """Take every message still in an exited actor's inbox.
-
-    Stop requests are settled here (the actor has stopped: a `stop()` ask
-    gets None) and kill wake-ups dropped, so neither reaches a next
-    incarnation.
-    """
-    envelopes = []
-    while not inbox.empty():
-        envelope = inbox.get_nowait()
-        if isinstance(envelope.message, pykka.messages._ActorStop):
-            if envelope.reply_to is not None:
-                envelope.reply_to.set(None)
-        elif envelope.message is not _WAKE and type(envelope.message) is not _RunHosted:
-            envelopes.append(envelope)
-    return envelopes
+def stop_if_alive(ref: pykka.ActorRef[Any]) -> bool:
+    """Ask `ref` to stop (after what it was sent before) unless it is gone; True if asked."""
+    try:
+        send_stop(ref)
+    except pykka.ActorDeadError:
+        return False
+    return True
 
 
-def _put_back(inbox: Any, first: Envelope[Any]) -> None:
-    """Return an envelope taken too early to the front of the inbox."""
-    rest = drain(inbox)
-    inbox.put(first)
-    for envelope in rest:
-        inbox.put(envelope)
-
-
-def _reply_with_error(envelope: Envelope[Any], error: BaseException, path: str) -> None:
+def _reply_with_error(envelope: Entry, error: BaseException, path: str) -> None:
     assert envelope.reply_to is not None
     if isinstance(error, Exception):
         envelope.reply_to.set_exception((type(error), error, error.__traceback__))
@@ -617,7 +456,7 @@ def _reply_with_error(envelope: Envelope[Any], error: BaseException, path: str) 
     envelope.reply_to.set_exception((ActorDeadError, dead, None))
 
 
-# -- monitors -----------------------------------------------------------------
+# -- every live actor, by URN (for monitors) ------------------------------------
 
 
 class _LiveActors:
@@ -643,65 +482,5 @@ class _LiveActors:
 
 
 _live_actors = _LiveActors()
-_monitor_ids = itertools.count(1)
 
 
-@attrs.frozen
-class Down:
-    """Told to a watcher when the actor it monitors exits (OTP's 'DOWN')."""
-
-    monitor_id: int
-    actor_urn: str
-    path: str
-    reason: ExitReason
-
-
-class Monitor:
-    """A watch on one actor, returned by `monitor()`; `cancel()` ends it."""
-
-    def __init__(self, monitor_id: int, target: SupervisedActor | None) -> None:
-        self.id = monitor_id
-        self._target = weakref.ref(target) if target is not None else None
-
-    def cancel(self) -> None:
-        """Stop watching (OTP's demonitor); a Down already sent stays sent."""
-        target = self._target() if self._target is not None else None
-        if target is not None:
-            target._remove_watcher(self.id)
-
-
-def monitor(
-    target: pykka.ActorRef[Any], notify: pykka.ActorRef[Any] | Callable[[Down], None]
-) -> Monitor:
-    """Watch `target`; when it exits, `notify` gets a `Down` with the reason.
-
-    `notify` is an actor (told the `Down`) or a callable (called on the
-    exiting actor's thread: be quick). Watching an actor that has already
-    exited sends the `Down` at once, as OTP does for a dead pid.
-
-    Raises:
-        TypeError: `target` is not a `SupervisedActor`.
-    """
-    if not issubclass(target.actor_class, SupervisedActor):
-        raise TypeError(
-            f"monitor() needs a SupervisedActor, got an actor of class "
-            f"{target.actor_class.__name__}"
-        )
-    monitor_id = next(_monitor_ids)
-    actor = _live_actors.get(target.actor_urn)
-
-    def deliver(reason: ExitReason) -> None:
-        down = Down(monitor_id, target.actor_urn, reason.path, reason)
-        if callable(notify) and not isinstance(notify, pykka.ActorRef):
-            notify(down)
-        else:
-            tell_if_alive(notify, down)
-
-    if actor is not None and actor._add_watcher(monitor_id, deliver):
-        return Monitor(monitor_id, actor)
-    if actor is not None and actor.exit_reason is not None:
-        reason = actor.exit_reason
-    else:
-        reason = ExitReason(ExitKind.NORMAL, message="noproc: the actor had already exited")
-    deliver(reason)
-    return Monitor(monitor_id, None)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
-from pykka._envelope import Envelope
 
 from noetl_actors.errors import ActorDeadError, MailboxFull
+from noetl_actors.supervision._pykka import Entry, make_envelope
 
 __all__ = ["Address"]
 
@@ -46,7 +46,7 @@ class Address:
         self._on_dead_letter = on_dead_letter
         self._lock = threading.Lock()
         self._ref: pykka.ActorRef[Any] | None = None
-        self._pending: deque[Envelope[Any]] = deque()
+        self._pending: deque[Entry] = deque()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -69,7 +69,7 @@ class Address:
             ActorDeadError: the child is gone and will not come back.
             MailboxFull: the child is restarting and `max_pending` wait already.
         """
-        self._send(Envelope(message))
+        self._send(make_envelope(message))
 
     def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send and wait for the reply (the handler's return value).
@@ -84,10 +84,10 @@ class Address:
     def ask_future(self, message: Any) -> pykka.Future[Any]:
         """Send and return the future of the reply, without waiting."""
         future: pykka.Future[Any] = pykka.ThreadingFuture()
-        self._send(Envelope(message, reply_to=future))
+        self._send(make_envelope(message, reply_to=future))
         return future
 
-    def _send(self, envelope: Envelope[Any]) -> None:
+    def _send(self, envelope: Entry) -> None:
         with self._lock:
             if self._closed:
                 raise ActorDeadError(f"{self.path} is gone and will not be restarted")
@@ -110,13 +110,13 @@ class Address:
                 ref.actor_inbox.put(self._pending.popleft())
             self._ref = ref
 
-    def _detach(self, leftovers: Iterable[Envelope[Any]] = ()) -> None:
+    def _detach(self, leftovers: Iterable[Entry] = ()) -> None:
         """The incarnation is gone; its unhandled messages wait for the next."""
         with self._lock:
             self._ref = None
             self._pending.extendleft(reversed(list(leftovers)))
 
-    def _close(self, leftovers: Iterable[Envelope[Any]] = ()) -> int:
+    def _close(self, leftovers: Iterable[Entry] = ()) -> int:
         """The child will not come back: fail waiting asks, report waiting tells.
 
         Returns how many messages were dead-lettered.
@@ -136,7 +136,7 @@ class Address:
 
 def dead_letter(
     path: str,
-    envelopes: Iterable[Envelope[Any]],
+    envelopes: Iterable[Entry],
     report: Callable[[Any], None] | None,
 ) -> int:
     """Fail each ask with ActorDeadError and report each tell; return the count."""

@@ -9,14 +9,16 @@ from typing import Any
 import pykka
 
 from noetl_actors.errors import ActorDeadError, SupervisionError
-from noetl_actors.supervision._actor import tell_if_alive
+from noetl_actors.supervision._actor import stop_if_alive
 from noetl_actors.supervision._address import Address
-from noetl_actors.supervision._clock import Clock
+from noetl_actors.clock import Clock
 from noetl_actors.supervision._events import Observer
 from noetl_actors.supervision._reasons import ExitReason
 from noetl_actors.supervision._specs import ChildSpec, ChildType, Restart, SupervisorFlags
 from noetl_actors.supervision._state import ChildCounts, ChildInfo
-from noetl_actors.supervision._supervisor import Supervisor, TreeContext, _Call, _Refused
+from noetl_actors.supervision._child import Call, Refused
+from noetl_actors.supervision._supervisor import Supervisor
+from noetl_actors.supervision._tree import TreeContext
 
 __all__ = ["SupervisorRef", "start_root", "start_supervisor", "supervisor_spec"]
 
@@ -54,12 +56,12 @@ class SupervisorRef:
             if method is not Supervisor.start_child and not isinstance(arg, str):
                 raise TypeError(f"a child id must be a string (got {arg!r})")
         try:
-            result = self.actor_ref.ask(_Call(method, args), timeout=timeout)
+            result = self.actor_ref.ask(Call(method, args), timeout=timeout)
         except pykka.ActorDeadError as error:
             if isinstance(error, ActorDeadError):
                 raise
             raise ActorDeadError(f"{self.path} is not running") from error
-        if isinstance(result, _Refused):
+        if isinstance(result, Refused):
             raise result.error
         return result
 
@@ -134,7 +136,7 @@ class SupervisorRef:
 
         Returns the exit reason, or None if it had not exited within `timeout`.
         """
-        tell_if_alive(self.actor_ref, pykka.messages._ActorStop())
+        stop_if_alive(self.actor_ref)
         return self.wait(timeout)
 
 

@@ -1,8 +1,11 @@
-"""Time for supervisors: a real clock, and a manual one for tests.
+"""The package's one clock: real time with one timer thread, and a manual one for tests.
 
 Supervisors read the time for their restart-intensity windows and schedule
 backoff timers through a `Clock`, never through `time` directly, so tests
 drive windows and backoff with `ManualClock.advance()` instead of sleeping.
+The in-process runner schedules its timeouts and grace periods on one too.
+It imports only the standard library, so every layer may use it;
+`noetl_actors.supervision` exports it as its own.
 """
 
 from __future__ import annotations
@@ -113,14 +116,20 @@ class MonotonicClock:
                 self._condition.notify()
         return handle
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Drop pending timers and stop the timer thread; idempotent.
+
+        Waits for a callback that is running to return, at most `timeout`
+        seconds (None: as long as it takes); a later `call_later` raises
+        RuntimeError.
+        """
         with self._condition:
             self._closed = True
             self._timers.clear()
             self._condition.notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout)
 
     def _run(self) -> None:
         while True:
