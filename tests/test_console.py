@@ -110,6 +110,8 @@ def test_the_tree_shows_the_node_its_workers_and_the_running_step(cluster: Clust
 
     async def scenario(pilot: Pilot[None]) -> None:
         await until(pilot, lambda: cluster.step in app.nodes, "the step")
+        # listed before it runs (not_started): its first poll may come before its start
+        await until(pilot, lambda: "running" in label(app, cluster.step), "the step running")
         for path in ("/test", "/test/bridge", "/test/workers/sleep", "/test/workers/echo",
                      "/test/workflows", f"/test/workflows/{cluster.workflow_id}",
                      cluster.task, cluster.step):
@@ -126,7 +128,8 @@ def test_kill_the_selected_step_and_see_it_restart(cluster: Cluster) -> None:
     app = ConsoleApp(cluster.options)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: cluster.step in app.nodes, "the step")
+        await until(pilot, lambda: "running" in label(app, cluster.step)
+                    if cluster.step in app.nodes else False, "the step running")
         node = app.nodes[cluster.step]
         assert app.select(cluster.step)
         await until(pilot, lambda: app.selected_path == cluster.step, "the cursor on the step")
@@ -189,7 +192,8 @@ def test_terminate_asks_first_and_cancel_ends_the_workflow(cluster: Cluster) -> 
     app = ConsoleApp(cluster.options)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: cluster.step in app.nodes, "the step")
+        await until(pilot, lambda: "running" in label(app, cluster.step)
+                    if cluster.step in app.nodes else False, "the step running")
         assert app.select(cluster.step)
         await until(pilot, lambda: app.selected_path == cluster.step, "the cursor on the step")
         await pilot.press("t")

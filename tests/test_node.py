@@ -23,6 +23,8 @@ from noetl_actors.bridge import ConnectOptions, encode
 from noetl_actors.client import Client
 from noetl_actors.playbook import Catalog
 from tests.node_helpers import (
+    _SERVER_UP,
+    START_TIMEOUT,
     Cli,
     actor,
     processes_with,
@@ -30,8 +32,9 @@ from tests.node_helpers import (
     read_record,
     running_node,
     running_server,
+    spawn,
 )
-from tests.run_helpers import EXAMPLES, wait_until, write_playbook
+from tests.run_helpers import EXAMPLES, cli_command, wait_until, write_playbook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,6 +123,13 @@ def test_submit_runs_a_playbook_and_status_and_list_show_its_record(tmp_path: Pa
         assert {(w["playbook"], w["node"], w["status"]) for w in listed} == {
             ("hello", "alpha", "succeeded")}
         assert cli.json("list", "--status", "failed") == {"workflows": []}
+        # piped (not a terminal): one whole line per workflow, dates not split
+        lines = cli.ok("list").stdout.splitlines()
+        assert len(lines) == 2, lines
+        for line, workflow in zip(lines, listed):
+            assert line.startswith(workflow["workflow_id"]), line
+            assert re.search(r"succeeded +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  \d+\.\ds$",
+                             line), line
         unknown = cli("status", "wf-000000000000", "--json")
         assert unknown.returncode == 1 and "no workflow wf-000000000000" in unknown.stderr
 
@@ -290,6 +300,86 @@ def test_sigterm_stops_the_node_in_reverse_order_and_cancels_its_workflows(
         assert record["status"] == "cancelled", record
         assert record["node"] == "alpha"
         assert record["tasks"]["wait"]["steps"]["nap"]["status"] == "cancelled"
+
+
+def test_steps_that_have_not_run_are_not_started_in_the_tree_as_in_status(
+        tmp_path: Path) -> None:
+    playbook = write_playbook(tmp_path, "later", """
+        tasks:
+          - name: wait
+            steps:
+              - {name: nap, plugin: sleep, with: {seconds: 30}}
+              - {name: after, plugin: echo, with: {msg: done}}
+        """)
+    with running_node(tmp_path, "alpha") as node:
+        cli = Cli(node.url)
+        workflow_id = cli.submit(playbook)
+        wait_until(lambda: cli.status(workflow_id)["tasks"]["wait"]["steps"]["nap"]["status"]
+                   == "running", 20, "the sleep step to run")
+        assert cli.status(workflow_id)["tasks"]["wait"]["steps"]["after"]["status"] \
+            == "not_started"
+        task = actor(cli.tree()["alpha"]["tree"], f"/alpha/workflows/{workflow_id}/wait")
+        assert task is not None
+        assert {step["id"]: step["state"] for step in task["children"]} == {
+            "nap": "running", "after": "not_started"}
+        shown = cli.ok("tree").stdout
+        assert re.search(r"after +not_started", shown), shown
+        assert "starting" not in shown.replace("not_started", ""), shown
+
+
+def test_the_log_counts_the_shutdown_from_the_signal(tmp_path: Path) -> None:
+    """A SIGTERM while the node still starts waits for the start; the log says how long."""
+    folder = tmp_path / "node"
+    spawned = spawn(cli_command("node", "start", "--name", "alpha", "--state-dir",
+                                folder / "state"), folder, "node")
+    try:
+        wait_until(lambda: spawned.proc.poll() is not None
+                   or "started /alpha/bridge" in spawned.stderr(), START_TIMEOUT,
+                   "the node to start its bridge")
+        spawned.proc.send_signal(signal.SIGTERM)
+        assert spawned.terminate() == 0, spawned.stderr()
+    finally:
+        spawned.cleanup()
+    log = spawned.stderr()
+    asked = re.search(r"^(\S+ \S+) INFO +\S+: SIGTERM: stopping$", log, re.M)
+    stopped = re.search(r"^(\S+ \S+) INFO +\S+: node alpha stopped in (\d+\.\d)s$", log, re.M)
+    assert asked and stopped, log
+
+    def at(stamp: str) -> float:
+        return time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + \
+            int(stamp[20:]) / 1000
+
+    between = at(stopped.group(1)) - at(asked.group(1))
+    assert float(stopped.group(2)) >= round(between, 1) - 0.1, log
+
+
+def test_a_node_whose_nats_stopped_first_exits_cleanly(tmp_path: Path) -> None:
+    playbook = write_playbook(tmp_path, "nap", """
+        tasks:
+          - name: wait
+            steps:
+              - {name: nap, plugin: sleep, with: {seconds: 30}}
+        """)
+    server = spawn(cli_command("server", "--state-dir", tmp_path / "server"),
+                   tmp_path / "server", "server")
+    try:
+        url = server.wait_for_line(_SERVER_UP, START_TIMEOUT).group(1)
+        with running_node(tmp_path, "alpha", nats=url) as node:
+            cli = Cli(url)
+            workflow_id = cli.submit(playbook)
+            wait_until(lambda: cli.status(workflow_id)["tasks"]["wait"]["steps"]["nap"]
+                       ["status"] == "running", 20, "the sleep step to run")
+            assert server.terminate() == 0, server.stderr()
+            wait_until(lambda: "disconnected /alpha/bridge" in node.stderr(), 20,
+                       "the node to see NATS gone")
+            assert node.stop(timeout=60) == 0, node.stderr()
+            log = node.stderr()
+    finally:
+        server.cleanup()
+    assert "node alpha stopped in" in log, log
+    assert "Event loop is closed" not in log, log
+    assert "Task was destroyed but it is pending" not in log, log
+    assert "Traceback" not in log, log
 
 
 # -- 7. bad requests ------------------------------------------------------------------------

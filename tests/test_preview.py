@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from noetl_actors.playbook import parse_playbook
-from noetl_actors.playbook._lint import lint
-from noetl_actors.playbook.preview import ALWAYS, parse_failure, run_preview
+from noetl_actors.playbook import lint, parse_playbook
+from noetl_actors.runtime import FAILS_ALWAYS, parse_failure, run_preview
 
 
 def _playbook(task_supervision: str, *, workflow: str = "{max_restarts: 0}",
@@ -59,7 +58,7 @@ def test_each_task_strategy_reruns_the_steps_it_should(strategy: str, expected: 
 
 def test_a_task_past_its_limit_gives_up_and_the_workflow_fails_with_the_chain() -> None:
     result = run_preview(parse_playbook(_playbook("{max_restarts: 1, within: 1m}")),
-                         {("t", "b"): ALWAYS})
+                         {("t", "b"): FAILS_ALWAYS})
     assert not result.succeeded
     assert result.executions[("t", "b")] == 2
     assert result.executions[("t", "c")] == 0
@@ -84,7 +83,7 @@ def test_worst_case_from_lint_is_what_preview_reaches_when_a_step_always_fails()
                      workflow="{max_restarts: 2, within: 1m}")
     playbook = parse_playbook(text)
     worst, _ = lint(playbook)
-    result = run_preview(playbook, {("t", "b"): ALWAYS})
+    result = run_preview(playbook, {("t", "b"): FAILS_ALWAYS})
     assert {(w.task, w.step): w.executions for w in worst}[("t", "b")] == 9
     assert result.executions[("t", "b")] == 9
 
@@ -103,7 +102,7 @@ def test_a_task_never_starts_when_a_task_it_needs_failed() -> None:
             needs: [t]
             steps: [{name: post, plugin: echo}]
         """)
-    result = run_preview(parse_playbook(text), {("t", "a"): ALWAYS})
+    result = run_preview(parse_playbook(text), {("t", "a"): FAILS_ALWAYS})
     assert result.executions[("after", "post")] == 0
     assert result.outcome is not None and "did not finish" not in result.outcome.message
 
@@ -111,7 +110,7 @@ def test_a_task_never_starts_when_a_task_it_needs_failed() -> None:
 def test_a_temporary_step_that_fails_lets_the_task_go_on() -> None:
     text = _playbook("{max_restarts: 3, within: 1m}").replace(
         "{name: b, plugin: echo,", "{name: b, plugin: echo, restart: temporary,")
-    result = run_preview(parse_playbook(text), {("t", "b"): ALWAYS})
+    result = run_preview(parse_playbook(text), {("t", "b"): FAILS_ALWAYS})
     assert result.succeeded
     assert result.executions == {("t", "a"): 1, ("t", "b"): 1, ("t", "c"): 1}
 
@@ -123,7 +122,7 @@ def test_on_error_stop_ends_the_task_and_escalate_lets_the_workflow_decide(
     text = _playbook("{max_restarts: 3, within: 1m}", workflow="{max_restarts: 1, within: 1m}")
     text = text.replace("{name: b, plugin: echo,",
                         f"{{name: b, plugin: echo, on_error: {{SimulatedFailure: {action}}},")
-    result = run_preview(parse_playbook(text), {("t", "b"): ALWAYS})
+    result = run_preview(parse_playbook(text), {("t", "b"): FAILS_ALWAYS})
     assert not result.succeeded
     assert result.executions[("t", "b")] == 1 + restarts_of_task, "no restart inside the task"
     assert result.executions[("t", "c")] == 0
@@ -131,7 +130,7 @@ def test_on_error_stop_ends_the_task_and_escalate_lets_the_workflow_decide(
 
 def test_parse_failure_reads_task_step_and_count() -> None:
     assert parse_failure("extract.parse=2") == ("extract", "parse", 2)
-    assert parse_failure("extract.parse=always") == ("extract", "parse", ALWAYS)
+    assert parse_failure("extract.parse=always") == ("extract", "parse", FAILS_ALWAYS)
     for bad in ("extract=2", "extract.parse", "extract.parse=two", ".p=1"):
         with pytest.raises(ValueError, match=r"TASK\.STEP=N|whole number"):
             parse_failure(bad)

@@ -17,7 +17,7 @@ import pytest
 from noetl_actors.bridge import Delivery
 from noetl_actors.runners import Attempt, Outcome, PluginInfo
 from noetl_actors.runners._handle import AttemptHandle
-from noetl_actors.runtime._messages import Command
+from noetl_actors.runtime import Command
 from noetl_actors.services._worker import (
     ANNOUNCE_AFTER,
     LOOP_STRIKES,
@@ -219,7 +219,7 @@ def test_a_command_waiting_in_the_queue_gets_heartbeats(clock: ManualClock) -> N
 def test_records_carry_every_field_and_come_back_equal() -> None:
     import attrs
 
-    from noetl_actors.runtime._messages import Event, EventStatus
+    from noetl_actors.runtime import Event, EventStatus
 
     cmd = Command(workflow_id="wf-1", task="t", step="s", attempt=2, plugin="echo",
                   input={"a": {"b": [1]}}, runner="inproc", timeout=2.5, heartbeat=0.5)

@@ -77,8 +77,27 @@ class LoopThread:
         # supervisor hears of it.
         self.host.kill_guests(at_once=True)
         if self._stopping:
+            _cancel_pending(self.loop)
             return
         with self._lock:
             watchers = list(self._watchers)
         for on_died in watchers:
             on_died(why)
+
+
+def _cancel_pending(loop: asyncio.AbstractEventLoop, timeout: float = 1.0) -> None:
+    """Cancel what still runs on a stopped loop and let it end, as `asyncio.run` does.
+
+    A task left pending on a closed loop (nats-py's reader of a subscription
+    whose server was gone, say) is reported at exit as "Task was destroyed but
+    it is pending!", with a "RuntimeError: Event loop is closed" traceback.
+    """
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    try:
+        loop.run_until_complete(asyncio.wait(pending, timeout=timeout))
+    except BaseException:
+        logger.debug("ignored while stopping the loop", exc_info=True)

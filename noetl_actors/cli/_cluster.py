@@ -1,19 +1,19 @@
-"""Commands that talk to running nodes over NATS: any node answers the API."""
+"""Commands that talk to running nodes over NATS: any node answers the API.
+
+Rich, the client (nats-py) and the console are imported by the commands
+that use them, when they run: `noetl --help` loads none of them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.text import Text
-from rich.tree import Tree
 
 from noetl_actors.cli._main import (
     EXIT_FAILED,
@@ -23,9 +23,9 @@ from noetl_actors.cli._main import (
     nats_options,
     parse_sets,
 )
-from noetl_actors.console._render import flatten, label_of
-from noetl_actors.console._report import STATUS_STYLE, render_document
-from noetl_actors.errors import NoetlError
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 T = TypeVar("T")
 
@@ -34,7 +34,10 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON doc
 
 def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(client)` on a connected client; errors become one line and an exit status."""
+    import asyncio
+
     from noetl_actors.client import ApiError, Client, ErrorKind
+    from noetl_actors.errors import NoetlError
 
     async def go() -> T:
         async with Client(options) as client:
@@ -134,6 +137,11 @@ def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
     if not workflows:
         click.echo("no workflows", err=True)
         return
+    from rich.console import Console
+    from rich.text import Text
+
+    from noetl_actors.console import STATUS_STYLE
+
     console = Console()
     for workflow in workflows:
         line = Text(f"{workflow['workflow_id']}  {workflow['playbook']:<20} "
@@ -141,7 +149,9 @@ def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
         line.append(f"{workflow['status']:<10}", style=STATUS_STYLE.get(workflow["status"], ""))
         line.append(f" {_when(workflow.get('started_at'))}  "
                     f"{_took(workflow.get('started_at'), workflow.get('finished_at'))}")
-        console.print(line, highlight=False)
+        # One line per workflow: wrapped at the terminal's width on a terminal,
+        # whole when piped (rich would wrap at 80 columns, splitting the dates).
+        console.print(line, highlight=False, soft_wrap=not console.is_terminal)
 
 
 # -- playbooks -------------------------------------------------------------------
@@ -197,10 +207,14 @@ def tree(nats: Any, as_json: bool, watch: bool) -> None:
         nodes = _call(nats, lambda client: client.tree())
         click.echo(json.dumps({"nodes": [_node_json(entry) for entry in nodes]}))
         return
+    from rich.console import Console
+
     console = Console()
     if not watch:
         console.print(_render_nodes(_call(nats, lambda client: client.tree())))
         return
+    import asyncio
+
     from rich.live import Live
 
     async def follow(client: Any) -> None:
@@ -236,7 +250,7 @@ def console(nats: Any) -> None:
     if nats.embedded:
         raise click.UsageError("the console needs --nats URL (or NATS_URL): the NATS server "
                                "of the nodes, as `noetl node start` printed it")
-    from noetl_actors.console._app import ConsoleApp
+    from noetl_actors.console import ConsoleApp
 
     ConsoleApp(nats).run()
 
@@ -247,10 +261,11 @@ def console(nats: Any) -> None:
 def _node_json(entry: dict[str, Any]) -> dict[str, Any]:
     """A node of `noetl tree --json`: who it is, and its actors as id, kind, state,
     restarts and children, recursively."""
+    from noetl_actors.console import shown_state
 
     def actor(picture: dict[str, Any]) -> dict[str, Any]:
         return {"id": picture["id"], "path": picture["path"], "kind": picture["kind"],
-                "state": "unresponsive" if picture.get("unresponsive") else picture["state"],
+                "state": "unresponsive" if picture.get("unresponsive") else shown_state(picture),
                 "restarts": picture.get("total_restarts", 0),
                 "children": [actor(child) for child in picture.get("children", [])]}
 
@@ -261,6 +276,11 @@ def _node_json(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _render_nodes(results: list[dict[str, Any]]) -> Tree:
     """Every node's tree, each actor labelled as in the console."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    from noetl_actors.console import flatten, label_of
+
     top = Tree(Text(f"{len(results)} node{'s' if len(results) != 1 else ''}", style="bold"))
     branches: dict[str, Tree] = {}
     for path, entry in flatten(results).items():
@@ -273,6 +293,11 @@ def _show_record(record: dict[str, Any], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(record))
         return
+    from rich.console import Console
+    from rich.text import Text
+
+    from noetl_actors.console import render_document
+
     console = Console()
     console.print(render_document(record, detail=(
         f"on {record['node']}, {_when(record.get('started_at'))}, "

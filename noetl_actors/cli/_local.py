@@ -1,4 +1,8 @@
-"""Commands that work on this machine: check, preview and run playbooks, serve NATS."""
+"""Commands that work on this machine: check, preview and run playbooks, serve NATS.
+
+Each command imports what it needs when it runs (the playbook language, the
+node, rich), so that `noetl --help` and `noetl validate` start at once.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,6 @@ from noetl_actors.cli._main import (
     parse_sets,
     try_load,
 )
-from noetl_actors.errors import NoetlError
 
 
 @main.command()
@@ -66,7 +69,7 @@ def preview(file: str, fails: tuple[str, ...], sets: tuple[str, ...]) -> None:
     when a limit is hit and how it escalates), the outcome and how often each
     step would run. Exit 0 if the simulated run succeeds, 1 if it fails.
     """
-    from noetl_actors.playbook.preview import parse_failure, run_preview
+    from noetl_actors.runtime import parse_failure, run_preview
 
     playbook = load_or_exit(file, sets)
     try:
@@ -116,6 +119,8 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
     from rich.console import Console
     from rich.live import Live
 
+    from noetl_actors.console import render_document
+    from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
     playbook = load_or_exit(file, sets)
@@ -126,21 +131,21 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         node.start()
         workflow = node.run(playbook)
         report = workflow.report
-        live = Live(report.render(), console=console, refresh_per_second=10,
+        live = Live(render_document(report.to_json()), console=console, refresh_per_second=10,
                     transient=False) if console.is_terminal and not as_json else None
         try:
             if live:
                 live.start()
             while workflow.wait(0.1) is None:
                 if live:
-                    live.update(report.render())
+                    live.update(render_document(report.to_json()))
         except KeyboardInterrupt:
             cancelled = True
             workflow.cancel()
             workflow.wait(60)
         finally:
             if live:
-                live.update(report.render())
+                live.update(render_document(report.to_json()))
                 live.stop()
     except NoetlError as error:
         click.echo(f"noetl run: {error}", err=True)
@@ -152,7 +157,7 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         click.echo(json.dumps(document))
     else:
         if not console.is_terminal:
-            console.print(report.render())
+            console.print(render_document(report.to_json()))
         if document["error"]:
             console.print(f"[red]{document['error']['reason']}[/red]")
     if cancelled:
@@ -169,6 +174,7 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
     """Print a workflow's history: every step and supervision event, in order."""
     import json
 
+    from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
     node = Node(options=nats, state_dir=state_dir, workers=())
@@ -203,9 +209,7 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
               help="Seconds between heartbeats of a running attempt.")
 def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
-    import signal
-    import threading
-
+    from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
     options = nats
@@ -249,6 +253,7 @@ def server(**options: Any) -> None:
     Nodes on this machine can then share it with --nats <url>.
     """
     from noetl_actors.bridge import EmbeddedNatsServer
+    from noetl_actors.errors import NoetlError
 
     try:
         nats = EmbeddedNatsServer(**options).start()

@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from noetl_actors.cli._main import EXIT_INVALID, main, nats_options
-from noetl_actors.errors import NoetlError, PlaybookError
-from noetl_actors.supervision import LifecycleEvent
+
+if TYPE_CHECKING:
+    from noetl_actors.supervision import LifecycleEvent
 
 logger = logging.getLogger("noetl_actors.node")
 
@@ -48,8 +49,8 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
           log_format: str | None) -> None:
     """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
     from noetl_actors.bridge import check_token, default_state_dir
-    from noetl_actors.services import Node
-    from noetl_actors.services._node_config import load_node_config
+    from noetl_actors.errors import NoetlError, PlaybookError
+    from noetl_actors.services import Node, load_node_config
 
     name = name or default_name()
     try:
@@ -68,9 +69,14 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     _configure_logging(config.log_level, log_format or config.log_format)
 
     stop = threading.Event()
+    asked_at: list[float] = []
+    """When the first SIGTERM or SIGINT came: the shutdown the log reports is from then
+    (a signal during `start()` waits for it to finish before the stop begins)."""
 
     def on_signal(number: int, _frame: Any) -> None:
         logger.info("%s: stopping", signal.Signals(number).name)
+        if not asked_at:
+            asked_at.append(time.monotonic())
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -92,7 +98,7 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     except NoetlError as error:
         raise click.ClickException(str(error)) from None
     finally:
-        began = time.monotonic()
+        began = asked_at[0] if asked_at else time.monotonic()
         the_node.stop()
         logger.info("node %s stopped in %.1fs", name, time.monotonic() - began)
 

@@ -25,11 +25,7 @@ from noetl_actors.errors import (
     ErrorKind,
     MalformedMessage,
 )
-from noetl_actors.services._protocol import (
-    actor_subject,
-    api_subject,
-    node_subject,
-)
+from noetl_actors.services import actor_subject, api_subject, node_subject
 
 __all__ = ["Client"]
 

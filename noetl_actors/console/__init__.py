@@ -1,11 +1,61 @@
 """Terminal presentation: tree rendering, the demo, run reports, the Textual console.
 
-Heavy UI libraries are imported lazily by the modules that need them, so
-`noetl node start` never loads them: the console (Textual) is
-`noetl_actors.console._app.ConsoleApp`, imported by `noetl console` only.
+Lazy, by a module-level ``__getattr__``: each name loads its own module when
+first asked for, so ``from noetl_actors.console import render_document``
+loads rich but not Textual, and nothing of this package is loaded by
+`noetl node start` or by a CLI command that prints no tree. The console
+itself (Textual) is `ConsoleApp`, asked for by `noetl console` only.
+
+This package renders what others own: snapshots of supervision trees and
+workflows' reports (`noetl_actors.runtime.RunReport`).
 """
 
-from noetl_actors.console._tree import event_line as event_line
-from noetl_actors.console._tree import snapshot_tree as snapshot_tree
+from __future__ import annotations
 
-__all__ = ["event_line", "snapshot_tree"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from noetl_actors.console._app import ConsoleApp as ConsoleApp
+    from noetl_actors.console._render import flatten as flatten
+    from noetl_actors.console._render import label_of as label_of
+    from noetl_actors.console._render import shown_state as shown_state
+    from noetl_actors.console._report import STATUS_STYLE as STATUS_STYLE
+    from noetl_actors.console._report import render_document as render_document
+    from noetl_actors.console._tree import event_line as event_line
+    from noetl_actors.console._tree import snapshot_tree as snapshot_tree
+
+_WHERE = {
+    "ConsoleApp": "_app",
+    "flatten": "_render",
+    "label_of": "_render",
+    "shown_state": "_render",
+    "STATUS_STYLE": "_report",
+    "render_document": "_report",
+    "event_line": "_tree",
+    "snapshot_tree": "_tree",
+}
+
+__all__ = [
+    "STATUS_STYLE",
+    "ConsoleApp",
+    "event_line",
+    "flatten",
+    "label_of",
+    "render_document",
+    "shown_state",
+    "snapshot_tree",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # found once, then an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

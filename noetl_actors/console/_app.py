@@ -60,7 +60,7 @@ HELP = """\
   [b]?[/b]          this help
   [b]q[/b]          quit
 
-Labels: id, state ([green]running[/] [yellow]restarting backing_off[/] [dim]stopped[/]
+Labels: id, state ([green]running[/] [yellow]restarting backing_off[/] [dim]not_started stopped[/]
 [bold red]unresponsive[/]), restarts used/limit within the window, the backoff
 countdown, and the mailbox depth when messages wait.
 

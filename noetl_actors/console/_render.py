@@ -18,6 +18,7 @@ from noetl_actors.supervision import ExitKind, ExitReason
 STATE_STYLE = {
     "running": "green",
     "starting": "cyan",
+    "not_started": "dim",
     "restarting": "yellow",
     "backing_off": "yellow",
     "stopped": "dim",
@@ -38,6 +39,19 @@ EVENT_STYLE = {
 }
 
 # -- reading snapshots ---------------------------------------------------------------
+
+
+def shown_state(data: dict[str, Any]) -> str:
+    """An actor's state as the console, `noetl tree` and `noetl status` say it.
+
+    A supervisor lists a child that has never run (a task's later steps,
+    waiting for their turn) as ``starting``; it is ``not_started``, as the
+    workflow's report says, until it first starts.
+    """
+    state = str(data.get("state", "running"))
+    if state == "starting" and data.get("started_at") is None:
+        return "not_started"
+    return state
 
 
 def reason_from_dict(data: dict[str, Any]) -> ExitReason:
@@ -143,7 +157,7 @@ def flatten(results: list[dict[str, Any]]) -> dict[str, Entry]:
 def label_of(entry: Entry) -> Text:
     """One tree line: id, state, restarts used/limit in the window, backoff, mailbox."""
     data = entry.data
-    state = data.get("state", "running")
+    state = shown_state(data)
     label = Text(data.get("id", "?"), style="bold")
     if entry.parent is None:
         node = entry.node
@@ -199,7 +213,7 @@ def details_of(entry: Entry, entries: dict[str, Entry]) -> RenderableType:
             workflows = node["workflows"]
             row("workflows", str(len(workflows) if isinstance(workflows, list | dict)
                                  else workflows))
-    state = data.get("state", "running")
+    state = shown_state(data)
     row("state", state, STATE_STYLE.get(state, ""))
     if state == "unresponsive":
         row("error", str(data.get("error", "")), "red")

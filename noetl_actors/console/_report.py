@@ -1,188 +1,24 @@
-"""`RunReport`: what `noetl run` knows of a workflow, live and at the end.
+"""A workflow's report as a terminal tree: `noetl run`'s live tree, `noetl status`.
 
-It listens to two things: the supervision tree's lifecycle events (a task
-or step started, exited, restarted) and the workers' events (an attempt's
-output or error). From them it keeps, per task and per step, the status,
-the starts and attempts, the times, the last output and error; it renders
-them as a live tree and as the `--json` document.
+The report itself (`noetl_actors.runtime.RunReport`) is the runtime's: this
+module only renders its document (`RunReport.to_json()`, or a workflow's
+record, which holds the same fields).
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
 from rich.text import Text
 from rich.tree import Tree
 
-from noetl_actors.playbook import Playbook
-from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
-from noetl_actors.supervision import (
-    EventKind,
-    ExitKind,
-    ExitReason,
-    LifecycleEvent,
-)
-
-__all__ = ["STATUS_STYLE", "RunReport", "render_document"]
+__all__ = ["STATUS_STYLE", "render_document"]
 
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
                 "orphaned": "red", "not_started": "dim", "restarting": "yellow",
                 "waiting": "dim"}
 """Colours of the statuses of workflows, tasks and steps."""
-
-
-@attrs.define
-class _Step:
-    status: str = "not_started"
-    attempts: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
-    output: Any = None
-    error: dict[str, str] | None = None
-
-
-@attrs.define
-class _Task:
-    status: str = "waiting"
-    starts: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
-    steps: dict[str, _Step] = attrs.field(factory=dict)
-
-
-class RunReport:
-    """Thread-safe: observers call in from supervisor threads and the bridge."""
-
-    def __init__(self, playbook: Playbook, workflow_id: str, *, node_path: str = "/node") -> None:
-        self.playbook = playbook
-        self.workflow_id = workflow_id
-        self._prefix = f"{node_path}/workflows/{workflow_id}"
-        self._lock = threading.Lock()
-        self.started_at = time.time()
-        self.finished_at: float | None = None
-        self.status = "running"
-        self.reason: ExitReason | None = None
-        self._tasks = {
-            task.name: _Task(steps={step.name: _Step() for step in task.steps})
-            for task in playbook.tasks
-        }
-
-    # -- listening -----------------------------------------------------------------
-
-    def on_lifecycle(self, event: LifecycleEvent) -> None:
-        if not event.path.startswith(self._prefix + "/"):
-            return
-        parts = event.path[len(self._prefix) + 1:].split("/")
-        with self._lock:
-            task = self._tasks.get(parts[0])
-            if task is None:
-                return
-            if len(parts) == 1:
-                self._on_task(task, event)
-            elif parts[1] in task.steps:
-                if event.kind is EventKind.STARTED and task.started_at is None:
-                    task.started_at = event.at  # a task reports itself after its first step
-                self._on_step(task.steps[parts[1]], event)
-
-    def _on_task(self, task: _Task, event: LifecycleEvent) -> None:
-        if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
-            task.starts += 1
-            task.status = "running"
-            task.started_at = task.started_at or event.at
-        elif event.kind is EventKind.EXITED and event.reason is not None:
-            task.finished_at = event.at
-            task.status = _status(event.reason)
-        elif event.kind is EventKind.BACKING_OFF:
-            task.status = "restarting"
-
-    def _on_step(self, step: _Step, event: LifecycleEvent) -> None:
-        if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
-            step.status = "running"
-            step.started_at, step.finished_at = event.at, None
-        elif event.kind is EventKind.EXITED and event.reason is not None:
-            step.finished_at = event.at
-            step.status = _status(event.reason)
-            if event.reason.is_abnormal:
-                step.error = {"type": event.reason.error_type or "crash",
-                              "message": event.reason.message}
-
-    def on_event(self, event: Event) -> None:
-        """A worker's event for one attempt of this workflow."""
-        task_name, _, step_name = event.step_id.partition(STEP_ID_SEPARATOR)
-        with self._lock:
-            task = self._tasks.get(task_name)
-            step = task.steps.get(step_name) if task else None
-            if step is None:
-                return
-            if event.attempt < step.attempts:
-                return  # a late answer of an earlier attempt
-            # Any event counts: a short attempt sends its final event only.
-            step.attempts = event.attempt
-            if event.status is EventStatus.SUCCEEDED:
-                step.output, step.error = event.output, None
-            elif event.status is EventStatus.FAILED:
-                if event.error_type == "cancelled" and step.error is not None:
-                    return  # the worker's answer to the step's own cancel (a timeout, say)
-                step.output = None
-                step.error = {"type": event.error_type or "crash", "message": event.error_message}
-
-    def finish(self, reason: ExitReason | None, *, cancelled: bool = False) -> None:
-        with self._lock:
-            self.finished_at = time.time()
-            self.reason = reason
-            normal = reason is not None and reason.kind is ExitKind.NORMAL
-            if normal and any(t.status != "succeeded" for t in self._tasks.values()):
-                cancelled = True  # stopped from outside (its node's stop), not done
-            if cancelled:
-                self.status = "cancelled"
-            elif normal:
-                self.status = "succeeded"
-            else:
-                self.status = "failed"
-            for task in self._tasks.values():
-                for step in task.steps.values():
-                    if step.status == "running":
-                        step.status = "cancelled"
-                if task.status in ("running", "restarting"):
-                    task.status = "cancelled" if cancelled else "failed"
-
-    # -- showing ---------------------------------------------------------------------
-
-    def to_json(self) -> dict[str, Any]:
-        """The `noetl run --json` document (see docs/architecture.md)."""
-        with self._lock:
-            error = None
-            if self.status != "succeeded" and self.reason is not None:
-                error = {"reason": self.reason.describe(),
-                         "chain": [link.summary() for link in self.reason.chain()]}
-            elif self.status == "cancelled":
-                error = {"reason": "cancelled", "chain": ["cancelled"]}
-            return {
-                "workflow_id": self.workflow_id,
-                "playbook": self.playbook.name,
-                "status": self.status,
-                "started_at": self.started_at,
-                "finished_at": self.finished_at,
-                "error": error,
-                "tasks": {
-                    name: {
-                        "status": task.status,
-                        "starts": task.starts,
-                        "started_at": task.started_at,
-                        "finished_at": task.finished_at,
-                        "steps": {sname: attrs.asdict(step) for sname, step in task.steps.items()},
-                    }
-                    for name, task in self._tasks.items()
-                },
-            }
-
-    def render(self) -> Tree:
-        """The live tree: tasks and steps with their states, attempts and restarts."""
-        return render_document(self.to_json())
 
 
 def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
@@ -210,11 +46,3 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
                             style="red")
             branch.add(line)
     return tree
-
-
-def _status(reason: ExitReason) -> str:
-    if reason.kind is ExitKind.NORMAL:
-        return "succeeded"
-    if reason.kind in (ExitKind.SHUTDOWN, ExitKind.KILLED) and reason.cause is None:
-        return "cancelled"
-    return "failed"  # a crash, a give-up, or a task stopped by on_error: stop

@@ -7,13 +7,13 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
-from noetl_actors.console._render import STATE_STYLE, event_text
+from noetl_actors.console._render import STATE_STYLE, event_text, shown_state
 from noetl_actors.supervision import LifecycleEvent
 
 __all__ = ["event_line", "snapshot_tree"]
 
 def _label(node: dict[str, Any]) -> Text:
-    state = node.get("state", "running")
+    state = shown_state(node)
     label = Text(node["id"], style="bold")
     if node.get("kind") == "supervisor":
         label.append(f"  {node.get('strategy', '')}", style="blue")

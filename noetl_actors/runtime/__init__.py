@@ -2,21 +2,49 @@
 
 A workflow is a supervisor of tasks, a task a supervisor of its steps (one
 at a time), a step an actor that runs one plugin attempt. All of it is the
-supervision kernel's code; `noetl preview` runs the very same classes with
-a simulated clock and simulated plugins.
+supervision kernel's code; `noetl preview` (`run_preview`) runs the very
+same classes with a simulated clock and simulated plugins.
+
+Also here: what workers and steps say to each other on NATS (`Command`,
+`Event`, `Cancel`), the steps whose attempts run on those workers
+(`remote_steps`), and a workflow's state as it runs (`RunReport`), which
+the node keeps in its records and the console renders.
 """
 
+from noetl_actors.errors import StepFailed as StepFailed
+from noetl_actors.errors import StepTimeout as StepTimeout
+from noetl_actors.runtime._messages import STEP_ID_SEPARATOR as STEP_ID_SEPARATOR
+from noetl_actors.runtime._messages import Cancel as Cancel
+from noetl_actors.runtime._messages import Command as Command
+from noetl_actors.runtime._messages import Event as Event
+from noetl_actors.runtime._messages import EventStatus as EventStatus
+from noetl_actors.runtime._messages import cancel_subject as cancel_subject
+from noetl_actors.runtime._preview import FAILS_ALWAYS as FAILS_ALWAYS
+from noetl_actors.runtime._preview import PreviewLine as PreviewLine
+from noetl_actors.runtime._preview import PreviewResult as PreviewResult
+from noetl_actors.runtime._preview import parse_failure as parse_failure
+from noetl_actors.runtime._preview import run_preview as run_preview
+from noetl_actors.runtime._remote import remote_steps as remote_steps
+from noetl_actors.runtime._remote import subscribe_router as subscribe_router
+from noetl_actors.runtime._report import RunReport as RunReport
 from noetl_actors.runtime._step import StepActor as StepActor
 from noetl_actors.runtime._step import StepFactory as StepFactory
-from noetl_actors.errors import StepFailed as StepFailed
 from noetl_actors.runtime._step import StepRunner as StepRunner
-from noetl_actors.errors import StepTimeout as StepTimeout
 from noetl_actors.runtime._step import local_steps as local_steps
 from noetl_actors.runtime._task import TaskSupervisor as TaskSupervisor
 from noetl_actors.runtime._workflow import WorkflowSupervisor as WorkflowSupervisor
 from noetl_actors.runtime._workflow import new_workflow_id as new_workflow_id
 
 __all__ = [
+    "FAILS_ALWAYS",
+    "STEP_ID_SEPARATOR",
+    "Cancel",
+    "Command",
+    "Event",
+    "EventStatus",
+    "PreviewLine",
+    "PreviewResult",
+    "RunReport",
     "StepActor",
     "StepFactory",
     "StepFailed",
@@ -24,6 +52,11 @@ __all__ = [
     "StepTimeout",
     "TaskSupervisor",
     "WorkflowSupervisor",
+    "cancel_subject",
     "local_steps",
     "new_workflow_id",
+    "parse_failure",
+    "remote_steps",
+    "run_preview",
+    "subscribe_router",
 ]

@@ -1,12 +1,48 @@
-"""The node's services: plugin workers and the node that runs workflows."""
+"""The node's services: plugin workers and the node that runs workflows.
 
-from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
-from noetl_actors.services._node import Node as Node
-from noetl_actors.services._node import WorkflowRun as WorkflowRun
-from noetl_actors.services._worker import BucketClaims as BucketClaims
-from noetl_actors.services._worker import Claims as Claims
-from noetl_actors.services._worker import LocalClaims as LocalClaims
-from noetl_actors.services._worker import PluginWorker as PluginWorker
+Also the command API's vocabulary (its subjects and buckets, `_protocol`),
+which the client (`noetl_actors.client`) speaks too.
+
+Lazy, by a module-level ``__getattr__``: ``from noetl_actors.services import
+api_subject`` loads the few lines of the protocol, not the whole node
+(bridge, runtime, runners, pykka). The client and the CLI import names
+from here for that reason; moving the protocol to a package of its own
+would only split one vocabulary in two places.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
+    from noetl_actors.services._node import Node as Node
+    from noetl_actors.services._node import WorkflowRun as WorkflowRun
+    from noetl_actors.services._node_config import NodeConfig as NodeConfig
+    from noetl_actors.services._node_config import load_node_config as load_node_config
+    from noetl_actors.services._protocol import actor_subject as actor_subject
+    from noetl_actors.services._protocol import api_subject as api_subject
+    from noetl_actors.services._protocol import node_subject as node_subject
+    from noetl_actors.services._worker import BucketClaims as BucketClaims
+    from noetl_actors.services._worker import Claims as Claims
+    from noetl_actors.services._worker import LocalClaims as LocalClaims
+    from noetl_actors.services._worker import PluginWorker as PluginWorker
+
+_WHERE = {
+    "EVENTS_STREAM": "_node",
+    "Node": "_node",
+    "WorkflowRun": "_node",
+    "NodeConfig": "_node_config",
+    "load_node_config": "_node_config",
+    "actor_subject": "_protocol",
+    "api_subject": "_protocol",
+    "node_subject": "_protocol",
+    "BucketClaims": "_worker",
+    "Claims": "_worker",
+    "LocalClaims": "_worker",
+    "PluginWorker": "_worker",
+}
 
 __all__ = [
     "EVENTS_STREAM",
@@ -14,6 +50,24 @@ __all__ = [
     "Claims",
     "LocalClaims",
     "Node",
+    "NodeConfig",
     "PluginWorker",
     "WorkflowRun",
+    "actor_subject",
+    "api_subject",
+    "load_node_config",
+    "node_subject",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # found once, then an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -34,12 +34,16 @@ from noetl_actors.bridge import (
     KeyValue,
     check_token,
 )
-from noetl_actors.console._report import RunReport
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
-from noetl_actors.runtime import WorkflowSupervisor, new_workflow_id
-from noetl_actors.runtime._remote import remote_steps, subscribe_router
+from noetl_actors.runtime import (
+    RunReport,
+    WorkflowSupervisor,
+    new_workflow_id,
+    remote_steps,
+    subscribe_router,
+)
 from noetl_actors.services._api import ApiService
 from noetl_actors.services._control import ControlService
 from noetl_actors.services._node_config import NodeConfig, load_node_config

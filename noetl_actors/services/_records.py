@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from noetl_actors.bridge import Entry, KeyValue
-from noetl_actors.console._report import RunReport
 from noetl_actors.errors import NoetlError
+from noetl_actors.runtime import RunReport
 
 __all__ = ["RUNNING", "WorkflowRecords"]
 

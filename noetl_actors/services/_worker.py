@@ -39,7 +39,7 @@ from noetl_actors.runners import (
     Runner,
     RunningAttempt,
 )
-from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
+from noetl_actors.runtime import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWorker"]

@@ -17,8 +17,10 @@ from typing import Any
 
 import attrs
 
-from noetl_actors.playbook._model import Playbook, Step
-from noetl_actors.runtime import StepFailed, WorkflowSupervisor, local_steps
+from noetl_actors.errors import StepFailed
+from noetl_actors.playbook import Playbook, Step
+from noetl_actors.runtime._step import local_steps
+from noetl_actors.runtime._workflow import WorkflowSupervisor
 from noetl_actors.supervision import (
     EventKind,
     ExitKind,
@@ -28,9 +30,10 @@ from noetl_actors.supervision import (
     start_root,
 )
 
-__all__ = ["PreviewLine", "PreviewResult", "parse_failure", "run_preview"]
+__all__ = ["FAILS_ALWAYS", "PreviewLine", "PreviewResult", "parse_failure", "run_preview"]
 
-ALWAYS = -1
+FAILS_ALWAYS = -1
+"""The failure count of a step that fails every attempt (``--fail TASK.STEP=always``)."""
 QUIET = 0.02
 """Seconds without an event after which the tree counts as waiting on the clock."""
 STALL = 5.0
@@ -76,7 +79,7 @@ class PreviewResult:
 
 
 def parse_failure(text: str) -> tuple[str, str, int]:
-    """``TASK.STEP=N`` or ``TASK.STEP=always`` -> (task, step, N); N = ALWAYS for always.
+    """``TASK.STEP=N`` or ``TASK.STEP=always`` -> (task, step, N); N = FAILS_ALWAYS for always.
 
     Raises:
         ValueError: with what the form is.
@@ -86,7 +89,7 @@ def parse_failure(text: str) -> tuple[str, str, int]:
     if not (sep and dot and task and step):
         raise ValueError(f"{text!r}: use TASK.STEP=N or TASK.STEP=always")
     if count == "always":
-        return task, step, ALWAYS
+        return task, step, FAILS_ALWAYS
     if not count.isdigit():
         raise ValueError(f"{text!r}: N must be a whole number or 'always' (got {count!r})")
     return task, step, int(count)
@@ -109,7 +112,7 @@ class _Plugins:
             self.executions[key] += 1
             n = self.executions[key]
         fails = self._failures.get(key, 0)
-        if fails == ALWAYS or n <= fails:
+        if fails == FAILS_ALWAYS or n <= fails:
             raise StepFailed(f"simulated failure {n}", error_type="SimulatedFailure")
         return _Output(f"{key[0]}.{key[1]}")
 
