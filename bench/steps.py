@@ -293,7 +293,6 @@ def print_table(results: Results, args: argparse.Namespace) -> dict[str, float]:
     fanout = [steps_a / r.seconds for r in results.fanout]
     sequence = [args.sequence / r.seconds for r in results.sequence]
     step_ms = [ms for r in results.sequence for ms in r.step_ms]
-    nats_rates = results.nats_before + results.nats_after
     nats_ms = results.nats_ms_before + results.nats_ms_after
     figures = {
         "fanout": statistics.median(fanout),

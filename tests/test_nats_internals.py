@@ -19,8 +19,13 @@ from typing import Any
 import nats
 import pytest
 
-from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
-from noetl_actors.bridge import _nats_internals
+from noetl_actors.bridge import (
+    Bridge,
+    ConnectOptions,
+    Delivery,
+    EmbeddedNatsServer,
+    _nats_internals,
+)
 from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths
 from noetl_actors.supervision import SupervisorFlags, start_supervisor
 

@@ -126,7 +126,7 @@ def test_submit_runs_a_playbook_and_status_and_list_show_its_record(tmp_path: Pa
         # piped (not a terminal): one whole line per workflow, dates not split
         lines = cli.ok("list").stdout.splitlines()
         assert len(lines) == 2, lines
-        for line, workflow in zip(lines, listed):
+        for line, workflow in zip(lines, listed, strict=True):
             assert line.startswith(workflow["workflow_id"]), line
             assert re.search(r"succeeded +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  \d+\.\ds$",
                              line), line

@@ -11,9 +11,9 @@ from noetl_actors.bridge._codec import SCHEMA_VERSION as SCHEMA_VERSION
 from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY as SCHEMA_VERSION_KEY
 from noetl_actors.bridge._codec import decode as decode
 from noetl_actors.bridge._codec import encode as encode
+from noetl_actors.bridge._core import BridgeStatistics as BridgeStatistics
 from noetl_actors.bridge._delivery import Delivery as Delivery
 from noetl_actors.bridge._delivery import JsMetadata as JsMetadata
-from noetl_actors.bridge._core import BridgeStatistics as BridgeStatistics
 from noetl_actors.bridge._delivery import PubAck as PubAck
 from noetl_actors.bridge._errors import is_auth_error as is_auth_error
 from noetl_actors.bridge._kv import Entry as Entry

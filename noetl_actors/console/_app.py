@@ -38,8 +38,7 @@ from noetl_actors.console._render import (
     visible,
     workflow_of,
 )
-from noetl_actors.errors import NoetlError
-from noetl_actors.errors import ApiError
+from noetl_actors.errors import ApiError, NoetlError
 
 __all__ = ["ConsoleApp"]
 

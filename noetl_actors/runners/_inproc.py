@@ -14,14 +14,15 @@ from __future__ import annotations
 import threading
 import time
 
+from noetl_actors.clock import Clock, MonotonicClock, TimerHandle
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._invoke import invoke
+from noetl_actors.runners._ledger import Ledger
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._pool import WorkerPool
 from noetl_actors.runners._protocol import RunnerStatistics
-from noetl_actors.clock import Clock, MonotonicClock, TimerHandle
 
 __all__ = ["InprocAttempt", "InprocRunner"]
 
@@ -51,11 +52,7 @@ class InprocRunner:
         if clock is None:
             clock = self._own_clock = MonotonicClock()
         self._clock = clock
-        self._lock = threading.Lock()
-        self._running: set[InprocAttempt] = set()
-        self._started = 0
-        self._abandoned = 0
-        self._closed = False
+        self._ledger: Ledger[InprocAttempt] = Ledger(self.name)
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> InprocAttempt:
         """Queue `attempt` on the pool and return at once (see `Runner.start`).
@@ -65,12 +62,8 @@ class InprocRunner:
         """
         check_start(self.name, plugin, attempt)
         handle = InprocAttempt(self, plugin, attempt)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the inproc runner is closed")
-            self._running.add(handle)
-            self._started += 1
-        handle.add_done_callback(lambda _outcome: self._forget(handle))
+        self._ledger.admit(handle)
+        handle.add_done_callback(lambda _outcome: self._ledger.forget(handle))
         if plugin.instant:
             # It ends at once (its manifest says so): a hop to the pool and back
             # would cost more than the plugin. It returns settled.
@@ -91,24 +84,17 @@ class InprocRunner:
         check_start(self.name, plugin, attempt)
         if not plugin.instant:
             raise ValueError(f"plugin {plugin.name!r} is not instant: start() it")
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the inproc runner is closed")
-            self._started += 1
+        self._ledger.admit()
         ctx = Context(attempt=attempt, plugin=plugin, runner=self.name)
         return invoke(plugin, ctx, started_at=time.time())
 
     def statistics(self) -> RunnerStatistics:
-        with self._lock:
-            return RunnerStatistics(started=self._started, running=len(self._running),
-                                    abandoned=self._abandoned)
+        return self._ledger.statistics()
 
     def close(self, *, timeout: float = 10.0) -> None:
         """Cancel what runs, wait for it (abandoning what will not stop), end the threads."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            self._closed = True
-            running = list(self._running)
+        running = self._ledger.close()
         for handle in running:
             handle.cancel()
         for handle in running:
@@ -124,13 +110,10 @@ class InprocRunner:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _forget(self, handle: InprocAttempt) -> None:
-        with self._lock:
-            self._running.discard(handle)
-
-    def _count_abandoned(self) -> None:
-        with self._lock:
-            self._abandoned += 1
+    def _abandon(self, thread: threading.Thread) -> None:
+        """A thread stuck in a plugin that will not stop leaves the pool."""
+        self._pool.retire(thread)
+        self._ledger.count_abandoned()
 
 
 class InprocAttempt(AttemptHandle):
@@ -184,8 +167,7 @@ class InprocAttempt(AttemptHandle):
                    f"{grace:g}s of being told to stop, so its thread was abandoned")
         settled = self._settle(Outcome.failed(reason, message, started_at=self.started_at))
         if settled and thread is not None:
-            self._runner._pool.retire(thread)
-            self._runner._count_abandoned()
+            self._runner._abandon(thread)
 
     def _stop(self, reason: str) -> None:
         with self._cond:

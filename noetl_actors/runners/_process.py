@@ -37,6 +37,7 @@ from typing import IO
 
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
+from noetl_actors.runners._ledger import Ledger
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._protocol import RunnerStatistics
 from noetl_actors.runners._wire import LIFELINE_ENV, request
@@ -67,10 +68,7 @@ class ProcessRunner:
         self.term_grace = term_grace
         self._python = python
         self._env = dict(env) if env is not None else None
-        self._lock = threading.Lock()
-        self._running: set[ProcessAttempt] = set()
-        self._started = 0
-        self._closed = False
+        self._ledger: Ledger[ProcessAttempt] = Ledger(self.name)
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> ProcessAttempt:
         """Spawn the child and its watcher thread; return at once (see `Runner.start`).
@@ -78,28 +76,19 @@ class ProcessRunner:
         A child that cannot even be spawned is an attempt that ends at once as a ``crash``.
         """
         check_start(self.name, plugin, attempt)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the process runner is closed")
-            self._started += 1
         handle = ProcessAttempt(self, plugin, attempt)
-        with self._lock:
-            self._running.add(handle)
-        handle.add_done_callback(lambda _outcome: self._forget(handle))
+        self._ledger.admit(handle)
+        handle.add_done_callback(lambda _outcome: self._ledger.forget(handle))
         handle.launch([self._python, "-m", _CHILD_MODULE], self._env)
         return handle
 
     def statistics(self) -> RunnerStatistics:
-        with self._lock:
-            return RunnerStatistics(started=self._started, running=len(self._running),
-                                    abandoned=0)
+        return self._ledger.statistics()
 
     def close(self, *, timeout: float = 10.0) -> None:
         """Cancel every attempt (SIGTERM, SIGKILL after `term_grace`) and join the watchers."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            self._closed = True
-            running = list(self._running)
+        running = self._ledger.close()
         for handle in running:
             handle.cancel()
         for handle in running:
@@ -110,10 +99,6 @@ class ProcessRunner:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    def _forget(self, handle: ProcessAttempt) -> None:
-        with self._lock:
-            self._running.discard(handle)
 
 
 class ProcessAttempt(AttemptHandle):

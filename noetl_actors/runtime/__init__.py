@@ -28,6 +28,7 @@ from noetl_actors.runtime._remote import remote_steps as remote_steps
 from noetl_actors.runtime._remote import subscribe_router as subscribe_router
 from noetl_actors.runtime._report import RunReport as RunReport
 from noetl_actors.runtime._step import StepActor as StepActor
+from noetl_actors.runtime._step import StepAttempt as StepAttempt
 from noetl_actors.runtime._step import StepFactory as StepFactory
 from noetl_actors.runtime._step import StepRunner as StepRunner
 from noetl_actors.runtime._step import local_steps as local_steps
@@ -46,6 +47,7 @@ __all__ = [
     "PreviewResult",
     "RunReport",
     "StepActor",
+    "StepAttempt",
     "StepFactory",
     "StepFailed",
     "StepRunner",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -30,9 +30,9 @@ from noetl_actors.errors import (
     TemplateError,
     WorkerLost,
 )
-from noetl_actors.playbook import Step, render_value
+from noetl_actors.playbook import render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.runtime._step import StepDone, StepFactory
+from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory
 from noetl_actors.supervision import (
     Clock,
     ExitKind,
@@ -167,20 +167,9 @@ def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter) -> St
     it also ticks the steps, every half of its `heartbeat`.
     """
 
-    def make(
-        step: Step,
-        *,
-        task: pykka.ActorRef[Any],
-        task_name: str,
-        context: Mapping[str, Any],
-        attempt: int,
-        clock: Clock,
-    ) -> SupervisedActor:
-        return RemoteStepActor(step, task=task, task_name=task_name, context=context,
-                               attempt=attempt, clock=clock, bridge=bridge, router=router,
-                               workflow_id=workflow_id)
-
-    return make
+    return lambda attempt: RemoteStepActor(
+        attempt, bridge=bridge, router=router, workflow_id=workflow_id
+    )
 
 
 class RemoteStepActor(SupervisedActor):
@@ -194,25 +183,15 @@ class RemoteStepActor(SupervisedActor):
     hosted = True
 
     def __init__(
-        self,
-        step: Step,
-        *,
-        task: pykka.ActorRef[Any],
-        task_name: str,
-        context: Mapping[str, Any],
-        attempt: int,
-        clock: Clock,
-        bridge: Bridge,
-        router: EventRouter,
-        workflow_id: str,
+        self, attempt: StepAttempt, *, bridge: Bridge, router: EventRouter, workflow_id: str
     ) -> None:
         super().__init__()
-        self.step = step
-        self.attempt = attempt
-        self._task = task
-        self.task_name = task_name
-        self._context = context
-        self._clock = clock
+        self.step = attempt.step
+        self.attempt = attempt.number
+        self._task = attempt.task
+        self.task_name = attempt.task_name
+        self._context = attempt.context
+        self._clock = attempt.clock
         self._bridge = bridge
         self._router = router
         self._workflow_id = workflow_id

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 import attrs
 import pykka
 
-from noetl_actors.errors import StepFailed, StepTimeout
 from noetl_actors.playbook import Step, render_value
 from noetl_actors.supervision import Clock, ExitReason, SupervisedActor
 
 __all__ = [
+    "StepAttempt",
     "StepFactory",
     "StepRunner",
     "error_category",
@@ -36,6 +36,21 @@ class StepRunner(Protocol):
     def __call__(self, step: Step, inputs: Mapping[str, Any], attempt: int) -> Any: ...
 
 
+@attrs.frozen(kw_only=True)
+class StepAttempt:
+    """What a task gives a `StepFactory` for the actor of one attempt of a step."""
+
+    step: Step
+    task: pykka.ActorRef[Any]
+    """The task's supervisor: the step tells it `StepDone` when it finished."""
+    task_name: str
+    context: Mapping[str, Any]
+    """The template context: vars, workflow, outputs of earlier steps and needed tasks."""
+    number: int
+    """The attempt number, from 1, counted per step across restarts of its task."""
+    clock: Clock
+
+
 class StepFactory(Protocol):
     """Makes the actor of one attempt of a step (called by its task, on the task's thread).
 
@@ -43,33 +58,12 @@ class StepFactory(Protocol):
     the NATS runtime sends a command to a worker and waits for its events.
     """
 
-    def __call__(
-        self,
-        step: Step,
-        *,
-        task: pykka.ActorRef[Any],
-        task_name: str,
-        context: Mapping[str, Any],
-        attempt: int,
-        clock: Clock,
-    ) -> SupervisedActor: ...
+    def __call__(self, attempt: StepAttempt) -> SupervisedActor: ...
 
 
 def local_steps(run: StepRunner) -> StepFactory:
     """Step actors that call `run` themselves, on their own thread."""
-
-    def make(
-        step: Step,
-        *,
-        task: pykka.ActorRef[Any],
-        task_name: str,
-        context: Mapping[str, Any],
-        attempt: int,
-        clock: Clock,
-    ) -> SupervisedActor:
-        return StepActor(step, task=task, context=context, run=run, attempt=attempt)
-
-    return make
+    return lambda attempt: StepActor(attempt, run=run)
 
 
 def error_category(reason: ExitReason) -> tuple[str, ...]:
@@ -96,20 +90,12 @@ class _Run:
 class StepActor(SupervisedActor):
     """Runs one attempt of `step` and reports to `task`."""
 
-    def __init__(
-        self,
-        step: Step,
-        *,
-        task: pykka.ActorRef[Any],
-        context: Mapping[str, Any],
-        run: StepRunner,
-        attempt: int,
-    ) -> None:
+    def __init__(self, attempt: StepAttempt, *, run: StepRunner) -> None:
         super().__init__()
-        self.step = step
-        self.attempt = attempt
-        self._task = task
-        self._context = context
+        self.step = attempt.step
+        self.attempt = attempt.number
+        self._task = attempt.task
+        self._context = attempt.context
         self._run = run
 
     def on_start(self) -> None:

@@ -25,7 +25,7 @@ import attrs
 import pykka
 
 from noetl_actors.playbook import ErrorAction, Step, Task
-from noetl_actors.runtime._step import StepDone, StepFactory, error_category
+from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory, error_category
 from noetl_actors.supervision import (
     ActorState,
     Child,
@@ -112,11 +112,11 @@ class TaskSupervisor(Supervisor):
         ])
 
     def _new_step(self, step: Step) -> SupervisedActor:
-        attempt = self.attempts.next(self.task.name, step.name)
-        context = {**self._base_context, "steps": dict(self._steps_context)}
-        return self._make_step(step, task=self.actor_ref, task_name=self.task.name,
-                               context=context,
-                               attempt=attempt, clock=self.context.clock)
+        return self._make_step(StepAttempt(
+            step=step, task=self.actor_ref, task_name=self.task.name,
+            context={**self._base_context, "steps": dict(self._steps_context)},
+            number=self.attempts.next(self.task.name, step.name), clock=self.context.clock,
+        ))
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StepDone):

@@ -22,15 +22,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from noetl_actors.bridge import SCHEMA_VERSION_KEY, Delivery, KeyValue
-from noetl_actors.errors import BridgeError, MalformedMessage, PlaybookError
+from noetl_actors.errors import ApiError, BridgeError, ErrorKind, MalformedMessage, PlaybookError
 from noetl_actors.playbook import Playbook, is_name, parse_playbook
-from noetl_actors.services._protocol import (
-    API_QUEUE,
-    ApiError,
-    ErrorKind,
-    api_subject,
-    node_subject,
-)
+from noetl_actors.services._protocol import API_QUEUE, api_subject, node_subject
 from noetl_actors.services._records import RUNNING
 from noetl_actors.services._responder import Responder, field
 

@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from noetl_actors.bridge import Delivery
-from noetl_actors.errors import ChildError, ChildNotFound
-from noetl_actors.errors import ApiError, ErrorKind
+from noetl_actors.errors import ApiError, ChildError, ChildNotFound, ErrorKind
 from noetl_actors.services._protocol import ACTOR_OPS, node_subject
 from noetl_actors.services._responder import Responder, field
 from noetl_actors.supervision import Restart, SupervisorRef

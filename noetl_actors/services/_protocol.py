@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl_actors.errors import ApiError, ErrorKind
+from noetl_actors.errors import ErrorKind
 
 __all__ = [
     "API_QUEUE",

@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl_actors.bridge import Bridge, Delivery
-from noetl_actors.errors import NoetlError
-from noetl_actors.errors import ApiError, ErrorKind
+from noetl_actors.errors import ApiError, ErrorKind, NoetlError
 from noetl_actors.services._protocol import error_reply, ok_reply
 from noetl_actors.supervision import SupervisedActor
 

@@ -5,24 +5,24 @@ This package imports nothing from NATS, YAML, the CLI or the console: every
 other layer is built on what it exports here.
 """
 
-from noetl_actors.errors import InjectedCrash as InjectedCrash
-from noetl_actors.supervision._actor import Crash as Crash
-from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor
-from noetl_actors.supervision._actor import tell_if_alive as tell_if_alive
-from noetl_actors.supervision._loop_host import LoopHost as LoopHost
-from noetl_actors.supervision._monitor import Down as Down
-from noetl_actors.supervision._monitor import Monitor as Monitor
-from noetl_actors.supervision._monitor import monitor as monitor
-from noetl_actors.supervision._address import Address as Address
-from noetl_actors.supervision._child import Child as Child
 from noetl_actors.clock import Clock as Clock
 from noetl_actors.clock import ManualClock as ManualClock
 from noetl_actors.clock import MonotonicClock as MonotonicClock
 from noetl_actors.clock import TimerHandle as TimerHandle
+from noetl_actors.errors import InjectedCrash as InjectedCrash
+from noetl_actors.supervision._actor import Crash as Crash
+from noetl_actors.supervision._actor import SupervisedActor as SupervisedActor
+from noetl_actors.supervision._actor import tell_if_alive as tell_if_alive
+from noetl_actors.supervision._address import Address as Address
+from noetl_actors.supervision._child import Child as Child
 from noetl_actors.supervision._events import EventKind as EventKind
 from noetl_actors.supervision._events import LifecycleEvent as LifecycleEvent
 from noetl_actors.supervision._events import Observer as Observer
 from noetl_actors.supervision._intensity import RestartIntensity as RestartIntensity
+from noetl_actors.supervision._loop_host import LoopHost as LoopHost
+from noetl_actors.supervision._monitor import Down as Down
+from noetl_actors.supervision._monitor import Monitor as Monitor
+from noetl_actors.supervision._monitor import monitor as monitor
 from noetl_actors.supervision._reasons import ExitKind as ExitKind
 from noetl_actors.supervision._reasons import ExitReason as ExitReason
 from noetl_actors.supervision._ref import SupervisorRef as SupervisorRef

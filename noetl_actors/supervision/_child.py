@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pykka
 
+from noetl_actors.clock import TimerHandle
 from noetl_actors.errors import ChildError, SupervisionError
 from noetl_actors.supervision._address import Address
-from noetl_actors.clock import TimerHandle
 from noetl_actors.supervision._reasons import ExitReason
 from noetl_actors.supervision._specs import INFINITY, Backoff, ChildSpec, SupervisorFlags
 from noetl_actors.supervision._state import ActorState

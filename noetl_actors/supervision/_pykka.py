@@ -56,7 +56,7 @@ def _pykka_envelope() -> Any:
         probe = envelope_class("probe", reply_to=future)
         if probe.message == "probe" and probe.reply_to is future:
             return envelope_class
-    except Exception:  # noqa: BLE001 - any shape but the expected one
+    except Exception:
         pass
     FALLBACKS.append("pykka._envelope.Envelope")
     return _OwnEnvelope
@@ -89,14 +89,14 @@ def _stop_type() -> tuple[type[Any], bool]:
     """The class of pykka's stop message, and whether it can be made directly."""
     try:
         sent = type(_sent_by(lambda ref: ref.stop(block=False)))
-    except Exception:  # noqa: BLE001
+    except Exception:
         sent = None
     private = getattr(pykka.messages, "_ActorStop", None)
     if sent is not None and private is sent:
         try:
             private()
             return private, True
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     FALLBACKS.append("pykka.messages._ActorStop")
     return (sent if sent is not None else _OwnStop), False
@@ -171,7 +171,7 @@ class _HookProbe(pykka.ThreadingActor):
 def _inbox_hook_works() -> bool:
     try:
         works = isinstance(_HookProbe().actor_inbox, _Marker)
-    except Exception:  # noqa: BLE001
+    except Exception:
         works = False
     if not works:
         FALLBACKS.append("pykka.Actor._create_actor_inbox")

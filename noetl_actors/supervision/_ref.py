@@ -8,15 +8,15 @@ from typing import Any
 
 import pykka
 
+from noetl_actors.clock import Clock
 from noetl_actors.errors import ActorDeadError, SupervisionError
 from noetl_actors.supervision._actor import stop_if_alive
 from noetl_actors.supervision._address import Address
-from noetl_actors.clock import Clock
+from noetl_actors.supervision._child import Call, Refused
 from noetl_actors.supervision._events import Observer
 from noetl_actors.supervision._reasons import ExitReason
 from noetl_actors.supervision._specs import ChildSpec, ChildType, Restart, SupervisorFlags
 from noetl_actors.supervision._state import ChildCounts, ChildInfo
-from noetl_actors.supervision._child import Call, Refused
 from noetl_actors.supervision._supervisor import Supervisor
 from noetl_actors.supervision._tree import TreeContext
 

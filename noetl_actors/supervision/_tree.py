@@ -10,8 +10,8 @@ from typing import Any
 
 import attrs
 
-from noetl_actors.supervision._address import Address
 from noetl_actors.clock import Clock, MonotonicClock
+from noetl_actors.supervision._address import Address
 from noetl_actors.supervision._events import EventKind, LifecycleEvent, Observer
 
 __all__ = ["TreeContext"]
