@@ -93,13 +93,7 @@ class InprocRunner:
 
     def close(self, *, timeout: float = 10.0) -> None:
         """Cancel what runs, wait for it (abandoning what will not stop), end the threads."""
-        deadline = time.monotonic() + timeout
-        running = self._ledger.close()
-        for handle in running:
-            handle.cancel()
-        for handle in running:
-            if handle.wait(max(0.0, deadline - time.monotonic())) is None:
-                handle.abandon()
+        deadline = self._ledger.close(timeout, InprocAttempt.wait_or_abandon)
         if self._own_clock is not None:
             self._own_clock.close(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.close(timeout=max(0.0, deadline - time.monotonic()))
@@ -118,6 +112,11 @@ class InprocRunner:
 
 class InprocAttempt(AttemptHandle):
     """An attempt on the in-process runner (a `RunningAttempt`)."""
+
+    def wait_or_abandon(self, timeout: float) -> None:
+        """Wait up to `timeout` for the outcome, then abandon a plugin that will not stop."""
+        if self.wait(timeout) is None:
+            self.abandon()
 
     def __init__(self, runner: InprocRunner, plugin: PluginInfo, attempt: Attempt) -> None:
         super().__init__(attempt)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from noetl_actors.runners._protocol import RunnerStatistics
+from noetl_actors.runners._protocol import RunnerStatistics, RunningAttempt
 
 __all__ = ["Ledger"]
 
-H = TypeVar("H")
+H = TypeVar("H", bound=RunningAttempt)
 
 
 class Ledger(Generic[H]):
@@ -48,11 +50,21 @@ class Ledger(Generic[H]):
         with self._lock:
             self._abandoned += 1
 
-    def close(self) -> list[H]:
-        """Admit no more; return what still runs, for the runner to stop."""
+    def close(self, timeout: float, wait: Callable[[H, float], object]) -> float:
+        """Admit no more, cancel every attempt that runs, then wait for each.
+
+        `wait(handle, seconds)` is given what is left of `timeout`. Returns
+        the deadline, for what the runner still has to close.
+        """
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
-            return list(self._running)
+            running = list(self._running)
+        for handle in running:
+            handle.cancel()
+        for handle in running:
+            wait(handle, max(0.0, deadline - time.monotonic()))
+        return deadline
 
     def statistics(self) -> RunnerStatistics:
         with self._lock:

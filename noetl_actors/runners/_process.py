@@ -87,12 +87,7 @@ class ProcessRunner:
 
     def close(self, *, timeout: float = 10.0) -> None:
         """Cancel every attempt (SIGTERM, SIGKILL after `term_grace`) and join the watchers."""
-        deadline = time.monotonic() + timeout
-        running = self._ledger.close()
-        for handle in running:
-            handle.cancel()
-        for handle in running:
-            handle.join(max(0.0, deadline - time.monotonic()))
+        self._ledger.close(timeout, ProcessAttempt.join)
 
     def __enter__(self) -> ProcessRunner:
         return self
