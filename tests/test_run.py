@@ -1006,3 +1006,28 @@ def test_a_workflow_stopped_with_its_nodes_workflows_is_recorded_cancelled_at_on
         assert run.report.to_json()["status"] == "cancelled"
     finally:
         node.stop()
+
+
+def test_a_node_keeps_every_timer_on_one_clock_thread(
+        nats_server: EmbeddedNatsServer, tmp_path: Path) -> None:
+    """The tree's timers and the inproc runner's timeouts share the node's one clock."""
+    import threading
+
+    path = write_playbook(tmp_path, "timed", """
+        tasks:
+          - name: main
+            steps:
+              - {name: nap, plugin: sleep, runner: inproc, timeout: 30s, with: {seconds: 1}}
+        """)
+    node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=["sleep"])
+    node.start()
+    try:
+        run = node.run(load_playbook(path))
+        wait_until(lambda: any(t.name.startswith("noetl-inproc") for t in threading.enumerate()),
+                   10, "the nap to run on the inproc runner's pool")
+        clocks = [t.name for t in threading.enumerate() if t.name == "noetl-clock"]
+        assert clocks == ["noetl-clock"]
+        reason = run.wait(30)
+        assert reason is not None and reason.kind is ExitKind.NORMAL, reason
+    finally:
+        node.stop()

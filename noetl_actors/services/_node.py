@@ -239,7 +239,7 @@ class Node:
                 self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = {"inproc": InprocRunner(), "process": ProcessRunner()}
+            self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
