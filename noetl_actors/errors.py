@@ -114,7 +114,7 @@ class InjectedCrash(NoetlError):
 class SupervisionError(NoetlError):
     """A supervision tree (or part of one) gave up.
 
-    Raised by `SupervisorRef.wait(raise_on_failure=True)` and by
+    Raised by `start_supervisor` when the root cannot start and by
     `SupervisorRef.start_child` when the child cannot be started. `reason`
     holds the whole chain: which supervisor gave up, because of which child,
     down to the original exception type and message.

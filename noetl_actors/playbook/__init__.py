@@ -1,4 +1,8 @@
-"""The playbook language: model, loader, templating, preview (docs/playbooks.md).
+"""The playbook language: model, loader, templating, lint (docs/playbooks.md).
+
+The preview, which runs the runtime's actors on a simulated clock, is
+`noetl_actors.runtime`'s: the runtime imports the playbook, never the
+other way round.
 
 Pure: nothing here talks to NATS or runs a plugin. The runtime executes
 what `load_playbook()` returns. `YamlReader`, `parse_yaml` and the name
