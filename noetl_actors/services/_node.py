@@ -149,8 +149,14 @@ class _WorkflowsSupervisor(Supervisor):
         self._endings = endings
         self._wait = wait
 
-    def _before_exit(self, reason: ExitReason, exc_info: Any) -> None:
-        super()._before_exit(reason, exc_info)
+    # pykka's hooks: a supervisor runs them once its children have stopped.
+    def on_stop(self) -> None:
+        self._wait_for_endings()
+
+    def on_failure(self, *_exc_info: Any) -> None:
+        self._wait_for_endings()
+
+    def _wait_for_endings(self) -> None:
         try:
             self._endings.submit(lambda: None).result(self._wait)  # one thread: in order
         except (RuntimeError, TimeoutError):
