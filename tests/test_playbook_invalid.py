@@ -1340,3 +1340,14 @@ def test_nothing_is_returned_when_any_problem_is_found() -> None:
     assert [str(p) for p in caught.value.problems] == [
         "pb.yaml:9:47: vars.missing is not defined in vars (nor given with --set)"
     ]
+
+
+def test_one_name_rule_makes_names_of_any_text() -> None:
+    """What the legacy translator and a node's default name do with text a name cannot hold."""
+    from noetl_actors.playbook import is_name, to_name
+
+    assert to_name("fetch rows (v2)") == "fetch_rows_v2"
+    assert to_name("my.host", fill="-") == "my-host"
+    assert to_name("***") == ""
+    assert is_name(to_name("any text at all: ok?"))
+    assert not is_name("fetch\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -31,7 +30,9 @@ def node() -> None:
 
 def default_name() -> str:
     """``<host>-<pid>``, made subject-safe: unique on a machine, readable on a cluster."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]) or "node"
+    from noetl_actors.playbook import to_name
+
+    host = to_name(socket.gethostname().split(".")[0], fill="-") or "node"
     return f"{host}-{os.getpid()}"
 
 

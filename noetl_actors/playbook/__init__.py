@@ -28,6 +28,7 @@ from noetl_actors.playbook._model import Task as Task
 from noetl_actors.playbook._names import NAME_PATTERN as NAME_PATTERN
 from noetl_actors.playbook._names import did_you_mean as did_you_mean
 from noetl_actors.playbook._names import is_name as is_name
+from noetl_actors.playbook._names import to_name as to_name
 from noetl_actors.playbook._reader import YamlReader as YamlReader
 from noetl_actors.playbook._reader import described as described
 from noetl_actors.playbook._reader import show as show
@@ -65,4 +66,5 @@ __all__ = [
     "project_dir",
     "render_value",
     "show",
+    "to_name",
 ]

@@ -27,14 +27,13 @@ This module reads the legacy structure; `_legacy_flow` turns its routes into
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from noetl_actors.playbook._legacy_flow import Route, Step, Task, mapping_or_empty
 from noetl_actors.playbook._legacy_native import PLUGIN_ALIASES, native_plugin, native_tasks
 from noetl_actors.playbook._legacy_placeholders import WHOLE_INPUT, resolve, rewrite
 from noetl_actors.playbook._model import API_VERSION
-from noetl_actors.playbook._names import is_name
+from noetl_actors.playbook._names import is_name, to_name
 from noetl_actors.playbook._source import Located, Problem
 
 __all__ = ["PLUGIN_ALIASES", "is_legacy", "translate_legacy"]
@@ -181,7 +180,7 @@ class Translator:
         text = str(node.value)
         if is_name(text):
             return Located(text, node.line, node.col)
-        fixed = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "unnamed"
+        fixed = to_name(text) or "unnamed"
         self.warn(node, f"{what} {text!r} may hold only letters, digits, '_' and '-': "
                         f"translated to {fixed!r}")
         return Located(fixed, node.line, node.col)

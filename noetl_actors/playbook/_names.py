@@ -10,15 +10,23 @@ import difflib
 import re
 from collections.abc import Iterable
 
-__all__ = ["NAME_PATTERN", "did_you_mean", "is_name"]
+__all__ = ["NAME_PATTERN", "did_you_mean", "is_name", "to_name"]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME_CHARACTERS = "A-Za-z0-9_-"
+NAME_PATTERN = re.compile(f"^[{_NAME_CHARACTERS}]+$")
 """Letters, digits, '_' and '-'; anchored, so its `.pattern` serves the JSON Schema too."""
+_NOT_IN_A_NAME = re.compile(f"[^{_NAME_CHARACTERS}]+")
 
 
 def is_name(text: str) -> bool:
     """True if all of `text` matches `NAME_PATTERN` (a trailing newline does not)."""
     return NAME_PATTERN.fullmatch(text) is not None
+
+
+def to_name(text: str, *, fill: str = "_") -> str:
+    """`text` with each run of what a name may not hold replaced by `fill`, and
+    `fill` stripped from both ends; "" if nothing of it may stay."""
+    return _NOT_IN_A_NAME.sub(fill, text).strip(fill)
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
