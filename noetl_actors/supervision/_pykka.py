@@ -183,6 +183,7 @@ inbox_hook_works = _inbox_hook_works()
 kernel swaps its inbox in after `__init__` through the public `actor_inbox`
 attributes of the actor and its ref."""
 
+
 def _version() -> str:
     try:
         return importlib.metadata.version("pykka")
