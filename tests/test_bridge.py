@@ -1100,6 +1100,50 @@ def test_a_claim_is_won_once_across_connections(nats_server: EmbeddedNatsServer)
             root.stop(timeout=10)
 
 
+def test_a_claim_in_flight_when_the_bridge_restarts_is_still_its_claimers(
+        nats_server: EmbeddedNatsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server made the claim but its answer was lost with the connection: the
+    claimer has it (its attempt runs, not lost), and no one else ever does."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    answered = nats.aio.client.Client._request_sub_callback
+    lose_the_ack, ack_lost = threading.Event(), threading.Event()
+
+    async def lossy(self: nats.aio.client.Client, msg: Any) -> None:
+        if lose_the_ack.is_set() and b'"seq":' in msg.data:  # the create's PubAck
+            lose_the_ack.clear()
+            ack_lost.set()
+            return
+        await answered(self, msg)
+
+    monkeypatch.setattr(nats.aio.client.Client, "_request_sub_callback", lossy)
+    bridges = [Bridge(ConnectOptions(servers=(nats_server.url,))) for _ in range(2)]
+    roots = [start_supervisor(SupervisorFlags(), [b.child_spec()], id=f"n{i}")
+             for i, b in enumerate(bridges)]
+    try:
+        bridges[0].ensure_bucket("claims", ttl=60)
+        outcome: queue.Queue[Any] = queue.Queue()
+
+        def claim() -> None:
+            try:
+                outcome.put(bridges[0].claim("claims", "wf-1.t=s.1"))
+            except Exception as error:
+                outcome.put(error)
+
+        lose_the_ack.set()
+        threading.Thread(target=claim, daemon=True).start()
+        assert ack_lost.wait(WAIT), "the claim never reached the server"
+        roots[0].crash_child("bridge", "the test crashed the bridge")
+
+        assert outcome.get(timeout=WAIT) is True
+        assert bridges[1].claim("claims", "wf-1.t=s.1") is False
+        assert bridges[0].claim("claims", "wf-1.t=s.1") is False
+    finally:
+        for root in roots:
+            root.stop(timeout=10)
+
+
 def test_entries_reads_every_live_record_of_a_large_bucket(
     nats_server: EmbeddedNatsServer,
 ) -> None:

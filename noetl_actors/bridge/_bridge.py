@@ -226,8 +226,13 @@ class Bridge:
         """Create `key` in `bucket` if no one has: True for exactly one caller, across
         every process and node on this NATS (until the key expires). Blocks one round trip.
 
+        A restart of the bridge while the claim is made does not lose it: the
+        claim is made again on the next connection, and this caller's own claim,
+        made before, is recognised as its own (see `claim` in `_kv`).
+
         Raises:
-            ConnectError, BridgeTimeout: NATS could not answer; nobody may assume the claim.
+            ConnectError, BridgeTimeout, ConnectionLost: NATS could not answer within
+                `timeout`; nobody may assume the claim.
         """
         return claim(self._core, bucket, key, timeout=timeout)
 

@@ -35,7 +35,13 @@ from noetl_actors.bridge._nats_internals import (
     write_directly,
 )
 from noetl_actors.bridge._options import ConnectOptions
-from noetl_actors.errors import AuthorizationError, BridgeError, BridgeTimeout, ConnectError
+from noetl_actors.errors import (
+    AuthorizationError,
+    BridgeError,
+    BridgeTimeout,
+    ConnectError,
+    ConnectionLost,
+)
 
 __all__ = ["Connection", "Outgoing"]
 
@@ -71,6 +77,8 @@ class Connection:
         self._client: Client | None = None
         self._js: nats.js.JetStreamContext | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()
+        """What `submit()` runs, until it ends (loop thread only): failed on close."""
         self._outbox: deque[Outgoing] = deque()
         self._outbox_lock = threading.Lock()
         self._outbox_scheduled = False
@@ -179,6 +187,8 @@ class Connection:
         self.spawn(self._send_outbox(), name="outbox")
 
     async def _shutdown(self) -> None:
+        for call in list(self._calls):
+            call.cancel()  # they raise ConnectionLost (`submit`)
         for task in list(self._tasks):
             if task.get_name() != "outbox":
                 task.cancel()
@@ -226,8 +236,37 @@ class Connection:
         await subscription.unsubscribe()
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run `coroutine` on the loop; from any thread except the loop's."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        """Run `coroutine` on the loop; from any thread except the loop's.
+
+        If the connection is closed first (its bridge restarts), the future
+        fails at once with ConnectionLost rather than wait out its timeout for
+        an answer that cannot come any more (nats-py leaves a request's reply
+        pending when its client closes). It is not sent again on the next
+        connection: what it asked may have been done on the server, its answer
+        lost, and only the caller knows whether asking again is safe (see
+        `claim` in `_kv`, which makes it so).
+        """
+        return asyncio.run_coroutine_threadsafe(self._tracked(coroutine), self.loop)
+
+    async def _tracked(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._closing:
+            coroutine.close()
+            raise self._lost_in_flight()
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            return await coroutine
+        except asyncio.CancelledError:
+            if self._closing:
+                raise self._lost_in_flight() from None
+            raise
+        finally:
+            self._calls.discard(task)
+
+    def _lost_in_flight(self) -> ConnectionLost:
+        return ConnectionLost(f"the connection to {self.options.describe()} closed while a "
+                              f"call was in flight; it may or may not have been done")
 
     def call(self, coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
         """Run `coroutine` on the loop and wait for it; errors come back translated.

@@ -10,6 +10,8 @@ is told and reads again.
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +19,10 @@ import attrs
 import nats.js.errors as js_errors
 
 from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY, decode, encode
+from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._core import BridgeCore
 from noetl_actors.bridge._subjects import check_token
-from noetl_actors.errors import MalformedMessage
+from noetl_actors.errors import ConnectionLost, MalformedMessage
 
 __all__ = ["Entry", "KeyValue", "claim", "ensure_bucket"]
 
@@ -164,18 +167,42 @@ def ensure_bucket(core: BridgeCore, name: str, *, ttl: float | None, timeout: fl
 
 
 def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float) -> bool:
-    """Create `key` in `bucket` if no one has (see `Bridge.claim`)."""
-    connection = core.current(timeout)
+    """Create `key` in `bucket` if no one has (see `Bridge.claim`).
 
-    async def create() -> bool:
+    The key holds a token of this call's own, so that the call can ask again
+    safely. A create in flight when the bridge's connection closes (a restart)
+    fails at once (ConnectionLost) and may have been made on the server, its
+    answer lost: it is made again on the next connection, within `timeout`,
+    and a key that already holds this call's token is this call's claim. Told
+    False instead, the claimer would drop a command whose claim it holds, and
+    no one would ever run that attempt. Any other token is another's claim. A
+    claim not settled within `timeout` raises, and is then no one's: the key
+    may exist, so no one runs that attempt (its step takes it for lost).
+    """
+    token = uuid.uuid4().hex.encode()
+    deadline = time.monotonic() + timeout
+
+    async def create(connection: Connection) -> bool:
+        kv = await connection.js.key_value(bucket)
         try:
-            await (await connection.js.key_value(bucket)).create(key, b"1")
+            await kv.create(key, token)
         except js_errors.KeyWrongLastSequenceError:
-            return False
+            try:
+                entry = await kv.get(key)
+            except js_errors.KeyNotFoundError:
+                return False  # deleted since: no one's, and not to be taken again
+            return entry.value == token
         return True
 
-    result: bool = connection.call(create(), timeout=timeout)
-    return result
+    while True:
+        connection = core.current(max(deadline - time.monotonic(), 0.0))
+        try:
+            result: bool = connection.call(create(connection),
+                                           timeout=max(deadline - time.monotonic(), 0.001))
+            return result
+        except ConnectionLost:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _entry(key: str, value: bytes | None, revision: int | None) -> Entry:
