@@ -101,3 +101,26 @@ def test_an_actor_started_alone_leaves_the_registry_when_it_stops() -> None:
     assert pykka.ActorRegistry.get_by_urn(ref.actor_urn) is ref
     ref.stop()
     assert pykka.ActorRegistry.get_by_urn(ref.actor_urn) is None
+
+
+HANG = textwrap.dedent("""
+    import pykka
+    pykka.ActorRef.stop = lambda self, *, block=True, timeout=None: (
+        None if block else pykka.ThreadingFuture())
+    import noetl_actors.supervision
+    print("imported")
+""")
+
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_import_does_not_hang_when_stop_puts_nothing_in_an_unstarted_inbox() -> None:
+    """The probe waited for ever on an inbox that pykka's `stop()` left empty."""
+    try:
+        result = _python(HANG)
+    except subprocess.TimeoutExpired:
+        pytest.fail("importing noetl_actors.supervision hung")
+    assert "imported" in result.stdout, result.stderr
+

@@ -79,10 +79,14 @@ class _Probe(pykka.ThreadingActor):
 
 
 def _sent_by(send: Callable[[pykka.ActorRef[Any]], object]) -> Any:
-    """The message that `send(ref)` puts in an unstarted actor's inbox."""
+    """The message that `send(ref)` puts in an unstarted actor's inbox.
+
+    Raises:
+        queue.Empty: `send` put nothing there (it must not wait: no one else will).
+    """
     probe = _Probe()
     send(probe.actor_ref)
-    return probe.actor_inbox.get().message  # type: ignore[attr-defined]
+    return probe.actor_inbox.get_nowait().message  # type: ignore[attr-defined]
 
 
 def _stop_type() -> tuple[type[Any], bool]:
