@@ -209,9 +209,18 @@ class SupervisorCore(SupervisedActor):
 
         Each keeps its record (its restart history) if it has one; a child
         forgotten since (a `temporary` one) comes back with a new one;
-        children added by `start_child` are forgotten. For a `restart_group`
-        that starts everything again from the first child.
+        children added by `start_child` are stopped (if running) and forgotten:
+        they do not come back. For a `restart_group` that starts everything
+        again from the first child.
         """
+        built_with = {spec.id for spec in self._initial_specs}
+        for child in reversed(list(self._children.values())):
+            if child.id not in built_with:
+                child.cancel_timer()
+                if child.actor is not None:
+                    self._stop_child(child, closing=True)
+                else:
+                    self._close(child, [])
         self._children = {
             spec.id: self._children.get(spec.id) or self._new_child(spec)
             for spec in self._initial_specs
