@@ -410,6 +410,35 @@ def test_reset_children_stops_a_running_start_child_child(trees: list[Supervisor
     recorder.wait_for(EventKind.EXITED, "/root/dyn")
 
 
+class _KeepsItsChildrenView(_ResetOnFailure):
+    """Keeps the `children` view it got in `on_start`, as a hook's helper may."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.kept = self.children
+
+
+def test_a_kept_children_view_stays_true_after_reset_children_and_exit(
+    trees: list[SupervisorRef],
+) -> None:
+    """`reset_children` and the exit replaced the dict a kept view showed: it went stale."""
+    recorder = Recorder()
+    supervisor = _KeepsItsChildrenView(
+        SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=5),
+        [ChildSpec(id="a", start=Worker)])
+    root = start_root(supervisor, id="root", observers=[recorder])
+    trees.append(root)
+    root.start_child(ChildSpec(id="t", start=Worker, restart=Restart.TEMPORARY))
+    assert list(supervisor.kept) == ["a", "t"]
+
+    root.address("a").tell("crash")
+    recorder.wait_for(EventKind.RESTARTED, "/root/a")
+
+    assert list(supervisor.kept) == ["a"]
+    root.stop(timeout=WAIT)
+    assert list(supervisor.kept) == []
+
+
 def _actor_behind(ref: Any) -> Any:
     from noetl_actors.supervision._actor import _live_actors
 

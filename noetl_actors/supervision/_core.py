@@ -106,7 +106,7 @@ class SupervisorCore(SupervisedActor):
         # Its specs' `start`s are often its own bound methods: a cycle through
         # every child's record that only a full GC pass would free. An exited
         # supervisor is never started again (a restart makes a new one).
-        self._children = {}
+        self._children.clear()  # in place: see `reset_children`
         self._initial_specs = ()
 
     def _kill(self) -> None:
@@ -195,7 +195,9 @@ class SupervisorCore(SupervisedActor):
 
     @property
     def children(self) -> Mapping[str, Child]:
-        """Every child by id, in start order: a read-only view, for the hooks."""
+        """Every child by id, in start order: a read-only live view, for the hooks.
+
+        A view kept (from `on_start`, say) stays true as children come and go."""
         return types.MappingProxyType(self._children)
 
     def start_waiting(self, among: Iterable[Child] | None = None) -> None:
@@ -221,10 +223,12 @@ class SupervisorCore(SupervisedActor):
                     self._stop_child(child, closing=True)
                 else:
                     self._close(child, [])
-        self._children = {
+        kept = {
             spec.id: self._children.get(spec.id) or self._new_child(spec)
             for spec in self._initial_specs
         }
+        self._children.clear()  # in place: a `children` view a hook kept stays true
+        self._children.update(kept)
         return list(self._children.values())
 
     # -- starting ------------------------------------------------------------
