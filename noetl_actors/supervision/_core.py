@@ -157,7 +157,10 @@ class SupervisorCore(SupervisedActor):
     def should_retire(self, child: Child, reason: ExitReason) -> bool:
         """Whether this exit of `child` ends it for good, whatever its restart type.
 
-        Called first for every exit (a start failure too). False by default:
+        Called first for each exit the supervisor did not cause, and when its
+        own start or restart of a child fails; not for `terminate_child`, the
+        stops of a group restart or of its exit, nor a failed `start_child` or
+        `restart_child` (docs/supervision.md). False by default:
         the restart type, strategy, intensity and backoff decide. True: the
         child is not restarted, as a `transient` child after a normal exit
         (its address closes, a `temporary` child is forgotten, then
@@ -187,7 +190,8 @@ class SupervisorCore(SupervisedActor):
         """`child` exited for good (it finished, or will not be restarted), with `reason`.
 
         Nothing by default. A subclass starts what waited for it
-        (`start_waiting()`) or exits (`exit_with()`). Not called once the
+        (`start_waiting()`) or exits (`exit_with()`). Called only after an exit
+        `should_retire` saw (not after `terminate_child`), and not once the
         supervisor is exiting.
         """
 
