@@ -101,3 +101,51 @@ def test_an_actor_started_alone_leaves_the_registry_when_it_stops() -> None:
     assert pykka.ActorRegistry.get_by_urn(ref.actor_urn) is ref
     ref.stop()
     assert pykka.ActorRegistry.get_by_urn(ref.actor_urn) is None
+
+
+HANG = textwrap.dedent("""
+    import pykka
+    pykka.ActorRef.stop = lambda self, *, block=True, timeout=None: (
+        None if block else pykka.ThreadingFuture())
+    import noetl_actors.supervision
+    print("imported")
+""")
+
+LOST_STOP = textwrap.dedent("""
+    import time, pykka
+    original = pykka.ActorRef.stop
+    def stop(self, *, block=True, timeout=None):
+        if pykka.ActorRegistry.get_by_urn(self.actor_urn) is None:
+            raise pykka.ActorDeadError(f"{self} is not running")
+        return original(self, block=block, timeout=timeout)
+    pykka.ActorRef.stop = stop
+    from noetl_actors.supervision import SupervisedActor
+    class Echo(SupervisedActor):
+        def on_receive(self, message): return message
+    ref = Echo.start(); print("stop() says", ref.stop(timeout=5))
+    deadline = time.monotonic() + 10
+    while ref.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("alive", ref.is_alive())
+""")
+
+
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=False)
+
+
+def test_import_does_not_hang_when_stop_puts_nothing_in_an_unstarted_inbox() -> None:
+    """The probe waited for ever on an inbox that pykka's `stop()` left empty."""
+    try:
+        result = _python(HANG)
+    except subprocess.TimeoutExpired:
+        pytest.fail("importing noetl_actors.supervision hung")
+    assert "imported" in result.stdout, result.stderr
+
+
+def test_pykkas_public_stop_is_not_lost_when_the_probe_could_not_see_it() -> None:
+    """A probe that saw no stop message made the kernel deaf to pykka's `_ActorStop`."""
+    result = _python(LOST_STOP)
+    assert "alive False" in result.stdout, result.stdout + result.stderr
+    assert "pykka.messages._ActorStop" not in result.stderr  # it is there: not missing

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,13 +20,16 @@ from noetl_actors.supervision import (
     INFINITY,
     ActorState,
     Backoff,
+    Child,
     ChildSpec,
     EventKind,
     ManualClock,
     Restart,
     Strategy,
     SupervisorFlags,
+    Supervisor,
     SupervisorRef,
+    start_root,
     start_supervisor,
     supervisor_spec,
 )
@@ -371,6 +375,68 @@ def test_a_crashed_incarnation_is_freed_at_once_without_the_garbage_collector() 
     finally:
         gc.enable()
         root.stop(timeout=5)
+
+
+class _ResetOnFailure(Supervisor):
+    """The documented recipe: a group restart from the first child it was built with."""
+
+    def restart_group(self, child: Child) -> list[Child]:
+        return self.reset_children()
+
+
+def _stops(ref: Any) -> bool:
+    deadline = time.monotonic() + WAIT
+    while ref.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not ref.is_alive()
+
+
+def test_reset_children_stops_a_running_start_child_child(trees: list[SupervisorRef]) -> None:
+    """`reset_children` forgot a running dynamic child without stopping it: it ran on
+    under no supervisor, even after the tree stopped."""
+    recorder = Recorder()
+    root = start_root(
+        _ResetOnFailure(SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=5),
+                        [ChildSpec(id="a", start=functools.partial(Worker, name="a"))]),
+        id="root", observers=[recorder])
+    trees.append(root)
+    dyn = root.start_child(ChildSpec(id="dyn", start=Worker))
+
+    root.address("a").tell("crash")
+    recorder.wait_for(EventKind.RESTARTED, "/root/a")
+
+    assert [c.id for c in root.which_children()] == ["a"]
+    assert _stops(dyn), "the forgotten dynamic child still runs"
+    recorder.wait_for(EventKind.EXITED, "/root/dyn")
+
+
+class _KeepsItsChildrenView(_ResetOnFailure):
+    """Keeps the `children` view it got in `on_start`, as a hook's helper may."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.kept = self.children
+
+
+def test_a_kept_children_view_stays_true_after_reset_children_and_exit(
+    trees: list[SupervisorRef],
+) -> None:
+    """`reset_children` and the exit replaced the dict a kept view showed: it went stale."""
+    recorder = Recorder()
+    supervisor = _KeepsItsChildrenView(
+        SupervisorFlags(strategy=Strategy.ONE_FOR_ALL, max_restarts=5),
+        [ChildSpec(id="a", start=Worker)])
+    root = start_root(supervisor, id="root", observers=[recorder])
+    trees.append(root)
+    root.start_child(ChildSpec(id="t", start=Worker, restart=Restart.TEMPORARY))
+    assert list(supervisor.kept) == ["a", "t"]
+
+    root.address("a").tell("crash")
+    recorder.wait_for(EventKind.RESTARTED, "/root/a")
+
+    assert list(supervisor.kept) == ["a"]
+    root.stop(timeout=WAIT)
+    assert list(supervisor.kept) == []
 
 
 def _actor_behind(ref: Any) -> Any:

@@ -106,7 +106,7 @@ class SupervisorCore(SupervisedActor):
         # Its specs' `start`s are often its own bound methods: a cycle through
         # every child's record that only a full GC pass would free. An exited
         # supervisor is never started again (a restart makes a new one).
-        self._children = {}
+        self._children.clear()  # in place: see `reset_children`
         self._initial_specs = ()
 
     def _kill(self) -> None:
@@ -157,7 +157,10 @@ class SupervisorCore(SupervisedActor):
     def should_retire(self, child: Child, reason: ExitReason) -> bool:
         """Whether this exit of `child` ends it for good, whatever its restart type.
 
-        Called first for every exit (a start failure too). False by default:
+        Called first for each exit the supervisor did not cause, and when its
+        own start or restart of a child fails; not for `terminate_child`, the
+        stops of a group restart or of its exit, nor a failed `start_child` or
+        `restart_child` (docs/supervision.md). False by default:
         the restart type, strategy, intensity and backoff decide. True: the
         child is not restarted, as a `transient` child after a normal exit
         (its address closes, a `temporary` child is forgotten, then
@@ -187,7 +190,8 @@ class SupervisorCore(SupervisedActor):
         """`child` exited for good (it finished, or will not be restarted), with `reason`.
 
         Nothing by default. A subclass starts what waited for it
-        (`start_waiting()`) or exits (`exit_with()`). Not called once the
+        (`start_waiting()`) or exits (`exit_with()`). Called only after an exit
+        `should_retire` saw (not after `terminate_child`), and not once the
         supervisor is exiting.
         """
 
@@ -195,7 +199,9 @@ class SupervisorCore(SupervisedActor):
 
     @property
     def children(self) -> Mapping[str, Child]:
-        """Every child by id, in start order: a read-only view, for the hooks."""
+        """Every child by id, in start order: a read-only live view, for the hooks.
+
+        A view kept (from `on_start`, say) stays true as children come and go."""
         return types.MappingProxyType(self._children)
 
     def start_waiting(self, among: Iterable[Child] | None = None) -> None:
@@ -209,13 +215,24 @@ class SupervisorCore(SupervisedActor):
 
         Each keeps its record (its restart history) if it has one; a child
         forgotten since (a `temporary` one) comes back with a new one;
-        children added by `start_child` are forgotten. For a `restart_group`
-        that starts everything again from the first child.
+        children added by `start_child` are stopped (if running) and forgotten:
+        they do not come back. For a `restart_group` that starts everything
+        again from the first child.
         """
-        self._children = {
+        built_with = {spec.id for spec in self._initial_specs}
+        for child in reversed(list(self._children.values())):
+            if child.id not in built_with:
+                child.cancel_timer()
+                if child.actor is not None:
+                    self._stop_child(child, closing=True)
+                else:
+                    self._close(child, [])
+        kept = {
             spec.id: self._children.get(spec.id) or self._new_child(spec)
             for spec in self._initial_specs
         }
+        self._children.clear()  # in place: a `children` view a hook kept stays true
+        self._children.update(kept)
         return list(self._children.values())
 
     # -- starting ------------------------------------------------------------

@@ -79,20 +79,35 @@ class _Probe(pykka.ThreadingActor):
 
 
 def _sent_by(send: Callable[[pykka.ActorRef[Any]], object]) -> Any:
-    """The message that `send(ref)` puts in an unstarted actor's inbox."""
+    """The message that `send(ref)` puts in an unstarted actor's inbox.
+
+    Raises:
+        queue.Empty: `send` put nothing there (it must not wait: no one else will).
+    """
     probe = _Probe()
     send(probe.actor_ref)
-    return probe.actor_inbox.get().message  # type: ignore[attr-defined]
+    return probe.actor_inbox.get_nowait().message  # type: ignore[attr-defined]
+
+
+def _private_stop() -> type[Any] | None:
+    """pykka's `_ActorStop` class, if this pykka has one."""
+    private = getattr(pykka.messages, "_ActorStop", None)
+    return private if isinstance(private, type) else None
 
 
 def _stop_type() -> tuple[type[Any], bool]:
-    """The class of pykka's stop message, and whether it can be made directly."""
+    """The class of pykka's stop message, and whether it can be made directly.
+
+    The probe shows what `stop()` sends. If it shows nothing (a `stop()` that
+    refuses an actor that is not running, say), pykka's `_ActorStop` is taken on
+    trust when it exists: only what is really missing is reported.
+    """
     try:
-        sent = type(_sent_by(lambda ref: ref.stop(block=False)))
+        sent: type[Any] | None = type(_sent_by(lambda ref: ref.stop(block=False)))
     except Exception:
         sent = None
-    private = getattr(pykka.messages, "_ActorStop", None)
-    if sent is not None and private is sent:
+    private = _private_stop()
+    if private is not None and sent in (None, private):
         try:
             private()
             return private, True
@@ -109,9 +124,19 @@ class _OwnStop:
 _STOP, _STOP_DIRECT = _stop_type()
 
 
+def _stop_classes() -> tuple[type[Any], ...]:
+    """Every class a stop message may have: pykka's own `stop()` must stop the
+    actor too, even when the probe could not see what it sends."""
+    private = _private_stop()
+    return (_STOP, _OwnStop) if private is None else (_STOP, _OwnStop, private)
+
+
+_STOP_CLASSES = _stop_classes()
+
+
 def is_stop(message: Any) -> bool:
     """Whether `message` asks the actor to stop (pykka's `stop()`, or `send_stop`)."""
-    return isinstance(message, (_STOP, _OwnStop))
+    return isinstance(message, _STOP_CLASSES)
 
 
 def send_stop(ref: pykka.ActorRef[Any]) -> None:
