@@ -1,0 +1,78 @@
+"""The bridge when the server stalls or goes away mid-call: what a timed-out or
+interrupted call leaves behind, on the client and on the server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
+from noetl_actors.errors import BridgeTimeout
+from noetl_actors.supervision import start_supervisor
+from tests.test_bridge import FLAGS, WAIT, eventually
+
+AFTER_STALL = 30.0
+"""How long a stalled server (SIGSTOP, then SIGCONT) may take to answer again."""
+
+
+class Sink:
+    """A mailbox that keeps what it is told, for the test thread to take."""
+
+    def __init__(self) -> None:
+        self.got: queue.Queue[Delivery] = queue.Queue()
+
+    def tell(self, message: Any) -> None:
+        self.got.put(message)
+
+
+@pytest.fixture
+def bridge(nats_server: EmbeddedNatsServer) -> Iterator[Bridge]:
+    bridge = Bridge(ConnectOptions(servers=nats_server.url, name="stall"))
+    tree = start_supervisor(FLAGS, [bridge.child_spec()], id="stall")
+    try:
+        assert bridge.wait_connected(WAIT)
+        yield bridge
+    finally:
+        tree.stop(timeout=20)
+
+
+@contextlib.contextmanager
+def stalled(server: EmbeddedNatsServer) -> Iterator[None]:
+    """The server answers nothing (SIGSTOP, and stopped) until the block ends (SIGCONT)."""
+    pid = server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        eventually(lambda: _state(pid) == "T", "the server stopped")
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def subscribe_while_stalled(server: EmbeddedNatsServer, bridge: Bridge, subject: str) -> None:
+    """A subscribe that times out while the server stalls, its SUB and PING written."""
+    with stalled(server), pytest.raises(BridgeTimeout):
+        bridge.subscribe(subject, Sink(), timeout=0.5)
+
+
+def test_a_subscribe_that_timed_out_while_the_server_stalled_leaves_the_bridge_hearing(
+    nats_server: EmbeddedNatsServer, bridge: Bridge,
+) -> None:
+    subscribe_while_stalled(nats_server, bridge, "ghost")
+
+    later = Sink()
+    bridge.subscribe("later", later, timeout=AFTER_STALL)
+    bridge.publish("later", {"n": 1})
+    assert later.got.get(timeout=AFTER_STALL).data["n"] == 1
+
