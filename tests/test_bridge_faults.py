@@ -15,7 +15,7 @@ import pytest
 from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
 from noetl_actors.errors import BridgeTimeout
 from noetl_actors.supervision import start_supervisor
-from tests.test_bridge import FLAGS, WAIT, eventually
+from tests.test_bridge import FLAGS, WAIT, eventually, server_subscriptions
 
 AFTER_STALL = 30.0
 """How long a stalled server (SIGSTOP, then SIGCONT) may take to answer again."""
@@ -76,3 +76,13 @@ def test_a_subscribe_that_timed_out_while_the_server_stalled_leaves_the_bridge_h
     bridge.publish("later", {"n": 1})
     assert later.got.get(timeout=AFTER_STALL).data["n"] == 1
 
+
+
+def test_a_subscribe_that_timed_out_while_the_server_stalled_is_not_left_on_the_server(
+    nats_server: EmbeddedNatsServer, bridge: Bridge,
+) -> None:
+    subscribe_while_stalled(nats_server, bridge, "ghost")
+
+    assert bridge.statistics().subscriptions == 0
+    eventually(lambda: "ghost" not in server_subscriptions(nats_server, "stall"),
+               "the timed-out subscription gone from the server", timeout=AFTER_STALL)
