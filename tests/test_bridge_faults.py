@@ -7,9 +7,11 @@ import contextlib
 import os
 import queue
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
+import nats.aio.client
 import pytest
 
 from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
@@ -86,3 +88,37 @@ def test_a_subscribe_that_timed_out_while_the_server_stalled_is_not_left_on_the_
     assert bridge.statistics().subscriptions == 0
     eventually(lambda: "ghost" not in server_subscriptions(nats_server, "stall"),
                "the timed-out subscription gone from the server", timeout=AFTER_STALL)
+
+
+def test_a_publish_acked_with_an_id_in_flight_across_a_bridge_restart_lands_once(
+    nats_server: EmbeddedNatsServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its acks are lost until the bridge has restarted: it is sent again on the new
+    connection, and the stream holds it once."""
+    answered = nats.aio.client.Client._request_sub_callback
+    restarted, ack_lost = threading.Event(), threading.Event()
+
+    async def lossy(self: nats.aio.client.Client, msg: Any) -> None:
+        if not restarted.is_set() and b'"seq":' in msg.data:  # a PubAck
+            ack_lost.set()
+            return
+        await answered(self, msg)
+
+    monkeypatch.setattr(nats.aio.client.Client, "_request_sub_callback", lossy)
+    bridge = Bridge(ConnectOptions(servers=nats_server.url, name="acked"))
+    tree = start_supervisor(FLAGS, [bridge.child_spec()], id="acked")
+    try:
+        assert bridge.wait_connected(WAIT)
+        bridge.ensure_stream("ONCE", ["once.>"])
+        ack = bridge.publish_acked("once.a", {"n": 1}, msg_id="m-1", timeout=AFTER_STALL)
+        assert ack_lost.wait(WAIT), "the publish never reached the server"
+        tree.crash_child("bridge", "the test crashed the bridge")
+        eventually(lambda: bridge.statistics().connections == 2 and bridge.wait_connected(0),
+                   "the bridge restarted")
+        restarted.set()
+
+        assert ack.get(timeout=AFTER_STALL).stream == "ONCE"
+        [stored] = bridge.history("ONCE", ["once.>"])
+        assert stored.data["n"] == 1
+    finally:
+        tree.stop(timeout=20)
