@@ -4,6 +4,7 @@ interrupted call leaves behind, on the client and on the server."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import signal
@@ -16,7 +17,8 @@ import pytest
 
 from noetl_actors.bridge import Bridge, ConnectOptions, Delivery, EmbeddedNatsServer
 from noetl_actors.errors import BridgeTimeout
-from noetl_actors.supervision import start_supervisor
+from noetl_actors.supervision import EventKind, start_supervisor
+from tests.helpers import Recorder
 from tests.test_bridge import FLAGS, WAIT, eventually, server_subscriptions
 
 AFTER_STALL = 30.0
@@ -122,3 +124,38 @@ def test_a_publish_acked_with_an_id_in_flight_across_a_bridge_restart_lands_once
         assert stored.data["n"] == 1
     finally:
         tree.stop(timeout=20)
+
+
+def test_publishes_past_nats_pys_reconnect_buffer_are_counted_lost_and_warned_once(
+    nats_server: EmbeddedNatsServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder()
+    bridge = Bridge(ConnectOptions(servers=nats_server.url, name="away"), observers=[recorder])
+    tree = start_supervisor(FLAGS, [bridge.child_spec()], id="away")
+    try:
+        assert bridge.wait_connected(WAIT)
+        nats_server.kill()
+        recorder.wait_for(EventKind.DISCONNECTED, timeout=WAIT)
+        count = 3000  # of 1 KB: more than nats-py's 2 MiB
+        with caplog.at_level(logging.WARNING, logger="noetl_actors.bridge"):
+            for i in range(count):
+                bridge.publish("away.x", {"i": i, "pad": "x" * 1000})
+            eventually(lambda: bridge.statistics().unsent > count // 4, "publishes lost")
+            [full] = warnings(caplog)
+            assert "reconnect buffer is full" in full
+
+            nats_server.stop()
+            nats_server.start()
+            recorder.wait_for(EventKind.RECONNECTED, timeout=WAIT)
+            eventually(lambda: len(warnings(caplog)) >= 2, "the outage's count")
+        stats = bridge.statistics()
+        assert stats.published + stats.unsent == count
+        assert warnings(caplog) == [full, f"{stats.unsent} publishes were lost while "
+                                          f"{nats_server.url} was away"]
+    finally:
+        tree.stop(timeout=20)
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "noetl_actors.bridge" and r.levelno >= logging.WARNING]
