@@ -4,6 +4,7 @@ and the bridge says once which fast path it switched off."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.aio.client
+import nats.errors
 import pytest
 
 from noetl_actors.bridge import (
@@ -28,6 +31,7 @@ from noetl_actors.bridge import (
 )
 from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths
 from noetl_actors.supervision import SupervisorFlags, start_supervisor
+from tests.test_bridge_faults import AFTER_STALL, stalled
 
 WAIT = 10.0
 
@@ -142,6 +146,51 @@ def test_a_renamed_internal_switches_its_fast_path_off_once_and_everything_still
     assert (result[path], result[other]) == (False, True)
     [warning] = result["warnings"]
     assert name in warning and "public API" in warning
+
+
+@pytest.mark.parametrize("name", ["_process_pong", "_pongs"])
+def test_a_renamed_internal_of_the_pong_guard_leaves_nats_py_as_it_is_and_says_so_once(
+    nats_server: EmbeddedNatsServer, tmp_path: Path, name: str
+) -> None:
+    result = run_with(nats_py_renaming(name, tmp_path), nats_server)
+
+    assert result["received"] == list(range(300))
+    assert result["reply"] == "hello"
+    assert (result["delivery"], result["write"]) == (True, True)
+    [warning] = result["warnings"]
+    assert name in warning and "nats.py#624" in warning
+
+
+# -- a flush that gives up before its PONG -----------------------------------------
+
+
+@pytest.mark.parametrize("gives_up", ["at its own timeout", "cancelled by its caller"])
+def test_a_flush_that_gave_up_before_its_pong_leaves_the_client_reading(
+    nats_server: EmbeddedNatsServer, gives_up: str
+) -> None:
+    """nats-py 2.16 cancels the PONG's future; when the PONG comes, its reader must
+    not end (the client would hear nothing more, connected as it seems)."""
+    async def flush_while_stalled(client: nats.aio.client.Client) -> None:
+        with stalled(nats_server):
+            if gives_up == "at its own timeout":
+                with pytest.raises(nats.errors.FlushTimeoutError):
+                    await client.flush(timeout=0.3)  # type: ignore[arg-type]
+            else:
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(client.flush(timeout=60), 0.3)
+
+    async def heard_after_a_stall() -> bytes:
+        client = _nats_internals.new_client()
+        await client.connect(nats_server.url)
+        try:
+            await flush_while_stalled(client)
+            subscription = await client.subscribe("after")
+            await client.publish("after", b"heard")
+            return (await subscription.next_msg(timeout=AFTER_STALL)).data
+        finally:
+            await client.close()
+
+    assert asyncio.run(heard_after_a_stall()) == b"heard"
 
 
 # -- a fast path that fails while it runs ------------------------------------------

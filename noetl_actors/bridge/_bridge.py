@@ -174,8 +174,9 @@ class Bridge:
 
         With `msg_id` the server stores the message once however often it is
         sent within the stream's duplicate window, so the bridge retries
-        (across a server restart, with backoff) until acked or `timeout`.
-        Without it there is one attempt.
+        (across a server or bridge restart, with backoff) until acked or
+        `timeout`. Without it there is one attempt, which fails with
+        ConnectionLost if the connection closes first.
         """
         return self._jetstream.publish_acked(subject, data, msg_id=msg_id, timeout=timeout)
 

@@ -40,7 +40,7 @@ class BridgeActor(SupervisedActor):
         try:
             self._connection = Connection(
                 core.options, loop=core.running_loop(), on_state=core.connection_state,
-                on_lost=lambda why: tell_if_alive(ref, _Lost(why)),
+                on_lost=lambda why: tell_if_alive(ref, _Lost(why)), on_unsent=core.count_unsent,
             ).open()
         except BaseException:
             core.stop_loop(unless_hosting=True)  # kept for what runs there, if anything

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import nats.aio.subscription
+import nats.errors
 import nats.js
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -55,8 +56,10 @@ class Connection:
 
     `on_state(kind, detail)` hears "disconnected", "reconnected" and
     "error"; `on_lost(why)` is called once if the loop thread ends or the
-    client closes without `close()` being asked for (the owner restarts).
-    Both are called on the loop thread: be quick.
+    client closes without `close()` being asked for (the owner restarts);
+    `on_unsent(count)` hears of publishes nats-py refused while the server
+    was away (its reconnect buffer full): they are gone. All are called on
+    the loop thread: be quick.
     """
 
     def __init__(
@@ -66,12 +69,16 @@ class Connection:
         loop: LoopThread,
         on_state: Callable[[str, str], None] = lambda kind, detail: None,
         on_lost: Callable[[str], object] = lambda why: None,
+        on_unsent: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.options = options
         self.loop = loop.loop
         self._loop_thread = loop
         self._on_state = on_state
         self._on_lost = on_lost
+        self._on_unsent = on_unsent
+        self._unsent_while_away = 0
+        """Publishes refused since the server went away (loop thread only)."""
         self._closing = False
         self._thread = loop.thread
         self._client: Client | None = None
@@ -145,6 +152,7 @@ class Connection:
                 self._on_state("disconnected", self.options.describe())
 
         async def on_reconnected() -> None:
+            self._say_unsent()
             url = client.connected_url
             self._on_state("reconnected", url.geturl() if url else self.options.describe())
 
@@ -194,6 +202,7 @@ class Connection:
                 task.cancel()
         if self._client is not None:
             await self._flush_outbox()
+            self._say_unsent()
             await _quietly(self._client.flush(timeout=2))
             await _quietly(self._client.close())
         for task in list(self._tasks):
@@ -384,11 +393,32 @@ class Connection:
                 if not batch:
                     self._outbox_scheduled = False
                     return
+            refused = 0
             for subject, payload, headers in batch:
                 try:
                     await client.publish(subject, payload, headers=headers)
+                except nats.errors.OutboundBufferLimitError:
+                    refused += 1  # the server is away and nats-py's buffer is full
                 except Exception:
                     logger.warning("publish to %s failed", subject, exc_info=True)
+            if refused:
+                self._refused(refused)
+
+    def _refused(self, count: int) -> None:
+        """`count` publishes are lost: warned once per outage, not once each."""
+        if not self._unsent_while_away:
+            logger.warning("%s is away and nats-py's reconnect buffer is full: publishes "
+                           "are lost until it is back (statistics().unsent counts them)",
+                           self.options.describe())
+        self._unsent_while_away += count
+        self._on_unsent(count)
+
+    def _say_unsent(self) -> None:
+        """How many publishes the outage that ends cost, if any (once)."""
+        if self._unsent_while_away:
+            logger.warning("%d publishes were lost while %s was away",
+                           self._unsent_while_away, self.options.describe())
+            self._unsent_while_away = 0
 
 
 async def _quietly(awaitable: Any) -> None:

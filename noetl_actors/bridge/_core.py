@@ -38,7 +38,8 @@ logger = logging.getLogger("noetl_actors.bridge")
 class BridgeStatistics:
     connected: bool
     published: int
-    """Core-NATS publishes handed to the connection (buffered ones once sent)."""
+    """Core-NATS publishes handed to the connection (buffered ones once sent), but
+    for the `unsent`."""
     delivered: int
     """Messages told to actors."""
     malformed: int
@@ -52,11 +53,15 @@ class BridgeStatistics:
     reconnects: int
     """Times the client reconnected on its own after losing the server."""
     subscriptions: int
+    unsent: int = 0
+    """Core-NATS publishes lost while the server was away: nats-py's reconnect
+    buffer (2 MiB) was full."""
 
 
 @attrs.define
 class Counters:
     published: int = 0
+    unsent: int = 0
     delivered: int = 0
     malformed: int = 0
     dropped: int = 0
@@ -157,6 +162,12 @@ class BridgeCore:
         with self.lock:
             if self._connection is connection:
                 self._connection = None
+
+    def count_unsent(self, count: int) -> None:
+        """`count` publishes were handed over, but lost (`Connection`'s `on_unsent`)."""
+        with self.lock:
+            self.counters.published -= count
+            self.counters.unsent += count
 
     def connection_state(self, kind: str, detail: str) -> None:
         """What the connection reports (`Connection`'s `on_state`)."""
@@ -274,6 +285,7 @@ class BridgeCore:
                 connections=counters.connections,
                 reconnects=counters.reconnects,
                 subscriptions=len(self._bridged),
+                unsent=counters.unsent,
             )
 
     def emit(self, kind: EventKind, detail: str) -> None:

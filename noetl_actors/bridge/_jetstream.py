@@ -25,6 +25,7 @@ from noetl_actors.bridge._core import BridgeCore, pykka_future
 from noetl_actors.bridge._delivery import Delivery, JsMetadata, PubAck
 from noetl_actors.bridge._settle import InFlight, Settler
 from noetl_actors.bridge._subjects import check_token
+from noetl_actors.errors import ConnectionLost
 
 __all__ = ["JetStream"]
 
@@ -82,27 +83,51 @@ class JetStream:
     def publish_acked(
         self, subject: str, data: Mapping[str, Any], *, msg_id: str | None, timeout: float
     ) -> pykka.Future[PubAck]:
+        """Publish to a stream; the server's `PubAck` in the future.
+
+        With `msg_id` it is sent again, with backoff, until acknowledged or
+        `timeout` passes: each time on the core's connection of the moment,
+        so also after the one it was sent on closed (a bridge restart). The
+        server stores a message id once within the stream's duplicate window,
+        so sending it again is safe. Without one there is a single attempt, on
+        the connection of the call, and a `ConnectionLost` if that closes
+        first: the server may have stored it, its answer lost, and a second
+        send would store it twice.
+        """
         payload = encode(data)
-        headers = {MSG_ID_HEADER: msg_id} if msg_id else None
         connection = self._core.current(timeout)
         deadline = time.monotonic() + timeout
 
-        async def publish() -> PubAck:
+        async def attempt(on: Connection, headers: dict[str, str] | None) -> PubAck:
+            remaining = deadline - time.monotonic()
+            ack = await on.js.publish(
+                subject, payload, timeout=max(min(remaining, 1.0), 0.01), headers=headers
+            )
+            return PubAck(ack.stream, ack.seq, bool(ack.duplicate))
+
+        if not msg_id:
+            return pykka_future(connection.submit(attempt(connection, None)))
+
+        async def until_acked() -> PubAck:
+            headers = {MSG_ID_HEADER: msg_id}
             pause = 0.05
+            on: Connection | None = connection
             while True:
-                remaining = deadline - time.monotonic()
                 try:
-                    ack = await connection.js.publish(
-                        subject, payload, timeout=max(min(remaining, 1.0), 0.01), headers=headers
-                    )
-                    return PubAck(ack.stream, ack.seq, bool(ack.duplicate))
-                except _RETRYABLE:
-                    if headers is None or time.monotonic() + pause >= deadline:
+                    if on is None or on.closed or on.loop is not asyncio.get_running_loop():
+                        raise ConnectionLost(f"the bridge's connection closed, and no other "
+                                             f"came within {timeout:g}s")
+                    return await attempt(on, headers)
+                except (*_RETRYABLE, ConnectionLost):
+                    if time.monotonic() + pause >= deadline:
                         raise
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 1.0)
+                on = self._core.connection
 
-        return pykka_future(connection.submit(publish()))
+        # Not one connection's call (`Connection.submit`): it outlives a connection
+        # that closes (the bridge restarts on the same loop).
+        return pykka_future(asyncio.run_coroutine_threadsafe(until_acked(), connection.loop))
 
     def history(self, stream: str, subjects: Iterable[str], *, timeout: float) -> list[Delivery]:
         check_token(stream, "stream name")

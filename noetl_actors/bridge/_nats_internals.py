@@ -25,10 +25,23 @@ shape, that path is switched off with one warning (logger
 flusher write. If a path raises AttributeError or TypeError while it runs,
 it is switched off the same way and what it held goes the public way: a
 nats-py release that renames one gives a slower node, never a hung one.
+
+One more override is a guard, not a fast path: nats-py 2.16's
+`_process_pong` sets the result of the oldest future in `Client._pongs`
+without asking whether it is done. A `flush()` that timed out, or was
+cancelled with the call that made it (`Connection.call`'s timeout), has
+cancelled its future; when its PONG arrives at last, `set_result` raises
+InvalidStateError, nats-py's reader task ends, and the client hears
+nothing more while it says it is connected (nats.py#624 guarded only the
+flusher). Every client made by `new_client()` gives such a PONG a fresh
+future instead. It uses `Client._process_pong` and `Client._pongs`; if
+either is missing or of another shape, it warns once and leaves nats-py
+as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
@@ -79,11 +92,15 @@ class FastPaths:
             self.delivery = True
         if _signature(pub_cmd) != _PUB_CMD:
             self.switch_off("write", "nats.protocol.command.pub_cmd is missing or changed")
+        if _signature(getattr(Client, "_process_pong", None)) != ["self"]:
+            _warn_unguarded("Client._process_pong is missing or changed")
 
     def check_connected(self, client: Client) -> None:
         """Check the attributes direct write uses, on a connected client (once)."""
         if self.write is not None:
             return
+        if not isinstance(getattr(client, "_pongs", None), list):
+            _warn_unguarded("Client._pongs is missing or not a list")
         pending = getattr(client, "_pending", None)
         size = getattr(client, "_pending_data_size", None)
         transport = getattr(client, "_transport", None)
@@ -113,7 +130,24 @@ fast_paths = FastPaths()
 """The process's: what was checked holds for every client of the installed nats-py."""
 
 
-class _DirectClient(Client):
+def _warn_unguarded(why: str) -> None:
+    logger.warning("the installed nats-py is not the one the bridge guards (%s): a flush "
+                   "that times out may stop its reader task (nats.py#624)", why)
+
+
+class _PongSafeClient(Client):
+    """nats-py's client, whose reader survives the PONG of a flush that gave up."""
+
+    async def _process_pong(self) -> None:
+        pongs = getattr(self, "_pongs", None)
+        if isinstance(pongs, list) and pongs and pongs[0].done():
+            # Its flush gave up (cancelled): nats-py would raise setting it and its
+            # reader would end. nats-py counts the PONG and sets this one instead.
+            pongs[0] = asyncio.get_running_loop().create_future()
+        await super()._process_pong()
+
+
+class _DirectClient(_PongSafeClient):
     """nats-py's client, handing the messages of some subscriptions straight to a handler."""
 
     def __init__(self) -> None:
@@ -144,9 +178,10 @@ class _DirectClient(Client):
 
 
 def new_client() -> Client:
-    """A nats-py client (not connected) that can deliver directly if the check allows."""
+    """A nats-py client (not connected), PONG-safe, that can deliver directly if the
+    check allows."""
     fast_paths.check_classes()
-    return _DirectClient() if fast_paths.delivery else Client()
+    return _DirectClient() if fast_paths.delivery else _PongSafeClient()
 
 
 def deliver_directly(

@@ -98,21 +98,29 @@ class Subscription:
             return
         if self.stream is None:
             handler = functools.partial(self._on_message, connection)
-            live: Any = await connection.subscribe(self.subject, self.queue or "", handler)
-            await connection.client.flush()
+            subscription = await connection.subscribe(self.subject, self.queue or "", handler)
+            # Kept before the flush: if the call gives up while it waits for the
+            # server (its timeout), the SUB is sent all the same, and `cancel()`
+            # must know what to unsubscribe.
+            if self._keep(connection, subscription):
+                await connection.client.flush()
         else:
             assert self.durable is not None
-            live = await self._jetstream.pull_into(
+            self._keep(connection, await self._jetstream.pull_into(
                 connection, self._tell, stream=self.stream, durable=self.durable,
                 filter_subject=None if self.subject == ">" else self.subject,
                 max_in_flight=self.max_in_flight, ack_wait=self.ack_wait,
-            )
+            ))
+
+    def _keep(self, connection: Connection, live: Any) -> bool:
+        """Remember `live` as what to end on `cancel()`; or end it now if cancelled."""
         with self._core.lock:
             cancelled = not self._core.registered(self)
             if not cancelled:
                 self._connection, self._live = connection, live
         if cancelled:  # while it was being made: it must not stay on the server
             _end(connection, live)
+        return not cancelled
 
     def _on_message(self, connection: Connection, msg: Msg) -> None:
         data = self._core.decode_or_dead_letter(connection, msg, self.answer_malformed)
