@@ -12,8 +12,10 @@ run prints its pytest summary line; the last line says how many passed::
     suite under load: 5 of 5 runs passed (1 busy core, 2 cpus)
 
 A flaky test is a defect: a suite that does not pass every run here can
-keep a good change from landing. The exit status is 0 only if all passed.
-Extra arguments go to pytest (`-x`, `-k`, a test file), after `-q`.
+keep a good change from landing. The whole output of a run that failed is
+kept in a file whose name is printed, with the assertion lines of its
+failures. The exit status is 0 only if all passed. Extra arguments go to
+pytest (`-x`, `-k`, a test file), after `-q`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,10 +49,14 @@ def run_suite(pytest_args: Sequence[str]) -> tuple[bool, str, float]:
         cwd=PROJECT, capture_output=True, text=True,
     )
     output = result.stdout + result.stderr
-    failures = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
     summary = last_summary(output)
-    if failures:
-        summary += "\n    " + "\n    ".join(failures)
+    if result.returncode != 0:
+        with tempfile.NamedTemporaryFile(
+                "w", prefix="suite-under-load-", suffix=".log", delete=False) as log:
+            log.write(output)
+        failures = [line for line in output.splitlines()
+                    if line.startswith(("FAILED", "ERROR", "E   "))][:20]
+        summary += "\n    " + "\n    ".join([*failures, f"whole output: {log.name}"])
     return result.returncode == 0, summary, time.monotonic() - began
 
 
