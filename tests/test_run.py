@@ -740,6 +740,41 @@ def test_ctrl_c_cancels_the_run_kills_its_processes_and_exits_130(tmp_path: Path
     assert not left, f"still running after the cancel: {[cmdline(p) for p in left]}"
 
 
+
+def test_ctrl_c_cancels_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A shell starts `noetl run ... &` with SIGINT ignored; a Ctrl-C sent to it still cancels."""
+    import sys
+
+    path = write_playbook(tmp_path, "ignored", """
+        vars: {dir: "."}
+        tasks:
+          - name: commands
+            steps:
+              - {name: run, plugin: shell,
+                 with: {command: "echo $$ > {{ vars.dir }}/shell.pid; exec sleep 30"}}
+        """)
+    pid_file = tmp_path / "shell.pid"
+    ignoring = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.executable, sys.argv[1:])")
+    command = cli_command("run", path, "--json", "--state-dir", tmp_path / "nats",
+                          "--set", f"dir={tmp_path}")
+    with subprocess.Popen([sys.executable, "-c", ignoring, *command], cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            wait_until(lambda: proc.poll() is not None
+                       or (pid_file.exists() and pid_file.read_text().strip()), 20,
+                       "the shell step to run")
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+        except BaseException:
+            kill_tree(proc.pid)
+            raise
+    assert proc.returncode == 130, stderr
+    assert json.loads(stdout)["status"] == "cancelled"
+
+
 # -- noetl events ------------------------------------------------------------------------------
 
 

@@ -133,17 +133,26 @@ def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         report = workflow.report
         live = Live(render_document(report.to_json()), console=console, refresh_per_second=10,
                     transient=False) if console.is_terminal and not as_json else None
+        # Ctrl-C is a request to cancel, caught by a handler of our own rather than
+        # as a KeyboardInterrupt: that would be raised wherever the main thread is,
+        # and it never comes if the shell that started us ignored SIGINT (`cmd &`).
+        # A second Ctrl-C, while the cancel runs, is Python's own again.
+        interrupted = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
         try:
             if live:
                 live.start()
             while workflow.wait(0.1) is None:
+                if interrupted.is_set():
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    cancelled = True
+                    workflow.cancel()
+                    workflow.wait(60)
+                    break
                 if live:
                     live.update(render_document(report.to_json()))
-        except KeyboardInterrupt:
-            cancelled = True
-            workflow.cancel()
-            workflow.wait(60)
         finally:
+            signal.signal(signal.SIGINT, previous)
             if live:
                 live.update(render_document(report.to_json()))
                 live.stop()
