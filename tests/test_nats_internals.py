@@ -100,14 +100,32 @@ INTERNALS = [
 def nats_py_renaming(name: str | None, into: Path) -> Path:
     """A copy of the installed nats-py in which `name` is called `name_v3` everywhere,
     as a release that renamed it would be; the folder to put first on sys.path."""
-    site = into / "site"
-    shutil.copytree(Path(nats.__file__).parent, site / "nats",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    site = _copy_of_nats_py(into)
     if name is not None:
         word = re.compile(rf"\b{re.escape(name)}\b")
         for source in (site / "nats").rglob("*.py"):
             text = source.read_text()
             source.write_text(word.sub(f"{name}_v3", text))
+    return site
+
+
+def nats_py_editing(edits: dict[str, str], into: Path) -> Path:
+    """A copy of the installed nats-py with each `old: new` of `edits` made in its
+    sources (each must be found), as a release that changed them would be."""
+    site = _copy_of_nats_py(into)
+    sources = list((site / "nats").rglob("*.py"))
+    for old, new in edits.items():
+        found = [source for source in sources if old in source.read_text()]
+        assert found, f"{old!r} is not in nats-py"
+        for source in found:
+            source.write_text(source.read_text().replace(old, new))
+    return site
+
+
+def _copy_of_nats_py(into: Path) -> Path:
+    site = into / "site"
+    shutil.copytree(Path(nats.__file__).parent, site / "nats",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return site
 
 
@@ -159,6 +177,24 @@ def test_a_renamed_internal_of_the_pong_guard_leaves_nats_py_as_it_is_and_says_s
     assert (result["delivery"], result["write"]) == (True, True)
     [warning] = result["warnings"]
     assert name in warning and "nats.py#624" in warning
+
+
+
+def test_a_pong_handler_of_another_shape_is_called_as_nats_py_calls_it(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    """A release whose `_process_pong` takes an argument: the guard steps aside, and
+    the reader (which would die of a TypeError in an override of the old shape) reads on."""
+    site = nats_py_editing({
+        "async def _process_pong(self) -> None:": "async def _process_pong(self, why) -> None:",
+        "await self.nc._process_pong()": 'await self.nc._process_pong("pong")',
+    }, tmp_path)
+    result = run_with(site, nats_server)
+
+    assert result["received"] == list(range(300))
+    assert result["reply"] == "hello"
+    [warning] = result["warnings"]
+    assert "_process_pong" in warning and "nats.py#624" in warning
 
 
 # -- a flush that gives up before its PONG -----------------------------------------

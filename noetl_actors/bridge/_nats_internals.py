@@ -79,6 +79,8 @@ class FastPaths:
         """Direct delivery: None until checked."""
         self.write: bool | None = None
         """Direct write: None until checked on a connected client."""
+        self.pong_guard = True
+        """`_PongSafeClient`'s guard: off once nats-py's PONG internals are not as checked."""
         self._lock = threading.Lock()
 
     def check_classes(self) -> None:
@@ -93,14 +95,14 @@ class FastPaths:
         if _signature(pub_cmd) != _PUB_CMD:
             self.switch_off("write", "nats.protocol.command.pub_cmd is missing or changed")
         if _signature(getattr(Client, "_process_pong", None)) != ["self"]:
-            _warn_unguarded("Client._process_pong is missing or changed")
+            self.unguard("Client._process_pong is missing or changed")
 
     def check_connected(self, client: Client) -> None:
         """Check the attributes direct write uses, on a connected client (once)."""
         if self.write is not None:
             return
         if not isinstance(getattr(client, "_pongs", None), list):
-            _warn_unguarded("Client._pongs is missing or not a list")
+            self.unguard("Client._pongs is missing or not a list")
         pending = getattr(client, "_pending", None)
         size = getattr(client, "_pending_data_size", None)
         transport = getattr(client, "_transport", None)
@@ -126,25 +128,32 @@ class FastPaths:
                        "nats-py's public API instead, which is slower", what, why)
 
 
+    def unguard(self, why: str) -> None:
+        """Leave nats-py's PONG handling as it is from now on; warn once."""
+        with self._lock:
+            if not self.pong_guard:
+                return
+            self.pong_guard = False
+        logger.warning("the installed nats-py is not the one the bridge guards (%s): a flush "
+                       "that times out may stop its reader task (nats.py#624)", why)
+
+
 fast_paths = FastPaths()
 """The process's: what was checked holds for every client of the installed nats-py."""
-
-
-def _warn_unguarded(why: str) -> None:
-    logger.warning("the installed nats-py is not the one the bridge guards (%s): a flush "
-                   "that times out may stop its reader task (nats.py#624)", why)
 
 
 class _PongSafeClient(Client):
     """nats-py's client, whose reader survives the PONG of a flush that gave up."""
 
-    async def _process_pong(self) -> None:
-        pongs = getattr(self, "_pongs", None)
+    async def _process_pong(self, *args: Any, **kwargs: Any) -> None:
+        # Whatever nats-py passes goes on: a release that changed the method's
+        # shape (the check turned the guard off) still gets its own call.
+        pongs = getattr(self, "_pongs", None) if fast_paths.pong_guard else None
         if isinstance(pongs, list) and pongs and pongs[0].done():
             # Its flush gave up (cancelled): nats-py would raise setting it and its
             # reader would end. nats-py counts the PONG and sets this one instead.
             pongs[0] = asyncio.get_running_loop().create_future()
-        await super()._process_pong()
+        await super()._process_pong(*args, **kwargs)
 
 
 class _DirectClient(_PongSafeClient):
