@@ -28,7 +28,7 @@ from noetl_actors.bridge._jetstream import JetStream
 from noetl_actors.bridge._kv import KeyValue, claim, ensure_bucket
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import check_token
-from noetl_actors.bridge._subscription import Mailbox, Subscription, start
+from noetl_actors.bridge._subscription import Mailbox, Subscription
 from noetl_actors.supervision import ChildSpec, LoopHost, Observer
 
 __all__ = ["Bridge"]
@@ -139,8 +139,8 @@ class Bridge:
             raise ValueError(f"subject must be non-empty with no white space (got {subject!r})")
         if queue is not None:
             check_token(queue, "queue group")
-        return start(Subscription(self._core, self._jetstream, subject, target, queue=queue,
-                                  answer_malformed=answer_malformed, on_loop=on_loop), timeout)
+        return Subscription(self._core, self._jetstream, subject, target, queue=queue,
+                            answer_malformed=answer_malformed, on_loop=on_loop).start(timeout)
 
     # -- JetStream ---------------------------------------------------------------
 
@@ -201,10 +201,10 @@ class Bridge:
         check_token(durable, "consumer name")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1 (got {max_in_flight})")
-        return start(Subscription(
+        return Subscription(
             self._core, self._jetstream, filter_subject or ">", target, stream=stream,
             durable=durable, max_in_flight=max_in_flight, ack_wait=ack_wait,
-        ), timeout)
+        ).start(timeout)
 
     def history(
         self, stream: str, subjects: Iterable[str], *, timeout: float = 10.0

@@ -24,7 +24,7 @@ from noetl_actors.bridge._delivery import Delivery
 from noetl_actors.bridge._jetstream import JetStream
 from noetl_actors.supervision import SupervisedActor, monitor, tell_if_alive
 
-__all__ = ["Mailbox", "Subscription", "start"]
+__all__ = ["Mailbox", "Subscription"]
 
 logger = logging.getLogger("noetl_actors.bridge")
 
@@ -77,6 +77,23 @@ class Subscription:
     def __repr__(self) -> str:
         source = f"{self.stream}/{self.durable}" if self.stream else self.subject
         return f"<Subscription {source} -> {self.target}>"
+
+    def start(self, timeout: float) -> Subscription:
+        """Register it, end it with its actor, and make it live if connected.
+
+        Returns once the server has it, or at once while there is no connection.
+        """
+        connection = self._core.register(self)
+        target = self.target
+        if isinstance(target, pykka.ActorRef) and issubclass(target.actor_class, SupervisedActor):
+            monitor(target, lambda _down: self.cancel())
+        if connection is not None:
+            try:
+                connection.call(self.activate(connection), timeout=timeout)
+            except BaseException:
+                self.cancel()
+                raise
+        return self
 
     def cancel(self) -> None:
         """Stop delivering to the actor; unsubscribes on the server too."""
@@ -154,24 +171,6 @@ class Subscription:
             logger.exception("%r failed on a message on %s; it goes to %s instead",
                              self.on_loop, delivery.subject, self.target)
             return False
-
-
-def start(subscription: Subscription, timeout: float) -> Subscription:
-    """Register `subscription`, end it with its actor, and make it live if connected.
-
-    Returns once the server has it, or at once while there is no connection.
-    """
-    connection = subscription._core.register(subscription)
-    target = subscription.target
-    if isinstance(target, pykka.ActorRef) and issubclass(target.actor_class, SupervisedActor):
-        monitor(target, lambda _down: subscription.cancel())
-    if connection is not None:
-        try:
-            connection.call(subscription.activate(connection), timeout=timeout)
-        except BaseException:
-            subscription.cancel()
-            raise
-    return subscription
 
 
 def _end(connection: Connection, live: Any) -> None:
