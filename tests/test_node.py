@@ -77,7 +77,7 @@ def test_a_started_node_says_where_it_is_and_shows_its_whole_tree_running(
         assert children(root) == ["bridge", "workers", "workflows", "services"]
         assert children(actor(root, "/alpha/workers")) == sorted(Catalog.default().plugins)
         assert set(children(actor(root, "/alpha/workers"))) >= {"echo", "fail", "shell", "sleep"}
-        assert children(actor(root, "/alpha/services")) == ["presence", "control", "api"]
+        assert children(actor(root, "/alpha/services")) == ["presence", "control", "leases", "api"]
         assert children(actor(root, "/alpha/workflows")) == []
         every = walk(root)
         assert {a["path"]: a["state"] for a in every} == {a["path"]: "running" for a in every}
@@ -487,7 +487,7 @@ ECHOES = 6
 WORKFLOWS = 16
 
 
-def test_two_nodes_share_the_work_and_one_notices_the_other_died(tmp_path: Path) -> None:
+def test_two_nodes_share_the_work_and_one_takes_over_when_the_other_dies(tmp_path: Path) -> None:
     steps = "".join(f"""
               - name: e{i}
                 plugin: echo
@@ -499,7 +499,7 @@ def test_two_nodes_share_the_work_and_one_notices_the_other_died(tmp_path: Path)
             steps:
               - name: nap
                 plugin: sleep
-                with: {seconds: 20}
+                with: {seconds: 3}
         """)
     with running_server(tmp_path) as url, \
             running_node(tmp_path, "a", nats=url) as a, \
@@ -553,13 +553,14 @@ def test_two_nodes_share_the_work_and_one_notices_the_other_died(tmp_path: Path)
         assert waited.returncode == 0, waited.stderr
         assert waited.document()["node"] == "b"
 
-        record = cli.wait_status(long_id, "orphaned", timeout=15)
-        assert record["node"] == "a"
-        assert record["error"]["reason"].startswith("node a stopped answering"), record
-        assert "orphaned" in record["error"]["reason"]
+        record = cli.wait_status(long_id, "succeeded", timeout=40)
+        assert record["node"] == "b" and record["epoch"] == 2, record
+        assert [(m["from"], m["to"], m["epoch"]) for m in record["moves"]] == [("a", "b", 2)]
         wait_until(lambda: set(cli.tree()) == {"b"}, 15, "node a to leave the tree", 0.1)
-        assert "node a stopped answering" in b.stderr() and long_id in b.stderr()
-        orphaned = [e for e in cli.events(long_id) if e.get("kind") == "orphaned"]
-        assert len(orphaned) == 1 and orphaned[0]["node"] == "b", orphaned
+        assert "node a stopped answering" in b.stderr()
+        assert f"took over workflow {long_id} from node a (epoch 2)" in b.stderr()
+        moved = [e for e in cli.events(long_id) if e.get("kind") == "moved"]
+        assert len(moved) == 1 and (moved[0]["from"], moved[0]["to"]) == ("a", "b"), moved
+        assert moved[0]["epoch"] == 2 and "took it over" in moved[0]["detail"]
         listed = {w["workflow_id"]: w["status"] for w in cli.json("list")["workflows"]}
-        assert listed[long_id] == "orphaned"
+        assert listed[long_id] == "succeeded"

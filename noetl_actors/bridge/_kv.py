@@ -81,41 +81,62 @@ class KeyValue:
         result: int = self._call(put)
         return result
 
-    def create(self, key: str, data: Mapping[str, Any]) -> bool:
-        """Write `data` only if `key` has no record: True for exactly one caller."""
+    def create(self, key: str, data: Mapping[str, Any]) -> int | None:
+        """Write `data` only if `key` has no record: its revision for exactly one caller,
+        None for the others."""
         payload = encode(data)
 
-        async def create(kv: Any) -> bool:
+        async def create(kv: Any) -> int | None:
             try:
-                await kv.create(key, payload)
+                return int(await kv.create(key, payload))
+            except js_errors.KeyWrongLastSequenceError:
+                return None
+
+        result: int | None = self._call(create)
+        return result
+
+    def update(self, key: str, data: Mapping[str, Any], revision: int) -> int | None:
+        """Write `data` only if `key` is still at `revision`: its new revision, or None if
+        someone wrote since."""
+        payload = encode(data)
+
+        async def update(kv: Any) -> int | None:
+            try:
+                return int(await kv.update(key, payload, last=revision))
+            except js_errors.KeyWrongLastSequenceError:
+                return None
+
+        result: int | None = self._call(update)
+        return result
+
+    def delete(self, key: str, *, revision: int | None = None) -> bool:
+        """Remove `key` (nothing happens if it has no record); with `revision`, only if it
+        is still at it (False if someone wrote since)."""
+
+        async def delete(kv: Any) -> bool:
+            try:
+                await kv.delete(key, last=revision)
             except js_errors.KeyWrongLastSequenceError:
                 return False
             return True
 
-        result: bool = self._call(create)
+        result: bool = self._call(delete)
         return result
 
-    def update(self, key: str, data: Mapping[str, Any], revision: int) -> bool:
-        """Write `data` only if `key` is still at `revision`; False if someone wrote since."""
-        payload = encode(data)
+    def keys(self, prefix: str = "") -> list[str]:
+        """The keys that start with `prefix` and a dot (every key without one), from the
+        bucket stream's state: one round trip. A key deleted lately may be among them."""
+        connection = self._core.current(self._timeout)
+        subjects = f"$KV.{self.bucket}.{prefix}.>" if prefix else f"$KV.{self.bucket}.>"
+        start = len(f"$KV.{self.bucket}.")
 
-        async def update(kv: Any) -> bool:
-            try:
-                await kv.update(key, payload, last=revision)
-            except js_errors.KeyWrongLastSequenceError:
-                return False
-            return True
+        async def keys() -> list[str]:
+            info = await connection.js.stream_info(f"KV_{self.bucket}",
+                                                   subjects_filter=subjects)
+            return [subject[start:] for subject in info.state.subjects or {}]
 
-        result: bool = self._call(update)
+        result: list[str] = connection.call(keys(), timeout=self._timeout)
         return result
-
-    def delete(self, key: str) -> None:
-        """Remove `key` (nothing happens if it has no record)."""
-
-        async def delete(kv: Any) -> None:
-            await kv.delete(key)
-
-        self._call(delete)
 
     def entries(self) -> dict[str, Entry]:
         """Every live key's record; records that are not ours are left out.

@@ -207,7 +207,8 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
                        f"  {entry['status']}{failure}  ({entry['worker']})")
         else:
             why = f"  {entry['reason']['kind']}" if entry.get("reason") else ""
-            click.echo(f"{entry['at']:.3f}  {entry['path']:<24} {entry['kind']}{why}")
+            detail = f"  {entry['detail']}" if entry.get("kind") == "moved" else ""
+            click.echo(f"{entry['at']:.3f}  {entry['path']:<24} {entry['kind']}{why}{detail}")
 
 
 @main.command()

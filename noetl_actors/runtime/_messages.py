@@ -75,6 +75,9 @@ class Command:
     timeout: float | None = None
     heartbeat: float = 1.0
     """Seconds between the worker's heartbeats for this attempt."""
+    epoch: int = 0
+    """The sending owner's lease epoch (0: a workflow no lease fences, `noetl run`'s). A
+    worker refuses a command whose epoch is older than the workflow's lease."""
 
     @functools.cached_property
     def step_id(self) -> str:
@@ -98,7 +101,8 @@ class Command:
         return {"type": "command", "command_id": self.id, "workflow_id": self.workflow_id,
                 "task": self.task, "step": self.step, "attempt": self.attempt,
                 "plugin": self.plugin, "input": self.input, "runner": self.runner,
-                "timeout": self.timeout, "heartbeat": self.heartbeat}
+                "timeout": self.timeout, "heartbeat": self.heartbeat,
+                "epoch": self.epoch}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Command:

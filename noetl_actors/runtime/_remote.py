@@ -8,6 +8,13 @@ abnormally (and the task's supervisor decides) when it fails, when it runs
 past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
 heartbeats (killed, say), or when no worker takes it within its timeout.
 Events of other attempts of the same step (late ones) are ignored.
+
+On a node that owns the workflow through a lease (see docs/durability.md) a
+step sends only while its `Fence` allows: a node paused past its lease sends
+nothing until it has renewed it, and a node that lost it sends nothing more.
+An adopted attempt (one the workflow's previous owner sent, taken over) is
+not sent again: the step waits for its worker's events, and takes silence
+for a lost worker as for any attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from noetl_actors.errors import (
 )
 from noetl_actors.playbook import render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory
+from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
 from noetl_actors.supervision import (
     Clock,
     ExitKind,
@@ -62,6 +69,10 @@ has it, or the one that claimed it died before it said so, and then the
 claim keeps others from taking it: only a new attempt can run."""
 
 
+HELD_EVENTS = 1024
+"""Final events an `EventRouter` keeps for steps not registered (yet)."""
+
+
 @attrs.frozen
 class _Tick:
     pass
@@ -82,6 +93,11 @@ class EventRouter:
     decodes each event once and passes the `Event` on (on the bridge's loop
     thread: a queue put) to the step actor registered for its step id.
 
+    A final event for a step no actor is registered for yet is held (the last
+    `HELD_EVENTS` of them) and handed to the step when it registers: a workflow
+    taken over subscribes, reads its history, then starts its steps, and an
+    adopted attempt's end may come in between.
+
     It also keeps its steps' time: every half `heartbeat`, while steps are
     registered, it tells each a `_Tick` (one timer per workflow; a timer
     armed and cancelled per step woke the clock's thread for each, ~15% of
@@ -99,6 +115,7 @@ class EventRouter:
         self._clock = clock
         self._lock = threading.Lock()
         self._steps: dict[str, pykka.ActorRef[Any]] = {}
+        self._held: dict[str, Event] = {}
         self._listener = listener
         self._timer: TimerHandle | None = None
         self._closed = False
@@ -116,8 +133,11 @@ class EventRouter:
                 raise RouterClosed(f"the event router of step {step_id!r} is closed: "
                                    f"its workflow's run was given up")
             self._steps[step_id] = ref
+            held = self._held.pop(step_id, None)
             if self._timer is None:
                 self._timer = self._clock.call_later(self.heartbeat / 2, self._tick)
+        if held is not None:
+            tell_if_alive(ref, held)
 
     def _tick(self) -> None:
         """On the clock's thread: a `_Tick` to every registered step; again later if any."""
@@ -128,6 +148,12 @@ class EventRouter:
                 self._timer = self._clock.call_later(self.heartbeat / 2, self._tick)
         for ref in refs:
             tell_if_alive(ref, _Tick())
+
+    def hold(self, event: Event) -> None:
+        """Keep `event` for its step, handed to it when it registers (an end read from
+        the history of a workflow taken over)."""
+        with self._lock:
+            self._held[event.step_id] = event
 
     def unregister(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
         with self._lock:
@@ -148,6 +174,11 @@ class EventRouter:
             self._listener(event)
         if ref is not None:
             tell_if_alive(ref, event)
+        elif event.status.final:
+            with self._lock:
+                self._held[event.step_id] = event
+                if len(self._held) > HELD_EVENTS:
+                    del self._held[next(iter(self._held))]
 
     def close(self) -> None:
         with self._lock:
@@ -160,15 +191,17 @@ class EventRouter:
             subscription.cancel()  # it holds this router: no cycle left once closed
 
 
-def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter) -> StepFactory:
+def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter,
+                 fence: Fence = UNFENCED) -> StepFactory:
     """Step actors that run their plugin through NATS workers.
 
     `router` must be subscribed to the workflow's events (see `subscribe_router`);
-    it also ticks the steps, every half of its `heartbeat`.
+    it also ticks the steps, every half of its `heartbeat`. `fence` is the
+    node's lease on the workflow (none: no other node can take it over).
     """
 
     return lambda attempt: RemoteStepActor(
-        attempt, bridge=bridge, router=router, workflow_id=workflow_id
+        attempt, bridge=bridge, router=router, workflow_id=workflow_id, fence=fence
     )
 
 
@@ -183,7 +216,8 @@ class RemoteStepActor(SupervisedActor):
     hosted = True
 
     def __init__(
-        self, attempt: StepAttempt, *, bridge: Bridge, router: EventRouter, workflow_id: str
+        self, attempt: StepAttempt, *, bridge: Bridge, router: EventRouter, workflow_id: str,
+        fence: Fence = UNFENCED,
     ) -> None:
         super().__init__()
         self.step = attempt.step
@@ -195,6 +229,10 @@ class RemoteStepActor(SupervisedActor):
         self._bridge = bridge
         self._router = router
         self._workflow_id = workflow_id
+        self._fence = fence
+        self._adopted = attempt.adopted
+        self._unsent = False
+        """The command waits for the fence to allow it (the node's lease to be renewed)."""
         self._heartbeat = router.heartbeat
         self._command: Command | None = None
         self._began_at = 0.0
@@ -231,10 +269,14 @@ class RemoteStepActor(SupervisedActor):
             workflow_id=self._workflow_id, task=self.task_name, step=self.step.name,
             attempt=self.attempt, plugin=self.step.plugin, input=inputs,
             runner=self.step.runner.value if self.step.runner else None,
-            timeout=self.step.timeout, heartbeat=self._heartbeat,
+            timeout=self.step.timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
         )
         self._command = command
         self._router.register(command.step_id, self.actor_ref)
+        if self._adopted:  # its worker (if alive) runs it: wait to hear from it
+            self._sent_at = self._began_at = self._clock.now()
+            self._heard_at = self._sent_at
+            return
         try:
             self._send()  # encodes the command: the one place a bad input shows
         except (TypeError, ValueError) as error:
@@ -245,7 +287,9 @@ class RemoteStepActor(SupervisedActor):
     def _send(self) -> None:
         assert self._command is not None
         self._sent_at = self._clock.now()
-        self._bridge.publish(self._command.subject, self._command.to_data())
+        self._unsent = not self._fence.allows()
+        if not self._unsent:
+            self._bridge.publish(self._command.subject, self._command.to_data())
 
     def _on_event(self, event: Event) -> None:
         if self._command is None or event.command_id != self._command.id:
@@ -261,6 +305,12 @@ class RemoteStepActor(SupervisedActor):
                              error_type=event.error_type or "PluginError")
 
     def _on_tick(self) -> None:
+        if not self._fence.allows():
+            return  # the node may not act for the workflow now: judge nothing either
+        if self._unsent:
+            self._send()
+            self._began_at = self._sent_at
+            return
         now = self._clock.now()
         timeout = self.step.timeout
         if timeout is not None and now - self._began_at >= timeout:
@@ -279,7 +329,7 @@ class RemoteStepActor(SupervisedActor):
     def _release(self) -> None:
         if self._command is not None:
             self._router.unregister(self._command.step_id, self.actor_ref)
-        if self._command is not None and not self._finished:
+        if self._command is not None and not self._finished and not self._fence.lost:
             cancel = Cancel(command_id=self._command.id, reason="the step ended")
             try:
                 self._bridge.publish(cancel_subject(self.step.plugin), cancel.to_data())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -64,6 +65,36 @@ class RunReport:
             task.name: _Task(steps={step.name: _Step() for step in task.steps})
             for task in playbook.tasks
         }
+        self._carried: set[tuple[str, ...]] = set()
+        """Tasks (1-tuples) and replayed steps whose next start is their start again on
+        the node that took their workflow over: not a new start (`carry_over`)."""
+
+    def carry_over(self, document: Mapping[str, Any],
+                   replayed: Iterable[tuple[str, str]]) -> None:
+        """Go on from `document`, the record of the run this one continues (a workflow
+        taken over); the steps `replayed` keep their times and outputs."""
+        with self._lock:
+            if isinstance(document.get("started_at"), (int, float)):
+                self.started_at = document["started_at"]
+            tasks = document.get("tasks")
+            for name, task in self._tasks.items():
+                self._carried.add((name,))
+                was = tasks.get(name) if isinstance(tasks, dict) else None
+                if not isinstance(was, dict):
+                    continue
+                task.starts = was.get("starts") if isinstance(was.get("starts"), int) else 0
+                task.started_at = was.get("started_at")
+                steps = was.get("steps") if isinstance(was.get("steps"), dict) else {}
+                for step_name, step in task.steps.items():
+                    old = steps.get(step_name)
+                    if isinstance(old, dict):
+                        for field in attrs.fields(_Step):
+                            if field.name in old:
+                                setattr(step, field.name, old[field.name])
+            for key in replayed:
+                self._carried.add(key)
+                step = self._tasks[key[0]].steps[key[1]]
+                step.status = "succeeded"
 
     # -- listening -----------------------------------------------------------------
 
@@ -76,8 +107,16 @@ class RunReport:
             if task is None:
                 return
             if len(parts) == 1:
+                if (parts[0],) in self._carried and event.kind is EventKind.STARTED:
+                    self._carried.discard((parts[0],))
+                    task.status = "running"
+                    return
                 self._on_task(task, event)
             elif parts[1] in task.steps:
+                if (parts[0], parts[1]) in self._carried and _routine(event):
+                    if event.kind is EventKind.EXITED:
+                        self._carried.discard((parts[0], parts[1]))
+                    return
                 if event.kind is EventKind.STARTED and task.started_at is None:
                     task.started_at = event.at  # a task reports itself after its first step
                 self._on_step(task.steps[parts[1]], event)
@@ -173,6 +212,13 @@ class RunReport:
                     for name, task in self._tasks.items()
                 },
             }
+
+
+def _routine(event: LifecycleEvent) -> bool:
+    """A start, or a normal exit: all a replayed step does."""
+    return event.kind is EventKind.STARTED or (
+        event.kind is EventKind.EXITED and event.reason is not None
+        and event.reason.kind is ExitKind.NORMAL)
 
 
 def _status(reason: ExitReason) -> str:

@@ -18,6 +18,8 @@ from noetl_actors.playbook import Step, render_value
 from noetl_actors.supervision import Clock, ExitReason, SupervisedActor
 
 __all__ = [
+    "UNFENCED",
+    "Fence",
     "StepAttempt",
     "StepFactory",
     "StepRunner",
@@ -49,6 +51,41 @@ class StepAttempt:
     number: int
     """The attempt number, from 1, counted per step across restarts of its task."""
     clock: Clock
+    adopted: bool = False
+    """Sent by the workflow's previous owner and maybe still running on a worker (a
+    workflow taken over): wait for its events, do not send it again."""
+
+
+class Fence(Protocol):
+    """A node's hold on a workflow it owns (its lease), as the workflow's actors see it.
+
+    A step sends commands, and the node writes records, only while `allows()`:
+    a node paused past its lease must not act for a workflow another may own by
+    now. Once `lost`, it lets the workflow go, and its steps send nothing more
+    (not even the cancels of their attempts: those are the new owner's now).
+    """
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def lost(self) -> bool: ...
+
+    def allows(self) -> bool: ...
+
+
+@attrs.frozen
+class _Unfenced:
+    """The fence of a workflow no other node can take over (`noetl run`'s)."""
+
+    epoch: int = 0
+    lost: bool = False
+
+    def allows(self) -> bool:
+        return True
+
+
+UNFENCED: Fence = _Unfenced()
 
 
 class StepFactory(Protocol):

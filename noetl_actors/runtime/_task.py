@@ -18,13 +18,14 @@ import functools
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 import pykka
 
 from noetl_actors.playbook import ErrorAction, Step, Task
+from noetl_actors.runtime._resume import JOURNAL, Journal
 from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory, error_category
 from noetl_actors.supervision import (
     ActorState,
@@ -52,6 +53,11 @@ class AttemptCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str]] = Counter()
+
+    def carry_over(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Go on from the counts of the run this one continues (a workflow taken over)."""
+        with self._lock:
+            self._counts.update(counts)
 
     def next(self, task: str, step: str) -> int:
         with self._lock:
@@ -89,8 +95,13 @@ class TaskSupervisor(Supervisor):
         context: Mapping[str, Any],
         steps: StepFactory,
         attempts: AttemptCounter | None = None,
+        journal: Journal | None = None,
+        recent_restarts: Sequence[float] = (),
     ) -> None:
+        """`journal` keeps what a takeover cannot read from the workers' events (see
+        `read_history`); `recent_restarts` are its predecessor's, on another node."""
         self.task = task
+        self._journal = journal
         self._workflow = workflow
         self._base_context = context
         self._make_step = steps
@@ -109,7 +120,7 @@ class TaskSupervisor(Supervisor):
             ChildSpec(id=step.name, start=functools.partial(self._new_step, step),
                       restart=step.restart)
             for step in task.steps
-        ])
+        ], recent_restarts=recent_restarts)
 
     def _new_step(self, step: Step) -> SupervisedActor:
         return self._make_step(StepAttempt(
@@ -176,10 +187,16 @@ class TaskSupervisor(Supervisor):
         if self.flags.strategy is not Strategy.ONE_FOR_ALL:
             return [child]
         # The task again from its first step: what the steps produced is discarded.
+        self._write_journal("reset", child.id)
         self.outputs.clear()
         self._steps_context.clear()
         self._done = 0
         return self.reset_children()
+
+    def _write_journal(self, what: str, step: str, **fields: Any) -> None:
+        if self._journal is not None:
+            self._journal({"kind": JOURNAL, "what": what, "task": self.task.name, "step": step,
+                           **fields})
 
     # -- dynamic verbs: a finished child can run again, a new one can come ----------
 
@@ -207,9 +224,10 @@ class TaskSupervisor(Supervisor):
             return False  # the kernel decides: restart, or (a normal exit) retire
         if action in (ErrorAction.RESTART, ErrorAction.CONTINUE):
             # A temporary step, or `continue`: the failure is its output; go on.
-            self._set_output(step.name, {
-                "error": {"type": reason.error_type, "message": reason.message}
-            })
+            output = {"error": {"type": reason.error_type, "message": reason.message}}
+            self._set_output(step.name, output)
+            self._write_journal("output", step.name, output=output,
+                                attempt=self.attempts.count(self.task.name, step.name))
             return True
         kind = ExitKind.SHUTDOWN if action is ErrorAction.STOP else ExitKind.GAVE_UP
         verb = "stopped" if action is ErrorAction.STOP else "escalated"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl_actors.playbook import Playbook, Task
+from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
 from noetl_actors.runtime._step import StepFactory
 from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
@@ -40,20 +41,28 @@ class WorkflowSupervisor(Supervisor):
     """Supervises the tasks of one workflow (one run of `playbook`)."""
 
     def __init__(
-        self, playbook: Playbook, *, steps: StepFactory, workflow_id: str | None = None
+        self, playbook: Playbook, *, steps: StepFactory, workflow_id: str | None = None,
+        journal: Journal | None = None, resume: ResumeState | None = None,
     ) -> None:
+        """`resume`: what the history of a workflow taken over says was done (its steps
+        replay, adopt or go on from it); `journal` keeps what that history needs."""
         self.playbook = playbook
         self.workflow_id = workflow_id or new_workflow_id()
-        self._steps = steps
+        self._steps = steps if resume is None else resuming_steps(steps, resume)
+        self._journal = journal
+        self._resume = resume
         self.outputs: dict[str, Mapping[str, Any]] = {}
         self.failures: list[ExitReason] = []
         self.attempts = AttemptCounter()
+        if resume is not None:
+            self.attempts.carry_over(resume.counts())
         specs = [
             ChildSpec(id=task.name, start=functools.partial(self._new_task, task),
                       restart=Restart.TRANSIENT, type=ChildType.SUPERVISOR, shutdown=INFINITY)
             for task in playbook.tasks
         ]
-        super().__init__(playbook.supervision, specs)
+        super().__init__(playbook.supervision, specs, recent_restarts=(
+            resume.recent_restarts("") if resume is not None else ()))
 
     def _new_task(self, task: Task) -> TaskSupervisor:
         context = {
@@ -64,8 +73,10 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
+        restarts = self._resume.recent_restarts(task.name) if self._resume is not None else ()
         return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps,
-                              attempts=self.attempts)
+                              attempts=self.attempts, journal=self._journal,
+                              recent_restarts=restarts)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):

@@ -20,24 +20,26 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import pykka
 
 from noetl_actors.bridge import (
     Bridge,
     ConnectOptions,
     EmbeddedNatsServer,
+    Entry,
     KeyValue,
     check_token,
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
-from noetl_actors.playbook import Catalog, Playbook
+from noetl_actors.playbook import Catalog, Playbook, parse_playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import (
+    MOVED,
+    UNFENCED,
+    Fence,
     RunReport,
     WorkflowSupervisor,
     new_workflow_id,
@@ -46,10 +48,13 @@ from noetl_actors.runtime import (
 )
 from noetl_actors.services._api import ApiService
 from noetl_actors.services._control import ControlService
+from noetl_actors.services._lease import LEASES_BUCKET, HeldLease, LeaseRecord, Leases
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import LOST_AFTER_BEATS, Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
-from noetl_actors.services._records import WorkflowRecords
+from noetl_actors.services._records import RUNNING, WorkflowRecords
+from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
+from noetl_actors.services._takeover import LeaseKeeper, Takeover
 from noetl_actors.services._worker import (
     CLAIMS_BUCKET,
     CLAIMS_TTL,
@@ -68,10 +73,7 @@ from noetl_actors.supervision import (
     MonotonicClock,
     Observer,
     Restart,
-    Supervisor,
-    SupervisorFlags,
     SupervisorRef,
-    monitor,
     start_supervisor,
     supervisor_spec,
 )
@@ -84,84 +86,6 @@ ENDINGS_WAIT = 10.0
 """Seconds `workflows` waits, on its way out, for its workflows' records to be written."""
 EVENTS_STREAM = "NOETL_EVENTS"
 LIFECYCLE_PREFIX = "noetl.lifecycle"
-
-
-class WorkflowRun:
-    """A workflow started on a node: wait for it, cancel it, read its report."""
-
-    def __init__(self, node: Node, workflow_id: str, ref: pykka.ActorRef[Any],
-                 report: RunReport, *, on_end: Callable[[WorkflowRun], object],
-                 endings: Executor) -> None:
-        """`on_end` runs on `endings`' thread: the workflow's own is the bridge's loop,
-        where writing its record (a NATS request) would wait for itself."""
-        self.workflow_id = workflow_id
-        self.report = report
-        self.cancelled = False
-        self._node = node
-        self._done = threading.Event()
-        self._reason: ExitReason | None = None
-
-        def end(reason: ExitReason) -> None:
-            try:
-                self._reason = reason
-                report.finish(reason, cancelled=self.cancelled)
-                on_end(self)
-            except Exception:
-                logger.exception("the end of workflow %s was not fully handled", workflow_id)
-            finally:
-                self._done.set()
-
-        def finished(down: Any) -> None:
-            try:
-                endings.submit(end, down.reason)
-            except RuntimeError:  # the node has stopped taking endings
-                threading.Thread(target=end, args=(down.reason,), daemon=True,
-                                 name=f"noetl/end/{workflow_id}").start()
-
-        monitor(ref, finished)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float | None = None) -> ExitReason | None:
-        """Block until the workflow has ended; its reason, or None on timeout."""
-        if not self._done.wait(timeout):
-            return None
-        return self._reason
-
-    def cancel(self) -> None:
-        """Stop every task and step of it (subprocesses are killed); returns once stopped."""
-        self.cancelled = True
-        try:
-            self._node.workflows.terminate_child(self.workflow_id, timeout=60)
-        except NoetlError:
-            pass  # it ended meanwhile
-
-
-class _WorkflowsSupervisor(Supervisor):
-    """The node's `workflows`: on its way out (stopped, given up or crashed), it waits
-    for the endings of the workflows it stopped to be handled, their records written,
-    while what stops after it (the bridge) is still there."""
-
-    def __init__(self, flags: SupervisorFlags, *, endings: Executor, wait: float) -> None:
-        super().__init__(flags)
-        self._endings = endings
-        self._wait = wait
-
-    # pykka's hooks: a supervisor runs them once its children have stopped.
-    def on_stop(self) -> None:
-        self._wait_for_endings()
-
-    def on_failure(self, *_exc_info: Any) -> None:
-        self._wait_for_endings()
-
-    def _wait_for_endings(self) -> None:
-        try:
-            self._endings.submit(lambda: None).result(self._wait)  # one thread: in order
-        except (RuntimeError, TimeoutError):
-            logger.warning("%s: workflow endings still pending after %gs", self.path,
-                           self._wait)
 
 
 class Node:
@@ -202,6 +126,9 @@ class Node:
         self.server: EmbeddedNatsServer | None = None
         self.bridge: Bridge | None = None
         self.records: WorkflowRecords | None = None
+        self.leases: Leases | None = None
+        """The workflows' leases (served nodes): one owner each, fenced by epochs."""
+        self._fences: dict[str, Fence] = {}
         self.nodes_bucket: KeyValue | None = None
         self._root: SupervisorRef | None = None
         self._clock = MonotonicClock()
@@ -258,7 +185,7 @@ class Node:
                                 shutdown=config.workers.shutdown),
                 ChildSpec(id="workflows", type=ChildType.SUPERVISOR,
                           shutdown=config.workflows.shutdown,
-                          start=functools.partial(_WorkflowsSupervisor, config.workflows.flags,
+                          start=functools.partial(WorkflowsSupervisor, config.workflows.flags,
                                                   endings=self._endings, wait=ENDINGS_WAIT)),
             ]
             self._root = start_supervisor(config.root, parts, id=self.name, clock=self._clock,
@@ -297,11 +224,16 @@ class Node:
         self.nodes_bucket = nodes = self.bridge.ensure_bucket(NODES_BUCKET, ttl=None,
                                                                timeout=timeout)
         _check_name_is_free(nodes, self.name)
+        self.leases = leases = Leases(
+            self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout),
+            owner=self.name, duration=self.config.lease, clock=self._clock)
         playbooks = self.bridge.ensure_bucket(PLAYBOOKS_BUCKET, ttl=None, timeout=timeout)
         services = [
             ChildSpec(id="presence", start=functools.partial(
                 Presence, self, nodes=nodes, clock=self._clock)),
             ChildSpec(id="control", start=functools.partial(ControlService, self)),
+            ChildSpec(id="leases", start=functools.partial(
+                LeaseKeeper, self, leases=leases, clock=self._clock)),
             ChildSpec(id="api", start=functools.partial(ApiService, self, playbooks=playbooks)),
         ]
         self.root.start_child(supervisor_spec(
@@ -322,21 +254,43 @@ class Node:
                                    f"{options.connect_timeout * 2:g}s{why}")
 
     def run(self, playbook: Playbook, *, workflow_id: str | None = None,
-            source: str | None = None) -> WorkflowRun:
+            source: str | None = None, takeover: Takeover | None = None) -> WorkflowRun:
         """Start a workflow of `playbook`; returns at once.
 
         `source` is the playbook's text, kept in its record (served nodes).
+        With `takeover`, the workflow is one this node took over: it goes on
+        from its record and history, under the lease taken.
+
+        Raises:
+            NoetlError: its lease or its record could not be written (served nodes).
         """
         assert self.bridge is not None, "the node is not started"
+        if takeover is not None:
+            workflow_id = takeover.workflow_id
         workflow_id = workflow_id or new_workflow_id()
+        lease: HeldLease | None = None
+        if takeover is not None:
+            lease = takeover.lease
+        elif self.leases is not None:
+            lease = self.leases.acquire(workflow_id)
+        fence = lease or UNFENCED
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
                                   heartbeat=self.heartbeat, listener=report.on_event)
-        steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router)
+        try:
+            resume = takeover.read(report, router) if takeover is not None else None
+        except BaseException:
+            router.close()
+            if lease is not None and self.leases is not None:
+                self.leases.forget(workflow_id)  # not released: it can be taken again
+            raise
+        steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router, fence=fence)
+        journal = functools.partial(self.publish_lifecycle, workflow_id) if lease else None
         host = self.bridge.host
 
         def new_workflow() -> WorkflowSupervisor:
-            workflow = WorkflowSupervisor(playbook, steps=steps, workflow_id=workflow_id)
+            workflow = WorkflowSupervisor(playbook, steps=steps, workflow_id=workflow_id,
+                                          journal=journal, resume=resume)
             if host is not None:
                 # On the bridge's loop, with its tasks and steps: where their events
                 # arrive and their commands leave, with no hop between threads.
@@ -350,31 +304,95 @@ class Node:
             shutdown=self.config.workflows.shutdown,
         )
         self._reports[workflow_id] = report
+        self._fences[workflow_id] = fence
         if self.records is not None:
-            self.records.begin(report, node=self.name, source=source)
-        try:
-            ref = self.workflows.start_child(spec)
-        except BaseException:
-            router.close()
-            self._reports.pop(workflow_id, None)
-            report.finish(None)
-            if self.records is not None:
-                self.records.write(report)  # not left "running" for ever
-            raise
+            if takeover is not None:
+                self.records.adopt(report, takeover.record, node=self.name, fence=fence)
+            else:
+                self.records.begin(report, node=self.name, source=source, fence=fence)
 
-        def ended(run: WorkflowRun) -> None:
+        def ended() -> None:
             router.close()
             with self._runs_lock:
                 self._runs.pop(workflow_id, None)
             self._reports.pop(workflow_id, None)
+            self._fences.pop(workflow_id, None)
+            if fence.lost:
+                return  # another node owns it now: its record is that node's to write
             if self.records is not None:
                 self.records.write(report)
+            if lease is not None and self.leases is not None:
+                self.leases.release(lease)
 
-        run = WorkflowRun(self, workflow_id, ref, report, on_end=ended, endings=self._endings)
+        try:
+            ref = self.workflows.start_child(spec)
+        except BaseException:
+            report.finish(None)
+            ended()  # not left "running" for ever
+            raise
+        run = WorkflowRun(self, workflow_id, ref, report, on_end=lambda _: ended(),
+                          endings=self._endings)
         with self._runs_lock:
             if not run.done:
                 self._runs[workflow_id] = run
         return run
+
+    def take_over(self, lease: HeldLease, lease_entry: Entry) -> WorkflowRun | None:
+        """Go on with a workflow whose lease this node has just taken (`LeaseKeeper`)."""
+        assert self.records is not None and self.leases is not None
+        workflow_id = lease.workflow_id
+        previous = lease_entry.data.get("owner")
+        record = self.records.get(workflow_id)
+        source = record.data.get("source") if record is not None else None
+        if record is None or record.data.get("status") != RUNNING or not isinstance(source, str):
+            why = ("its record is gone" if record is None else
+                   f"it is {record.data.get('status')}" if record.data.get("status") != RUNNING
+                   else "its record holds no playbook")
+            if record is not None and record.data.get("status") == RUNNING:
+                self.records.orphan(record, f"node {previous} died; it cannot be resumed: {why}")
+            logger.warning("did not resume workflow %s of node %s: %s", workflow_id, previous, why)
+            self.leases.release(lease)
+            return None
+        playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
+                                  catalog=self.catalog)
+        detail = (f"node {previous} stopped renewing its lease; node {self.name} took it "
+                  f"over (epoch {lease.epoch})")
+        self.publish_lifecycle(workflow_id, {
+            "kind": MOVED, "path": f"/{self.name}/workflows/{workflow_id}", "at": time.time(),
+            "reason": None, "detail": detail, "from": previous, "to": self.name,
+            "epoch": lease.epoch,
+        })
+        logger.warning("took over workflow %s from node %s (epoch %d)", workflow_id, previous,
+                       lease.epoch)
+        assert self.bridge is not None
+        claims = self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL)
+        run = self.run(playbook, takeover=Takeover(
+            lease=lease, record=record, playbook=playbook, claims=claims,
+            history=functools.partial(self.history, workflow_id)))
+        if lease.record.cancel:
+            threading.Thread(target=run.cancel, name=f"noetl/cancel/{workflow_id}",
+                             daemon=True).start()
+        return run
+
+    def let_go(self, lease: HeldLease, now: LeaseRecord | None) -> None:
+        """Stop a workflow whose lease another node holds now: no record, no cancels."""
+        lease.lost = True
+        by = (f"node {now.owner} holds it (epoch {now.epoch})" if now is not None
+              else "its lease is gone")
+        logger.warning("lost the lease of workflow %s (epoch %d): %s; letting it go",
+                       lease.workflow_id, lease.epoch, by)
+        run = self.running().get(lease.workflow_id)
+        if run is not None:
+            threading.Thread(target=run.stop, name=f"noetl/let-go/{lease.workflow_id}",
+                             daemon=True).start()
+
+    def cancel_workflow(self, workflow_id: str) -> bool:
+        """Cancel a workflow this node runs; False if it runs none of that id."""
+        run = self.running().get(workflow_id)
+        if run is None:
+            return False
+        run.cancel()
+        return True
 
     def running(self) -> dict[str, WorkflowRun]:
         """The workflows this node runs now, by id."""
@@ -410,6 +428,12 @@ class Node:
         if bridge is None:
             return
         subject = f"{LIFECYCLE_PREFIX}.{workflow_id or 'node.' + self.name}"
+        fence = self._fences.get(workflow_id) if workflow_id is not None else None
+        if fence is not None:
+            if not fence.allows():
+                logger.debug("dropped %s: the lease of %s is not held", data, workflow_id)
+                return
+            data = {**data, "epoch": fence.epoch}
         try:
             bridge.publish(subject, data)
         except NoetlError:

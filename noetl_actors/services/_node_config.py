@@ -35,7 +35,7 @@ from noetl_actors.supervision import SupervisorFlags
 __all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "logging")
+             "heartbeat", "lease", "logging")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -76,6 +76,8 @@ class NodeConfig:
     heartbeat: float
     log_level: str
     log_format: Literal["text", "json"]
+    lease: float = 5.0
+    """Seconds a served node's lease on a workflow lasts unrenewed (see docs/durability.md)."""
 
 
 def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
@@ -204,12 +206,13 @@ class _NodeReader(YamlReader):
         workers = self.workers(keys["workers"]) if "workers" in keys else None
         workflows = self.part(keys["workflows"], "workflows") if "workflows" in keys else None
         heartbeat = self.heartbeat(keys["heartbeat"]) if "heartbeat" in keys else None
+        lease = self.positive(keys["lease"], "lease") if "lease" in keys else None
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
         if (flags is None or services is None or workers is None or workflows is None
-                or heartbeat is None or level is None or log_format is None):
+                or heartbeat is None or lease is None or level is None or log_format is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
-                          heartbeat=heartbeat, log_level=level,
+                          heartbeat=heartbeat, lease=lease, log_level=level,
                           log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
@@ -283,9 +286,12 @@ class _NodeReader(YamlReader):
         return value
 
     def heartbeat(self, node: Located) -> float | None:
-        seconds = self.duration(node, "heartbeat")
+        return self.positive(node, "heartbeat")
+
+    def positive(self, node: Located, what: str) -> float | None:
+        seconds = self.duration(node, what)
         if seconds == 0:
-            self.error(node, "heartbeat must be longer than 0")
+            self.error(node, f"{what} must be longer than 0")
             return None
         return seconds
 

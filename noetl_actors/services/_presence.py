@@ -3,14 +3,10 @@
 Every heartbeat the node rewrites its record in the ``noetl-nodes`` bucket
 (who, where, which workflows), writes its running workflows' records, and
 reads the others' records. A node whose record has not changed for
-`LOST_AFTER_BEATS` of its heartbeats (plus a second) is lost: its running
-workflows are marked ``orphaned`` in their records, each with a lifecycle
-event, a warning in the log, and its record is removed. Judging by the
-record's revision, not by its clock, keeps skewed clocks out of it.
-
-Resuming an orphaned workflow on another node (from its record and its
-history in NOETL_EVENTS, one owner per workflow through a lease in a
-bucket) is the roadmap's next step; it starts from here.
+`LOST_AFTER_BEATS` of its heartbeats (plus a second) is lost: a warning in
+the log, and its record is removed. Judging by the record's revision, not by
+its clock, keeps skewed clocks out of it. Its workflows are not judged here:
+their leases expire, and live nodes take them over (`LeaseKeeper`).
 """
 
 from __future__ import annotations
@@ -113,15 +109,7 @@ class Presence(SupervisedActor):
 
     def _lost(self, name: str, record: dict[str, Any]) -> None:
         last = time.strftime("%H:%M:%S", time.localtime(record.get("at") or time.time()))
-        why = (f"node {name} stopped answering (last heartbeat {last}); its workflows are "
-               f"orphaned, not resumed")
-        records = self.node.records
-        orphaned = records.orphan(name, why) if records is not None else []
-        for workflow_id in orphaned:
-            self.node.publish_lifecycle(workflow_id, {
-                "kind": "orphaned", "path": f"/{name}/workflows/{workflow_id}",
-                "at": time.time(), "reason": None, "detail": why, "node": self.node.name,
-            })
-        logger.warning("%s%s", why, f": {', '.join(orphaned)}" if orphaned else "")
+        logger.warning("node %s stopped answering (last heartbeat %s); its workflows move "
+                       "to live nodes as their leases expire", name, last)
         self.nodes.delete(name)
         del self._seen[name]

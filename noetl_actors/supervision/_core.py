@@ -63,7 +63,11 @@ class SupervisorCore(SupervisedActor):
         children: Sequence[ChildSpec] = (),
         *,
         context: TreeContext | None = None,
+        recent_restarts: Sequence[float] = (),
     ) -> None:
+        """`recent_restarts`: how many seconds ago each restart of the supervisor this one
+        continues was made (a workflow taken over from a dead node): they count in its
+        intensity window, so a child that crashes across takeovers still reaches the limit."""
         super().__init__()
         ids = [spec.id for spec in children]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -75,6 +79,7 @@ class SupervisorCore(SupervisedActor):
         self._children: dict[str, Child] = {}
         self._intensity = RestartIntensity(flags.max_restarts, flags.within)
         self._stopping: SupervisedActor | None = None
+        self._recent_restarts = tuple(recent_restarts)
         self.started_at: float | None = None
 
     @property
@@ -87,6 +92,8 @@ class SupervisorCore(SupervisedActor):
 
     def on_start(self) -> None:
         self.started_at = time.time()
+        now = self.context.clock.now()
+        self._intensity.carry_over([now - age for age in self._recent_restarts])
         for spec in self._initial_specs:
             self._children[spec.id] = self._new_child(spec)
         # Dynamic children of an earlier incarnation do not come back.

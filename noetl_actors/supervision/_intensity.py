@@ -21,6 +21,11 @@ class RestartIntensity:
         self.within = within
         self._times: deque[float] = deque()
 
+    def carry_over(self, times: list[float]) -> None:
+        """Count restarts made before this supervisor started (at `times`, on its clock):
+        those of the incarnation it continues, on a node that took its workflow over."""
+        self._times.extend(sorted(times))
+
     def record(self, now: float) -> bool:
         """Count a restart at `now`; False means the limit is exceeded: give up."""
         self._forget_before(now - self.within)

@@ -1,0 +1,269 @@
+"""Leases: one owner at a time per workflow, and an epoch that fences the ones before.
+
+The lease of workflow W is the key W of the ``noetl-leases`` bucket:
+``{"owner": <node>, "epoch": N, "cancel": bool}``. Its owner rewrites it every
+third of the lease's `duration` (a compare-and-set on the revision it last
+wrote), and takes itself for the owner only until `duration` seconds, on its
+own monotonic clock, after it *sent* its last successful renewal. Another
+node takes the lease when it has seen the same revision for `duration`
+seconds on its own clock: it writes ``epoch + 1`` and itself, again with a
+compare-and-set, so one taker wins. A revision is first seen after it was
+written, which is after its renewal was sent: the old owner stops before
+anyone can take its lease (docs/durability.md gives the whole argument).
+What it sent before it stopped and arrives late carries its old epoch, and
+is refused by the record store and by workers.
+
+`Expiry` is the taker's side and `HeldLease` the owner's, both pure on an
+injected clock; `Leases` does the bucket calls (each blocks on NATS: never
+on the bridge's loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from noetl_actors.bridge import Entry, KeyValue
+from noetl_actors.errors import NoetlError
+from noetl_actors.supervision import Clock
+
+__all__ = ["LEASES_BUCKET", "Expiry", "HeldLease", "LeaseRecord", "Leases", "Renewal"]
+
+logger = logging.getLogger("noetl_actors.services")
+
+LEASES_BUCKET = "noetl-leases"
+
+
+@attrs.frozen
+class LeaseRecord:
+    """What the bucket holds for one workflow."""
+
+    owner: str
+    epoch: int
+    cancel: bool = False
+    """Someone asked to cancel the workflow (kept for whoever owns it next)."""
+
+    def to_data(self) -> dict[str, Any]:
+        return {"owner": self.owner, "epoch": self.epoch, "cancel": self.cancel,
+                "at": time.time()}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> LeaseRecord | None:
+        """The record in `data`, or None if it is not a lease's."""
+        owner, epoch = data.get("owner"), data.get("epoch")
+        if not isinstance(owner, str) or not isinstance(epoch, int) or isinstance(epoch, bool):
+            return None
+        return cls(owner, epoch, data.get("cancel") is True)
+
+
+class HeldLease:
+    """This node's lease on one workflow: the workflow's `Fence` (runtime)."""
+
+    def __init__(self, workflow_id: str, record: LeaseRecord, revision: int, *,
+                 valid_until: float, clock: Clock) -> None:
+        self.workflow_id = workflow_id
+        self.record = record
+        self.revision = revision
+        self.valid_until = valid_until
+        self.lost = False
+        """Another owns it now (or it is gone): let the workflow go, write nothing."""
+        self._clock = clock
+
+    @property
+    def epoch(self) -> int:
+        return self.record.epoch
+
+    def allows(self) -> bool:
+        """Whether this node may act for the workflow now (by its own clock)."""
+        return not self.lost and self._clock.now() < self.valid_until
+
+    def __repr__(self) -> str:
+        return (f"HeldLease({self.workflow_id}, epoch={self.epoch}, rev={self.revision}, "
+                f"lost={self.lost})")
+
+
+class Expiry:
+    """Which leases of others have kept one revision for `duration` seconds, seen from here.
+
+    Judged by revisions and this node's own clock only: clocks of other
+    machines (skewed, or a paused process's) play no part.
+    """
+
+    def __init__(self, duration: float) -> None:
+        self.duration = duration
+        self._seen: dict[str, tuple[int, float]] = {}
+
+    def observe(self, revisions: Mapping[str, int], now: float) -> list[str]:
+        """Note the revisions read at `now`; the keys whose revision has not changed for
+        `duration` seconds."""
+        for key in set(self._seen) - set(revisions):
+            del self._seen[key]
+        expired = []
+        for key, revision in revisions.items():
+            seen = self._seen.get(key)
+            if seen is None or seen[0] != revision:
+                self._seen[key] = (revision, now)
+            elif now - seen[1] >= self.duration:
+                expired.append(key)
+        return sorted(expired)
+
+    def blind(self) -> None:
+        """The bucket could not be read: what was seen cannot be taken as unchanged since
+        (NATS was away, and the owners could not renew): start over."""
+        self._seen.clear()
+
+
+@attrs.frozen
+class Renewal:
+    """What renewing the held leases found."""
+
+    lost: list[tuple[HeldLease, LeaseRecord | None]] = attrs.field(factory=list)
+    """Leases another owns now (its record), or that are gone (None)."""
+    cancel: list[HeldLease] = attrs.field(factory=list)
+    """Leases whose workflow someone asked to cancel."""
+
+
+class Leases:
+    """The leases this node (`owner`) holds, and the bucket calls that change them."""
+
+    def __init__(self, kv: KeyValue, *, owner: str, duration: float, clock: Clock) -> None:
+        self.kv = kv
+        self.owner = owner
+        self.duration = duration
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[str, HeldLease | None] = {}
+        """None: being acquired (the key may exist already; it is not another's to take)."""
+
+    def holds(self, workflow_id: str) -> bool:
+        with self._lock:
+            return workflow_id in self._held
+
+    def held(self) -> list[HeldLease]:
+        with self._lock:
+            return [lease for lease in self._held.values() if lease is not None]
+
+    def acquire(self, workflow_id: str) -> HeldLease:
+        """The first lease (epoch 1) of a new workflow.
+
+        Raises:
+            NoetlError: the workflow has a lease already, or NATS did not answer.
+        """
+        with self._lock:
+            self._held[workflow_id] = None  # before the key exists: see `holds`
+        record = LeaseRecord(self.owner, 1)
+        sent = self._clock.now()
+        try:
+            revision = self.kv.create(workflow_id, record.to_data())
+            if revision is None:
+                raise NoetlError(f"workflow {workflow_id} has a lease already")
+        except BaseException:
+            self.forget(workflow_id)
+            raise
+        lease = HeldLease(workflow_id, record, revision, valid_until=sent + self.duration,
+                          clock=self._clock)
+        with self._lock:
+            self._held[workflow_id] = lease
+        return lease
+
+    def take(self, entry: Entry) -> HeldLease | None:
+        """Take the lease read as `entry` (expired, or a former self's): epoch + 1.
+
+        None if it is not a lease, or someone wrote it since it was read (another
+        taker won, or its owner renewed it after all).
+        """
+        old = LeaseRecord.from_data(entry.data)
+        if old is None:
+            return None
+        record = LeaseRecord(self.owner, old.epoch + 1, old.cancel)
+        with self._lock:
+            if entry.key in self._held:
+                return None
+            self._held[entry.key] = None
+        sent = self._clock.now()
+        try:
+            revision = self.kv.update(entry.key, record.to_data(), entry.revision)
+        except BaseException:
+            self.forget(entry.key)
+            raise
+        if revision is None:
+            self.forget(entry.key)
+            return None
+        lease = HeldLease(entry.key, record, revision, valid_until=sent + self.duration,
+                          clock=self._clock)
+        with self._lock:
+            self._held[entry.key] = lease
+        return lease
+
+    def renew(self) -> Renewal:
+        """Rewrite every held lease; say which were lost and which asked for a cancel.
+
+        A lease NATS cannot renew now stays held: it is valid until its time is up,
+        and renewed at the next call if no one took it meanwhile.
+        """
+        renewal = Renewal()
+        for lease in self.held():
+            if lease.lost:
+                renewal.lost.append((lease, None))
+                continue
+            try:
+                self._renew(lease, renewal)
+            except NoetlError as error:
+                logger.debug("could not renew the lease of %s: %s", lease.workflow_id, error)
+        for lease, _ in renewal.lost:
+            lease.lost = True
+            self.forget(lease.workflow_id)
+        return renewal
+
+    def _renew(self, lease: HeldLease, renewal: Renewal) -> None:
+        for _ in range(3):  # a cancel request can slip in between: read, then again
+            sent = self._clock.now()
+            revision = self.kv.update(lease.workflow_id, lease.record.to_data(), lease.revision)
+            if revision is not None:
+                lease.revision, lease.valid_until = revision, sent + self.duration
+                return
+            entry = self.kv.get(lease.workflow_id)
+            now = LeaseRecord.from_data(entry.data) if entry is not None else None
+            if entry is None or now is None or (now.owner, now.epoch) != (self.owner,
+                                                                          lease.epoch):
+                renewal.lost.append((lease, now))
+                return
+            lease.revision = entry.revision
+            if now.cancel and not lease.record.cancel:
+                lease.record = now
+                renewal.cancel.append(lease)
+
+    def release(self, lease: HeldLease) -> None:
+        """The workflow ended: remove its lease, if it is still this node's."""
+        self.forget(lease.workflow_id)
+        if lease.lost:
+            return
+        try:
+            self.kv.delete(lease.workflow_id, revision=lease.revision)
+        except NoetlError as error:
+            logger.warning("could not remove the lease of %s: %s", lease.workflow_id, error)
+
+    def forget(self, workflow_id: str) -> None:
+        with self._lock:
+            self._held.pop(workflow_id, None)
+
+    def request_cancel(self, workflow_id: str) -> LeaseRecord | None:
+        """Mark the workflow's lease cancelled, for its owner now or next; its record then
+        (None: the workflow has no lease, it is not running)."""
+        for _ in range(5):
+            entry = self.kv.get(workflow_id)
+            record = LeaseRecord.from_data(entry.data) if entry is not None else None
+            if entry is None or record is None:
+                return None
+            if record.cancel:
+                return record
+            marked = attrs.evolve(record, cancel=True)
+            if self.kv.update(workflow_id, marked.to_data(), entry.revision) is not None:
+                return marked
+        raise NoetlError(f"the lease of {workflow_id} changed five times while it was marked "
+                         f"cancelled; try again")
