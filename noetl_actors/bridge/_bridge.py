@@ -223,6 +223,11 @@ class Bridge:
         None) unless it exists; returns it."""
         return ensure_bucket(self._core, name, ttl=ttl, timeout=timeout)
 
+    def bucket(self, name: str, *, timeout: float = 5.0) -> KeyValue:
+        """The key-value bucket `name`, made (or to be made) by `ensure_bucket`: no round
+        trip now; each call on it fails while the bucket does not exist."""
+        return KeyValue(self._core, name, timeout=timeout)
+
     def claim(self, bucket: str, key: str, *, timeout: float = 5.0) -> bool:
         """Create `key` in `bucket` if no one has: True for exactly one caller, across
         every process and node on this NATS (until the key expires). Blocks one round trip.

@@ -179,9 +179,11 @@ class Node:
             shared = self.serve or not self.options.embedded
             claims: Claims = BucketClaims(self.bridge) if shared else LocalClaims()
             self.claims = claims
+            leases = self.bridge.bucket(LEASES_BUCKET) if shared else None
             parts = [
                 self.bridge.child_spec(),
-                supervisor_spec("workers", config.workers.flags, self._worker_specs(claims),
+                supervisor_spec("workers", config.workers.flags,
+                                self._worker_specs(claims, leases),
                                 shutdown=config.workers.shutdown),
                 ChildSpec(id="workflows", type=ChildType.SUPERVISOR,
                           shutdown=config.workflows.shutdown,
@@ -195,6 +197,7 @@ class Node:
                                       timeout=timeout)
             if shared:
                 self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL, timeout=timeout)
+                self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout)
             if self.serve:
                 self._start_services(timeout)
         except BaseException:
@@ -202,14 +205,14 @@ class Node:
             raise
         return self
 
-    def _worker_specs(self, claims: Claims) -> list[ChildSpec]:
+    def _worker_specs(self, claims: Claims, leases: KeyValue | None) -> list[ChildSpec]:
         assert self.bridge is not None
         workers = self.config.workers
         chosen = self._worker_plugins
         return [
             ChildSpec(id=name, start=functools.partial(
                 PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
-                clock=self._clock, heartbeat=self.heartbeat,
+                clock=self._clock, heartbeat=self.heartbeat, leases=leases,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
             if (name in chosen if chosen is not None else name not in workers.disabled)

@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 
 import attrs
 
-from noetl_actors.bridge import Bridge, Delivery
+from noetl_actors.bridge import Bridge, Delivery, KeyValue
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
     Attempt,
@@ -40,6 +40,7 @@ from noetl_actors.runners import (
     RunningAttempt,
 )
 from noetl_actors.runtime import Cancel, Command, Event, EventStatus, cancel_subject
+from noetl_actors.services._lease import LeaseRecord
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWorker"]
@@ -78,6 +79,10 @@ class Claims(Protocol):
 
     def claim(self, command_id: str) -> bool: ...
 
+    def release(self, command_id: str) -> None:
+        """Give up a claim this caller made (its command was refused): the same attempt,
+        sent by its workflow's owner now, can be claimed again."""
+
 
 class LocalClaims:
     """Claims kept in this process (the last `size` ids), shared by its workers.
@@ -102,6 +107,10 @@ class LocalClaims:
                 self._seen.popitem(last=False)
             return True
 
+    def release(self, command_id: str) -> None:
+        with self._lock:
+            self._seen.pop(command_id, None)
+
 
 class BucketClaims:
     """Claims kept in a JetStream key-value bucket: one owner per attempt across every
@@ -112,9 +121,15 @@ class BucketClaims:
     def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET) -> None:
         self._bridge = bridge
         self._bucket = bucket
+        self._kv: KeyValue | None = None
 
     def claim(self, command_id: str) -> bool:
         return self._bridge.claim(self._bucket, command_id)
+
+    def release(self, command_id: str) -> None:
+        if self._kv is None:
+            self._kv = self._bridge.ensure_bucket(self._bucket, ttl=CLAIMS_TTL)
+        self._kv.delete(command_id)
 
 
 @attrs.frozen
@@ -159,8 +174,12 @@ class PluginWorker(SupervisedActor):
         clock: Clock,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
+        leases: KeyValue | None = None,
     ) -> None:
+        """`leases`: the workflows' leases (a shared NATS), to refuse what a former owner
+        sent: a command whose epoch is older than its workflow's lease."""
         super().__init__()
+        self._leases = leases
         self.plugin = plugin
         self._bridge = bridge
         self._runners = runners
@@ -218,12 +237,45 @@ class PluginWorker(SupervisedActor):
             return
         if not claimed:
             return  # sent or delivered again: whoever claimed it runs it
+        if not self._from_owner(command):
+            return
         if len(self._running) >= self._max_in_flight:
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
             self._arm()
             return
         self._run(command, accepted=False)
+
+    def _from_owner(self, command: Command) -> bool:
+        """Whether the claimed `command` was sent by its workflow's owner now.
+
+        Read after the claim: a command a former owner sent, claimed after the
+        new owner listed the claims of the workflow it took over, is read here
+        after the takeover, so it is seen to be stale (docs/durability.md). A
+        refused one's claim is released: the new owner may send that attempt.
+        """
+        if self._leases is None or command.epoch == 0:
+            return True
+        try:
+            entry = self._leases.get(command.workflow_id)
+        except NoetlError as error:
+            logger.warning("%s: could not read the lease of %s (%s); %s not run",
+                           self.path, command.workflow_id, error, command.id)
+            self._send(command, EventStatus.FAILED, error_type="crash",
+                       error_message=f"the worker could not check its owner's lease: {error}")
+            return False
+        lease = LeaseRecord.from_data(entry.data) if entry is not None else None
+        if lease is not None and lease.epoch == command.epoch:
+            return True
+        now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
+        logger.warning("%s: refused %s: sent by the owner of epoch %d; workflow %s has %s",
+                       self.path, command.id, command.epoch, command.workflow_id, now)
+        try:
+            self._claims.release(command.id)
+        except NoetlError as error:
+            logger.warning("%s: could not release the claim of %s: %s", self.path,
+                           command.id, error)
+        return False
 
     # -- instant plugins, on the bridge's loop ------------------------------------
 
