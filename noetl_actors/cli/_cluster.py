@@ -121,6 +121,8 @@ def cancel(workflow_id: str, nats: Any) -> None:
     """Cancel a workflow: every task, step and subprocess of it stops."""
     result = _call(nats, lambda client: client.cancel(workflow_id))
     click.echo(f"{workflow_id} {result['status']}")
+    if result.get("message"):
+        click.echo(result["message"], err=True)
 
 
 @main.command(name="list")

@@ -143,22 +143,44 @@ class ApiService(Responder):
         return {"workflow": self._record(data)}
 
     def cancel(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask the owner to cancel; the lease keeps the request for whoever owns it next.
+
+        A workflow whose owner is gone is cancelled by the node that takes it
+        over (``status: cancelling`` until then); one with no lease at all (no
+        node can own it) is marked cancelled in its record here.
+        """
         record = self._record(data)
-        workflow_id, owner = record["workflow_id"], record.get("node", "?")
+        workflow_id = record["workflow_id"]
         if record.get("status") != RUNNING:
             raise ApiError(ErrorKind.CONFLICT,
                            f"workflow {workflow_id} is {record.get('status')}: nothing to cancel")
+        leases = self.node.leases
+        lease = leases.request_cancel(workflow_id) if leases is not None else None
+        owner = lease.owner if lease is not None else record.get("node", "?")
         try:
             reply = self.bridge.request(node_subject(owner, "cancel"),
                                         {"workflow_id": workflow_id},
                                         timeout=CANCEL_TIMEOUT).get()
         except BridgeError as error:
-            raise ApiError(ErrorKind.UNAVAILABLE, f"node {owner}, which runs {workflow_id}, "
-                                                  f"does not answer: {error}") from None
+            why = f"node {owner}, which runs {workflow_id}, does not answer: {error}"
+            return self._cancel_unowned(workflow_id, why, lease is not None)
         if not reply.data.get("ok"):
+            error = reply.data.get("error") or {}
+            if error.get("kind") == ErrorKind.NOT_FOUND.value:
+                return self._cancel_unowned(workflow_id, error.get("message", ""),
+                                            lease is not None)
             raise ApiError.from_reply(reply.data)
         return {key: value for key, value in reply.data.items()
                 if key not in ("ok", SCHEMA_VERSION_KEY)}
+
+    def _cancel_unowned(self, workflow_id: str, why: str, leased: bool) -> dict[str, Any]:
+        if leased:
+            return {"workflow_id": workflow_id, "status": "cancelling",
+                    "message": f"{why}; the node that takes it over cancels it"}
+        entry = self.records.get(workflow_id)
+        if entry is None or not self.records.finish_unowned(entry, "cancelled", why):
+            raise ApiError(ErrorKind.UNAVAILABLE, f"{why}; try again")
+        return {"workflow_id": workflow_id, "status": "cancelled", "message": why}
 
     def nodes(self, data: Mapping[str, Any]) -> dict[str, Any]:
         entries = self.node.nodes_bucket.entries() if self.node.nodes_bucket else {}

@@ -144,8 +144,12 @@ class WorkflowRecords:
         return sorted(records, key=lambda record: record.get("started_at") or 0)
 
     def orphan(self, entry: Entry, why: str) -> bool:
-        """Mark a running workflow that cannot be resumed orphaned, at the revision read
-        as `entry` (False: someone wrote it since)."""
-        record = {**entry.data, "status": ORPHANED, "finished_at": time.time(),
+        """Mark a running workflow that cannot be resumed orphaned (see `finish_unowned`)."""
+        return self.finish_unowned(entry, ORPHANED, why)
+
+    def finish_unowned(self, entry: Entry, status: str, why: str) -> bool:
+        """End the record of a workflow no node owns, read as `entry`, with `status`; False
+        if someone wrote it since."""
+        record = {**entry.data, "status": status, "finished_at": time.time(),
                   "error": {"reason": why, "chain": [why]}}
         return self.kv.update(entry.key, record, entry.revision) is not None
