@@ -301,9 +301,16 @@ def _show_record(record: dict[str, Any], as_json: bool) -> None:
     from noetl_actors.console import render_document
 
     console = Console()
+    epoch = record.get("epoch")
+    owner = f"{record['node']} (epoch {epoch})" if isinstance(epoch, int) and epoch > 1 \
+        else record["node"]
     console.print(render_document(record, detail=(
-        f"on {record['node']}, {_when(record.get('started_at'))}, "
+        f"on {owner}, {_when(record.get('started_at'))}, "
         f"{_took(record.get('started_at'), record.get('finished_at'))}")))
+    for move in record.get("moves") or []:
+        console.print(Text(f"moved from node {move.get('from')} to {move.get('to')} "
+                           f"(epoch {move.get('epoch')}) at {_when(move.get('at'))}",
+                           style="yellow"))
     if record.get("error"):
         console.print(Text(record["error"]["reason"], style="red"))
 
