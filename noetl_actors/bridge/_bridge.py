@@ -25,7 +25,7 @@ from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._core import BridgeCore, BridgeStatistics, pykka_future
 from noetl_actors.bridge._delivery import Delivery, PubAck
 from noetl_actors.bridge._jetstream import JetStream
-from noetl_actors.bridge._kv import KeyValue, claim, ensure_bucket
+from noetl_actors.bridge._kv import Entry, KeyValue, claim, ensure_bucket
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import check_token
 from noetl_actors.bridge._subscription import Mailbox, Subscription
@@ -240,7 +240,14 @@ class Bridge:
             ConnectError, BridgeTimeout, ConnectionLost: NATS could not answer within
                 `timeout`; nobody may assume the claim.
         """
-        return claim(self._core, bucket, key, timeout=timeout)
+        return claim(self._core, bucket, key, timeout=timeout)[0]
+
+    def claim_then_read(self, bucket: str, key: str, read_bucket: str, read_key: str, *,
+                        timeout: float = 5.0) -> tuple[bool, Entry | None]:
+        """`claim`, then, if claimed, read `read_key` of `read_bucket` (None: it has no
+        record) in the same call: one hop to the loop, and the read after the claim."""
+        return claim(self._core, bucket, key, timeout=timeout,
+                     then_read=(read_bucket, read_key))
 
     # -- observing ----------------------------------------------------------------
 

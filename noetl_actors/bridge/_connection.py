@@ -83,6 +83,9 @@ class Connection:
         self._thread = loop.thread
         self._client: Client | None = None
         self._js: nats.js.JetStreamContext | None = None
+        self._buckets: dict[str, Any] = {}
+        """Key-value handles by bucket name (loop thread only): nats-py looks one up with
+        a round trip (the stream's info), which doubled the cost of every bucket call."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._calls: set[asyncio.Task[Any]] = set()
         """What `submit()` runs, until it ends (loop thread only): failed on close."""
@@ -220,6 +223,13 @@ class Connection:
     def js(self) -> nats.js.JetStreamContext:
         assert self._js is not None, "not connected"
         return self._js
+
+    async def key_value(self, bucket: str) -> Any:
+        """nats-py's handle of a key-value bucket, looked up once per connection."""
+        handle = self._buckets.get(bucket)
+        if handle is None:
+            handle = self._buckets[bucket] = await self.js.key_value(bucket)
+        return handle
 
     async def subscribe(
         self, subject: str, queue: str, handler: Callable[[Msg], None]

@@ -54,7 +54,7 @@ class KeyValue:
         connection = self._core.current(self._timeout)
 
         async def run() -> Any:
-            return await operation(await connection.js.key_value(self.bucket))
+            return await operation(await connection.key_value(self.bucket))
 
         return connection.call(run(), timeout=self._timeout)
 
@@ -153,7 +153,7 @@ class KeyValue:
         async def entries() -> dict[str, Entry]:
             info = await connection.js.stream_info(f"KV_{self.bucket}",
                                                    subjects_filter=f"{prefix}>")
-            kv = await connection.js.key_value(self.bucket)
+            kv = await connection.key_value(self.bucket)
             slots = asyncio.Semaphore(ENTRIES_IN_FLIGHT)
 
             async def read(key: str) -> Entry | None:
@@ -187,8 +187,11 @@ def ensure_bucket(core: BridgeCore, name: str, *, ttl: float | None, timeout: fl
     return KeyValue(core, name, timeout=timeout)
 
 
-def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float) -> bool:
-    """Create `key` in `bucket` if no one has (see `Bridge.claim`).
+def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float,
+          then_read: tuple[str, str] | None = None) -> tuple[bool, Entry | None]:
+    """Create `key` in `bucket` if no one has (see `Bridge.claim`); with `then_read`
+    (bucket, key), read that key once the claim is made, in the same call: the read
+    is after the claim, with no second hop to the loop.
 
     The key holds a token of this call's own, so that the call can ask again
     safely. A create in flight when the bridge's connection closes (a restart)
@@ -204,7 +207,7 @@ def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
 
     async def create(connection: Connection) -> bool:
-        kv = await connection.js.key_value(bucket)
+        kv = await connection.key_value(bucket)
         try:
             await kv.create(key, token)
         except js_errors.KeyWrongLastSequenceError:
@@ -215,11 +218,25 @@ def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float) -> bool:
             return entry.value == token
         return True
 
+    async def create_then_read(connection: Connection) -> tuple[bool, Entry | None]:
+        claimed = await create(connection)
+        if not claimed or then_read is None:
+            return claimed, None
+        kv = await connection.key_value(then_read[0])
+        try:
+            entry = await kv.get(then_read[1])
+        except js_errors.KeyNotFoundError:
+            return True, None
+        try:
+            return True, _entry(then_read[1], entry.value, entry.revision)
+        except MalformedMessage:
+            return True, None
+
     while True:
         connection = core.current(max(deadline - time.monotonic(), 0.0))
         try:
-            result: bool = connection.call(create(connection),
-                                           timeout=max(deadline - time.monotonic(), 0.001))
+            result: tuple[bool, Entry | None] = connection.call(
+                create_then_read(connection), timeout=max(deadline - time.monotonic(), 0.001))
             return result
         except ConnectionLost:
             if time.monotonic() >= deadline:

@@ -177,13 +177,12 @@ class Node:
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
             shared = self.serve or not self.options.embedded
-            claims: Claims = BucketClaims(self.bridge) if shared else LocalClaims()
+            claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET) if shared \
+                else LocalClaims()
             self.claims = claims
-            leases = self.bridge.bucket(LEASES_BUCKET) if shared else None
             parts = [
                 self.bridge.child_spec(),
-                supervisor_spec("workers", config.workers.flags,
-                                self._worker_specs(claims, leases),
+                supervisor_spec("workers", config.workers.flags, self._worker_specs(claims),
                                 shutdown=config.workers.shutdown),
                 ChildSpec(id="workflows", type=ChildType.SUPERVISOR,
                           shutdown=config.workflows.shutdown,
@@ -205,14 +204,14 @@ class Node:
             raise
         return self
 
-    def _worker_specs(self, claims: Claims, leases: KeyValue | None) -> list[ChildSpec]:
+    def _worker_specs(self, claims: Claims) -> list[ChildSpec]:
         assert self.bridge is not None
         workers = self.config.workers
         chosen = self._worker_plugins
         return [
             ChildSpec(id=name, start=functools.partial(
                 PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
-                clock=self._clock, heartbeat=self.heartbeat, leases=leases,
+                clock=self._clock, heartbeat=self.heartbeat,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
             if (name in chosen if chosen is not None else name not in workers.disabled)

@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 
 import attrs
 
-from noetl_actors.bridge import Bridge, Delivery, KeyValue
+from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
     Attempt,
@@ -72,16 +72,13 @@ logger = logging.getLogger("noetl_actors.services")
 
 
 class Claims(Protocol):
-    """Who runs which attempt: `claim(id)` is True for exactly one caller per id."""
+    """Who runs which attempt: `claim(command)` is True for exactly one caller per attempt,
+    and only while the command's sender owns its workflow (see `BucketClaims`)."""
 
     local: bool
     """True when `claim` answers without I/O (it may run on the bridge's loop thread)."""
 
-    def claim(self, command_id: str) -> bool: ...
-
-    def release(self, command_id: str) -> None:
-        """Give up a claim this caller made (its command was refused): the same attempt,
-        sent by its workflow's owner now, can be claimed again."""
+    def claim(self, command: Command) -> bool: ...
 
 
 class LocalClaims:
@@ -98,38 +95,54 @@ class LocalClaims:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def claim(self, command_id: str) -> bool:
+    def claim(self, command: Command) -> bool:
         with self._lock:
-            if command_id in self._seen:
+            if command.id in self._seen:
                 return False
-            self._seen[command_id] = None
+            self._seen[command.id] = None
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
             return True
 
-    def release(self, command_id: str) -> None:
-        with self._lock:
-            self._seen.pop(command_id, None)
-
 
 class BucketClaims:
     """Claims kept in a JetStream key-value bucket: one owner per attempt across every
-    worker on this NATS, whatever process or node it runs in. One round trip each."""
+    worker on this NATS, whatever process or node it runs in. One round trip each, and
+    one more for a fenced command (one from a served node: its epoch is not 0).
+
+    A fenced command is claimed, then its workflow's lease is read, in the same call:
+    a command whose epoch is not the lease's (a former owner's, sent after it lost
+    the workflow) is refused, and its claim released so the owner now can send that
+    attempt. Claim first, then read: a stale command claimed after the new owner
+    listed the workflow's claims is read after the takeover (docs/durability.md).
+    """
 
     local = False
 
-    def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET) -> None:
+    def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET, *,
+                 leases: str | None = None) -> None:
         self._bridge = bridge
         self._bucket = bucket
-        self._kv: KeyValue | None = None
+        self._leases = leases
 
-    def claim(self, command_id: str) -> bool:
-        return self._bridge.claim(self._bucket, command_id)
-
-    def release(self, command_id: str) -> None:
-        if self._kv is None:
-            self._kv = self._bridge.ensure_bucket(self._bucket, ttl=CLAIMS_TTL)
-        self._kv.delete(command_id)
+    def claim(self, command: Command) -> bool:
+        if self._leases is None or command.epoch == 0:
+            return self._bridge.claim(self._bucket, command.id)
+        claimed, entry = self._bridge.claim_then_read(self._bucket, command.id, self._leases,
+                                                      command.workflow_id)
+        if not claimed:
+            return False
+        lease = LeaseRecord.from_data(entry.data) if entry is not None else None
+        if lease is not None and lease.epoch == command.epoch:
+            return True
+        now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
+        logger.warning("refused %s: sent by the owner of epoch %d; workflow %s has %s",
+                       command.id, command.epoch, command.workflow_id, now)
+        try:
+            self._bridge.bucket(self._bucket).delete(command.id)
+        except NoetlError as error:
+            logger.warning("could not release the claim of %s: %s", command.id, error)
+        return False
 
 
 @attrs.frozen
@@ -174,12 +187,8 @@ class PluginWorker(SupervisedActor):
         clock: Clock,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
-        leases: KeyValue | None = None,
     ) -> None:
-        """`leases`: the workflows' leases (a shared NATS), to refuse what a former owner
-        sent: a command whose epoch is older than its workflow's lease."""
         super().__init__()
-        self._leases = leases
         self.plugin = plugin
         self._bridge = bridge
         self._runners = runners
@@ -230,52 +239,19 @@ class PluginWorker(SupervisedActor):
                            self.path, delivery.subject, error)
             return
         try:
-            claimed = self._claims.claim(command.id)
+            claimed = self._claims.claim(command)
         except NoetlError as error:
             logger.warning("%s: could not claim %s (%s); its step will send it again",
                            self.path, command.id, error)
             return
         if not claimed:
             return  # sent or delivered again: whoever claimed it runs it
-        if not self._from_owner(command):
-            return
         if len(self._running) >= self._max_in_flight:
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
             self._arm()
             return
         self._run(command, accepted=False)
-
-    def _from_owner(self, command: Command) -> bool:
-        """Whether the claimed `command` was sent by its workflow's owner now.
-
-        Read after the claim: a command a former owner sent, claimed after the
-        new owner listed the claims of the workflow it took over, is read here
-        after the takeover, so it is seen to be stale (docs/durability.md). A
-        refused one's claim is released: the new owner may send that attempt.
-        """
-        if self._leases is None or command.epoch == 0:
-            return True
-        try:
-            entry = self._leases.get(command.workflow_id)
-        except NoetlError as error:
-            logger.warning("%s: could not read the lease of %s (%s); %s not run",
-                           self.path, command.workflow_id, error, command.id)
-            self._send(command, EventStatus.FAILED, error_type="crash",
-                       error_message=f"the worker could not check its owner's lease: {error}")
-            return False
-        lease = LeaseRecord.from_data(entry.data) if entry is not None else None
-        if lease is not None and lease.epoch == command.epoch:
-            return True
-        now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
-        logger.warning("%s: refused %s: sent by the owner of epoch %d; workflow %s has %s",
-                       self.path, command.id, command.epoch, command.workflow_id, now)
-        try:
-            self._claims.release(command.id)
-        except NoetlError as error:
-            logger.warning("%s: could not release the claim of %s: %s", self.path,
-                           command.id, error)
-        return False
 
     # -- instant plugins, on the bridge's loop ------------------------------------
 
@@ -300,7 +276,7 @@ class PluginWorker(SupervisedActor):
         if (command.runner or self.plugin.runner) != INPROC or not self._on_loop_ok \
                 or not self.actor_ref.is_alive():
             return False
-        if not self._claims.claim(command.id):
+        if not self._claims.claim(command):
             return True  # sent or delivered again: whoever claimed it runs it
         cpu, wall = time.thread_time(), time.monotonic()
         try:
