@@ -155,6 +155,8 @@ class Leases:
             NoetlError: the workflow has a lease already, or NATS did not answer.
         """
         with self._lock:
+            if workflow_id in self._held:  # held, or being taken: not to be forgotten here
+                raise NoetlError(f"workflow {workflow_id} has a lease already")
             self._held[workflow_id] = None  # before the key exists: see `holds`
         record = LeaseRecord(self.owner, 1)
         sent = self._clock.now()
@@ -243,10 +245,21 @@ class Leases:
         self.forget(lease.workflow_id)
         if lease.lost:
             return
+        revision = lease.revision
         try:
-            self.kv.delete(lease.workflow_id, revision=lease.revision)
+            for _ in range(3):  # a cancel mark, or a renewal whose answer was lost, moved it
+                if self.kv.delete(lease.workflow_id, revision=revision):
+                    return
+                entry = self.kv.get(lease.workflow_id)
+                now = LeaseRecord.from_data(entry.data) if entry is not None else None
+                if entry is None or now is None or (now.owner, now.epoch) != (self.owner,
+                                                                              lease.epoch):
+                    return  # gone, or another's now
+                revision = entry.revision
         except NoetlError as error:
             logger.warning("could not remove the lease of %s: %s", lease.workflow_id, error)
+            return
+        logger.warning("could not remove the lease of %s: it kept changing", lease.workflow_id)
 
     def forget(self, workflow_id: str) -> None:
         with self._lock:
