@@ -175,6 +175,27 @@ def test_a_long_attempt_is_announced_then_beats(clock: ManualClock) -> None:
         worker.stop()
 
 
+def test_an_attempt_beats_as_often_as_its_command_asks(clock: ManualClock) -> None:
+    """A node with a shorter heartbeat than the worker's takes three missed for a lost
+    worker: the worker beats at the command's pace, not its own."""
+    bridge = FakeBridge()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge)
+    try:
+        cmd = Command(workflow_id="wf-1", task="t", step="s1", attempt=1, plugin="echo",
+                      input={}, heartbeat=HEARTBEAT / 4)
+        send(worker, cmd)
+        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+        clock.advance(ANNOUNCE_AFTER)
+        wait_for(lambda: bridge.statuses(cmd.id) == ["accepted", "started"], "the announcement")
+        for beats in (1, 2, 3):
+            clock.advance(HEARTBEAT / 4)
+            wait_for(lambda beats=beats: bridge.statuses(cmd.id).count("heartbeat") == beats,
+                     f"heartbeat {beats}, a quarter of the worker's own apart")
+    finally:
+        worker.stop()
+
+
 def test_a_command_that_waits_in_the_queue_is_accepted_at_once(clock: ManualClock) -> None:
     bridge = FakeBridge()
     runner = FakeRunner()

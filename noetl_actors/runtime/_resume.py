@@ -97,11 +97,12 @@ def read_history(playbook: Playbook, history: Iterable[Mapping[str, Any]], *,
     state = ResumeState()
     finals: dict[StepKey, Event] = {}
     acted: set[StepKey] = set()
+    decided: set[tuple[str, ...]] = set()
     for entry in history:
         if str(entry.get("subject", "")).startswith("event."):
             _on_worker_event(state, steps, finals, acted, entry)
         else:
-            _on_lifecycle(state, steps, acted, entry)
+            _on_lifecycle(state, steps, acted, decided, entry)
     for key, attempt in claimed:
         if key in steps:
             state.attempts[key] = max(state.attempts.get(key, 0), attempt)
@@ -139,7 +140,15 @@ def _on_worker_event(state: ResumeState, steps: set[StepKey], finals: dict[StepK
 
 
 def _on_lifecycle(state: ResumeState, steps: set[StepKey], acted: set[StepKey],
-                  entry: Mapping[str, Any]) -> None:
+                  decided: set[tuple[str, ...]], entry: Mapping[str, Any]) -> None:
+    """`decided`: the children (path parts) whose restart was decided with a backoff
+    (``backing_off``) and has not happened yet (``restarted``).
+
+    A supervisor counts a restart when it decides it, before its backoff: the
+    ``backing_off`` is the restart, for the intensity, and the ``restarted``
+    that follows it is not a second one. An owner that died during the backoff
+    left only the ``backing_off``; the restart it had counted still counts.
+    """
     kind = entry.get("kind")
     epoch = entry.get("epoch")
     epoch = epoch if isinstance(epoch, int) else 0
@@ -162,15 +171,23 @@ def _on_lifecycle(state: ResumeState, steps: set[StepKey], acted: set[StepKey],
     parts = str(entry.get("path", "")).strip("/").split("/")[3:]  # past /<node>/workflows/<id>
     at = entry.get("at")
     at = float(at) if isinstance(at, (int, float)) else time.time()
-    if kind == "restarted" and len(parts) == 1:
-        state.restarts.setdefault("", []).append(at)
+    restart = kind in ("restarted", "backing_off")
+    counted = restart and (kind == "backing_off" or tuple(parts) not in decided)
+    if kind == "backing_off":
+        decided.add(tuple(parts))
+    elif kind == "restarted":
+        decided.discard(tuple(parts))
+    if restart and len(parts) == 1:
+        if counted:
+            state.restarts.setdefault("", []).append(at)
         state.restarts.pop(parts[0], None)  # a new task supervisor: its own window
         for done in [k for k in state.done if k[0] == parts[0]]:
             del state.done[done]
     elif len(parts) == 2 and (parts[0], parts[1]) in steps:
         key = (parts[0], parts[1])
-        if kind == "restarted":
-            state.restarts.setdefault(parts[0], []).append(at)
+        if restart:
+            if counted:
+                state.restarts.setdefault(parts[0], []).append(at)
             state.done.pop(key, None)
         if kind in ("restarted", "exited"):
             acted.add(key)

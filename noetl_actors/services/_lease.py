@@ -32,7 +32,8 @@ from noetl_actors.bridge import Entry, KeyValue
 from noetl_actors.errors import NoetlError
 from noetl_actors.supervision import Clock
 
-__all__ = ["LEASES_BUCKET", "Expiry", "HeldLease", "LeaseRecord", "Leases", "Renewal"]
+__all__ = ["LEASES_BUCKET", "CancellingLease", "Expiry", "HeldLease", "LeaseRecord", "Leases",
+           "Renewal"]
 
 logger = logging.getLogger("noetl_actors.services")
 
@@ -85,6 +86,30 @@ class HeldLease:
     def __repr__(self) -> str:
         return (f"HeldLease({self.workflow_id}, epoch={self.epoch}, rev={self.revision}, "
                 f"lost={self.lost})")
+
+
+class CancellingLease:
+    """The fence the steps of a workflow taken over with a cancel pending see: they send
+    nothing (no attempt begins), while its record and events go on under `lease`.
+
+    The workflow is started only to be cancelled (its record brought up to date,
+    the attempts it adopts cancelled on their workers); a step that its history
+    lets start meanwhile must not send its command first.
+    """
+
+    def __init__(self, lease: HeldLease) -> None:
+        self.lease = lease
+
+    @property
+    def epoch(self) -> int:
+        return self.lease.epoch
+
+    @property
+    def lost(self) -> bool:
+        return self.lease.lost
+
+    def allows(self) -> bool:
+        return False
 
 
 class Expiry:

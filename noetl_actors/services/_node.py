@@ -48,7 +48,13 @@ from noetl_actors.runtime import (
 )
 from noetl_actors.services._api import ApiService
 from noetl_actors.services._control import ControlService
-from noetl_actors.services._lease import LEASES_BUCKET, HeldLease, LeaseRecord, Leases
+from noetl_actors.services._lease import (
+    LEASES_BUCKET,
+    CancellingLease,
+    HeldLease,
+    LeaseRecord,
+    Leases,
+)
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import LOST_AFTER_BEATS, Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
@@ -286,7 +292,11 @@ class Node:
             if lease is not None and self.leases is not None:
                 self.leases.forget(workflow_id)  # not released: it can be taken again
             raise
-        steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router, fence=fence)
+        step_fence = fence  # taken over to be cancelled: its steps begin no attempt
+        if lease is not None and takeover is not None and lease.record.cancel:
+            step_fence = CancellingLease(lease)
+        steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router,
+                             fence=step_fence)
         journal = functools.partial(self.publish_lifecycle, workflow_id) if lease else None
         host = self.bridge.host
 

@@ -13,7 +13,8 @@ else about them: the final event is the whole story. It sends `accepted`
 when a command has to wait in its queue (`max_in_flight` attempts run), and
 `accepted` (unless sent) and `started` once an attempt has run for
 `ANNOUNCE_AFTER` seconds; from then on a `heartbeat` every `heartbeat`
-seconds, until the final event.
+seconds (or as often as a command asks, if that is more often), until the
+final event.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ ANNOUNCE_AFTER = 0.05
 Until then its step hears nothing (it takes silence for a lost worker only
 after three heartbeats); an attempt that ends sooner sends its final event only.
 """
+
+MIN_HEARTBEAT = 0.05
+"""Seconds: the shortest heartbeat a command can ask of a worker."""
 
 logger = logging.getLogger("noetl_actors.services")
 
@@ -199,6 +203,7 @@ class PluginWorker(SupervisedActor):
         self._running: dict[str, _Running] = {}
         self._waiting: deque[Command] = deque()
         self._timer: TimerHandle | None = None
+        self._timer_due = 0.0
         self._announce_timer: TimerHandle | None = None
         self._announce_after = min(ANNOUNCE_AFTER, heartbeat / 2)
         self._on_loop_ok = True
@@ -352,10 +357,22 @@ class PluginWorker(SupervisedActor):
         self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
 
     def _arm(self) -> None:
-        if self._timer is not None or not (self._running or self._waiting):
+        """Beat at the shortest heartbeat its commands ask for (their step takes three
+        missed for a lost worker), never slower than this worker's own."""
+        commands = [entry.command for entry in self._running.values()] + list(self._waiting)
+        if not commands:
             return
+        asked = [c.heartbeat for c in commands
+                 if isinstance(c.heartbeat, (int, float)) and c.heartbeat > 0]
+        every = max(min([self._heartbeat, *asked]), MIN_HEARTBEAT)
+        due = self._clock.now() + every
+        if self._timer is not None:
+            if due >= self._timer_due:
+                return
+            self._timer.cancel()
         ref = self.actor_ref
-        self._timer = self._clock.call_later(self._heartbeat, lambda: tell_if_alive(ref, _Beat()))
+        self._timer_due = due
+        self._timer = self._clock.call_later(every, lambda: tell_if_alive(ref, _Beat()))
 
     def _beat(self) -> None:
         self._timer = None
