@@ -191,7 +191,9 @@ def test_the_record_tells_the_truth_through_a_takeover(tmp_path: Path) -> None:
     lines = tmp_path / "lines.txt"
     step = "      - name: s{n}\n        plugin: shell\n        with: {{command: \"{cmd}\"}}\n"
     body = "tasks:\n  - name: t0\n    steps:\n" + "".join(
-        step.format(n=n, cmd=f"echo t0.s{n} >> {lines} && sleep 1 && echo done t0.s{n}")
+        # s2 starts on the heir and runs long enough for a status to see it running
+        step.format(n=n, cmd=f"echo t0.s{n} >> {lines} && sleep {4 if n == 2 else 1} "
+                             f"&& echo done t0.s{n}")
         for n in range(3))
     body += step.format(n=3, cmd=f"echo t0.s3 >> {lines} && echo got {{{{ "
                         "steps.s1.output.stdout }}")
@@ -214,7 +216,7 @@ def test_the_record_tells_the_truth_through_a_takeover(tmp_path: Path) -> None:
             shown.append(text.stdout + text.stderr)
             assert "Traceback" not in text.stdout + text.stderr, text
             assert text.returncode == 0, text
-            return f"on {heir.name}," in text.stdout
+            return f"on {heir.name} (epoch 2)," in text.stdout
 
         wait_until(status_shown, 30, "status to show the new owner", 0.05)
         moved = cli.status(workflow_id)
@@ -238,4 +240,4 @@ def test_the_record_tells_the_truth_through_a_takeover(tmp_path: Path) -> None:
         assert record["tasks"]["t0"]["status"] == "succeeded"
         assert record["tasks"]["t0"]["finished_at"] > move["at"]
         text = cli.ok("status", workflow_id).stdout
-        assert "so far" not in text and f"on {heir.name}," in text
+        assert "so far" not in text and f"on {heir.name} (epoch 2)," in text
