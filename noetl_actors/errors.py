@@ -29,6 +29,7 @@ The tree, as callers catch it::
         ├── ConnectError              could not connect (the cause says why)
         │   └── AuthorizationError        the server refused our credentials
         ├── BridgeTimeout             no answer (ack, reply) in time
+        ├── NoResponders              a request no one listens for (no subscriber on its subject)
         ├── ConnectionLost            the connection ended unasked; the bridge's actor restarts it
         └── MalformedMessage          a payload that is not ours: not JSON, no schema
 
@@ -67,6 +68,7 @@ __all__ = [
     "ManifestError",
     "NatsServerError",
     "NatsServerNotFound",
+    "NoResponders",
     "NoetlError",
     "PlaybookError",
     "PluginError",
@@ -289,6 +291,10 @@ class AuthorizationError(ConnectError):
 
 class BridgeTimeout(BridgeError, TimeoutError):
     """NATS did not answer (a reply, a JetStream ack) within the time given."""
+
+
+class NoResponders(BridgeError):
+    """A request found no subscriber on its subject (the server said so at once)."""
 
 
 class ConnectionLost(BridgeError):

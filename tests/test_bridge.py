@@ -1170,3 +1170,92 @@ def test_entries_reads_every_live_record_of_a_large_bucket(
         assert all(entry.data == {"n": int(key[3:])} for key, entry in entries.items())
     finally:
         root.stop(timeout=10)
+
+
+def test_a_delete_at_a_revision_the_key_has_left_says_false_and_removes_nothing(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """nats-py's delete passes the server's 'wrong last sequence' on as a bare API error:
+    a lease's release then never saw that a renewal had moved it, and left it behind."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv")
+    try:
+        kv = bridge.ensure_bucket("leases", ttl=None)
+        first = kv.put("wf-1", {"epoch": 1})
+        second = kv.put("wf-1", {"epoch": 1, "renewed": True})
+
+        assert kv.delete("wf-1", revision=first) is False
+        assert kv.get("wf-1") is not None, "deleted at a revision it was no longer at"
+        assert kv.delete("wf-1", revision=second) is True
+        assert kv.get("wf-1") is None
+    finally:
+        root.stop(timeout=10)
+
+
+def test_claims_in_flight_at_once_are_won_once_each_and_settle_on_the_loop(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """`claim_soon` never waits: many claims go out at once, each settled where the
+    bridge's loop reads its answer; a key claimed already is another's."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv")
+    try:
+        bridge.ensure_bucket("claims", ttl=60)
+        assert bridge.claim("claims", "wf-1.t=s.0") is True
+        threads: list[str] = []
+        futures = [bridge.claim_soon("claims", f"wf-1.t=s.{n}") for n in range(200)]
+        for future in futures:
+            future.add_done_callback(lambda _: threads.append(threading.current_thread().name))
+        results = [future.result(WAIT)[0] for future in futures]
+
+        assert results == [False] + [True] * 199
+        assert bridge.claim("claims", "wf-1.t=s.5") is False, "claimed twice"
+        assert set(threads) <= {threading.current_thread().name, "noetl-nats-loop"}
+    finally:
+        root.stop(timeout=10)
+
+
+def test_a_request_sent_without_waiting_says_whether_anyone_listens(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """`request_soon`: a reply, NoResponders at once when nothing is subscribed, or a
+    timeout when subscribers say nothing."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.errors import BridgeTimeout, NoResponders
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="asker")
+    try:
+        assert bridge.wait_connected(WAIT)
+        started = time.monotonic()
+        with pytest.raises(NoResponders):
+            bridge.request_soon("nobody.here", {"q": 1}, timeout=30).result(WAIT)
+        assert time.monotonic() - started < WAIT, "no responders is said at once"
+
+        async def answer_and_ignore(nc: Any) -> None:
+            async def answer(msg: Any) -> None:
+                await msg.respond(b'{"schema_version": 1, "answer": "held"}')
+
+            async def ignore(msg: Any) -> None:
+                pass
+
+            await nc.subscribe("someone.here", cb=answer)
+            await nc.subscribe("silent.here", cb=ignore)
+            await nc.flush()
+            reply = await asyncio.wrap_future(
+                bridge.request_soon("someone.here", {"q": 1}, timeout=WAIT))
+            assert reply.data["answer"] == "held"
+            with pytest.raises(BridgeTimeout):
+                await asyncio.wrap_future(
+                    bridge.request_soon("silent.here", {"q": 1}, timeout=0.3))
+
+        with_client(nats_server, answer_and_ignore)
+    finally:
+        root.stop(timeout=10)
