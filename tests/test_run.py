@@ -22,7 +22,7 @@ import pytest
 from noetl_actors.bridge import ConnectOptions, EmbeddedNatsServer
 from noetl_actors.playbook import Catalog, load_playbook
 from noetl_actors.services import Node
-from noetl_actors.services._worker import BucketClaims, LocalClaims
+from noetl_actors.services._claims import BucketClaims, LocalClaims
 from noetl_actors.supervision import EventKind, ExitKind
 from tests.helpers import Recorder
 from tests.run_helpers import (

@@ -19,6 +19,7 @@ from noetl_actors.runtime._messages import Command as Command
 from noetl_actors.runtime._messages import Event as Event
 from noetl_actors.runtime._messages import EventStatus as EventStatus
 from noetl_actors.runtime._messages import cancel_subject as cancel_subject
+from noetl_actors.runtime._messages import ready_subject as ready_subject
 from noetl_actors.runtime._preview import FAILS_ALWAYS as FAILS_ALWAYS
 from noetl_actors.runtime._preview import PreviewLine as PreviewLine
 from noetl_actors.runtime._preview import PreviewResult as PreviewResult
@@ -74,6 +75,7 @@ __all__ = [
     "new_workflow_id",
     "parse_failure",
     "read_history",
+    "ready_subject",
     "remote_steps",
     "run_preview",
     "subscribe_router",

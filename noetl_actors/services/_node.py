@@ -47,6 +47,13 @@ from noetl_actors.runtime import (
     subscribe_router,
 )
 from noetl_actors.services._api import ApiService
+from noetl_actors.services._claims import (
+    CLAIMS_BUCKET,
+    CLAIMS_TTL,
+    BucketClaims,
+    Claims,
+    LocalClaims,
+)
 from noetl_actors.services._control import ControlService
 from noetl_actors.services._lease import (
     LEASES_BUCKET,
@@ -61,14 +68,7 @@ from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORK
 from noetl_actors.services._records import RUNNING, WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
 from noetl_actors.services._takeover import LeaseKeeper, Takeover
-from noetl_actors.services._worker import (
-    CLAIMS_BUCKET,
-    CLAIMS_TTL,
-    BucketClaims,
-    Claims,
-    LocalClaims,
-    PluginWorker,
-)
+from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
     ChildSpec,
     ChildType,
