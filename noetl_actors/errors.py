@@ -18,6 +18,7 @@ The tree, as callers catch it::
     ├── StepFailed                a step's plugin reported a failure (as the step sees it)
     ├── StepTimeout               a step attempt ran past its timeout
     ├── WorkerLost                the worker running an attempt fell silent
+    ├── NoWorker                  no worker took an attempt's command in the time it may wait
     ├── RouterClosed              a step started after its workflow's router closed
     ├── ApiError                  an error reply of the command API; .kind is an ErrorKind
     ├── Cancelled                 a plugin noticed that its attempt was cancelled
@@ -69,6 +70,7 @@ __all__ = [
     "NatsServerError",
     "NatsServerNotFound",
     "NoResponders",
+    "NoWorker",
     "NoetlError",
     "PlaybookError",
     "PluginError",
@@ -191,6 +193,17 @@ class WorkerLost(NoetlError):
     """The worker running an attempt fell silent (error type ``crash``)."""
 
     error_type = "crash"
+
+
+class NoWorker(NoetlError):
+    """No worker took an attempt's command within the node's `worker_wait` (error type
+    ``crash``); `plugin` names the plugin it waited for."""
+
+    error_type = "crash"
+
+    def __init__(self, message: str, *, plugin: str = "") -> None:
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class RouterClosed(NoetlError):

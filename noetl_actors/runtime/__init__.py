@@ -42,10 +42,13 @@ from noetl_actors.runtime._step import StepFactory as StepFactory
 from noetl_actors.runtime._step import StepRunner as StepRunner
 from noetl_actors.runtime._step import local_steps as local_steps
 from noetl_actors.runtime._task import TaskSupervisor as TaskSupervisor
+from noetl_actors.runtime._waiting import DEFAULT_WORKER_WAIT as DEFAULT_WORKER_WAIT
+from noetl_actors.runtime._waiting import WaitingSteps as WaitingSteps
 from noetl_actors.runtime._workflow import WorkflowSupervisor as WorkflowSupervisor
 from noetl_actors.runtime._workflow import new_workflow_id as new_workflow_id
 
 __all__ = [
+    "DEFAULT_WORKER_WAIT",
     "FAILS_ALWAYS",
     "JOURNAL",
     "MOVED",
@@ -69,6 +72,7 @@ __all__ = [
     "StepRunner",
     "StepTimeout",
     "TaskSupervisor",
+    "WaitingSteps",
     "WorkflowSupervisor",
     "cancel_subject",
     "local_steps",

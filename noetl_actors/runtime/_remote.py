@@ -5,9 +5,12 @@ the command, then wait. A worker answers `succeeded` or `failed`; an
 attempt that waits in the worker's queue or runs for a while gets
 `accepted` and `started` first, then a `heartbeat` every few seconds. The attempt ends
 abnormally (and the task's supervisor decides) when it fails, when it runs
-past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
-heartbeats (killed, say), or when no worker takes it within its timeout.
-Events of other attempts of the same step (late ones) are ignored.
+past its `timeout`, or when its worker falls silent for `HEARTBEAT_MISSES`
+heartbeats (killed, say). A command no worker has answered yet is not
+lost: the step waits for a worker of its plugin, sending it again now and
+then, as long as its `timeout` and the node's `worker_wait` allow
+(`_waiting`). Events of other attempts of the same step (late ones) are
+ignored.
 
 On a node that owns the workflow through a lease (see docs/durability.md) a
 step sends only while its `Fence` allows: a node paused past its lease sends
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +44,14 @@ from noetl_actors.errors import (
 from noetl_actors.playbook import render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
+from noetl_actors.runtime._waiting import (
+    Answer,
+    SendNow,
+    WaitingSteps,
+    Workers,
+    WorkerWait,
+    answer_of,
+)
 from noetl_actors.supervision import (
     Clock,
     ExitKind,
@@ -60,13 +72,6 @@ logger = logging.getLogger("noetl_actors.runtime")
 
 HEARTBEAT_MISSES = 3
 """Heartbeats a step waits for before it takes its worker for lost."""
-UNANSWERED_SENDS = 4
-"""Times a step sends a command no worker answers before it takes the attempt for lost.
-
-A worker announces what it claimed within `ANNOUNCE_AFTER` (50 ms); silence
-for `HEARTBEAT_MISSES` heartbeats after each of these sends means no worker
-has it, or the one that claimed it died before it said so, and then the
-claim keeps others from taking it: only a new attempt can run."""
 
 
 HELD_EVENTS = 1024
@@ -110,8 +115,10 @@ class EventRouter:
         clock: Clock,
         heartbeat: float,
         listener: Callable[[Event], object] | None = None,
+        on_waiting: Callable[[str, int, dict[str, Any] | None], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
+        self._on_waiting = on_waiting
         self._clock = clock
         self._lock = threading.Lock()
         self._steps: dict[str, pykka.ActorRef[Any]] = {}
@@ -155,6 +162,11 @@ class EventRouter:
         with self._lock:
             self._held[event.step_id] = event
 
+    def waiting(self, step_id: str, attempt: int, state: dict[str, Any] | None) -> None:
+        """Say that an attempt of `step_id` waits for a worker (`state`), or no longer (None)."""
+        if self._on_waiting is not None:
+            self._on_waiting(step_id, attempt, state)
+
     def unregister(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
         with self._lock:
             if self._steps.get(step_id) is ref:
@@ -192,16 +204,19 @@ class EventRouter:
 
 
 def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter,
-                 fence: Fence = UNFENCED) -> StepFactory:
+                 fence: Fence = UNFENCED, waiting: WaitingSteps | None = None) -> StepFactory:
     """Step actors that run their plugin through NATS workers.
 
     `router` must be subscribed to the workflow's events (see `subscribe_router`);
     it also ticks the steps, every half of its `heartbeat`. `fence` is the
     node's lease on the workflow (none: no other node can take it over).
+    `waiting` is the node's steps that wait for a worker, and how long they
+    may (none: a registry of their own, with the default `worker_wait`).
     """
-
+    waiting = waiting if waiting is not None else WaitingSteps()
     return lambda attempt: RemoteStepActor(
-        attempt, bridge=bridge, router=router, workflow_id=workflow_id, fence=fence
+        attempt, bridge=bridge, router=router, workflow_id=workflow_id, fence=fence,
+        waiting=waiting,
     )
 
 
@@ -217,7 +232,7 @@ class RemoteStepActor(SupervisedActor):
 
     def __init__(
         self, attempt: StepAttempt, *, bridge: Bridge, router: EventRouter, workflow_id: str,
-        fence: Fence = UNFENCED,
+        fence: Fence = UNFENCED, waiting: WaitingSteps | None = None,
     ) -> None:
         super().__init__()
         self.step = attempt.step
@@ -241,6 +256,10 @@ class RemoteStepActor(SupervisedActor):
         """When it was last sent (sent again while no worker answers)."""
         self._heard_at: float | None = None
         self._finished = False
+        self._waiting = waiting if waiting is not None else WaitingSteps()
+        self._wait: WorkerWait | None = None
+        """Set while no worker has answered the command: the step waits for one."""
+        self._shown_waiting = False
 
     def on_start(self) -> None:
         # Begun here, not in a message to itself (a turn of its own, per step). A
@@ -257,6 +276,11 @@ class RemoteStepActor(SupervisedActor):
             self._on_event(message)
         elif isinstance(message, _Tick):
             self._on_tick()
+        elif isinstance(message, Answer):
+            self._on_answer(message)
+        elif isinstance(message, SendNow):
+            if self._wait is not None and self._heard_at is None and self._fence.allows():
+                self._send_again()
         elif isinstance(message, _Failed):
             raise message.error
         else:
@@ -283,6 +307,8 @@ class RemoteStepActor(SupervisedActor):
             raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
                                 f"JSON: {error}") from None
         self._began_at = self._sent_at
+        self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
+                                silence=self._heartbeat * HEARTBEAT_MISSES)
 
     def _send(self) -> None:
         assert self._command is not None
@@ -295,6 +321,7 @@ class RemoteStepActor(SupervisedActor):
         if self._command is None or event.command_id != self._command.id:
             return  # a late event of an earlier attempt
         self._heard_at = self._clock.now()
+        self._stop_waiting()
         if event.status is EventStatus.SUCCEEDED:
             self._finished = True
             self._task.tell(StepDone(self.step.name, event.output))
@@ -319,14 +346,62 @@ class RemoteStepActor(SupervisedActor):
         if self._heard_at is not None and now - self._heard_at > silent_for:
             raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
                              f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
-        if self._heard_at is None and now - self._sent_at > silent_for:
-            if now - self._began_at > silent_for * UNANSWERED_SENDS:
-                raise WorkerLost(f"no worker answered the command of step {self.step.name!r} "
-                                 f"in {now - self._began_at:.1f}s (is a worker for plugin "
-                                 f"{self.step.plugin!r} running?)")
-            self._send()  # no worker took it: send again (the same attempt id, run once)
+        if self._heard_at is None and self._wait is not None:
+            self._wait_for_worker(now)
+
+    # -- no worker has answered yet (`_waiting`) ---------------------------------------
+
+    def _wait_for_worker(self, now: float) -> None:
+        """Wait for a worker, sending the command again now and then; or give up."""
+        assert self._wait is not None
+        if self._wait.expired(now, self._began_at):
+            raise self._wait.failure(self.step.name, now - self._began_at)
+        if not self._shown_waiting and self._wait.waiting(now, self._began_at):
+            self._shown_waiting = True
+            self._waiting.add(self.step.plugin, self.actor_ref)
+            self._show_waiting()
+        if self._wait.send_due(now, self._sent_at):
+            self._send_again()
+
+    def _send_again(self) -> None:
+        """Send the command again (the same attempt id, run once), as a request: what
+        answers says whether a worker has it (an `Answer`)."""
+        assert self._command is not None and self._wait is not None
+        self._wait.sends += 1
+        self._sent_at = self._clock.now()
+        ref, command_id = self.actor_ref, self._command.id
+        try:
+            answer = self._bridge.request_soon(self._command.subject, self._command.to_data(),
+                                               timeout=self._wait.silence)
+        except NoetlError:
+            return  # sent again at the next interval
+        answer.add_done_callback(lambda done: tell_if_alive(ref, answer_of(command_id, done)))
+
+    def _on_answer(self, answer: Answer) -> None:
+        if (self._wait is None or self._command is None or self._heard_at is not None
+                or answer.command_id != self._command.id):
+            return  # an answer to an earlier send, or the worker has spoken since
+        if answer.heard:  # a worker holds it: wait for its events, as for any attempt
+            self._heard_at = self._clock.now()
+            self._stop_waiting()
+        elif answer.workers not in (Workers.UNKNOWN, self._wait.workers):
+            self._wait.workers = answer.workers
+            if self._shown_waiting:
+                self._show_waiting()
+
+    def _show_waiting(self) -> None:
+        assert self._command is not None and self._wait is not None
+        since = time.time() - (self._clock.now() - self._began_at)
+        self._router.waiting(self._command.step_id, self.attempt, self._wait.describe(since))
+
+    def _stop_waiting(self) -> None:
+        if self._shown_waiting and self._command is not None:
+            self._shown_waiting = False
+            self._waiting.discard(self.actor_ref)
+            self._router.waiting(self._command.step_id, self.attempt, None)
 
     def _release(self) -> None:
+        self._stop_waiting()
         if self._command is not None:
             self._router.unregister(self._command.step_id, self.actor_ref)
         if self._command is not None and not self._finished and not self._fence.lost:
@@ -350,12 +425,16 @@ def subscribe_router(
     clock: Clock,
     heartbeat: float = 1.0,
     listener: Callable[[Event], object] | None = None,
+    on_waiting: Callable[[str, int, dict[str, Any] | None], object] | None = None,
 ) -> EventRouter:
     """A router subscribed to every event of `workflow_id` (close() it when the workflow ends).
 
     `clock` is the tree's (the steps' timeouts and heartbeats are measured on it);
-    `listener` sees every event first (a `RunReport`), on the bridge's loop thread.
+    `listener` sees every event first (a `RunReport`), on the bridge's loop thread;
+    `on_waiting(step_id, attempt, state)` hears of steps that wait for a worker
+    (`RunReport.waiting`), on the same thread.
     """
-    router = EventRouter(clock=clock, heartbeat=heartbeat, listener=listener)
+    router = EventRouter(clock=clock, heartbeat=heartbeat, listener=listener,
+                         on_waiting=on_waiting)
     router.subscription = bridge.subscribe(f"event.*.{workflow_id}.*", router)
     return router

@@ -41,8 +41,10 @@ from noetl_actors.runtime import (
     UNFENCED,
     Fence,
     RunReport,
+    WaitingSteps,
     WorkflowSupervisor,
     new_workflow_id,
+    ready_subject,
     remote_steps,
     subscribe_router,
 )
@@ -127,6 +129,7 @@ class Node:
         self._worker_plugins = workers
         self.state_dir = state_dir
         self.heartbeat = heartbeat if heartbeat is not None else self.config.heartbeat
+        self.waiting = WaitingSteps(bound=self.config.worker_wait)  # steps with no worker yet
         self.serve = serve
         self._observers = tuple(observers)
         self.server: EmbeddedNatsServer | None = None
@@ -198,6 +201,7 @@ class Node:
             self._root = start_supervisor(config.root, parts, id=self.name, clock=self._clock,
                                           observers=[*self._observers, self._on_lifecycle])
             self._wait_connected(options)
+            self.bridge.subscribe(ready_subject("*"), self.waiting, timeout=timeout)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
             if shared:
@@ -284,7 +288,8 @@ class Node:
         fence = lease or UNFENCED
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
-                                  heartbeat=self.heartbeat, listener=report.on_event)
+                                  heartbeat=self.heartbeat, listener=report.on_event,
+                                  on_waiting=report.waiting)
         try:
             resume = takeover.read(report, router) if takeover is not None else None
         except BaseException:
@@ -296,7 +301,7 @@ class Node:
         if lease is not None and takeover is not None and lease.record.cancel:
             step_fence = CancellingLease(lease)
         steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router,
-                             fence=step_fence)
+                             fence=step_fence, waiting=self.waiting)
         journal = functools.partial(self.publish_lifecycle, workflow_id) if lease else None
         host = self.bridge.host
 
