@@ -37,7 +37,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -225,6 +225,9 @@ class PluginWorker(SupervisedActor):
 
     def _take(self, command: Command, reply: str | None) -> None:
         """Claim `command` unless this worker saw it already; never blocks."""
+        if self._claims.local:  # settled at once, and they remember: nothing to keep here
+            self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
+            return
         key = (command.id, command.epoch)
         with self._known_lock:
             seen = key in self._known
@@ -243,7 +246,7 @@ class PluginWorker(SupervisedActor):
         self._claims.claim(command, functools.partial(self._claimed, command, reply))
 
     def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
-        """Where the claim was settled (the loop's thread, or the caller's): act on it."""
+        """Where a claim in NATS was settled (the loop's thread): note what it found."""
         key = (command.id, command.epoch)
         claim = found if isinstance(found, Claim) else None
         with self._known_lock:
@@ -257,7 +260,16 @@ class PluginWorker(SupervisedActor):
             logger.warning("%s: could not claim %s (%s); its step will send it again",
                            self.path, command.id, why)
             return
-        for subject in ([reply] if reply else []) + asked:
+        self._settled(command, reply, asked, claim)
+
+    def _settled(self, command: Command, reply: str | None, asked: Sequence[str],
+                 claim: Claim | Exception) -> None:
+        """Answer who asked who has the attempt; run it if it is this worker's."""
+        if not isinstance(claim, Claim):
+            return  # only claims in NATS fail: `_claimed` said why
+        if reply:
+            self._answer(reply, claim)
+        for subject in asked:
             self._answer(subject, claim)
         if claim is not Claim.MINE or not self.actor_ref.is_alive():
             return  # sent or delivered again: whoever claimed it runs it
