@@ -176,7 +176,10 @@ class Node:
         self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{self.name}/endings")
         try:
             if options.embedded:
-                self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
+                # A served node comes back on its former port (NATS_URL in other
+                # terminals still works) and never beside a former server on its store.
+                self.server = EmbeddedNatsServer(state_dir=self.state_dir,
+                                                 remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
