@@ -371,7 +371,9 @@ class Node:
             return None
         playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
                                   catalog=self.catalog)
-        detail = (f"node {previous} stopped renewing its lease; node {self.name} took it "
+        detail = (f"node {self.name} was started again and took it back from its former "
+                  f"self (epoch {lease.epoch})" if previous == self.name else
+                  f"node {previous} stopped renewing its lease; node {self.name} took it "
                   f"over (epoch {lease.epoch})")
         self.publish_lifecycle(workflow_id, {
             "kind": MOVED, "path": f"/{self.name}/workflows/{workflow_id}", "at": time.time(),
