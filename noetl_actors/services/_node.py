@@ -55,8 +55,9 @@ from noetl_actors.services._lease import (
     LeaseRecord,
     Leases,
 )
+from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
-from noetl_actors.services._presence import LOST_AFTER_BEATS, Presence
+from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import RUNNING, WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
@@ -175,7 +176,10 @@ class Node:
         self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{self.name}/endings")
         try:
             if options.embedded:
-                self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
+                # A served node comes back on its former port (NATS_URL in other
+                # terminals still works) and never beside a former server on its store.
+                self.server = EmbeddedNatsServer(state_dir=self.state_dir,
+                                                 remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
@@ -231,7 +235,7 @@ class Node:
             self.bridge.ensure_bucket(WORKFLOWS_BUCKET, ttl=None, timeout=timeout))
         self.nodes_bucket = nodes = self.bridge.ensure_bucket(NODES_BUCKET, ttl=None,
                                                                timeout=timeout)
-        _check_name_is_free(nodes, self.name)
+        check_name_is_free(nodes, self.name)
         self.leases = leases = Leases(
             self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout),
             owner=self.name, duration=self.config.lease, clock=self._clock)
@@ -367,7 +371,9 @@ class Node:
             return None
         playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
                                   catalog=self.catalog)
-        detail = (f"node {previous} stopped renewing its lease; node {self.name} took it "
+        detail = (f"node {self.name} was started again and took it back from its former "
+                  f"self (epoch {lease.epoch})" if previous == self.name else
+                  f"node {previous} stopped renewing its lease; node {self.name} took it "
                   f"over (epoch {lease.epoch})")
         self.publish_lifecycle(workflow_id, {
             "kind": MOVED, "path": f"/{self.name}/workflows/{workflow_id}", "at": time.time(),
@@ -466,19 +472,6 @@ class Node:
         if self.server is not None:
             self.server.stop()
             self.server = None
-
-
-def _check_name_is_free(nodes: KeyValue, name: str) -> None:
-    """Refuse a name a live node has: both would answer its subjects."""
-    entry = nodes.get(name)
-    if entry is None:
-        return
-    record = entry.data
-    beat = record.get("heartbeat")
-    beat = beat if isinstance(beat, (int, float)) else 1.0
-    if time.time() - float(record.get("at") or 0) < LOST_AFTER_BEATS * beat + 1.0:
-        raise NoetlError(f"a node named {name} already runs (on {record.get('host')}, pid "
-                         f"{record.get('pid')}); give this one another --name")
 
 
 def _routine(event: LifecycleEvent) -> bool:

@@ -12,11 +12,13 @@ their leases expire, and live nodes take them over (`LeaseKeeper`).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from noetl_actors._process import started
 from noetl_actors.bridge import KeyValue
 from noetl_actors.errors import NoetlError
 from noetl_actors.services._control import node_info
@@ -53,6 +55,8 @@ class Presence(SupervisedActor):
         self._timer: TimerHandle | None = None
         self._seen: dict[str, _Seen] = {}
         self._started_at = time.time()
+        self._process = started(os.getpid())
+        """When this process started: a restart under this name knows it from a stranger."""
 
     def on_start(self) -> None:
         self._beat()  # reachable before start() returns
@@ -78,7 +82,8 @@ class Presence(SupervisedActor):
     def _beat(self) -> None:
         try:
             self.nodes.put(self.node.name, {**node_info(self.node), "at": time.time(),
-                                            "started_at": self._started_at})
+                                            "started_at": self._started_at,
+                                            "process": self._process})
             records = self.node.records
             if records is not None:
                 for run in self.node.running().values():
