@@ -1170,3 +1170,27 @@ def test_entries_reads_every_live_record_of_a_large_bucket(
         assert all(entry.data == {"n": int(key[3:])} for key, entry in entries.items())
     finally:
         root.stop(timeout=10)
+
+
+def test_a_delete_at_a_revision_someone_wrote_since_is_refused(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """A lease released while its owner renewed it: the delete must say no, not raise."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv")
+    try:
+        kv = bridge.ensure_bucket("leases", ttl=None)
+        first = kv.put("wf-1", {"epoch": 1})
+        second = kv.update("wf-1", {"epoch": 1, "renewed": True}, first)
+        assert second is not None
+
+        assert kv.delete("wf-1", revision=first) is False
+        entry = kv.get("wf-1")
+        assert entry is not None and entry.data == {"epoch": 1, "renewed": True}
+        assert kv.delete("wf-1", revision=second) is True
+        assert kv.get("wf-1") is None
+    finally:
+        root.stop(timeout=10)

@@ -26,6 +26,8 @@ from noetl_actors.errors import ConnectionLost, MalformedMessage
 
 __all__ = ["Entry", "KeyValue", "claim", "ensure_bucket"]
 
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream's error code for a write whose expected last sequence is not the key's."""
 ENTRIES_IN_FLIGHT = 64
 """Reads `KeyValue.entries()` keeps in flight at once."""
 
@@ -116,8 +118,13 @@ class KeyValue:
         async def delete(kv: Any) -> bool:
             try:
                 await kv.delete(key, last=revision)
-            except js_errors.KeyWrongLastSequenceError:
-                return False
+            except js_errors.APIError as error:
+                # nats-py raises KeyWrongLastSequenceError from update(), but a plain
+                # APIError with the server's code from delete()
+                if isinstance(error, js_errors.KeyWrongLastSequenceError) \
+                        or error.err_code == WRONG_LAST_SEQUENCE:
+                    return False
+                raise
             return True
 
         result: bool = self._call(delete)
