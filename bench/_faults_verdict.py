@@ -2,7 +2,7 @@
 
 Inputs: the lines file (one line ``<workflow> <task>.<step> <attempt>`` per
 attempt a worker began, in the order they began), each workflow's history
-(`read_histories`) and the moment each owner was killed.
+(`read_histories`) and the moment the owner was killed.
 
 - **attempts run twice**: a (workflow, step, attempt) whose line is there
   more than once: one attempt began on two workers, or twice on one.

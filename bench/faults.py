@@ -34,9 +34,11 @@ stderr; the one result line (here folded) to stdout::
 ``lost`` is every workflow that did not succeed (each playbook succeeds
 under every fault of the suite within its restart limits). The exit status
 is 1 when a workflow was lost or a done step ran again (stderr says which,
-with its history), 130 on Ctrl-C. Every process it started is stopped at
-the end, however it ends; the work folder (logs of every process, the lines)
-is removed unless the run failed or ``--keep`` is given.
+with its history), 2 when a kill could not be made (too few workflows still
+ran) or the cluster did not start, 130 on Ctrl-C or SIGTERM. Every process
+it started is stopped at the end, however it ends; the work folder (logs of
+every process, the lines, the records and histories read) is removed unless
+the run failed or ``--keep`` is given.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from collections import Counter
 from pathlib import Path
 from types import FrameType
 
+import nats.errors
 from _faults_cluster import Cluster
 from _faults_procs import Processes
 from _faults_run import Run, log, make_faults, submit_all, wait_all
@@ -66,6 +69,8 @@ from _faults_verdict import (
 )
 from _faults_watch import Watch, read_histories
 
+from noetl_actors.errors import NoetlError
+
 NODES = 3
 
 
@@ -73,7 +78,11 @@ async def judge(run: Run) -> int:
     """Read records and histories, print the diagnosis and the result line; the exit status."""
     folder = run.cluster.folder
     records = {wf: await run.watch.record(wf) for wf in run.shapes}
-    histories = await read_histories(run.cluster.url, run.shapes)
+    try:
+        histories = await read_histories(run.cluster.url, run.shapes)
+    except (TimeoutError, OSError, nats.errors.Error) as error:
+        raise RuntimeError(f"could not read the histories from {run.cluster.url}: "
+                           f"{error!r}") from None
     (folder / "records.json").write_text(json.dumps(records, indent=1))
     (folder / "histories.json").write_text(json.dumps(histories, indent=1))
     lines = read_lines(run.cluster.lines)
@@ -94,9 +103,10 @@ async def judge(run: Run) -> int:
     for wf, move in moved.other:
         log(f"UNEXPECTED MOVE {wf} ({run.shapes[wf]}): {move.get('detail')}")
     for wf, record in lost.items():
-        error = ((record or {}).get("error") or {}).get("reason", "still running at the end")
-        state = "no record" if record is None else f"{record.get('status')} on {record['node']}"
-        log(f"LOST {wf} ({run.shapes[wf]}): {state}: {error}")
+        reason = ((record or {}).get("error") or {}).get("reason", "still running at the end")
+        state = "no record" if record is None else \
+            f"{record.get('status')} on {record.get('node')}"
+        log(f"LOST {wf} ({run.shapes[wf]}): {state}: {reason}")
     causes: Counter[str] = Counter()
     for rerun in again:
         history = histories.get(rerun.workflow, [])
@@ -154,7 +164,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--deadline", type=float, default=600.0,
                         help="seconds after which unfinished workflows are lost")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
-    return parser.parse_args()
+    args = parser.parse_args()
+    for name in ("workflows", "lease", "heartbeat"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be more than 0 (got {getattr(args, name)})")
+    for name in ("spacing", "pause", "nats_down", "deadline"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more "
+                         f"(got {getattr(args, name)})")
+    return args
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -170,7 +188,7 @@ def main() -> None:
     try:
         with Processes(folder) as procs:
             status = asyncio.run(main_async(args, procs, folder))
-    except RuntimeError as error:  # a process of the cluster did not start
+    except (RuntimeError, NoetlError) as error:  # the cluster did not start or answer
         log(f"faults: {error}")
     except KeyboardInterrupt:
         log("interrupted: every process started is stopped")
