@@ -288,7 +288,8 @@ class Node:
         fence = lease or UNFENCED
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
-                                  heartbeat=self.heartbeat, listener=report.on_event)
+                                  heartbeat=self.heartbeat, listener=report.on_event,
+                                  stream=EVENTS_STREAM)
         try:
             resume = takeover.read(report, router) if takeover is not None else None
         except BaseException:
