@@ -135,6 +135,14 @@ def kill_mid_steps(lines: Path, *, tasks: int, pause: float, kill: Callable[[], 
     return seen
 
 
+def back(nats: NatsProcess, cli: Cli, workflow_id: str) -> None:
+    """Start NATS again where it was; return once a node answers for `workflow_id` (the
+    nodes reconnect on their own, within a reconnect wait or so)."""
+    nats.start()
+    wait_until(lambda: cli("status", workflow_id, "--json").stdout, 30,
+               "a node to answer again", 0.2)
+
+
 # -- (a) a short outage ---------------------------------------------------------------
 
 
@@ -149,7 +157,7 @@ def test_a_2s_outage_of_nats_runs_no_step_twice(tmp_path: Path) -> None:
         workflow_id = cli.submit(playbook)
         seen = kill_mid_steps(lines, tasks=2, pause=4.0, kill=nats.kill_nats_server)
         time.sleep(2.0)  # the outage
-        nats.start()
+        back(nats, cli, workflow_id)
 
         record = cli.wait_status(workflow_id, ENDED, timeout=90)
         assert record["status"] == "succeeded", record.get("error")
@@ -178,7 +186,7 @@ def test_noetl_server_killed_and_back_within_30s_moves_nothing_and_runs_nothing_
         owner = cli.wait_status(workflow_id, "running")["node"]
         seen = kill_mid_steps(lines, tasks=2, pause=3.0, kill=nats.kill)
         time.sleep(20.0)  # the outage: ten leases
-        nats.start()
+        back(nats, cli, workflow_id)
 
         record = cli.wait_status(workflow_id, ENDED, timeout=120)
         assert record["status"] == "succeeded", record.get("error")
@@ -218,8 +226,6 @@ def test_cluster_commands_while_nats_is_away_say_so_in_one_line(tmp_path: Path) 
             assert nats.url in said[0] and "NATS does not answer" in said[0], (args, said)
             assert result.stdout == "", (args, result.stdout)
 
-        nats.start()  # back: the node reconnects and answers again
-        record = wait_until(lambda: (r := cli("status", workflow_id, "--json")).returncode == 0
-                            and r.document(), 30, "the node to answer again", 0.2)
-        assert record["status"] == "succeeded"
+        back(nats, cli, workflow_id)  # the node reconnects and answers again
+        assert cli.status(workflow_id)["status"] == "succeeded"
 
