@@ -201,6 +201,31 @@ def test_noetl_server_killed_and_back_within_30s_moves_nothing_and_runs_nothing_
             assert "crashed" not in node.stderr(), node.stderr()
 
 
+# -- a workflow that ends as NATS comes back -------------------------------------------
+
+
+def test_a_workflow_that_ends_as_nats_comes_back_is_recorded_as_ended(tmp_path: Path) -> None:
+    # Its last step ends during an outage longer than the lease: its end comes in once
+    # NATS is back, before its owner has renewed the lease. Its final record must still
+    # be written (it was dropped, and the lease released: `running` for good).
+    lines = tmp_path / "lines.txt"
+    playbook = appending_playbook(tmp_path, lines, tasks=1, steps=2, pause=2.0)
+    with nats_process(tmp_path) as nats, \
+            running_node(tmp_path, "a", nats=nats.url, config=NODE) as node:
+        cli = Cli(nats.url)
+        workflow_id = cli.submit(playbook)
+        wait_until(lambda: "t0.s1" in lines_of(lines), 60, "the last step to start", 0.02)
+        time.sleep(0.3)  # its worker has taken it and said so
+        nats.kill_nats_server()
+        time.sleep(6.0)  # the outage: three leases, and the step ends in it
+        back(nats, cli, workflow_id)
+
+        record = cli.wait_status(workflow_id, ENDED, timeout=60)
+        assert record["status"] == "succeeded", record.get("error")
+        assert (record["node"], record["epoch"]) == (node.name, 1)
+        assert lines_of(lines) == ["t0.s0", "t0.s1"]
+
+
 # -- (c) the cluster commands while NATS is away ---------------------------------------
 
 

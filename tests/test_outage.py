@@ -9,6 +9,7 @@ from is a function that returns a future the test settles.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from noetl_actors.errors import ConnectError
 from noetl_actors.runtime import Event, EventStatus
 from noetl_actors.runtime._outage import Outages, latest_events, reconnect_margin
 from noetl_actors.runtime._remote import EventRouter, _Tick
-from noetl_actors.services._lease import LeaseRecord, Leases
+from noetl_actors.services._lease import HeldLease, LeaseRecord, Leases
 from noetl_actors.services._takeover import LeaseKeeper
 from noetl_actors.supervision import ManualClock
 from tests.kv_double import MemoryKeyValue
@@ -230,6 +231,33 @@ def test_of_an_attempts_events_its_end_counts_else_its_latest_word() -> None:
         end, beat]
     assert latest_events([delivery(end), delivery(event("a", 2, EventStatus.HEARTBEAT))]) == [
         end]
+
+
+# -- an owner's lease after an outage -----------------------------------------------
+
+
+def test_an_end_that_finds_its_lease_lapsed_waits_for_the_renewal() -> None:
+    """A workflow whose end comes in as NATS is back, before its owner renewed: its final
+    record waits for the lease (it was dropped, and the lease released)."""
+    clock = ManualClock()
+    lease = HeldLease("wf-1", LeaseRecord("a", 1), 7, valid_until=clock.now() - 1, clock=clock)
+    assert not lease.wait_allowed(0.1), "not renewed: it may not act"
+
+    def renew() -> None:
+        time.sleep(0.2)
+        lease.valid_until = clock.now() + 3.0
+
+    renewer = threading.Thread(target=renew)
+    renewer.start()
+    try:
+        assert lease.wait_allowed(WAIT)
+    finally:
+        renewer.join()
+    lease.valid_until = clock.now() - 1
+    lease.lost = True
+    started = time.monotonic()
+    assert not lease.wait_allowed(WAIT)
+    assert time.monotonic() - started < WAIT, "a lost lease is not waited for"
 
 
 # -- a taker's look at the leases ------------------------------------------------------
