@@ -260,6 +260,19 @@ def test_an_end_that_finds_its_lease_lapsed_waits_for_the_renewal() -> None:
     assert time.monotonic() - started < WAIT, "a lost lease is not waited for"
 
 
+def test_a_lease_released_while_it_is_renewed_is_not_taken_for_lost() -> None:
+    """Workflows that end as NATS comes back end together, each once its lease is
+    renewed: one released while the next renewal is under way is not "lost"."""
+    clock = ManualClock()
+    leases = Leases(MemoryKeyValue(), owner="a", duration=3.0, clock=clock)
+    lease = leases.acquire("wf-1")
+    assert isinstance(leases.kv, MemoryKeyValue)
+    leases.kv.in_flight = lambda: leases.release(lease)  # as the renewal's write travels
+    renewal = leases.renew()
+    assert renewal.lost == [] and not lease.lost
+    assert leases.kv.get("wf-1") is None and not leases.holds("wf-1")
+
+
 # -- a taker's look at the leases ------------------------------------------------------
 
 

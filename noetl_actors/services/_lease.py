@@ -267,6 +267,8 @@ class Leases:
                 return
             entry = self.kv.get(lease.workflow_id)
             now = LeaseRecord.from_data(entry.data) if entry is not None else None
+            if entry is None and not self.holds(lease.workflow_id):
+                return  # released meanwhile (its workflow ended): not lost
             if entry is None or now is None or (now.owner, now.epoch) != (self.owner,
                                                                           lease.epoch):
                 renewal.lost.append((lease, now))
