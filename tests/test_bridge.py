@@ -368,7 +368,8 @@ class TestCoreNats:
             assert fast_paths.write is True
             assert isinstance(connection.client._pending, list)
             assert isinstance(connection.client._pending_data_size, int)
-            assert not writable(connection.client, [("a.b", b"{}", {"H": "v"})])
+            assert writable(connection.client, [("a.b", b"{}", {"H": "v"})]), "as HPUB"
+            assert not writable(connection.client, [("a.b", b"{}", {"H": "two\nlines"})])
             assert not writable(connection.client, [("a b", b"{}", None)])
 
     def test_on_loop_takes_what_it_handles_and_the_actor_gets_the_rest(

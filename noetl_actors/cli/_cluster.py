@@ -56,6 +56,15 @@ def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
         sys.exit(EXIT_FAILED)
 
 
+def ensure_reachable(options: Any) -> None:
+    """Exit as the other cluster commands do (one line, exit 1) if no NATS answers."""
+
+    async def nothing(_client: Any) -> None:
+        return None
+
+    _call(options, nothing)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

@@ -186,6 +186,10 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
+    if not nats.embedded:
+        from noetl_actors.cli._cluster import ensure_reachable
+
+        ensure_reachable(nats)  # at once, in one line: a node would retry for seconds
     node = Node(options=nats, state_dir=state_dir, workers=())
     try:
         node.start()

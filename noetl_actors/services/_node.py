@@ -288,7 +288,8 @@ class Node:
         fence = lease or UNFENCED
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
-                                  heartbeat=self.heartbeat, listener=report.on_event)
+                                  heartbeat=self.heartbeat, listener=report.on_event,
+                                  stream=EVENTS_STREAM)
         try:
             resume = takeover.read(report, router) if takeover is not None else None
         except BaseException:
@@ -333,8 +334,12 @@ class Node:
                 self._runs.pop(workflow_id, None)
             self._reports.pop(workflow_id, None)
             self._fences.pop(workflow_id, None)
-            if fence.lost:
-                return  # another node owns it now: its record is that node's to write
+            if lease is not None and not lease.wait_allowed(self.config.lease * 3):
+                # Lost, or never renewed (NATS away): the record is the next owner's to
+                # write; a lease left to lapse, not released, lets a node take it over.
+                if self.leases is not None and not lease.lost:
+                    self.leases.forget(workflow_id)
+                return
             if self.records is not None:
                 self.records.write(report)
             if lease is not None and self.leases is not None:

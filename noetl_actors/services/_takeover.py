@@ -4,7 +4,9 @@ Every third of the lease's duration it renews the leases it holds (a lost
 one: the node lets that workflow go; one marked cancelled: it cancels it),
 then reads every lease of the bucket: one that has kept its revision for the
 lease's duration is taken (epoch + 1) and its workflow resumed here from its
-record and its history (`Takeover`). At its first round it takes at once the
+record and its history (`Takeover`). A read that fails, or that spans an
+outage of NATS (or follows one), starts that judgement over: owners could
+not renew while NATS was away. At its first round it takes at once the
 leases its own name holds: a former incarnation of this node (`noetl node
 start` again with the same name, after the first was killed: a name a live
 node has is refused at start).
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from noetl_actors.bridge import Entry, KeyValue
+from noetl_actors.bridge import Entry, KeyValue, LinkState
 from noetl_actors.errors import NoetlError
 from noetl_actors.runtime import (
     STEP_ID_SEPARATOR,
@@ -101,6 +103,8 @@ class LeaseKeeper(SupervisedActor):
         self._expiry = Expiry(leases.duration)
         self._timer: TimerHandle | None = None
         self._first = True
+        self._link: Callable[[], LinkState] = node.bridge.link
+        self._link_seen = self._link().changes
 
     def on_start(self) -> None:
         self.actor_ref.tell(_Beat())  # not in on_start: the node's start need not wait
@@ -136,12 +140,19 @@ class LeaseKeeper(SupervisedActor):
                        lease.workflow_id)
 
     def _look_for_expired(self) -> None:
+        before = self._link()
         try:
             entries = self.leases.kv.entries()
         except NoetlError as error:
             logger.debug("%s: could not read the leases: %s", self.path, error)
             self._expiry.blind()
             return
+        after = self._link()
+        if before.changes != self._link_seen or after.changes != before.changes:
+            # NATS went away since the last read, or during this one (which waited for
+            # it to come back): its owners could not renew meanwhile. Start over.
+            self._expiry.blind()
+        self._link_seen = after.changes
         others = {key: entry for key, entry in entries.items() if not self.leases.holds(key)}
         if self._first:
             self._first = False
