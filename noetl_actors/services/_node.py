@@ -334,16 +334,19 @@ class Node:
                 self._runs.pop(workflow_id, None)
             self._reports.pop(workflow_id, None)
             self._fences.pop(workflow_id, None)
-            if lease is not None and not lease.wait_allowed(self.config.lease * 3):
-                # Lost, or never renewed (NATS away): the record is the next owner's to
-                # write; a lease left to lapse, not released, lets a node take it over.
-                if self.leases is not None and not lease.lost:
-                    self.leases.forget(workflow_id)
+            if lease is None or self.records is None or self.leases is None:
+                if self.records is not None:
+                    self.records.write(report)
                 return
-            if self.records is not None:
-                self.records.write(report)
-            if lease is not None and self.leases is not None:
+            if self.records.finish(report, lease, within=self.config.lease * 3) \
+                    and not lease.lost:
                 self.leases.release(lease)
+            elif not lease.lost:
+                # Not written (NATS away): a lease left to lapse, not released, lets a
+                # node take the workflow over and write its end from the history.
+                logger.warning("could not write the end of workflow %s; its lease is left "
+                               "to lapse, for a node to take it over", workflow_id)
+                self.leases.forget(workflow_id)
 
         try:
             ref = self.workflows.start_child(spec)
