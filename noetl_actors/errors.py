@@ -26,7 +26,8 @@ The tree, as callers catch it::
     ├── PluginNotFound            no plugin of that name on the plugin path (also a KeyError)
     └── BridgeError               something between us and NATS
         ├── NatsServerError           the embedded nats-server did not start
-        │   └── NatsServerNotFound        no nats-server binary to run
+        │   ├── NatsServerNotFound        no nats-server binary to run
+        │   └── StoreInUse                another live nats-server uses that store
         ├── ConnectError              could not connect (the cause says why)
         │   └── AuthorizationError        the server refused our credentials
         ├── BridgeTimeout             no answer (ack, reply) in time
@@ -78,6 +79,7 @@ __all__ = [
     "RouterClosed",
     "StepFailed",
     "StepTimeout",
+    "StoreInUse",
     "SupervisionError",
     "TemplateError",
     "WorkerLost",
@@ -292,6 +294,14 @@ class NatsServerError(BridgeError):
 
 class NatsServerNotFound(NatsServerError):
     """No nats-server binary to run; the message says what to install."""
+
+
+class StoreInUse(NatsServerError):
+    """Another nats-server runs on the state dir's store, and two must never share one.
+
+    Either its process lives (a node or `noetl server` on that state dir), or it
+    was left by one that died and did not exit when asked. The message names it.
+    """
 
 
 class ConnectError(BridgeError):

@@ -368,7 +368,8 @@ class TestCoreNats:
             assert fast_paths.write is True
             assert isinstance(connection.client._pending, list)
             assert isinstance(connection.client._pending_data_size, int)
-            assert not writable(connection.client, [("a.b", b"{}", {"H": "v"})])
+            assert writable(connection.client, [("a.b", b"{}", {"H": "v"})]), "as HPUB"
+            assert not writable(connection.client, [("a.b", b"{}", {"H": "two\nlines"})])
             assert not writable(connection.client, [("a b", b"{}", None)])
 
     def test_on_loop_takes_what_it_handles_and_the_actor_gets_the_rest(
@@ -1172,11 +1173,10 @@ def test_entries_reads_every_live_record_of_a_large_bucket(
         root.stop(timeout=10)
 
 
-def test_a_delete_at_a_revision_the_key_has_left_says_false_and_removes_nothing(
+def test_a_delete_at_a_revision_someone_wrote_since_is_refused(
     nats_server: EmbeddedNatsServer,
 ) -> None:
-    """nats-py's delete passes the server's 'wrong last sequence' on as a bare API error:
-    a lease's release then never saw that a renewal had moved it, and left it behind."""
+    """A lease released while its owner renewed it: the delete must say no, not raise."""
     from noetl_actors.bridge import Bridge, ConnectOptions
     from noetl_actors.supervision import SupervisorFlags, start_supervisor
 
@@ -1185,10 +1185,12 @@ def test_a_delete_at_a_revision_the_key_has_left_says_false_and_removes_nothing(
     try:
         kv = bridge.ensure_bucket("leases", ttl=None)
         first = kv.put("wf-1", {"epoch": 1})
-        second = kv.put("wf-1", {"epoch": 1, "renewed": True})
+        second = kv.update("wf-1", {"epoch": 1, "renewed": True}, first)
+        assert second is not None
 
         assert kv.delete("wf-1", revision=first) is False
-        assert kv.get("wf-1") is not None, "deleted at a revision it was no longer at"
+        entry = kv.get("wf-1")
+        assert entry is not None and entry.data == {"epoch": 1, "renewed": True}
         assert kv.delete("wf-1", revision=second) is True
         assert kv.get("wf-1") is None
     finally:

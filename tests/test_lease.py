@@ -764,3 +764,52 @@ def test_a_record_write_whose_answer_was_lost_is_written_at_the_next_flush() -> 
     record, _ = records.now()
     assert (record["status"], step_of(record), world.issued[0][1].lost) == (
         "failed", {"x": 1}, False)
+
+
+def test_the_end_of_a_workflow_is_written_once_nats_takes_writes_again() -> None:
+    """A workflow that ends as NATS comes back: its final record is written at a later
+    try, and only then may its lease be released."""
+    world = World()
+    records = Records(world)
+    records.begin()
+    records.reports["a"].finish(None)
+    store = records.of["a"]
+    store.kv.fault = DOWN
+    tries: list[bool] = []
+    write = store.write
+
+    def write_while_nats_comes_back(report: RunReport) -> bool:
+        if len(tries) == 2:
+            store.kv.fault = None  # back at the third try
+        tries.append(write(report))
+        return tries[-1]
+
+    store.write = write_while_nats_comes_back  # type: ignore[method-assign]
+    assert store.finish(records.reports["a"], world.issued[0][1], within=10.0, retry=0.01)
+    assert tries == [False, False, True]
+    assert records.now()[0]["status"] == "failed"
+
+
+def test_an_end_that_cannot_be_written_leaves_the_lease_to_the_next_owner() -> None:
+    world = World()
+    records = Records(world)
+    records.begin()
+    records.reports["a"].finish(None)
+    lease = world.issued[0][1]
+    world.run(steps("tick tick tick"))  # a's lease ran out, and NATS does not come back
+    assert not records.of["a"].finish(records.reports["a"], lease, within=0.05, retry=0.01)
+    assert records.now()[0]["status"] == "running"
+
+
+def test_the_end_of_a_workflow_another_node_took_is_not_the_old_owners_to_write() -> None:
+    world = World()
+    records = Records(world)
+    records.begin()
+    lease = world.issued[0][1]
+    world.run(steps("b.look tick tick tick b.scan"))
+    records.adopt(records.kv.get(WORKFLOW))  # type: ignore[arg-type]
+    world.run(steps("a.renew"))  # a finds out
+    assert lease.lost
+    records.reports["a"].finish(None)
+    assert records.of["a"].finish(records.reports["a"], lease, within=10.0, retry=0.01)
+    assert records.now()[0]["node"] == "b"

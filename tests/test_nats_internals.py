@@ -79,6 +79,7 @@ PROGRAM = textwrap.dedent("""
             "warnings": warnings,
             "delivery": fast_paths.delivery,
             "write": fast_paths.write,
+            "headers": fast_paths.headers,
         }))
     finally:
         tree.stop(timeout=20)
@@ -149,6 +150,17 @@ def test_the_unchanged_copy_keeps_both_fast_paths_and_says_nothing(
     assert result["received"] == list(range(300))
     assert result["reply"] == "hello"
     assert (result["delivery"], result["write"]) == (True, True)
+    assert result["headers"] is True
+    assert result["warnings"] == []
+
+
+def test_a_nats_py_without_hpub_cmd_publishes_messages_with_headers_itself_and_says_nothing(
+    nats_server: EmbeddedNatsServer, tmp_path: Path
+) -> None:
+    result = run_with(nats_py_renaming("hpub_cmd", tmp_path), nats_server)
+
+    assert result["received"] == list(range(300)), "publishes lost or out of order"
+    assert (result["delivery"], result["write"], result["headers"]) == (True, True, False)
     assert result["warnings"] == []
 
 
@@ -314,3 +326,27 @@ def test_a_direct_delivery_that_fails_mid_run_falls_back_and_loses_nothing(
     assert fast_paths.delivery is False
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert "delivering messages on the reader task" in warning
+
+
+def test_a_message_with_headers_is_written_directly_and_arrives_with_them(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written: list[bytes] = []
+    hpub = _nats_internals.hpub_cmd
+    assert hpub is not None
+
+    def counted(*args: Any) -> bytes:
+        written.append(command := hpub(*args))
+        return command
+
+    monkeypatch.setattr(_nats_internals, "hpub_cmd", counted)
+    sink = Sink()
+    bridge.subscribe("hdr.>", sink)
+    bridge.publish("hdr.x", {"i": 1}, msg_id="end:wf.t=s.1", headers={"Noetl-Why": "a test"})
+    first = sink.got.get(timeout=WAIT)
+    assert first.data["i"] == 1
+    assert first.headers == {"Nats-Msg-Id": "end:wf.t=s.1", "Noetl-Why": "a test"}
+    assert len(written) == 1, "written directly"
+    bridge.publish("hdr.x", {"i": 2}, headers={"Bad": "two\nlines"})  # nats-py's to reshape
+    assert sink.got.get(timeout=WAIT).headers == {"Bad": "two lines"}
+    assert len(written) == 1, "a header nats-py reshapes is nats-py's to write"

@@ -37,18 +37,26 @@ class FakeBridge:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.published: list[tuple[str, dict[str, Any]]] = []
+        self.msg_ids: list[str | None] = []
         self.on_loop: dict[str, Callable[[Delivery], bool] | None] = {}
 
     def subscribe(self, subject: str, *_args: Any, **kwargs: Any) -> None:
         self.on_loop[subject] = kwargs.get("on_loop")
 
-    def publish(self, subject: str, data: dict[str, Any]) -> None:
+    def publish(self, subject: str, data: dict[str, Any], *, msg_id: str | None = None) -> None:
         with self._lock:
             self.published.append((subject, data))
+            self.msg_ids.append(msg_id)
 
     def statuses(self, command_id: str) -> list[str]:
         with self._lock:
             return [d["status"] for _, d in self.published if d.get("command_id") == command_id]
+
+    def event_msg_ids(self, command_id: str) -> list[str | None]:
+        """The message ids of the events of `command_id`, in the order they were sent."""
+        with self._lock:
+            return [msg_id for (_, d), msg_id in zip(self.published, self.msg_ids, strict=True)
+                    if d.get("command_id") == command_id]
 
 
 class Handle(AttemptHandle):
@@ -173,6 +181,35 @@ def test_a_long_attempt_is_announced_then_beats(clock: ManualClock) -> None:
         assert bridge.statuses(cmd.id) == ["accepted", "started", "heartbeat", "succeeded"]
     finally:
         worker.stop()
+
+
+class SharedClaims(LocalClaims):
+    """Claims as on a NATS that other workers share (`BucketClaims`), kept in memory."""
+
+    local = False
+
+
+def test_an_end_on_a_shared_nats_carries_a_message_id_its_other_events_none(
+        clock: ManualClock) -> None:
+    """The stream keeps an end once however often it is sent: the bridge sends it again
+    after an outage that may have swallowed it (docs/durability.md)."""
+    for claims, expected in ((SharedClaims(), "end:wf-1.t=s1.1"), (LocalClaims(), None)):
+        bridge = FakeBridge()
+        runner = FakeRunner()
+        worker = start_worker(runner, clock, bridge, claims=claims)
+        try:
+            cmd = command(1)
+            send(worker, cmd)
+            wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+            clock.advance(ANNOUNCE_AFTER)
+            wait_for(lambda cmd=cmd: bridge.statuses(cmd.id) == ["accepted", "started"],
+                     "the announcement")
+            runner.handles[cmd.id].succeed()
+            wait_for(lambda cmd=cmd: bridge.statuses(cmd.id)[-1:] == ["succeeded"],
+                     "the final event")
+            assert bridge.event_msg_ids(cmd.id) == [None, None, expected]
+        finally:
+            worker.stop()
 
 
 def test_an_attempt_beats_as_often_as_its_command_asks(clock: ManualClock) -> None:

@@ -18,6 +18,7 @@ from noetl_actors.bridge._delivery import PubAck as PubAck
 from noetl_actors.bridge._errors import is_auth_error as is_auth_error
 from noetl_actors.bridge._kv import Entry as Entry
 from noetl_actors.bridge._kv import KeyValue as KeyValue
+from noetl_actors.bridge._link import LinkState as LinkState
 from noetl_actors.bridge._options import ConnectOptions as ConnectOptions
 from noetl_actors.bridge._server import EmbeddedNatsServer as EmbeddedNatsServer
 from noetl_actors.bridge._server import default_state_dir as default_state_dir
@@ -47,6 +48,7 @@ __all__ = [
     "Entry",
     "JsMetadata",
     "KeyValue",
+    "LinkState",
     "Mailbox",
     "PubAck",
     "Subject",

@@ -26,8 +26,9 @@ from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._core import BridgeCore, BridgeStatistics, pykka_future
 from noetl_actors.bridge._delivery import Delivery, PubAck
 from noetl_actors.bridge._errors import translate
-from noetl_actors.bridge._jetstream import JetStream
+from noetl_actors.bridge._jetstream import MSG_ID_HEADER, JetStream
 from noetl_actors.bridge._kv import Entry, KeyValue, claim, claim_soon, ensure_bucket
+from noetl_actors.bridge._link import LinkState
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import check_token
 from noetl_actors.bridge._subscription import Mailbox, Subscription
@@ -79,15 +80,29 @@ class Bridge:
     # -- core NATS -------------------------------------------------------------
 
     def publish(
-        self, subject: str, data: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self, subject: str, data: Mapping[str, Any], *, headers: Mapping[str, str] | None = None,
+        msg_id: str | None = None,
     ) -> None:
         """Publish a JSON payload; never waits on the network. Thread-safe.
+
+        With `msg_id`, for a subject a stream keeps: the message carries it as
+        ``Nats-Msg-Id`` (the stream stores it once within its duplicate window)
+        and is sent again after an outage if it may have been lost in it (see
+        `_link`). Subscribers may then see it twice.
 
         Raises:
             TypeError: `data` cannot be JSON.
             BridgeError: no connection and `max_buffered` publishes wait already.
         """
-        self._core.publish((subject, encode(data), dict(headers) if headers else None))
+        if msg_id is not None:
+            headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
+        self._core.publish((subject, encode(data), dict(headers) if headers else None),
+                           keep=msg_id is not None)
+
+    def link(self) -> LinkState:
+        """Whether the link to NATS is up now, and how often it went down or came back:
+        what was silent while it was down (or since it came back) says nothing of others."""
+        return self._core.link()
 
     def respond(self, request: Delivery, data: Mapping[str, Any]) -> None:
         """Answer a request that arrived as `request`."""
@@ -259,6 +274,18 @@ class Bridge:
         are skipped (and counted). Blocks until read, at most `timeout`.
         """
         return self._jetstream.history(stream, subjects, timeout=timeout)
+
+    def history_future(
+        self, stream: str, subjects: Iterable[str], *, timeout: float = 10.0
+    ) -> concurrent.futures.Future[list[Delivery]]:
+        """`history`, without waiting: the messages come in the future, whose callbacks
+        run on the bridge's loop thread (be quick there). For a caller that must not
+        block (a clock's thread, an actor on the loop).
+
+        Raises:
+            ConnectError: the bridge has no connection now (the future would wait).
+        """
+        return self._jetstream.history_future(stream, subjects, timeout=timeout)
 
     # -- key-value -----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from nats.aio.msg import Msg
 from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._connection import Connection, Outgoing
 from noetl_actors.bridge._errors import translate
+from noetl_actors.bridge._link import LinkState, Resends
 from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT
@@ -56,6 +58,8 @@ class BridgeStatistics:
     unsent: int = 0
     """Core-NATS publishes lost while the server was away: nats-py's reconnect
     buffer (2 MiB) was full."""
+    resent: int = 0
+    """Publishes with a message id sent again after an outage (`Resends`)."""
 
 
 @attrs.define
@@ -67,6 +71,7 @@ class Counters:
     dropped: int = 0
     connections: int = 0
     reconnects: int = 0
+    resent: int = 0
 
 
 class Bridged(Protocol):
@@ -103,6 +108,9 @@ class BridgeCore:
         self._bridged: dict[int, Bridged] = {}
         self._buffer: deque[Outgoing] = deque()
         self._loop: LoopThread | None = None
+        self._up = False
+        self._changes = 0
+        self._resends = Resends()
 
     # -- the loop thread -------------------------------------------------------
 
@@ -149,6 +157,7 @@ class BridgeCore:
             while self._buffer:
                 connection.publish_nowait(*self._buffer.popleft())
                 self.counters.published += 1
+            self._link_changed(up=True)
             # Those registered from now on see the connection and activate
             # themselves; these were registered meanwhile.
             known = {bridged.id for bridged in before}
@@ -162,6 +171,7 @@ class BridgeCore:
         with self.lock:
             if self._connection is connection:
                 self._connection = None
+                self._link_changed(up=False)
 
     def count_unsent(self, count: int) -> None:
         """`count` publishes were handed over, but lost (`Connection`'s `on_unsent`)."""
@@ -172,13 +182,38 @@ class BridgeCore:
     def connection_state(self, kind: str, detail: str) -> None:
         """What the connection reports (`Connection`'s `on_state`)."""
         if kind == "disconnected":
+            with self.lock:
+                self._link_changed(up=False)
             self.emit(EventKind.DISCONNECTED, detail)
         elif kind == "reconnected":
-            self.counters.reconnects += 1
+            with self.lock:
+                self.counters.reconnects += 1
+                self._link_changed(up=True)
             self.emit(EventKind.RECONNECTED, detail)
         else:
             # Every failed reconnect says so; the disconnected event already told.
             logger.debug("NATS: %s", detail)
+
+    def _link_changed(self, *, up: bool) -> None:
+        """Under the lock: the link went down, or came back (kept publishes go again)."""
+        self._up = up
+        self._changes += 1
+        now = time.monotonic()
+        if not up:
+            self._resends.down(now)
+            return
+        connection = self._connection
+        again = self._resends.back(now) if connection is not None else []
+        for item in again:
+            assert connection is not None
+            connection.publish_nowait(*item)
+        self.counters.resent += len(again)
+
+    def link(self) -> LinkState:
+        """Whether the link to NATS is up, and how often it changed."""
+        with self.lock:
+            return LinkState(up=self._up and self._connection is not None,
+                             changes=self._changes)
 
     @property
     def connection(self) -> Connection | None:
@@ -205,9 +240,12 @@ class BridgeCore:
             assert self._connection is not None
             return self._connection
 
-    def publish(self, item: Outgoing) -> None:
-        """Hand `item` to the connection, or buffer it while there is none."""
+    def publish(self, item: Outgoing, *, keep: bool = False) -> None:
+        """Hand `item` to the connection, or buffer it while there is none; with `keep`
+        (it has a message id), keep it to send again after an outage (`Resends`)."""
         with self.lock:
+            if keep:
+                self._resends.keep(item, time.monotonic())
             connection = self._connection
             if connection is None:
                 if len(self._buffer) >= self._max_buffered:
@@ -286,6 +324,7 @@ class BridgeCore:
                 reconnects=counters.reconnects,
                 subscriptions=len(self._bridged),
                 unsent=counters.unsent,
+                resent=counters.resent,
             )
 
     def emit(self, kind: EventKind, detail: str) -> None:

@@ -8,6 +8,7 @@ bound on, and is bound again on the next one.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -131,32 +132,43 @@ class JetStream:
 
     def history(self, stream: str, subjects: Iterable[str], *, timeout: float) -> list[Delivery]:
         check_token(stream, "stream name")
-        core = self._core
-        connection = core.current(timeout)
         wanted = list(subjects)
+        connection = self._core.current(timeout)
+        return connection.call(self._read(connection, stream, wanted, timeout),
+                               timeout=timeout + 1)
 
-        async def read() -> list[Delivery]:
-            info = await connection.js.add_consumer(stream, js_api.ConsumerConfig(
-                ack_policy=js_api.AckPolicy.NONE, filter_subjects=wanted,
-                inactive_threshold=max(timeout, 5.0),
-            ))
-            pull = await connection.js.pull_subscribe_bind(info.name, stream)
-            found: list[Delivery] = []
-            try:
-                pending = info.num_pending or 0
-                while pending > 0:
-                    messages = await pull.fetch(batch=min(pending, 1000), timeout=timeout)
-                    for msg in messages:
-                        data = core.decode_or_dead_letter(connection, msg)
-                        if data is not None:
-                            found.append(Delivery(msg.subject, data, headers=msg.headers or {}))
-                    pending = (messages[-1].metadata.num_pending or 0) if messages else 0
-            finally:
-                await pull.unsubscribe()
-                await connection.js.delete_consumer(stream, info.name)
-            return found
+    def history_future(self, stream: str, subjects: Iterable[str], *,
+                       timeout: float) -> concurrent.futures.Future[list[Delivery]]:
+        check_token(stream, "stream name")
+        wanted = list(subjects)
+        connection = self._core.current(0.0)
+        return connection.submit(
+            asyncio.wait_for(self._read(connection, stream, wanted, timeout), timeout + 1))
 
-        return connection.call(read(), timeout=timeout + 1)
+    async def _read(self, connection: Connection, stream: str, wanted: list[str],
+                    timeout: float) -> list[Delivery]:
+        """Every message of `stream` on the subjects `wanted`, through a consumer of its
+        own, oldest first."""
+        core = self._core
+        info = await connection.js.add_consumer(stream, js_api.ConsumerConfig(
+            ack_policy=js_api.AckPolicy.NONE, filter_subjects=wanted,
+            inactive_threshold=max(timeout, 5.0),
+        ))
+        pull = await connection.js.pull_subscribe_bind(info.name, stream)
+        found: list[Delivery] = []
+        try:
+            pending = info.num_pending or 0
+            while pending > 0:
+                messages = await pull.fetch(batch=min(pending, 1000), timeout=timeout)
+                for msg in messages:
+                    data = core.decode_or_dead_letter(connection, msg)
+                    if data is not None:
+                        found.append(Delivery(msg.subject, data, headers=msg.headers or {}))
+                pending = (messages[-1].metadata.num_pending or 0) if messages else 0
+        finally:
+            await pull.unsubscribe()
+            await connection.js.delete_consumer(stream, info.name)
+        return found
 
     async def pull_into(
         self,

@@ -162,12 +162,11 @@ class KeyValue:
         async def delete(kv: Any) -> bool:
             try:
                 await kv.delete(key, last=revision)
-            except js_errors.KeyWrongLastSequenceError:
-                return False
             except js_errors.APIError as error:
-                # nats-py's delete passes the server's refusal on as it is (its update
-                # translates it): 10071/10164, the key is no longer at `revision`.
-                if error.err_code in WRONG_LAST_SEQUENCE:
+                # nats-py raises KeyWrongLastSequenceError from update(), but a plain
+                # APIError with the server's code from delete()
+                if isinstance(error, js_errors.KeyWrongLastSequenceError) \
+                        or error.err_code in WRONG_LAST_SEQUENCE:
                     return False
                 raise
             return True

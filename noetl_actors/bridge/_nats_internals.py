@@ -12,7 +12,8 @@ has what each saves on a step):
   `Client._process_headers` and `Subscription._id`.
 - **direct write**: nats-py's `publish()` is a coroutine that leaves the
   write to its flusher task. `write_directly()` appends PUB commands
-  (`nats.protocol.command.pub_cmd`) behind what nats-py has pending and
+  (`nats.protocol.command.pub_cmd`, or `hpub_cmd` for a message with
+  headers, such as a message id) behind what nats-py has pending and
   writes them at once. It uses `Client._pending`, `Client._pending_data_size`
   and `Client._transport`.
 
@@ -68,7 +69,9 @@ _METHODS = {
     "_process_headers": ["self", "headers"],
 }
 _PUB_CMD = ["subject", "reply", "payload"]
+_HPUB_CMD = ["subject", "reply", "hdr", "payload"]
 pub_cmd: Callable[[str, str, bytes], bytes] | None = getattr(_command, "pub_cmd", None)
+hpub_cmd: Callable[[str, str, bytes, bytes], bytes] | None = getattr(_command, "hpub_cmd", None)
 
 
 class FastPaths:
@@ -81,6 +84,9 @@ class FastPaths:
         """Direct write: None until checked on a connected client."""
         self.pong_guard = True
         """`_PongSafeClient`'s guard: off once nats-py's PONG internals are not as checked."""
+        self.headers = False
+        """Direct write takes messages with headers too (else nats-py publishes them):
+        checked with the classes."""
         self._lock = threading.Lock()
 
     def check_classes(self) -> None:
@@ -94,6 +100,7 @@ class FastPaths:
             self.delivery = True
         if _signature(pub_cmd) != _PUB_CMD:
             self.switch_off("write", "nats.protocol.command.pub_cmd is missing or changed")
+        self.headers = _signature(hpub_cmd) == _HPUB_CMD
         if _signature(getattr(Client, "_process_pong", None)) != ["self"]:
             self.unguard("Client._process_pong is missing or changed")
 
@@ -219,9 +226,10 @@ def stop_delivering(client: Client, subscription: Subscription) -> None:
 def writable(client: Client, batch: Sequence[Outgoing]) -> bool:
     """Whether `write_directly` can take `batch` now (on the loop).
 
-    Not when the path is off; when a message has headers, an odd subject or
-    a payload too large; or when the client is not connected (nats-py
-    buffers while it reconnects): publish those through nats-py.
+    Not when the path is off; when a message has an odd subject, headers it
+    cannot write (`_header_block`) or a payload too large; or when the client
+    is not connected (nats-py buffers while it reconnects): publish those
+    through nats-py.
     """
     if fast_paths.write is None and client.is_connected:
         fast_paths.check_connected(client)
@@ -229,9 +237,24 @@ def writable(client: Client, batch: Sequence[Outgoing]) -> bool:
         return False
     limit = client.max_payload
     return all(
-        not headers and subject and not _SPACE.search(subject) and len(payload) <= limit
+        (not headers or _header_block(headers) is not None)
+        and subject and not _SPACE.search(subject) and len(payload) <= limit
         for subject, payload, headers in batch
     )
+
+
+def _header_block(headers: dict[str, str]) -> bytes | None:
+    """The NATS header block of `headers`, as nats-py writes it; None if direct write
+    cannot take them (no HPUB, or a key or value it would have to reshape)."""
+    if not fast_paths.headers or hpub_cmd is None:
+        return None
+    lines = [b"NATS/1.0\r\n"]
+    for key, value in headers.items():
+        if not _HEADER_KEY.fullmatch(key) or value != value.strip() or _NEWLINE.search(value):
+            return None
+        lines.append(f"{key}: {value}\r\n".encode())
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def write_directly(client: Client, batch: Sequence[Outgoing]) -> bool:
@@ -243,7 +266,7 @@ def write_directly(client: Client, batch: Sequence[Outgoing]) -> bool:
     """
     try:
         assert pub_cmd is not None  # checked (`FastPaths.check_classes`)
-        commands = [pub_cmd(subject, "", payload) for subject, payload, _headers in batch]
+        commands = [_command_of(subject, payload, headers) for subject, payload, headers in batch]
         transport = client._transport
         assert transport is not None  # connected (`writable`)
         transport.writelines([*client._pending, *commands])
@@ -258,7 +281,19 @@ def write_directly(client: Client, batch: Sequence[Outgoing]) -> bool:
     return True
 
 
+def _command_of(subject: str, payload: bytes, headers: dict[str, str] | None) -> bytes:
+    assert pub_cmd is not None
+    if not headers:
+        return pub_cmd(subject, "", payload)
+    block = _header_block(headers)
+    assert block is not None and hpub_cmd is not None  # `writable` checked
+    return hpub_cmd(subject, "", block, payload)
+
+
 _SPACE = re.compile(r"\s")
+_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""A header name (an RFC 7230 token), as nats-py accepts it."""
+_NEWLINE = re.compile(r"[\r\n]")
 
 
 def _changed_methods(cls: type, expected: dict[str, list[str]]) -> str:

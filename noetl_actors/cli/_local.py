@@ -186,6 +186,10 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
+    if not nats.embedded:
+        from noetl_actors.cli._cluster import ensure_reachable
+
+        ensure_reachable(nats)  # at once, in one line: a node would retry for seconds
     node = Node(options=nats, state_dir=state_dir, workers=())
     try:
         node.start()
@@ -252,7 +256,9 @@ def demo() -> None:
 @main.command()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where JetStream keeps its store [default: ~/.local/state/noetl-actors].")
-@click.option("--port", type=click.IntRange(1, 65535), help="Client port [default: a free one].")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Client port [default: the last start's on this state dir if free, else a "
+                   "free one].")
 @click.option("--monitor-port", type=click.IntRange(1, 65535),
               help="HTTP monitoring port [default: a free one].")
 @click.option("--user", help="Require this user (with --password).")
@@ -266,7 +272,7 @@ def server(**options: Any) -> None:
     from noetl_actors.errors import NoetlError
 
     try:
-        nats = EmbeddedNatsServer(**options).start()
+        nats = EmbeddedNatsServer(**options, remember=True).start()
     except (NoetlError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
@@ -274,6 +280,8 @@ def server(**options: Any) -> None:
         signal.signal(signum, lambda *_: stop.set())
     click.echo(f"nats-server on {nats.url} (monitoring {nats.monitor_url}), "
                f"JetStream store {nats.store_dir}")
+    if nats.port_note:
+        click.echo(f"{nats.port_note}: clients that kept its URL must use {nats.url}")
     click.echo("Ctrl-C stops it.")
     sys.stdout.flush()
     try:

@@ -88,6 +88,8 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     try:
         the_node.start()
         where = "embedded, " if nats.embedded else ""
+        if the_node.server is not None and the_node.server.port_note:
+            where = f"embedded, {the_node.server.port_note}, "
         click.echo(f"node {name} is up on {the_node.url} ({where}other terminals: "
                    f"--nats {the_node.url} or NATS_URL={the_node.url})")
         sys.stdout.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -59,14 +60,22 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
+        """Connect, or fail within about a second when no NATS answers at the address.
+
+        Raises:
+            AuthorizationError: the server refused the credentials.
+            ConnectError: no server answered (one line that says where and why).
+        """
         refused: list[Exception] = []
+        failed: list[Exception] = []
 
         async def on_error(error: Exception) -> None:
-            if _is_auth_error(error):
-                refused.append(error)
+            (refused if _is_auth_error(error) else failed).append(error)
 
+        # Each server is tried twice, reconnect_wait apart; then nats-py gives up
+        # (with 0 it would try until the timeout, and say only "TimeoutError").
         kwargs = {**self.options.nats_kwargs(), "allow_reconnect": False,
-                  "max_reconnect_attempts": 0}
+                  "max_reconnect_attempts": 1}
         where = self.options.describe()
         try:
             self._nc = await asyncio.wait_for(nats.connect(**kwargs, error_cb=on_error),
@@ -74,9 +83,10 @@ class Client:
         except Exception as error:
             if refused or _is_auth_error(error):
                 raise AuthorizationError(f"{where} refused our credentials") from None
-            why = str(error) or type(error).__name__
-            raise ConnectError(f"could not connect to {where} ({why}): is a node "
-                               f"(noetl node start) or noetl server running there?") from None
+            why = _why(failed[-1] if failed else error, self.options.connect_timeout)
+            raise ConnectError(f"could not connect to {where}: NATS does not answer ({why}); "
+                               f"is a node (noetl node start) or noetl server running "
+                               f"there?") from None
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -102,6 +112,9 @@ class Client:
                                f" (is one started, with `noetl node start`?)") from None
         except nats.errors.TimeoutError:
             raise BridgeTimeout(f"no answer on {subject} within {timeout:g}s") from None
+        except (nats.errors.Error, OSError) as error:  # the server went away meanwhile
+            raise ConnectError(f"lost NATS at {self.options.describe()} while asking on "
+                               f"{subject} ({_why(error, timeout)})") from None
         reply = decode(msg.data)
         if not reply.get("ok"):
             raise ApiError.from_reply(reply)
@@ -198,3 +211,12 @@ class Client:
                 await result
 
         return await self.nc.subscribe(subject, cb=handle)
+
+
+def _why(error: BaseException, timeout: float) -> str:
+    """A failure to reach NATS, in a few words ("connection refused")."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return os.strerror(error.errno).lower()
+    if isinstance(error, (asyncio.TimeoutError, TimeoutError)):
+        return f"no answer within {timeout:g}s"
+    return str(error) or type(error).__name__

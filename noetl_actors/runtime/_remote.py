@@ -6,11 +6,11 @@ attempt that waits in the worker's queue or runs for a while gets
 `accepted` and `started` first, then a `heartbeat` every few seconds. The attempt ends
 abnormally (and the task's supervisor decides) when it fails, when it runs
 past its `timeout`, or when its worker falls silent for `HEARTBEAT_MISSES`
-heartbeats (killed, say). A command no worker has answered yet is not
-lost: the step waits for a worker of its plugin, sending it again now and
-then, as long as its `timeout` and the node's `worker_wait` allow
-(`_waiting`). Events of other attempts of the same step (late ones) are
-ignored.
+heartbeats (killed, say; silence while NATS is away does not count: see
+`_outage`). A command no worker has answered yet is not lost: the step
+waits for a worker of its plugin, sending it again now and then, as long as
+its `timeout` and the node's `worker_wait` allow (`_waiting`). Events of
+other attempts of the same step (late ones) are ignored.
 
 On a node that owns the workflow through a lease (see docs/durability.md) a
 step sends only while its `Fence` allows: a node paused past its lease sends
@@ -22,6 +22,7 @@ for a lost worker as for any attempt.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from noetl_actors.errors import (
 )
 from noetl_actors.playbook import render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
+from noetl_actors.runtime._outage import Outages, latest_events, reconnect_margin
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
 from noetl_actors.runtime._waiting import (
     Answer,
@@ -107,6 +109,13 @@ class EventRouter:
     registered, it tells each a `_Tick` (one timer per workflow; a timer
     armed and cancelled per step woke the clock's thread for each, ~15% of
     a step's CPU in a sequence). Thread-safe.
+
+    With `outages`, its ticks also watch the node's link to NATS: steps count
+    their workers' silence only while it is up, and from a margin after it
+    came back (`silence_start`). Once it is back, `read_missed(step_ids)` reads
+    the events of the registered steps that the outage kept from this node
+    (in the stream that keeps them) and hands them over like the others (see
+    `_outage`).
     """
 
     def __init__(
@@ -115,6 +124,9 @@ class EventRouter:
         clock: Clock,
         heartbeat: float,
         listener: Callable[[Event], object] | None = None,
+        outages: Outages | None = None,
+        read_missed: Callable[[list[str]], concurrent.futures.Future[list[Delivery]]]
+        | None = None,
         on_waiting: Callable[[str, int, dict[str, Any] | None], object] | None = None,
     ) -> None:
         self.heartbeat = heartbeat
@@ -126,6 +138,10 @@ class EventRouter:
         self._listener = listener
         self._timer: TimerHandle | None = None
         self._closed = False
+        self._outages = outages
+        self._read_missed = read_missed
+        self._missed_unread = False
+        """The link came back and the read of what was missed failed: again next tick."""
         self.subscription: Subscription | None = None
 
     def register(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
@@ -146,8 +162,17 @@ class EventRouter:
         if held is not None:
             tell_if_alive(ref, held)
 
+    def silence_start(self, heard_at: float) -> float | None:
+        """Whence a step last heard from its worker at `heard_at` counts it silent; None
+        while the node's link to NATS is down."""
+        return heard_at if self._outages is None else self._outages.silence_start(heard_at)
+
     def _tick(self) -> None:
         """On the clock's thread: a `_Tick` to every registered step; again later if any."""
+        outages = self._outages
+        if outages is not None and (outages.watch(self._clock.now()) or self._missed_unread) \
+                and outages.up:
+            self._read_what_was_missed()
         with self._lock:
             refs = list(self._steps.values())
             self._timer = None
@@ -172,16 +197,48 @@ class EventRouter:
             if self._steps.get(step_id) is ref:
                 del self._steps[step_id]
 
+    def _read_what_was_missed(self) -> None:
+        """On the clock's thread: start reading the registered steps' events (no wait)."""
+        with self._lock:
+            step_ids = list(self._steps)
+        self._missed_unread = False
+        if not step_ids or self._read_missed is None:
+            return
+        try:
+            future = self._read_missed(step_ids)
+        except NoetlError as error:
+            logger.debug("could not read what an outage kept from %s: %s", step_ids, error)
+            self._missed_unread = True
+            return
+        future.add_done_callback(self._missed_read)
+
+    def _missed_read(self, future: concurrent.futures.Future[list[Delivery]]) -> None:
+        """On the bridge's loop: hand over what was read (steps ignore what they heard)."""
+        try:
+            deliveries = future.result()
+        except Exception as error:
+            logger.debug("could not read what an outage kept: %r; again at the next tick", error)
+            self._missed_unread = True
+            return
+        for event in latest_events(deliveries):
+            self._hand(event)
+
     def tell(self, delivery: Delivery) -> None:
         # Decoded once, here: the listener and the step actor get the same Event.
-        with self._lock:
-            ref = self._steps.get(delivery.subject.rsplit(".", 1)[-1])
         try:
             event = Event.from_data(delivery.data)
         except MalformedMessage as error:
-            if ref is not None:
+            with self._lock:
+                ours = delivery.subject.rsplit(".", 1)[-1] in self._steps
+            if ours:
                 logger.warning("ignored a malformed event on %s: %s", delivery.subject, error)
             return
+        self._hand(event)
+
+    def _hand(self, event: Event) -> None:
+        """To the listener, then to its step's actor (held for it if it has none yet)."""
+        with self._lock:
+            ref = self._steps.get(event.step_id)
         if self._listener is not None:
             self._listener(event)
         if ref is not None:
@@ -343,7 +400,7 @@ class RemoteStepActor(SupervisedActor):
         if timeout is not None and now - self._began_at >= timeout:
             raise StepTimeout(f"step {self.step.name!r} ran past its timeout of {timeout:g}s")
         silent_for = self._heartbeat * HEARTBEAT_MISSES
-        if self._heard_at is not None and now - self._heard_at > silent_for:
+        if self._heard_at is not None and self._silence(now) > silent_for:
             raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
                              f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
         if self._heard_at is None and self._wait is not None:
@@ -400,6 +457,13 @@ class RemoteStepActor(SupervisedActor):
             self._waiting.discard(self.actor_ref)
             self._router.waiting(self._command.step_id, self.attempt, None)
 
+    def _silence(self, now: float) -> float:
+        """How long its worker has said nothing, counted only while this node's link to
+        NATS is up, from a margin after it came back (`_outage`)."""
+        assert self._heard_at is not None
+        since = self._router.silence_start(self._heard_at)
+        return 0.0 if since is None else now - since
+
     def _release(self) -> None:
         self._stop_waiting()
         if self._command is not None:
@@ -425,16 +489,28 @@ def subscribe_router(
     clock: Clock,
     heartbeat: float = 1.0,
     listener: Callable[[Event], object] | None = None,
+    stream: str | None = None,
     on_waiting: Callable[[str, int, dict[str, Any] | None], object] | None = None,
 ) -> EventRouter:
     """A router subscribed to every event of `workflow_id` (close() it when the workflow ends).
 
     `clock` is the tree's (the steps' timeouts and heartbeats are measured on it);
-    `listener` sees every event first (a `RunReport`), on the bridge's loop thread;
-    `on_waiting(step_id, attempt, state)` hears of steps that wait for a worker
-    (`RunReport.waiting`), on the same thread.
+    `listener` sees every event first (a `RunReport`), on the bridge's loop thread.
+    `stream` keeps the workflow's events: after an outage of NATS the router
+    reads there what its steps missed. `on_waiting(step_id, attempt, state)`
+    hears of steps that wait for a worker (`RunReport.waiting`), on the loop too.
     """
-    router = EventRouter(clock=clock, heartbeat=heartbeat, listener=listener,
+
+    def read_missed(step_ids: list[str]) -> concurrent.futures.Future[list[Delivery]]:
+        assert stream is not None
+        return bridge.history_future(stream, [f"event.*.{workflow_id}.{step_id}"
+                                              for step_id in step_ids])
+
+    options = bridge.options
+    outages = Outages(bridge.link, margin=reconnect_margin(
+        connect_timeout=options.connect_timeout, reconnect_wait=options.reconnect_wait))
+    router = EventRouter(clock=clock, heartbeat=heartbeat, listener=listener, outages=outages,
+                         read_missed=read_missed if stream is not None else None,
                          on_waiting=on_waiting)
     router.subscription = bridge.subscribe(f"event.*.{workflow_id}.*", router)
     return router

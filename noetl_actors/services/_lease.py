@@ -83,6 +83,17 @@ class HeldLease:
         """Whether this node may act for the workflow now (by its own clock)."""
         return not self.lost and self._clock.now() < self.valid_until
 
+    def wait_allowed(self, timeout: float, *, poll: float = 0.05) -> bool:
+        """Block until this node may act for the workflow (its lease renewed again: after
+        an outage of NATS, say), until it is lost, or for `timeout` seconds; whether it
+        may. Polls: it is for the rare end of a workflow that finds its lease lapsed."""
+        deadline = time.monotonic() + timeout
+        while not self.allows():
+            if self.lost or time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+        return True
+
     def __repr__(self) -> str:
         return (f"HeldLease({self.workflow_id}, epoch={self.epoch}, rev={self.revision}, "
                 f"lost={self.lost})")
@@ -274,6 +285,8 @@ class Leases:
                 return
             entry = self.kv.get(lease.workflow_id)
             now = LeaseRecord.from_data(entry.data) if entry is not None else None
+            if entry is None and not self.holds(lease.workflow_id):
+                return  # released meanwhile (its workflow ended): not lost
             if entry is None or now is None or (now.owner, now.epoch) != (self.owner,
                                                                           lease.epoch):
                 renewal.lost.append((lease, now))

@@ -64,8 +64,9 @@ from noetl_actors.services._lease import (
     LeaseRecord,
     Leases,
 )
+from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
-from noetl_actors.services._presence import LOST_AFTER_BEATS, Presence
+from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import RUNNING, WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
@@ -178,7 +179,10 @@ class Node:
         self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{self.name}/endings")
         try:
             if options.embedded:
-                self.server = EmbeddedNatsServer(state_dir=self.state_dir).start()
+                # A served node comes back on its former port (NATS_URL in other
+                # terminals still works) and never beside a former server on its store.
+                self.server = EmbeddedNatsServer(state_dir=self.state_dir,
+                                                 remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
@@ -235,7 +239,7 @@ class Node:
             self.bridge.ensure_bucket(WORKFLOWS_BUCKET, ttl=None, timeout=timeout))
         self.nodes_bucket = nodes = self.bridge.ensure_bucket(NODES_BUCKET, ttl=None,
                                                                timeout=timeout)
-        _check_name_is_free(nodes, self.name)
+        check_name_is_free(nodes, self.name)
         self.leases = leases = Leases(
             self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout),
             owner=self.name, duration=self.config.lease, clock=self._clock)
@@ -289,7 +293,7 @@ class Node:
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
                                   heartbeat=self.heartbeat, listener=report.on_event,
-                                  on_waiting=report.waiting)
+                                  stream=EVENTS_STREAM, on_waiting=report.waiting)
         try:
             resume = takeover.read(report, router) if takeover is not None else None
         except BaseException:
@@ -334,12 +338,19 @@ class Node:
                 self._runs.pop(workflow_id, None)
             self._reports.pop(workflow_id, None)
             self._fences.pop(workflow_id, None)
-            if fence.lost:
-                return  # another node owns it now: its record is that node's to write
-            if self.records is not None:
-                self.records.write(report)
-            if lease is not None and self.leases is not None:
+            if lease is None or self.records is None or self.leases is None:
+                if self.records is not None:
+                    self.records.write(report)
+                return
+            if self.records.finish(report, lease, within=self.config.lease * 3) \
+                    and not lease.lost:
                 self.leases.release(lease)
+            elif not lease.lost:
+                # Not written (NATS away): a lease left to lapse, not released, lets a
+                # node take the workflow over and write its end from the history.
+                logger.warning("could not write the end of workflow %s; its lease is left "
+                               "to lapse, for a node to take it over", workflow_id)
+                self.leases.forget(workflow_id)
 
         try:
             ref = self.workflows.start_child(spec)
@@ -372,7 +383,9 @@ class Node:
             return None
         playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
                                   catalog=self.catalog)
-        detail = (f"node {previous} stopped renewing its lease; node {self.name} took it "
+        detail = (f"node {self.name} was started again and took it back from its former "
+                  f"self (epoch {lease.epoch})" if previous == self.name else
+                  f"node {previous} stopped renewing its lease; node {self.name} took it "
                   f"over (epoch {lease.epoch})")
         self.publish_lifecycle(workflow_id, {
             "kind": MOVED, "path": f"/{self.name}/workflows/{workflow_id}", "at": time.time(),
@@ -471,19 +484,6 @@ class Node:
         if self.server is not None:
             self.server.stop()
             self.server = None
-
-
-def _check_name_is_free(nodes: KeyValue, name: str) -> None:
-    """Refuse a name a live node has: both would answer its subjects."""
-    entry = nodes.get(name)
-    if entry is None:
-        return
-    record = entry.data
-    beat = record.get("heartbeat")
-    beat = beat if isinstance(beat, (int, float)) else 1.0
-    if time.time() - float(record.get("at") or 0) < LOST_AFTER_BEATS * beat + 1.0:
-        raise NoetlError(f"a node named {name} already runs (on {record.get('host')}, pid "
-                         f"{record.get('pid')}); give this one another --name")
 
 
 def _routine(event: LifecycleEvent) -> bool:

@@ -4,20 +4,25 @@ Every heartbeat the node rewrites its record in the ``noetl-nodes`` bucket
 (who, where, which workflows), writes its running workflows' records, and
 reads the others' records. A node whose record has not changed for
 `LOST_AFTER_BEATS` of its heartbeats (plus a second) is lost: a warning in
-the log, and its record is removed. Judging by the record's revision, not by
-its clock, keeps skewed clocks out of it. Its workflows are not judged here:
-their leases expire, and live nodes take them over (`LeaseKeeper`).
+the log, and its record is removed. An outage of NATS starts that judgement
+over (no node could beat while NATS was away). Judging by the record's
+revision, not by its clock, keeps skewed clocks out of it. Its workflows are
+not judged here: their leases expire, and live nodes take them over
+(`LeaseKeeper`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from noetl_actors.bridge import KeyValue
+from noetl_actors._process import started
+from noetl_actors.bridge import KeyValue, LinkState
 from noetl_actors.errors import NoetlError
 from noetl_actors.services._control import node_info
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
@@ -53,6 +58,11 @@ class Presence(SupervisedActor):
         self._timer: TimerHandle | None = None
         self._seen: dict[str, _Seen] = {}
         self._started_at = time.time()
+        self._process = started(os.getpid())
+        """When this process started: a restart under this name knows it from a stranger."""
+        assert node.bridge is not None, "the node is not started"
+        self._link: Callable[[], LinkState] = node.bridge.link
+        self._link_seen = self._link().changes
 
     def on_start(self) -> None:
         self._beat()  # reachable before start() returns
@@ -78,7 +88,8 @@ class Presence(SupervisedActor):
     def _beat(self) -> None:
         try:
             self.nodes.put(self.node.name, {**node_info(self.node), "at": time.time(),
-                                            "started_at": self._started_at})
+                                            "started_at": self._started_at,
+                                            "process": self._process})
             records = self.node.records
             if records is not None:
                 for run in self.node.running().values():
@@ -91,8 +102,13 @@ class Presence(SupervisedActor):
                                              lambda: tell_if_alive(ref, _Beat()))
 
     def _look_for_lost_nodes(self) -> None:
-        now = time.monotonic()
+        before = self._link()
         entries = self.nodes.entries()
+        after = self._link()
+        if before.changes != self._link_seen or after.changes != before.changes:
+            self._seen.clear()  # NATS went away: no node could beat meanwhile
+        self._link_seen = after.changes
+        now = time.monotonic()
         for name in set(self._seen) - set(entries):
             del self._seen[name]
         for name, entry in entries.items():

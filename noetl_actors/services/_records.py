@@ -77,12 +77,14 @@ class WorkflowRecords:
             self._revisions[workflow_id] = revision
             self._fences[workflow_id] = fence
 
-    def write(self, report: RunReport) -> None:
-        """Write the record now if it changed (the end of a workflow, say).
+    def write(self, report: RunReport) -> bool:
+        """Write the record now if it changed (the end of a workflow, say); False if it
+        changed and could not be written now (its lease is not renewed, NATS refused it).
 
         Writes are serialised, each with the report as it is then, so a
         flush never overwrites the final record with an older one. While the
         fence does not allow it (the lease is not renewed), nothing is written.
+        A record another owner wrote since needs no more writing here: True.
         """
         workflow_id = report.workflow_id
         with self._lock:
@@ -90,21 +92,43 @@ class WorkflowRecords:
             fence = self._fences.get(workflow_id, UNFENCED)
             document = report.to_json()
             if header is None or self._written.get(workflow_id) == document:
-                return
+                return True
             if not fence.allows():
                 logger.debug("the record of %s waits for its lease", workflow_id)
-                return
+                return False
             try:
                 written = self._put(workflow_id, {**header, **document}, fence)
             except NoetlError as error:
                 logger.warning("could not write the record of %s: %s", workflow_id, error)
-                return
+                return False
             if not written:
                 self._forget(workflow_id)
             elif document["status"] == RUNNING:
                 self._written[workflow_id] = document
             else:  # final: nothing more to write
                 self._forget(workflow_id)
+            return True
+
+    def finish(self, report: RunReport, lease: HeldLease, *, within: float,
+               retry: float = 0.25) -> bool:
+        """Write the final record of a workflow that ended under `lease`; whether it was
+        written (or is another owner's to write: the lease was lost).
+
+        The end may come as NATS comes back, before the lease is renewed, or
+        while NATS refuses writes: try again, for at most `within` seconds.
+        False: it could not be written; the caller must not release the lease,
+        but let it lapse, so that the next owner finishes the workflow.
+        """
+        deadline = time.monotonic() + within
+        while True:
+            left = deadline - time.monotonic()
+            if not lease.wait_allowed(max(left, 0.0)):
+                return lease.lost
+            if self.write(report):
+                return True
+            if time.monotonic() + retry >= deadline:
+                return False
+            time.sleep(retry)
 
     def _put(self, workflow_id: str, record: dict[str, Any], fence: Fence) -> bool:
         """Compare-and-set; False (the fence marked lost) if a newer owner wrote it."""

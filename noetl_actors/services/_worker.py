@@ -439,7 +439,11 @@ class PluginWorker(SupervisedActor):
         event = Event(command_id=command.id, workflow_id=command.workflow_id,
                       step_id=command.step_id, attempt=command.attempt, status=status,
                       worker=self.name, **fields)
-        self._bridge.publish(command.event_subject, event.to_data())
+        # An end on a shared NATS must reach the stream through an outage: an id the
+        # stream stores once, and sent again if the outage may have swallowed it.
+        durable = status.final and not self._claims.local
+        self._bridge.publish(command.event_subject, event.to_data(),
+                             msg_id=f"end:{command.id}" if durable else None)
 
     def on_stop(self) -> None:
         for timer in (self._timer, self._announce_timer):
