@@ -25,15 +25,15 @@ from noetl_actors.runtime._preview import PreviewLine as PreviewLine
 from noetl_actors.runtime._preview import PreviewResult as PreviewResult
 from noetl_actors.runtime._preview import parse_failure as parse_failure
 from noetl_actors.runtime._preview import run_preview as run_preview
-from noetl_actors.runtime._remote import EventRouter as EventRouter
 from noetl_actors.runtime._remote import remote_steps as remote_steps
-from noetl_actors.runtime._remote import subscribe_router as subscribe_router
 from noetl_actors.runtime._report import RunReport as RunReport
 from noetl_actors.runtime._resume import JOURNAL as JOURNAL
 from noetl_actors.runtime._resume import MOVED as MOVED
 from noetl_actors.runtime._resume import Journal as Journal
 from noetl_actors.runtime._resume import ResumeState as ResumeState
 from noetl_actors.runtime._resume import read_history as read_history
+from noetl_actors.runtime._router import EventRouter as EventRouter
+from noetl_actors.runtime._router import subscribe_router as subscribe_router
 from noetl_actors.runtime._step import UNFENCED as UNFENCED
 from noetl_actors.runtime._step import Fence as Fence
 from noetl_actors.runtime._step import StepActor as StepActor
