@@ -22,9 +22,14 @@ from typing import Any
 
 import pytest
 
-from noetl_actors.bridge import ConnectOptions, Delivery
+from noetl_actors.bridge import ConnectOptions, Delivery, LinkState
 from noetl_actors.client import Client
 from noetl_actors.errors import BridgeTimeout, ConnectError, NoResponders, NoWorker
+from noetl_actors.playbook import Step
+from noetl_actors.runtime import StepAttempt
+from noetl_actors.runtime._outage import Outages
+from noetl_actors.runtime._remote import RemoteStepActor
+from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.runtime._waiting import (
     RESEND_MAX,
     Answer,
@@ -34,6 +39,7 @@ from noetl_actors.runtime._waiting import (
     WorkerWait,
     answer_of,
 )
+from noetl_actors.supervision import ManualClock
 from tests.node_helpers import HEARTBEAT, Cli, Spawned, running_node
 from tests.run_helpers import wait_until, write_playbook
 from tests.takeover_helpers import NO_SHELL, appending_playbook, lines_of, shell_worker
@@ -141,6 +147,76 @@ def test_a_worker_that_starts_wakes_the_steps_waiting_for_its_plugin_only() -> N
     registry.tell(Delivery("noetl.ready.shell", {"worker": "w", "plugin": "shell"}))
 
     assert shell.told == [SendNow()] and python.told == [] and gone.told == []
+
+
+class Link:
+    """The node's link to NATS as the test says it is."""
+
+    def __init__(self) -> None:
+        self.state = LinkState(up=True, changes=1)
+
+    def __call__(self) -> LinkState:
+        return self.state
+
+    def set(self, up: bool) -> None:
+        self.state = LinkState(up=up, changes=self.state.changes + 1)
+
+
+class AskingBridge:
+    """Keeps what a step publishes, and hands its requests (commands sent again) to the
+    test, which settles them."""
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+        self.asked: list[concurrent.futures.Future[Delivery]] = []
+
+    def publish(self, subject: str, data: dict[str, Any], **_: Any) -> None:
+        self.published.append(subject)
+
+    def request_soon(self, subject: str, data: dict[str, Any], *,
+                     timeout: float) -> concurrent.futures.Future[Delivery]:
+        future: concurrent.futures.Future[Delivery] = concurrent.futures.Future()
+        self.asked.append(future)
+        return future
+
+
+def test_a_step_waits_its_bound_of_connected_time_then_says_no_worker_runs() -> None:
+    """The judgement on a manual clock: sent again after 3 heartbeats of silence, shown
+    waiting, the answer 'no responders' kept for the message; time while the node is
+    cut off from NATS does not count against `worker_wait` (10 s here)."""
+    clock, link, bridge = ManualClock(), Link(), AskingBridge()
+    shown: list[dict[str, Any] | None] = []
+    router = EventRouter(clock=clock, heartbeat=1.0, outages=Outages(link, margin=2.0),
+                         on_waiting=lambda step_id, attempt, state: shown.append(state))
+    attempt = StepAttempt(step=Step(name="s", plugin="shell", with_={"command": "true"}),
+                          task=Mailbox(), task_name="t", context={}, number=1,  # type: ignore[arg-type]
+                          clock=clock)
+    step = RemoteStepActor(attempt, bridge=bridge, router=router,  # type: ignore[arg-type]
+                           workflow_id="wf-1", waiting=WaitingSteps(bound=10.0))
+
+    def tick(seconds: float) -> None:
+        for _ in range(int(seconds * 2)):
+            clock.advance(0.5)
+            step.on_receive(_Tick())
+
+    step.on_start()
+    assert bridge.published == ["command.shell.wf-1.t=s"] and bridge.asked == []
+    tick(3.0)
+    assert len(bridge.asked) == 1, "sent again after 3 heartbeats of silence"
+    assert shown == [{"plugin": "shell", "workers": "unknown", "since": shown[0]["since"]}]
+    bridge.asked[0].set_exception(NoResponders("no responders"))
+    step.on_receive(answer_of("wf-1.t=s.1", bridge.asked[0]))
+    assert shown[-1] is not None and shown[-1]["workers"] == "none"
+    tick(4.0)  # 7 s in
+    link.set(up=False)
+    tick(20.0)  # 27 s in, 20 s of them cut off: no judgement
+    link.set(up=True)
+    tick(11.5)  # back, and a 2 s margin: 9.5 s of the 10 counted
+    with pytest.raises(NoWorker, match="no worker of plugin 'shell' is running"):
+        tick(1.0)
+    step.on_failure()
+    assert shown[-1] is None, "no longer shown waiting once it ended"
+    router.close()
 
 
 # -- real nodes ---------------------------------------------------------------------------------

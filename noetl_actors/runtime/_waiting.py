@@ -18,8 +18,9 @@ a request, and what answers tells the step what is going on:
 - nothing in time: workers of the plugin are running, none answered (busy).
 
 It waits as long as its `timeout` and the node's `worker_wait` allow
-(`WorkerWait.expired`), then its attempt crashes with `NoWorker`, whose
-message says which of the last two it was.
+(`WorkerWait.expired`; `worker_wait` counted as silence is, only while the
+node's link to NATS is up: `_outage`), then its attempt crashes with
+`NoWorker`, whose message says which of the last two it was.
 """
 
 from __future__ import annotations
