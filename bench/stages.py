@@ -40,7 +40,7 @@ from typing import Any
 from nats.aio import transport
 from steps import StepClock, cpu_seconds, playbook, run_workflow
 
-from noetl_actors.runtime import _remote
+from noetl_actors.runtime import _remote, _router
 from noetl_actors.services import Node, _worker
 
 STAGES = [
@@ -73,7 +73,7 @@ def stamp_the_path() -> None:
     stamp(_remote.RemoteStepActor, "_send", "send")
     stamp(transport.TcpTransport, "writelines", "write")
     stamp(_worker.PluginWorker, "_send", "worker send")
-    stamp(_remote.EventRouter, "tell", "router")
+    stamp(_router.EventRouter, "tell", "router")
     stamp(_remote.RemoteStepActor, "_on_event", "step event")
 
 

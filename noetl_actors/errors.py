@@ -18,6 +18,7 @@ The tree, as callers catch it::
     ├── StepFailed                a step's plugin reported a failure (as the step sees it)
     ├── StepTimeout               a step attempt ran past its timeout
     ├── WorkerLost                the worker running an attempt fell silent
+    ├── NoWorker                  no worker took an attempt's command in the time it may wait
     ├── RouterClosed              a step started after its workflow's router closed
     ├── ApiError                  an error reply of the command API; .kind is an ErrorKind
     ├── Cancelled                 a plugin noticed that its attempt was cancelled
@@ -30,6 +31,7 @@ The tree, as callers catch it::
         ├── ConnectError              could not connect (the cause says why)
         │   └── AuthorizationError        the server refused our credentials
         ├── BridgeTimeout             no answer (ack, reply) in time
+        ├── NoResponders              a request no one listens for (no subscriber on its subject)
         ├── ConnectionLost            the connection ended unasked; the bridge's actor restarts it
         └── MalformedMessage          a payload that is not ours: not JSON, no schema
 
@@ -68,6 +70,8 @@ __all__ = [
     "ManifestError",
     "NatsServerError",
     "NatsServerNotFound",
+    "NoResponders",
+    "NoWorker",
     "NoetlError",
     "PlaybookError",
     "PluginError",
@@ -193,6 +197,17 @@ class WorkerLost(NoetlError):
     error_type = "crash"
 
 
+class NoWorker(NoetlError):
+    """No worker took an attempt's command within the node's `worker_wait` (error type
+    ``crash``); `plugin` names the plugin it waited for."""
+
+    error_type = "crash"
+
+    def __init__(self, message: str, *, plugin: str = "") -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
 class RouterClosed(NoetlError):
     """A step started after its workflow's router was closed (error type ``crash``)."""
 
@@ -299,6 +314,10 @@ class AuthorizationError(ConnectError):
 
 class BridgeTimeout(BridgeError, TimeoutError):
     """NATS did not answer (a reply, a JetStream ack) within the time given."""
+
+
+class NoResponders(BridgeError):
+    """A request found no subscriber on its subject (the server said so at once)."""
 
 
 class ConnectionLost(BridgeError):

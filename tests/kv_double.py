@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from noetl_actors.bridge import Entry
-from noetl_actors.errors import BridgeTimeout, ConnectError
+from noetl_actors.errors import BridgeTimeout, ConnectError, NoetlError
 
 DOWN = "down"
 LOST_REPLY = "lost-reply"
@@ -113,6 +113,19 @@ class MemoryKeyValue:
         if self._bucket.last.get(key, (0, None))[0] != revision:
             return self._answer(None)
         return self._answer(self._bucket.write(key, json.dumps(dict(data))))
+
+    def update_many(self, updates: list[tuple[str, Mapping[str, Any], int]],
+                    ) -> list[int | NoetlError | None]:
+        """One `update` after another (one order the real one's may take), each's error
+        in its place; DOWN refuses the whole batch, as NATS gone does."""
+        self._reach()
+        results: list[int | NoetlError | None] = []
+        for key, data, revision in updates:
+            try:
+                results.append(self.update(key, data, revision))
+            except NoetlError as error:
+                results.append(error)
+        return results
 
     def delete(self, key: str, *, revision: int | None = None) -> bool:
         self._travel()

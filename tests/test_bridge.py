@@ -1195,3 +1195,69 @@ def test_a_delete_at_a_revision_someone_wrote_since_is_refused(
         assert kv.get("wf-1") is None
     finally:
         root.stop(timeout=10)
+
+
+def test_claims_in_flight_at_once_are_won_once_each_and_settle_on_the_loop(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """`claim_soon` never waits: many claims go out at once, each settled where the
+    bridge's loop reads its answer; a key claimed already is another's."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv")
+    try:
+        bridge.ensure_bucket("claims", ttl=60)
+        assert bridge.claim("claims", "wf-1.t=s.0") is True
+        threads: list[str] = []
+        futures = [bridge.claim_soon("claims", f"wf-1.t=s.{n}") for n in range(200)]
+        for future in futures:
+            future.add_done_callback(lambda _: threads.append(threading.current_thread().name))
+        results = [future.result(WAIT)[0] for future in futures]
+
+        assert results == [False] + [True] * 199
+        assert bridge.claim("claims", "wf-1.t=s.5") is False, "claimed twice"
+        assert set(threads) <= {threading.current_thread().name, "noetl-nats-loop"}
+    finally:
+        root.stop(timeout=10)
+
+
+def test_a_request_sent_without_waiting_says_whether_anyone_listens(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """`request_soon`: a reply, NoResponders at once when nothing is subscribed, or a
+    timeout when subscribers say nothing."""
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.errors import BridgeTimeout, NoResponders
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="asker")
+    try:
+        assert bridge.wait_connected(WAIT)
+        started = time.monotonic()
+        with pytest.raises(NoResponders):
+            bridge.request_soon("nobody.here", {"q": 1}, timeout=30).result(WAIT)
+        assert time.monotonic() - started < WAIT, "no responders is said at once"
+
+        async def answer_and_ignore(nc: Any) -> None:
+            async def answer(msg: Any) -> None:
+                await msg.respond(b'{"schema_version": 1, "answer": "held"}')
+
+            async def ignore(msg: Any) -> None:
+                pass
+
+            await nc.subscribe("someone.here", cb=answer)
+            await nc.subscribe("silent.here", cb=ignore)
+            await nc.flush()
+            reply = await asyncio.wrap_future(
+                bridge.request_soon("someone.here", {"q": 1}, timeout=WAIT))
+            assert reply.data["answer"] == "held"
+            with pytest.raises(BridgeTimeout):
+                await asyncio.wrap_future(
+                    bridge.request_soon("silent.here", {"q": 1}, timeout=0.3))
+
+        with_client(nats_server, answer_and_ignore)
+    finally:
+        root.stop(timeout=10)

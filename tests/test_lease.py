@@ -569,6 +569,35 @@ def test_release_after_a_renewal_whose_answer_was_lost_removes_the_lease() -> No
     assert world.current() == (None, 0), f"the lease is still there: {world.current()}"
 
 
+def test_a_lease_released_while_its_renewal_travels_is_not_reported_lost() -> None:
+    """Its workflow ended between the renewal's read of the held leases and its write:
+    not a lease another took (no `lost the lease ... letting it go` for it)."""
+    world = World()
+    a, lease = world.nodes["a"], world.issued[0][1]
+    a.kv.in_flight = lambda: a.leases.release(lease)
+    renewal = a.leases.renew()
+    assert renewal == Renewal() and not lease.lost
+    assert world.current() == (None, 0)
+
+
+def test_many_leases_are_renewed_in_one_round_and_each_keeps_its_own_outcome() -> None:
+    kv = MemoryKeyValue()
+    clock = ManualClock()
+    leases = Leases(kv, owner="a", duration=DURATION, clock=clock)
+    held = [leases.acquire(f"wf-{n}") for n in range(50)]
+    other = kv.connection()
+    entry = other.get("wf-7")
+    assert entry is not None
+    other.update("wf-7", {**entry.data, "owner": "b", "epoch": 2}, entry.revision)  # taken
+    clock.advance(THIRD)
+
+    renewal = leases.renew()
+
+    assert [lease.workflow_id for lease, _ in renewal.lost] == ["wf-7"]
+    assert all(lease.valid_until == THIRD + DURATION for lease in held if lease is not held[7])
+    assert not leases.holds("wf-7") and len(leases.held()) == 49
+
+
 def test_acquire_twice_fails_and_keeps_the_lease_held() -> None:
     world = World()
     a, first = world.nodes["a"], world.issued[0][1]

@@ -72,6 +72,7 @@ def test_the_default_preset_holds_the_documented_values(catalog: Catalog) -> Non
         shutdown=30.0,
     )
     assert (config.heartbeat, config.log_level, config.log_format) == (1.0, "info", "text")
+    assert (config.lease, config.worker_wait) == (5.0, 600.0)
 
 
 def test_the_default_catalog_is_used_when_none_is_given(catalog: Catalog) -> None:
@@ -108,9 +109,11 @@ def test_a_user_file_may_say_its_kind_and_version(catalog: Catalog, write) -> No
         apiVersion: noetl.io/v1
         kind: Node
         heartbeat: 250ms
+        worker_wait: 90s
         logging: {level: DEBUG, format: json}
         """), catalog)
     assert (config.heartbeat, config.log_level, config.log_format) == (0.25, "debug", "json")
+    assert config.worker_wait == 90.0
 
 
 def test_per_plugin_overrides_merge_with_the_presets(catalog: Catalog, write) -> None:
@@ -253,6 +256,18 @@ CASES = [
     case("a heartbeat that is not a duration",
          "heartbeat: often\n",
          (1, 12, "heartbeat: 'often' is not a duration")),
+    case("a worker_wait of 0",
+         "worker_wait: 0\n",
+         (1, 14, "worker_wait must be longer than 0")),
+    case("a worker_wait that is not a duration",
+         "worker_wait: forever\n",
+         (1, 14, "worker_wait: 'forever' is not a duration")),
+    case("a negative worker_wait",
+         "worker_wait: -5m\n",
+         (1, 14, "worker_wait: '-5m' is not a duration")),
+    case("a worker_wait dropped",
+         "worker_wait: null\n",
+         (1, 1, "the node configuration needs 'worker_wait'")),
     case("a supervision within that is not a duration",
          """\
          supervision:

@@ -21,7 +21,7 @@ from noetl_actors.bridge import Delivery, Entry, LinkState
 from noetl_actors.errors import ConnectError
 from noetl_actors.runtime import Event, EventStatus
 from noetl_actors.runtime._outage import Outages, latest_events, reconnect_margin
-from noetl_actors.runtime._remote import EventRouter, _Tick
+from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.services._lease import HeldLease, LeaseRecord, Leases
 from noetl_actors.services._takeover import LeaseKeeper
 from noetl_actors.supervision import ManualClock

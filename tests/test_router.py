@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from noetl_actors.errors import RouterClosed
-from noetl_actors.runtime._remote import EventRouter, _Tick
+from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.supervision import ManualClock
 
 HEARTBEAT = 1.0

@@ -22,7 +22,7 @@ import pytest
 from noetl_actors.bridge import ConnectOptions, EmbeddedNatsServer
 from noetl_actors.playbook import Catalog, load_playbook
 from noetl_actors.services import Node
-from noetl_actors.services._worker import BucketClaims, LocalClaims
+from noetl_actors.services._claims import BucketClaims, LocalClaims
 from noetl_actors.supervision import EventKind, ExitKind
 from tests.helpers import Recorder
 from tests.run_helpers import (
@@ -911,11 +911,15 @@ def test_a_command_no_worker_takes_still_times_out_though_it_is_sent_again(
         node.stop()
 
 
-def test_a_command_no_worker_answers_ends_its_attempt_instead_of_waiting_for_ever(
+def test_a_command_no_worker_takes_waits_its_nodes_worker_wait_then_says_none_runs(
     nats_server: EmbeddedNatsServer, tmp_path: Path,
 ) -> None:
-    """No timeout, no worker: the step must not hang (a worker that claimed it and died
-    before saying so would leave it the same, its claim keeping others away)."""
+    """No timeout, no worker: the step waits for one as long as its node's `worker_wait`
+    allows, not for ever, and then says that no worker of its plugin was running."""
+    import attrs
+
+    from noetl_actors.services import load_node_config
+
     path = write_playbook(tmp_path, "unanswered", """
         tasks:
           - name: t
@@ -923,15 +927,17 @@ def test_a_command_no_worker_answers_ends_its_attempt_instead_of_waiting_for_eve
             steps:
               - {name: s, plugin: sleep, with: {seconds: 0.1}}
         """)
+    config = attrs.evolve(load_node_config(), worker_wait=1.5)
     node = Node(options=ConnectOptions(servers=(nats_server.url,)), workers=[],
-                heartbeat=0.2)
+                heartbeat=0.2, config=config)
     try:
         node.start()
         run = node.run(load_playbook(path))
         reason = run.wait(15)
         assert reason is not None, "the step waited for a worker forever"
-        assert "no worker answered the command of step 's'" in reason.root().message
-        assert "plugin 'sleep'" in reason.root().message
+        message = reason.root().message
+        assert "no worker took the command of step 's'" in message, message
+        assert "no worker of plugin 'sleep' is running" in message, message
     finally:
         node.stop()
 

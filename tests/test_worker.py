@@ -18,11 +18,11 @@ from noetl_actors.bridge import Delivery
 from noetl_actors.runners import Attempt, Outcome, PluginInfo
 from noetl_actors.runners._handle import AttemptHandle
 from noetl_actors.runtime import Command
+from noetl_actors.services._claims import Claim, LocalClaims, Settled
 from noetl_actors.services._worker import (
     ANNOUNCE_AFTER,
     LOOP_STRIKES,
     LOOP_WALL_BUDGET,
-    LocalClaims,
     PluginWorker,
 )
 from noetl_actors.supervision import ManualClock
@@ -51,6 +51,12 @@ class FakeBridge:
     def statuses(self, command_id: str) -> list[str]:
         with self._lock:
             return [d["status"] for _, d in self.published if d.get("command_id") == command_id]
+
+    def event_msg_ids(self, command_id: str) -> list[str | None]:
+        """The message ids of the events of `command_id`, in the order they were sent."""
+        with self._lock:
+            return [msg_id for (_, d), msg_id in zip(self.published, self.msg_ids, strict=True)
+                    if d.get("command_id") == command_id]
 
 
 class Handle(AttemptHandle):
@@ -201,7 +207,7 @@ def test_an_end_on_a_shared_nats_carries_a_message_id_its_other_events_none(
             runner.handles[cmd.id].succeed()
             wait_for(lambda cmd=cmd: bridge.statuses(cmd.id)[-1:] == ["succeeded"],
                      "the final event")
-            assert bridge.msg_ids == [None, None, expected]
+            assert bridge.event_msg_ids(cmd.id) == [None, None, expected]
         finally:
             worker.stop()
 
@@ -287,9 +293,56 @@ def test_records_carry_every_field_and_come_back_equal() -> None:
 
 
 class RemoteClaims(LocalClaims):
-    """Claims as `BucketClaims` makes them: over the network (never on the loop)."""
+    """Claims as `BucketClaims` makes them: settled later, on another thread (the
+    bridge's loop), when the test says; `most_in_flight` is how many waited at once."""
 
     local = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[Command, Settled]] = []
+        self.most_in_flight = 0
+        self.calls = 0
+
+    def claim(self, command: Command, settled: Settled) -> None:
+        with self._lock:
+            self.calls += 1
+            self.pending.append((command, settled))
+            self.most_in_flight = max(self.most_in_flight, len(self.pending))
+
+    def settle(self, *, error: Exception | None = None) -> None:
+        """Settle every pending claim, on a thread of their own (as the loop would)."""
+        with self._lock:
+            pending, self.pending = self.pending, []
+
+        def run() -> None:
+            for command, settled in pending:
+                settled(error if error is not None else self.take(command))
+
+        thread = threading.Thread(target=run, name="fake-nats-loop")
+        thread.start()
+        thread.join(WAIT)
+
+
+class ThreadsRunner(FakeRunner):
+    """An instant runner that notes the thread each attempt ran on."""
+
+    def __init__(self) -> None:
+        super().__init__(instant=True)
+        self.threads: dict[str, str] = {}
+
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        self.threads[attempt.command_id] = threading.current_thread().name
+        return super().start(plugin, attempt)
+
+
+def delivery(cmd: Command, reply: str | None = None) -> Delivery:
+    return Delivery(subject=cmd.subject, data=cmd.to_data(), reply=reply)
+
+
+def answers(bridge: FakeBridge, reply: str) -> list[str]:
+    with bridge._lock:
+        return [data["answer"] for subject, data in bridge.published if subject == reply]
 
 
 def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
@@ -297,24 +350,28 @@ def test_an_instant_plugins_commands_run_where_they_arrive_once_each(
 ) -> None:
     bridge = FakeBridge()
     runner = FakeRunner(instant=True)
-    worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True))
+    process = FakeRunner()
+    worker = PluginWorker.start(
+        PluginInfo(name="echo", instant=True), bridge=bridge,
+        runners={"inproc": runner, "process": process}, claims=LocalClaims(), clock=clock,
+        heartbeat=HEARTBEAT)
     try:
         on_loop = on_loop_of(bridge)
         assert on_loop is not None
         cmd = command(1)
-        delivery = Delivery(subject=cmd.subject, data=cmd.to_data())
 
-        assert on_loop(delivery) is True
+        assert on_loop(delivery(cmd)) is True
         assert bridge.statuses(cmd.id) == ["succeeded"], "sent on the caller's thread"
-        assert on_loop(delivery) is True, "delivered again: taken, and not run again"
+        assert on_loop(delivery(cmd)) is True, "delivered again: taken, and not run again"
         assert bridge.statuses(cmd.id) == ["succeeded"]
         assert list(runner.handles) == [cmd.id]
 
         other = Command(workflow_id="wf-1", task="t", step="p", attempt=1, plugin="echo",
                         input={}, runner="process", heartbeat=HEARTBEAT)
-        assert on_loop(Delivery(subject=other.subject, data=other.to_data())) is False
+        assert on_loop(delivery(other)) is True, "taken in (claimed) where it arrives"
+        wait_for(lambda: other.id in process.handles, "the worker's thread to start it")
+        assert other.id not in runner.handles
         assert on_loop(Delivery(subject=cmd.subject, data={"not": "a command"})) is False
-        assert bridge.statuses(other.id) == []
     finally:
         worker.stop()
 
@@ -349,8 +406,10 @@ class SlowRunner(FakeRunner):
     def __init__(self, *, sleeps: bool) -> None:
         super().__init__(instant=True)
         self.sleeps = sleeps
+        self.threads: dict[str, str] = {}
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        self.threads[attempt.command_id] = threading.current_thread().name
         if self.sleeps:
             time.sleep(LOOP_WALL_BUDGET + 0.01)
         else:
@@ -365,8 +424,8 @@ def test_an_instant_plugin_too_slow_for_the_loop_runs_on_the_workers_thread_afte
     clock: ManualClock, caplog: pytest.LogCaptureFixture, sleeps: bool
 ) -> None:
     bridge = FakeBridge()
-    worker = start_worker(SlowRunner(sleeps=sleeps), clock, bridge,
-                          plugin=PluginInfo(name="echo", instant=True))
+    runner = SlowRunner(sleeps=sleeps)
+    worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True))
     try:
         on_loop = on_loop_of(bridge)
         assert on_loop is not None
@@ -374,31 +433,141 @@ def test_an_instant_plugin_too_slow_for_the_loop_runs_on_the_workers_thread_afte
         slow = [command(n) for n in range(LOOP_STRIKES)]
         for cmd in slow:
             assert "marked instant" not in caplog.text
-            assert on_loop(Delivery(subject=cmd.subject, data=cmd.to_data())) is True
+            assert on_loop(delivery(cmd)) is True
         assert all(bridge.statuses(cmd.id) == ["succeeded"] for cmd in slow)
         assert "marked instant but took" in caplog.text
 
         later = command(LOOP_STRIKES)
-        delivery = Delivery(subject=later.subject, data=later.to_data())
-        assert on_loop(delivery) is False, "the next one goes to the worker's thread"
-        worker.tell(delivery)
+        assert on_loop(delivery(later)) is True, "taken in (claimed) where it arrives"
         wait_for(lambda: bridge.statuses(later.id) == ["succeeded"], "the later one's event")
+        here = threading.current_thread().name
+        assert runner.threads[slow[0].id] == here
+        assert runner.threads[later.id] != here, "the next one runs on the worker's thread"
     finally:
         worker.stop()
 
 
-@pytest.mark.parametrize("instant, claims", [(False, LocalClaims()), (True, RemoteClaims())])
-def test_commands_that_may_block_go_to_the_workers_thread(
-    clock: ManualClock, instant: bool, claims: LocalClaims
+def test_a_plugin_that_is_not_instant_runs_on_the_workers_thread(clock: ManualClock) -> None:
+    bridge = FakeBridge()
+    runner = ThreadsRunner()
+    worker = start_worker(runner, clock, bridge)  # instant runner, plugin not marked so
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd)) is True
+        wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+        assert runner.threads[cmd.id] != threading.current_thread().name
+    finally:
+        worker.stop()
+
+
+def test_a_burst_of_commands_is_claimed_all_at_once_not_one_round_trip_after_another(
+    clock: ManualClock,
+) -> None:
+    """The overload of issue 7: a worker that waited out each claim's round trip on its
+    own thread fell behind a burst, and the steps, hearing nothing, took their commands
+    for lost. Claims go out as commands arrive; each runs where its claim settles."""
+    bridge = FakeBridge()
+    claims = RemoteClaims()
+    runner = ThreadsRunner()
+    worker = start_worker(runner, clock, bridge, plugin=PluginInfo(name="echo", instant=True),
+                          claims=claims)
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        burst = [command(n) for n in range(200)]
+        for cmd in burst:
+            assert on_loop(delivery(cmd)) is True
+        assert claims.most_in_flight == len(burst), "a claim waited for another's answer"
+        assert all(bridge.statuses(cmd.id) == [] for cmd in burst)
+
+        claims.settle()
+
+        wait_for(lambda: all(bridge.statuses(cmd.id) == ["succeeded"] for cmd in burst),
+                 "every command's final event")
+        assert set(runner.threads.values()) == {"fake-nats-loop"}, "run where claims settle"
+    finally:
+        worker.stop()
+
+
+def test_a_command_sent_again_is_answered_and_claimed_once(clock: ManualClock) -> None:
+    """Its step heard nothing yet: the worker says it holds it, with no second claim
+    (once its claim is settled: it may not be this worker's)."""
+    bridge = FakeBridge()
+    claims = RemoteClaims()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge, claims=claims)
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd)) is True
+        assert on_loop(delivery(cmd, reply="_INBOX.again.1")) is True
+        assert answers(bridge, "_INBOX.again.1") == [], "answered before its claim settled"
+        claims.settle()
+        assert answers(bridge, "_INBOX.again.1") == ["held"]
+        wait_for(lambda: cmd.id in runner.handles, "the attempt to start")
+        assert on_loop(delivery(cmd, reply="_INBOX.again.2")) is True
+        assert answers(bridge, "_INBOX.again.2") == ["held"]
+        assert claims.calls == 1
+        assert list(runner.handles) == [cmd.id]
+    finally:
+        worker.stop()
+
+
+def test_a_command_another_worker_claimed_is_answered_taken_and_not_run(
+    clock: ManualClock,
 ) -> None:
     bridge = FakeBridge()
-    worker = start_worker(FakeRunner(instant=instant), clock, bridge,
-                          plugin=PluginInfo(name="echo", instant=instant), claims=claims)
+    claims = LocalClaims()
+    runner = FakeRunner()
+    cmd = command(1)
+    assert claims.take(cmd) is Claim.MINE  # another worker's (since gone)
+    worker = start_worker(runner, clock, bridge, claims=claims)
     try:
-        assert on_loop_of(bridge) is None
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        assert on_loop(delivery(cmd, reply="_INBOX.again.1")) is True
+        assert answers(bridge, "_INBOX.again.1") == ["taken"]
+        time.sleep(0.05)
+        assert runner.handles == {} and bridge.statuses(cmd.id) == []
+    finally:
+        worker.stop()
+
+
+def test_a_claim_nats_did_not_answer_is_made_again_when_the_command_comes_again(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from noetl_actors.errors import BridgeTimeout
+
+    bridge = FakeBridge()
+    claims = RemoteClaims()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge, claims=claims)
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
         cmd = command(1)
-        send(worker, cmd)
-        if instant:
-            wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "the final event")
+        assert on_loop(delivery(cmd)) is True
+        claims.settle(error=BridgeTimeout("no answer from NATS within 5s"))
+        assert "could not claim" in caplog.text
+        assert on_loop(delivery(cmd)) is True
+        assert claims.calls == 2
+        claims.settle()
+        wait_for(lambda: cmd.id in runner.handles, "the attempt to start")
+    finally:
+        worker.stop()
+
+
+def test_a_worker_says_it_started_so_steps_waiting_for_one_send_again(
+    clock: ManualClock,
+) -> None:
+    bridge = FakeBridge()
+    worker = start_worker(FakeRunner(), clock, bridge)
+    try:
+        wait_for(lambda: any(subject == "noetl.ready.echo" for subject, _ in bridge.published),
+                 "the worker's announcement")
+        assert "command.echo.>" in bridge.on_loop, "announced once it listens"
     finally:
         worker.stop()

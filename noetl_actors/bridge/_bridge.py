@@ -25,12 +25,14 @@ from noetl_actors.bridge._bridge_actor import BridgeActor
 from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._core import BridgeCore, BridgeStatistics, pykka_future
 from noetl_actors.bridge._delivery import Delivery, PubAck
+from noetl_actors.bridge._errors import translate
 from noetl_actors.bridge._jetstream import MSG_ID_HEADER, JetStream
-from noetl_actors.bridge._kv import Entry, KeyValue, claim, ensure_bucket
+from noetl_actors.bridge._kv import Entry, KeyValue, claim, claim_soon, ensure_bucket
 from noetl_actors.bridge._link import LinkState
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import check_token
 from noetl_actors.bridge._subscription import Mailbox, Subscription
+from noetl_actors.errors import ConnectError, ConnectionLost
 from noetl_actors.supervision import ChildSpec, LoopHost, Observer
 
 __all__ = ["Bridge"]
@@ -124,6 +126,47 @@ class Bridge:
             return Delivery(msg.subject, decode(msg.data), headers=msg.headers or {})
 
         return pykka_future(connection.submit(ask()))
+
+    def request_soon(
+        self, subject: str, data: Mapping[str, Any], *, timeout: float
+    ) -> concurrent.futures.Future[Delivery]:
+        """Send a request and return at once, from any thread (the loop's too).
+
+        The future gets the reply as a `Delivery`, or fails with NoResponders
+        (nothing is subscribed on `subject`: the server says so at once),
+        BridgeTimeout, MalformedMessage, or ConnectError (no connection now: a
+        request is not buffered). It is settled on the bridge's loop thread,
+        where its callbacks run: they must not block.
+
+        Raises:
+            TypeError: `data` cannot be JSON.
+        """
+        payload = encode(data)
+        result: concurrent.futures.Future[Delivery] = concurrent.futures.Future()
+        connection = self._core.connection
+        if connection is None or connection.closed:
+            result.set_exception(ConnectError(f"no connection to {self.options.describe()} "
+                                              f"to send a request on {subject}"))
+            return result
+
+        async def ask() -> Delivery:
+            msg = await connection.client.request(subject, payload, timeout=timeout)
+            return Delivery(msg.subject, decode(msg.data), headers=msg.headers or {})
+
+        def settle(done: concurrent.futures.Future[Delivery]) -> None:
+            error = done.exception() if not done.cancelled() else ConnectionLost(
+                f"the request on {subject} was dropped with its connection")
+            if error is None:
+                result.set_result(done.result())
+            else:
+                result.set_exception(translate(error))
+
+        try:
+            connection.submit(ask()).add_done_callback(settle)
+        except RuntimeError:  # the loop closed meanwhile
+            result.set_exception(ConnectError(f"the bridge's loop closed; no request on "
+                                              f"{subject}"))
+        return result
 
     def subscribe(
         self,
@@ -276,6 +319,13 @@ class Bridge:
         record) in the same call: one hop to the loop, and the read after the claim."""
         return claim(self._core, bucket, key, timeout=timeout,
                      then_read=(read_bucket, read_key))
+
+    def claim_soon(self, bucket: str, key: str, *, then_read: tuple[str, str] | None = None,
+                   timeout: float = 5.0) -> concurrent.futures.Future[tuple[bool, Entry | None]]:
+        """`claim_then_read` (or `claim`, without `then_read`) without waiting, from any
+        thread: the future gets ``(claimed, read entry or None)``, settled on the
+        bridge's loop thread. Many are in flight at once, each one round trip."""
+        return claim_soon(self._core, bucket, key, timeout=timeout, then_read=then_read)
 
     # -- observing ----------------------------------------------------------------
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import nats.errors as nats_errors
 import nats.js.errors as js_errors
 
-from noetl_actors.errors import AuthorizationError, BridgeError, BridgeTimeout, ConnectError
+from noetl_actors.errors import (
+    AuthorizationError,
+    BridgeError,
+    BridgeTimeout,
+    ConnectError,
+    NoResponders,
+)
 
 __all__ = ["NATS_ERRORS", "is_auth_error", "translate"]
 
@@ -42,8 +48,9 @@ NATS_ERRORS: dict[type[Exception], type[Exception]] = {
     nats_errors.InvalidCallbackTypeError: TypeError,
     nats_errors.MaxPayloadError: ValueError,
     nats_errors.JsonParseError: ValueError,
+    # No subscriber on a request's subject.
+    nats_errors.NoRespondersError: NoResponders,
     # Everything else that went wrong on the way.
-    nats_errors.NoRespondersError: BridgeError,
     nats_errors.SlowConsumerError: BridgeError,
     nats_errors.OutboundBufferLimitError: BridgeError,
     nats_errors.MsgAlreadyAckdError: BridgeError,

@@ -10,9 +10,11 @@ is told and reads again.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -21,13 +23,20 @@ import nats.js.errors as js_errors
 from noetl_actors.bridge._codec import SCHEMA_VERSION_KEY, decode, encode
 from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._core import BridgeCore
+from noetl_actors.bridge._errors import translate
 from noetl_actors.bridge._subjects import check_token
-from noetl_actors.errors import ConnectionLost, MalformedMessage
+from noetl_actors.errors import (
+    BridgeTimeout,
+    ConnectError,
+    ConnectionLost,
+    MalformedMessage,
+    NoetlError,
+)
 
-__all__ = ["Entry", "KeyValue", "claim", "ensure_bucket"]
+__all__ = ["Entry", "KeyValue", "claim", "claim_soon", "ensure_bucket"]
 
-WRONG_LAST_SEQUENCE = 10071
-"""JetStream's error code for a write whose expected last sequence is not the key's."""
+WRONG_LAST_SEQUENCE = (10071, 10164)
+"""JetStream's error codes for a write whose expected last revision is not the key's."""
 ENTRIES_IN_FLIGHT = 64
 """Reads `KeyValue.entries()` keeps in flight at once."""
 
@@ -111,6 +120,41 @@ class KeyValue:
         result: int | None = self._call(update)
         return result
 
+    def update_many(self, updates: Sequence[tuple[str, Mapping[str, Any], int]],
+                    ) -> list[int | NoetlError | None]:
+        """`update` of each (key, data, revision), all in flight at once (at most
+        `ENTRIES_IN_FLIGHT`): one call's time for many, where one after another each
+        waits out its round trip. Per update: its new revision, None if the key has
+        moved from `revision`, or the error NATS gave it.
+
+        Raises:
+            ConnectError, BridgeTimeout: NATS did not answer the whole batch in time;
+                any of them may have been written.
+        """
+        payloads = [(key, encode(data), revision) for key, data, revision in updates]
+
+        async def update_all(kv: Any) -> list[int | NoetlError | None]:
+            slots = asyncio.Semaphore(ENTRIES_IN_FLIGHT)
+
+            async def one(key: str, payload: bytes, revision: int) -> int | NoetlError | None:
+                async with slots:
+                    try:
+                        return int(await kv.update(key, payload, last=revision))
+                    except js_errors.KeyWrongLastSequenceError:
+                        return None
+                    except Exception as error:
+                        translated = translate(error)
+                        if isinstance(translated, NoetlError):
+                            return translated
+                        raise
+
+            return list(await asyncio.gather(*(one(*each) for each in payloads)))
+
+        if not payloads:
+            return []
+        result: list[int | NoetlError | None] = self._call(update_all)
+        return result
+
     def delete(self, key: str, *, revision: int | None = None) -> bool:
         """Remove `key` (nothing happens if it has no record); with `revision`, only if it
         is still at it (False if someone wrote since)."""
@@ -122,12 +166,40 @@ class KeyValue:
                 # nats-py raises KeyWrongLastSequenceError from update(), but a plain
                 # APIError with the server's code from delete()
                 if isinstance(error, js_errors.KeyWrongLastSequenceError) \
-                        or error.err_code == WRONG_LAST_SEQUENCE:
+                        or error.err_code in WRONG_LAST_SEQUENCE:
                     return False
                 raise
             return True
 
         result: bool = self._call(delete)
+        return result
+
+    def delete_soon(self, key: str) -> concurrent.futures.Future[bool]:
+        """`delete` without waiting, from any thread (the loop's too); the future is
+        settled on the bridge's loop thread, or at once (ConnectError) with no connection."""
+        result: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        connection = self._core.connection
+        if connection is None or connection.closed:
+            result.set_exception(ConnectError(f"no connection to delete {key!r} of "
+                                              f"{self.bucket} with"))
+            return result
+
+        async def delete() -> bool:
+            kv = await connection.key_value(self.bucket)
+            await kv.delete(key)
+            return True
+
+        def settle(done: concurrent.futures.Future[bool]) -> None:
+            error = done.exception() if not done.cancelled() else ConnectionLost("cancelled")
+            if error is None:
+                result.set_result(True)
+            else:
+                result.set_exception(translate(error))
+
+        try:
+            connection.submit(delete()).add_done_callback(settle)
+        except RuntimeError:  # its loop closed meanwhile
+            result.set_exception(ConnectError(f"the bridge's loop closed; {key!r} not deleted"))
         return result
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -212,42 +284,134 @@ def claim(core: BridgeCore, bucket: str, key: str, *, timeout: float,
     """
     token = uuid.uuid4().hex.encode()
     deadline = time.monotonic() + timeout
-
-    async def create(connection: Connection) -> bool:
-        kv = await connection.key_value(bucket)
-        try:
-            await kv.create(key, token)
-        except js_errors.KeyWrongLastSequenceError:
-            try:
-                entry = await kv.get(key)
-            except js_errors.KeyNotFoundError:
-                return False  # deleted since: no one's, and not to be taken again
-            return entry.value == token
-        return True
-
-    async def create_then_read(connection: Connection) -> tuple[bool, Entry | None]:
-        claimed = await create(connection)
-        if not claimed or then_read is None:
-            return claimed, None
-        kv = await connection.key_value(then_read[0])
-        try:
-            entry = await kv.get(then_read[1])
-        except js_errors.KeyNotFoundError:
-            return True, None
-        try:
-            return True, _entry(then_read[1], entry.value, entry.revision)
-        except MalformedMessage:
-            return True, None
-
     while True:
         connection = core.current(max(deadline - time.monotonic(), 0.0))
         try:
             result: tuple[bool, Entry | None] = connection.call(
-                create_then_read(connection), timeout=max(deadline - time.monotonic(), 0.001))
+                _create_then_read(connection, bucket, key, token, then_read),
+                timeout=max(deadline - time.monotonic(), 0.001))
             return result
         except ConnectionLost:
             if time.monotonic() >= deadline:
                 raise
+
+
+RECONNECT_POLL = 0.05
+"""Seconds between looks for a new connection, for a claim whose connection closed."""
+
+
+def claim_soon(core: BridgeCore, bucket: str, key: str, *, timeout: float,
+               then_read: tuple[str, str] | None = None,
+               ) -> concurrent.futures.Future[tuple[bool, Entry | None]]:
+    """`claim` without waiting for it, from any thread (the loop's too).
+
+    The future is settled on the loop's thread (its callbacks run there): many
+    claims are in flight at once, where `claim` makes a caller wait out each
+    round trip in turn. The same token rules: a create lost with its
+    connection is made again on the next one, within `timeout`. With no
+    connection, it looks for one until `timeout` (ConnectError).
+    """
+    claiming = _Claiming(core, bucket, key, timeout=timeout, then_read=then_read)
+    claiming.attempt(None)
+    return claiming.result
+
+
+class _Claiming:
+    """One `claim_soon`: its token, its deadline, its future (methods, not closures that
+    call each other: those would hold the claim in a reference cycle)."""
+
+    def __init__(self, core: BridgeCore, bucket: str, key: str, *, timeout: float,
+                 then_read: tuple[str, str] | None) -> None:
+        self.core, self.bucket, self.key, self.then_read = core, bucket, key, then_read
+        self.timeout = timeout
+        self.token = uuid.uuid4().hex.encode()
+        self.deadline = time.monotonic() + timeout
+        self.result: concurrent.futures.Future[tuple[bool, Entry | None]] = (
+            concurrent.futures.Future())
+        self.timer: asyncio.TimerHandle | None = None
+
+    def attempt(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        connection = self.core.connection
+        left = self.deadline - time.monotonic()
+        if connection is None or connection.closed:
+            # Between connections (a command published on a new one reaches its worker
+            # before the bridge opens it to callers): look again until the deadline.
+            host = self.core.host
+            loop = loop or (host.loop if host is not None else None)
+            if loop is None or left <= 0:
+                self.result.set_exception(ConnectError(
+                    f"the bridge to {self.core.options.describe()} has no connection to "
+                    f"claim {self.key!r} with"))
+            else:
+                loop.call_soon_threadsafe(loop.call_later, RECONNECT_POLL, self.attempt, loop)
+            return
+        try:
+            # No asyncio.wait_for around it: on Python 3.11 it can swallow the cancel
+            # that a closing connection sends its calls, and the claim then waits out
+            # its whole timeout instead of being made again on the next connection.
+            future = connection.submit(_create_then_read(
+                connection, self.bucket, self.key, self.token, self.then_read))
+            loop = connection.loop
+            loop.call_soon_threadsafe(self.watch, loop, future, max(left, 0.001))
+        except RuntimeError:  # its loop closed meanwhile
+            self.result.set_exception(ConnectError(f"the bridge's loop closed; {self.key!r} "
+                                                   f"not claimed"))
+            return
+        future.add_done_callback(functools.partial(self.settled, loop=loop))
+
+    def watch(self, loop: asyncio.AbstractEventLoop, future: concurrent.futures.Future[Any],
+              left: float) -> None:
+        """On the loop: cancel the call in flight when its time is up."""
+        self.timer = loop.call_later(left, future.cancel)
+
+    def settled(self, done: concurrent.futures.Future[tuple[bool, Entry | None]], *,
+                loop: asyncio.AbstractEventLoop) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.result.done():
+            return
+        late = time.monotonic() >= self.deadline
+        if done.cancelled():  # its time was up (or its connection closed)
+            error: BaseException = ConnectionLost("cancelled") if not late else BridgeTimeout(
+                f"no answer from NATS within {self.timeout:g}s to the claim of {self.key!r}")
+        else:
+            error = done.exception()  # type: ignore[assignment]
+        if error is None:
+            self.result.set_result(done.result())
+        elif isinstance(error, ConnectionLost) and not late:
+            loop.call_later(RECONNECT_POLL, self.attempt, loop)
+        else:
+            self.result.set_exception(translate(error))
+
+
+async def _create(connection: Connection, bucket: str, key: str, token: bytes) -> bool:
+    kv = await connection.key_value(bucket)
+    try:
+        await kv.create(key, token)
+    except js_errors.KeyWrongLastSequenceError:
+        try:
+            entry = await kv.get(key)
+        except js_errors.KeyNotFoundError:
+            return False  # deleted since: no one's, and not to be taken again
+        return bool(entry.value == token)
+    return True
+
+
+async def _create_then_read(connection: Connection, bucket: str, key: str, token: bytes,
+                            then_read: tuple[str, str] | None) -> tuple[bool, Entry | None]:
+    claimed = await _create(connection, bucket, key, token)
+    if not claimed or then_read is None:
+        return claimed, None
+    kv = await connection.key_value(then_read[0])
+    try:
+        entry = await kv.get(then_read[1])
+    except js_errors.KeyNotFoundError:
+        return True, None
+    try:
+        return True, _entry(then_read[1], entry.value, entry.revision)
+    except MalformedMessage:
+        return True, None
 
 
 def _entry(key: str, value: bytes | None, revision: int | None) -> Entry:

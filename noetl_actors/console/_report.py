@@ -7,13 +7,14 @@ record, which holds the same fields).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
 from rich.tree import Tree
 
-__all__ = ["STATUS_STYLE", "render_document"]
+__all__ = ["STATUS_STYLE", "render_document", "waiting_text"]
 
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
                 "orphaned": "red", "not_started": "dim", "restarting": "yellow",
@@ -39,6 +40,8 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
         for step_name, step in task["steps"].items():
             line = Text(step_name)
             line.append(f"  {step['status']}", style=STATUS_STYLE.get(step["status"], ""))
+            if step.get("waiting"):
+                line.append(f" {waiting_text(step['waiting'])}", style="yellow")
             if step["attempts"] > 1:
                 line.append(f"  attempt {step['attempts']}", style="yellow")
             if step["error"] and step["status"] != "succeeded":
@@ -46,3 +49,17 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
                             style="red")
             branch.add(line)
     return tree
+
+
+_WORKERS = {"none": " (none is running)", "busy": " (its workers are busy)"}
+
+
+def waiting_text(waiting: Mapping[str, Any]) -> str:
+    """``for a worker of plugin 'shell' (none is running), 12s``: what a waiting step
+    waits for (its report's ``waiting``)."""
+    text = f"for a worker of plugin {waiting.get('plugin')!r}"
+    text += _WORKERS.get(str(waiting.get("workers")), "")
+    since = waiting.get("since")
+    if isinstance(since, (int, float)):
+        text += f", {max(time.time() - since, 0):.0f}s"
+    return text

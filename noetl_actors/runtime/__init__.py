@@ -19,20 +19,21 @@ from noetl_actors.runtime._messages import Command as Command
 from noetl_actors.runtime._messages import Event as Event
 from noetl_actors.runtime._messages import EventStatus as EventStatus
 from noetl_actors.runtime._messages import cancel_subject as cancel_subject
+from noetl_actors.runtime._messages import ready_subject as ready_subject
 from noetl_actors.runtime._preview import FAILS_ALWAYS as FAILS_ALWAYS
 from noetl_actors.runtime._preview import PreviewLine as PreviewLine
 from noetl_actors.runtime._preview import PreviewResult as PreviewResult
 from noetl_actors.runtime._preview import parse_failure as parse_failure
 from noetl_actors.runtime._preview import run_preview as run_preview
-from noetl_actors.runtime._remote import EventRouter as EventRouter
 from noetl_actors.runtime._remote import remote_steps as remote_steps
-from noetl_actors.runtime._remote import subscribe_router as subscribe_router
 from noetl_actors.runtime._report import RunReport as RunReport
 from noetl_actors.runtime._resume import JOURNAL as JOURNAL
 from noetl_actors.runtime._resume import MOVED as MOVED
 from noetl_actors.runtime._resume import Journal as Journal
 from noetl_actors.runtime._resume import ResumeState as ResumeState
 from noetl_actors.runtime._resume import read_history as read_history
+from noetl_actors.runtime._router import EventRouter as EventRouter
+from noetl_actors.runtime._router import subscribe_router as subscribe_router
 from noetl_actors.runtime._step import UNFENCED as UNFENCED
 from noetl_actors.runtime._step import Fence as Fence
 from noetl_actors.runtime._step import StepActor as StepActor
@@ -41,10 +42,13 @@ from noetl_actors.runtime._step import StepFactory as StepFactory
 from noetl_actors.runtime._step import StepRunner as StepRunner
 from noetl_actors.runtime._step import local_steps as local_steps
 from noetl_actors.runtime._task import TaskSupervisor as TaskSupervisor
+from noetl_actors.runtime._waiting import DEFAULT_WORKER_WAIT as DEFAULT_WORKER_WAIT
+from noetl_actors.runtime._waiting import WaitingSteps as WaitingSteps
 from noetl_actors.runtime._workflow import WorkflowSupervisor as WorkflowSupervisor
 from noetl_actors.runtime._workflow import new_workflow_id as new_workflow_id
 
 __all__ = [
+    "DEFAULT_WORKER_WAIT",
     "FAILS_ALWAYS",
     "JOURNAL",
     "MOVED",
@@ -68,12 +72,14 @@ __all__ = [
     "StepRunner",
     "StepTimeout",
     "TaskSupervisor",
+    "WaitingSteps",
     "WorkflowSupervisor",
     "cancel_subject",
     "local_steps",
     "new_workflow_id",
     "parse_failure",
     "read_history",
+    "ready_subject",
     "remote_steps",
     "run_preview",
     "subscribe_router",

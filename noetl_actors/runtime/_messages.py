@@ -8,6 +8,8 @@ the JSON objects the bridge sends (it adds ``schema_version``).
     event.<plugin>.<workflow_id>.<step_id>     Event (accepted, started, heartbeat,
                                                succeeded, failed)
     noetl.cancel.<plugin>                      Cancel, to every worker of the plugin
+    noetl.ready.<plugin>                       a worker of the plugin started (steps
+                                               waiting for one send again at once)
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import attrs
 from noetl_actors.bridge import command_subject, event_subject
 from noetl_actors.errors import MalformedMessage
 
-__all__ = ["Cancel", "Command", "Event", "EventStatus", "cancel_subject", "step_id"]
+__all__ = ["Cancel", "Command", "Event", "EventStatus", "cancel_subject", "ready_subject",
+           "step_id"]
 
 R = TypeVar("R", "Command", "Event", "Cancel")
 
@@ -38,6 +41,11 @@ def step_id(task: str, step: str) -> str:
 
 def cancel_subject(plugin: str) -> str:
     return f"noetl.cancel.{plugin}"
+
+
+def ready_subject(plugin: str) -> str:
+    """Where a worker says it has started (``*`` for every plugin's)."""
+    return f"noetl.ready.{plugin}"
 
 
 class EventStatus(enum.Enum):

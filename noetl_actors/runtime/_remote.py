@@ -5,10 +5,12 @@ the command, then wait. A worker answers `succeeded` or `failed`; an
 attempt that waits in the worker's queue or runs for a while gets
 `accepted` and `started` first, then a `heartbeat` every few seconds. The attempt ends
 abnormally (and the task's supervisor decides) when it fails, when it runs
-past its `timeout`, when its worker falls silent for `HEARTBEAT_MISSES`
+past its `timeout`, or when its worker falls silent for `HEARTBEAT_MISSES`
 heartbeats (killed, say; silence while NATS is away does not count: see
-`_outage`), or when no worker takes it within its timeout.
-Events of other attempts of the same step (late ones) are ignored.
+`_outage`). A command no worker has answered yet is not lost: the step
+waits for a worker of its plugin, sending it again now and then, as long as
+its `timeout` and the node's `worker_wait` allow (`_waiting`). Events of
+other attempts of the same step (late ones) are ignored.
 
 On a node that owns the workflow through a lease (see docs/durability.md) a
 step sends only while its `Fence` allows: a node paused past its lease sends
@@ -20,20 +22,15 @@ for a lost worker as for any attempt.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import threading
-from collections.abc import Callable
+import time
 from typing import Any
 
 import attrs
-import pykka
 
-from noetl_actors.bridge import Bridge, Delivery, Subscription
+from noetl_actors.bridge import Bridge
 from noetl_actors.errors import (
-    MalformedMessage,
     NoetlError,
-    RouterClosed,
     StepFailed,
     StepTimeout,
     TemplateError,
@@ -41,44 +38,29 @@ from noetl_actors.errors import (
 )
 from noetl_actors.playbook import render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.runtime._outage import Outages, latest_events, reconnect_margin
+from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
+from noetl_actors.runtime._waiting import (
+    Answer,
+    SendNow,
+    WaitingSteps,
+    Workers,
+    WorkerWait,
+    answer_of,
+)
 from noetl_actors.supervision import (
-    Clock,
     ExitKind,
     ExitReason,
     SupervisedActor,
-    TimerHandle,
     tell_if_alive,
 )
 
-__all__ = [
-    "EventRouter",
-    "RemoteStepActor",
-    "remote_steps",
-    "subscribe_router",
-]
+__all__ = ["RemoteStepActor", "remote_steps"]
 
 logger = logging.getLogger("noetl_actors.runtime")
 
 HEARTBEAT_MISSES = 3
 """Heartbeats a step waits for before it takes its worker for lost."""
-UNANSWERED_SENDS = 4
-"""Times a step sends a command no worker answers before it takes the attempt for lost.
-
-A worker announces what it claimed within `ANNOUNCE_AFTER` (50 ms); silence
-for `HEARTBEAT_MISSES` heartbeats after each of these sends means no worker
-has it, or the one that claimed it died before it said so, and then the
-claim keeps others from taking it: only a new attempt can run."""
-
-
-HELD_EVENTS = 1024
-"""Final events an `EventRouter` keeps for steps not registered (yet)."""
-
-
-@attrs.frozen
-class _Tick:
-    pass
 
 
 @attrs.frozen
@@ -88,178 +70,20 @@ class _Failed:
     error: Exception
 
 
-class EventRouter:
-    """Hands a workflow's events to its step actors: one subscription per workflow.
-
-    A subscription per step would cost each step a SUB, a flush round trip
-    and an UNSUB; the router is subscribed once, on ``event.*.<wf>.*``, and
-    decodes each event once and passes the `Event` on (on the bridge's loop
-    thread: a queue put) to the step actor registered for its step id.
-
-    A final event for a step no actor is registered for yet is held (the last
-    `HELD_EVENTS` of them) and handed to the step when it registers: a workflow
-    taken over subscribes, reads its history, then starts its steps, and an
-    adopted attempt's end may come in between.
-
-    It also keeps its steps' time: every half `heartbeat`, while steps are
-    registered, it tells each a `_Tick` (one timer per workflow; a timer
-    armed and cancelled per step woke the clock's thread for each, ~15% of
-    a step's CPU in a sequence). Thread-safe.
-
-    With `outages`, its ticks also watch the node's link to NATS: steps count
-    their workers' silence only while it is up, and from a margin after it
-    came back (`silence_start`). Once it is back, `read_missed(step_ids)` reads
-    the events of the registered steps that the outage kept from this node
-    (in the stream that keeps them) and hands them over like the others (see
-    `_outage`).
-    """
-
-    def __init__(
-        self,
-        *,
-        clock: Clock,
-        heartbeat: float,
-        listener: Callable[[Event], object] | None = None,
-        outages: Outages | None = None,
-        read_missed: Callable[[list[str]], concurrent.futures.Future[list[Delivery]]]
-        | None = None,
-    ) -> None:
-        self.heartbeat = heartbeat
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._steps: dict[str, pykka.ActorRef[Any]] = {}
-        self._held: dict[str, Event] = {}
-        self._listener = listener
-        self._timer: TimerHandle | None = None
-        self._closed = False
-        self._outages = outages
-        self._read_missed = read_missed
-        self._missed_unread = False
-        """The link came back and the read of what was missed failed: again next tick."""
-        self.subscription: Subscription | None = None
-
-    def register(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
-        """Send `ref` the events of `step_id`, and ticks.
-
-        Raises:
-            RouterClosed: the workflow's run was given up (its step would hear
-                nothing, not even ticks, and wait for ever).
-        """
-        with self._lock:
-            if self._closed:
-                raise RouterClosed(f"the event router of step {step_id!r} is closed: "
-                                   f"its workflow's run was given up")
-            self._steps[step_id] = ref
-            held = self._held.pop(step_id, None)
-            if self._timer is None:
-                self._timer = self._clock.call_later(self.heartbeat / 2, self._tick)
-        if held is not None:
-            tell_if_alive(ref, held)
-
-    def silence_start(self, heard_at: float) -> float | None:
-        """Whence a step last heard from its worker at `heard_at` counts it silent; None
-        while the node's link to NATS is down."""
-        return heard_at if self._outages is None else self._outages.silence_start(heard_at)
-
-    def _tick(self) -> None:
-        """On the clock's thread: a `_Tick` to every registered step; again later if any."""
-        outages = self._outages
-        if outages is not None and (outages.watch(self._clock.now()) or self._missed_unread) \
-                and outages.up:
-            self._read_what_was_missed()
-        with self._lock:
-            refs = list(self._steps.values())
-            self._timer = None
-            if refs and not self._closed:
-                self._timer = self._clock.call_later(self.heartbeat / 2, self._tick)
-        for ref in refs:
-            tell_if_alive(ref, _Tick())
-
-    def hold(self, event: Event) -> None:
-        """Keep `event` for its step, handed to it when it registers (an end read from
-        the history of a workflow taken over)."""
-        with self._lock:
-            self._held[event.step_id] = event
-
-    def unregister(self, step_id: str, ref: pykka.ActorRef[Any]) -> None:
-        with self._lock:
-            if self._steps.get(step_id) is ref:
-                del self._steps[step_id]
-
-    def _read_what_was_missed(self) -> None:
-        """On the clock's thread: start reading the registered steps' events (no wait)."""
-        with self._lock:
-            step_ids = list(self._steps)
-        self._missed_unread = False
-        if not step_ids or self._read_missed is None:
-            return
-        try:
-            future = self._read_missed(step_ids)
-        except NoetlError as error:
-            logger.debug("could not read what an outage kept from %s: %s", step_ids, error)
-            self._missed_unread = True
-            return
-        future.add_done_callback(self._missed_read)
-
-    def _missed_read(self, future: concurrent.futures.Future[list[Delivery]]) -> None:
-        """On the bridge's loop: hand over what was read (steps ignore what they heard)."""
-        try:
-            deliveries = future.result()
-        except Exception as error:
-            logger.debug("could not read what an outage kept: %r; again at the next tick", error)
-            self._missed_unread = True
-            return
-        for event in latest_events(deliveries):
-            self._hand(event)
-
-    def tell(self, delivery: Delivery) -> None:
-        # Decoded once, here: the listener and the step actor get the same Event.
-        try:
-            event = Event.from_data(delivery.data)
-        except MalformedMessage as error:
-            with self._lock:
-                ours = delivery.subject.rsplit(".", 1)[-1] in self._steps
-            if ours:
-                logger.warning("ignored a malformed event on %s: %s", delivery.subject, error)
-            return
-        self._hand(event)
-
-    def _hand(self, event: Event) -> None:
-        """To the listener, then to its step's actor (held for it if it has none yet)."""
-        with self._lock:
-            ref = self._steps.get(event.step_id)
-        if self._listener is not None:
-            self._listener(event)
-        if ref is not None:
-            tell_if_alive(ref, event)
-        elif event.status.final:
-            with self._lock:
-                self._held[event.step_id] = event
-                if len(self._held) > HELD_EVENTS:
-                    del self._held[next(iter(self._held))]
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        subscription, self.subscription = self.subscription, None
-        if subscription is not None:
-            subscription.cancel()  # it holds this router: no cycle left once closed
-
-
 def remote_steps(bridge: Bridge, *, workflow_id: str, router: EventRouter,
-                 fence: Fence = UNFENCED) -> StepFactory:
+                 fence: Fence = UNFENCED, waiting: WaitingSteps | None = None) -> StepFactory:
     """Step actors that run their plugin through NATS workers.
 
     `router` must be subscribed to the workflow's events (see `subscribe_router`);
     it also ticks the steps, every half of its `heartbeat`. `fence` is the
     node's lease on the workflow (none: no other node can take it over).
+    `waiting` is the node's steps that wait for a worker, and how long they
+    may (none: a registry of their own, with the default `worker_wait`).
     """
-
+    waiting = waiting if waiting is not None else WaitingSteps()
     return lambda attempt: RemoteStepActor(
-        attempt, bridge=bridge, router=router, workflow_id=workflow_id, fence=fence
+        attempt, bridge=bridge, router=router, workflow_id=workflow_id, fence=fence,
+        waiting=waiting,
     )
 
 
@@ -275,7 +99,7 @@ class RemoteStepActor(SupervisedActor):
 
     def __init__(
         self, attempt: StepAttempt, *, bridge: Bridge, router: EventRouter, workflow_id: str,
-        fence: Fence = UNFENCED,
+        fence: Fence = UNFENCED, waiting: WaitingSteps | None = None,
     ) -> None:
         super().__init__()
         self.step = attempt.step
@@ -299,6 +123,10 @@ class RemoteStepActor(SupervisedActor):
         """When it was last sent (sent again while no worker answers)."""
         self._heard_at: float | None = None
         self._finished = False
+        self._waiting = waiting if waiting is not None else WaitingSteps()
+        self._wait: WorkerWait | None = None
+        """Set while no worker has answered the command: the step waits for one."""
+        self._shown_waiting = False
 
     def on_start(self) -> None:
         # Begun here, not in a message to itself (a turn of its own, per step). A
@@ -315,6 +143,11 @@ class RemoteStepActor(SupervisedActor):
             self._on_event(message)
         elif isinstance(message, _Tick):
             self._on_tick()
+        elif isinstance(message, Answer):
+            self._on_answer(message)
+        elif isinstance(message, SendNow):
+            if self._wait is not None and self._heard_at is None and self._fence.allows():
+                self._send_again()
         elif isinstance(message, _Failed):
             raise message.error
         else:
@@ -341,6 +174,8 @@ class RemoteStepActor(SupervisedActor):
             raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
                                 f"JSON: {error}") from None
         self._began_at = self._sent_at
+        self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
+                                silence=self._heartbeat * HEARTBEAT_MISSES)
 
     def _send(self) -> None:
         assert self._command is not None
@@ -353,6 +188,7 @@ class RemoteStepActor(SupervisedActor):
         if self._command is None or event.command_id != self._command.id:
             return  # a late event of an earlier attempt
         self._heard_at = self._clock.now()
+        self._stop_waiting()
         if event.status is EventStatus.SUCCEEDED:
             self._finished = True
             self._task.tell(StepDone(self.step.name, event.output))
@@ -377,12 +213,60 @@ class RemoteStepActor(SupervisedActor):
         if self._heard_at is not None and self._silence(now) > silent_for:
             raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
                              f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
-        if self._heard_at is None and now - self._sent_at > silent_for:
-            if now - self._began_at > silent_for * UNANSWERED_SENDS:
-                raise WorkerLost(f"no worker answered the command of step {self.step.name!r} "
-                                 f"in {now - self._began_at:.1f}s (is a worker for plugin "
-                                 f"{self.step.plugin!r} running?)")
-            self._send()  # no worker took it: send again (the same attempt id, run once)
+        if self._heard_at is None and self._wait is not None:
+            self._wait_for_worker(now)
+
+    # -- no worker has answered yet (`_waiting`) ---------------------------------------
+
+    def _wait_for_worker(self, now: float) -> None:
+        """Wait for a worker, sending the command again now and then; or give up."""
+        assert self._wait is not None
+        since = self._router.silence_start(self._began_at)  # NATS away: no judgement
+        if since is not None and self._wait.expired(now, since):
+            raise self._wait.failure(self.step.name, now - self._began_at)
+        if not self._shown_waiting and self._wait.waiting(now, self._began_at):
+            self._shown_waiting = True
+            self._waiting.add(self.step.plugin, self.actor_ref)
+            self._show_waiting()
+        if self._wait.send_due(now, self._sent_at):
+            self._send_again()
+
+    def _send_again(self) -> None:
+        """Send the command again (the same attempt id, run once), as a request: what
+        answers says whether a worker has it (an `Answer`)."""
+        assert self._command is not None and self._wait is not None
+        self._wait.sends += 1
+        self._sent_at = self._clock.now()
+        ref, command_id = self.actor_ref, self._command.id
+        try:
+            answer = self._bridge.request_soon(self._command.subject, self._command.to_data(),
+                                               timeout=self._wait.silence)
+        except NoetlError:
+            return  # sent again at the next interval
+        answer.add_done_callback(lambda done: tell_if_alive(ref, answer_of(command_id, done)))
+
+    def _on_answer(self, answer: Answer) -> None:
+        if (self._wait is None or self._command is None or self._heard_at is not None
+                or answer.command_id != self._command.id):
+            return  # an answer to an earlier send, or the worker has spoken since
+        if answer.heard:  # a worker holds it: wait for its events, as for any attempt
+            self._heard_at = self._clock.now()
+            self._stop_waiting()
+        elif answer.workers not in (Workers.UNKNOWN, self._wait.workers):
+            self._wait.workers = answer.workers
+            if self._shown_waiting:
+                self._show_waiting()
+
+    def _show_waiting(self) -> None:
+        assert self._command is not None and self._wait is not None
+        since = time.time() - (self._clock.now() - self._began_at)
+        self._router.waiting(self._command.step_id, self.attempt, self._wait.describe(since))
+
+    def _stop_waiting(self) -> None:
+        if self._shown_waiting and self._command is not None:
+            self._shown_waiting = False
+            self._waiting.discard(self.actor_ref)
+            self._router.waiting(self._command.step_id, self.attempt, None)
 
     def _silence(self, now: float) -> float:
         """How long its worker has said nothing, counted only while this node's link to
@@ -392,6 +276,7 @@ class RemoteStepActor(SupervisedActor):
         return 0.0 if since is None else now - since
 
     def _release(self) -> None:
+        self._stop_waiting()
         if self._command is not None:
             self._router.unregister(self._command.step_id, self.actor_ref)
         if self._command is not None and not self._finished and not self._fence.lost:
@@ -406,34 +291,3 @@ class RemoteStepActor(SupervisedActor):
 
     def on_failure(self, *_exc_info: Any) -> None:
         self._release()
-
-
-def subscribe_router(
-    bridge: Bridge,
-    workflow_id: str,
-    *,
-    clock: Clock,
-    heartbeat: float = 1.0,
-    listener: Callable[[Event], object] | None = None,
-    stream: str | None = None,
-) -> EventRouter:
-    """A router subscribed to every event of `workflow_id` (close() it when the workflow ends).
-
-    `clock` is the tree's (the steps' timeouts and heartbeats are measured on it);
-    `listener` sees every event first (a `RunReport`), on the bridge's loop thread.
-    `stream` keeps the workflow's events: after an outage of NATS the router
-    reads there what its steps missed.
-    """
-
-    def read_missed(step_ids: list[str]) -> concurrent.futures.Future[list[Delivery]]:
-        assert stream is not None
-        return bridge.history_future(stream, [f"event.*.{workflow_id}.{step_id}"
-                                              for step_id in step_ids])
-
-    options = bridge.options
-    outages = Outages(bridge.link, margin=reconnect_margin(
-        connect_timeout=options.connect_timeout, reconnect_wait=options.reconnect_wait))
-    router = EventRouter(clock=clock, heartbeat=heartbeat, listener=listener, outages=outages,
-                         read_missed=read_missed if stream is not None else None)
-    router.subscription = bridge.subscribe(f"event.*.{workflow_id}.*", router)
-    return router

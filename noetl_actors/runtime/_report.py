@@ -38,6 +38,9 @@ class _Step:
     finished_at: float | None = None
     output: Any = None
     error: dict[str, str] | None = None
+    waiting: dict[str, Any] | None = None
+    """While its attempt waits for a worker: the plugin, what is known of its workers
+    (``none`` running, ``busy``, ``unknown``) and since when (`RemoteStepActor`)."""
 
 
 @attrs.define
@@ -89,8 +92,10 @@ class RunReport:
                     old = steps.get(step_name)
                     if isinstance(old, dict):
                         for field in attrs.fields(_Step):
-                            if field.name in old:
+                            if field.name in old and field.name != "waiting":
                                 setattr(step, field.name, old[field.name])
+                        if step.status == "waiting":  # shown so; its attempt is running
+                            step.status = "running"
             for key in replayed:
                 self._carried.add(key)
                 step = self._tasks[key[0]].steps[key[1]]
@@ -133,6 +138,7 @@ class RunReport:
             task.status = "restarting"
 
     def _on_step(self, step: _Step, event: LifecycleEvent) -> None:
+        step.waiting = None  # a new attempt, or none any more
         if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
             step.status = "running"
             step.started_at, step.finished_at = event.at, None
@@ -155,6 +161,7 @@ class RunReport:
                 return  # a late answer of an earlier attempt
             # Any event counts: a short attempt sends its final event only.
             step.attempts = event.attempt
+            step.waiting = None  # a worker has it
             if event.status is EventStatus.SUCCEEDED:
                 step.output, step.error = event.output, None
             elif event.status is EventStatus.FAILED:
@@ -162,6 +169,18 @@ class RunReport:
                     return  # the worker's answer to the step's own cancel (a timeout, say)
                 step.output = None
                 step.error = {"type": event.error_type or "crash", "message": event.error_message}
+
+    def waiting(self, step_id: str, attempt: int, state: dict[str, Any] | None) -> None:
+        """Attempt `attempt` of `step_id` waits for a worker (`state`: its plugin...), or
+        no longer (None). Shown as the step's status ``waiting`` until a worker's event
+        for it comes, or the step exits."""
+        task_name, _, step_name = step_id.partition(STEP_ID_SEPARATOR)
+        with self._lock:
+            task = self._tasks.get(task_name)
+            step = task.steps.get(step_name) if task else None
+            if step is None or attempt < step.attempts or step.status != "running":
+                return
+            step.waiting = dict(state) if state is not None else None
 
     def finish(self, reason: ExitReason | None, *, cancelled: bool = False) -> None:
         with self._lock:
@@ -178,6 +197,7 @@ class RunReport:
                 self.status = "failed"
             for task in self._tasks.values():
                 for step in task.steps.values():
+                    step.waiting = None
                     if step.status == "running":
                         step.status = "cancelled"
                 if task.status in ("running", "restarting"):
@@ -207,11 +227,18 @@ class RunReport:
                         "starts": task.starts,
                         "started_at": task.started_at,
                         "finished_at": task.finished_at,
-                        "steps": {sname: attrs.asdict(step) for sname, step in task.steps.items()},
+                        "steps": {sname: _step_json(step) for sname, step in task.steps.items()},
                     }
                     for name, task in self._tasks.items()
                 },
             }
+
+
+def _step_json(step: _Step) -> dict[str, Any]:
+    data = attrs.asdict(step)
+    if step.waiting is not None and step.status == "running":
+        data["status"] = "waiting"
+    return data
 
 
 def _routine(event: LifecycleEvent) -> bool:

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 from noetl_actors._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from noetl_actors.services._claims import BucketClaims as BucketClaims
+    from noetl_actors.services._claims import Claims as Claims
+    from noetl_actors.services._claims import LocalClaims as LocalClaims
     from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
     from noetl_actors.services._node import Node as Node
     from noetl_actors.services._node import WorkflowRun as WorkflowRun
@@ -25,9 +28,6 @@ if TYPE_CHECKING:
     from noetl_actors.services._protocol import actor_subject as actor_subject
     from noetl_actors.services._protocol import api_subject as api_subject
     from noetl_actors.services._protocol import node_subject as node_subject
-    from noetl_actors.services._worker import BucketClaims as BucketClaims
-    from noetl_actors.services._worker import Claims as Claims
-    from noetl_actors.services._worker import LocalClaims as LocalClaims
     from noetl_actors.services._worker import PluginWorker as PluginWorker
 
 _WHERE = {
@@ -39,9 +39,9 @@ _WHERE = {
     "actor_subject": "_protocol",
     "api_subject": "_protocol",
     "node_subject": "_protocol",
-    "BucketClaims": "_worker",
-    "Claims": "_worker",
-    "LocalClaims": "_worker",
+    "BucketClaims": "_claims",
+    "Claims": "_claims",
+    "LocalClaims": "_claims",
     "PluginWorker": "_worker",
 }
 

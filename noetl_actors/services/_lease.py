@@ -245,12 +245,30 @@ class Leases:
         and renewed at the next call if no one took it meanwhile.
         """
         renewal = Renewal()
-        for lease in self.held():
-            if lease.lost:
-                renewal.lost.append((lease, None))
+        held = self.held()
+        renewal.lost.extend((lease, None) for lease in held if lease.lost)
+        live = [lease for lease in held if not lease.lost]
+        # All at once: one after another, a busy node's hundreds of leases took longer
+        # to renew than they last, and its own workflows stopped acting meanwhile.
+        sent = self._clock.now()
+        try:
+            written = self.kv.update_many([(lease.workflow_id, lease.record.to_data(),
+                                            lease.revision) for lease in live])
+        except NoetlError as error:
+            logger.debug("could not renew the leases: %s", error)
+            written = [error] * len(live)
+        for lease, revision in zip(live, written, strict=True):
+            if isinstance(revision, int):
+                lease.revision, lease.valid_until = revision, sent + self.duration
                 continue
+            if not self.holds(lease.workflow_id):
+                continue  # released meanwhile (its workflow ended): not lost
             try:
-                self._renew(lease, renewal)
+                if revision is None:  # it moved: find out why, one by one
+                    self._renew(lease, renewal)
+                else:
+                    logger.debug("could not renew the lease of %s: %s", lease.workflow_id,
+                                 revision)
             except NoetlError as error:
                 logger.debug("could not renew the lease of %s: %s", lease.workflow_id, error)
         for lease, _ in renewal.lost:

@@ -41,12 +41,21 @@ from noetl_actors.runtime import (
     UNFENCED,
     Fence,
     RunReport,
+    WaitingSteps,
     WorkflowSupervisor,
     new_workflow_id,
+    ready_subject,
     remote_steps,
     subscribe_router,
 )
 from noetl_actors.services._api import ApiService
+from noetl_actors.services._claims import (
+    CLAIMS_BUCKET,
+    CLAIMS_TTL,
+    BucketClaims,
+    Claims,
+    LocalClaims,
+)
 from noetl_actors.services._control import ControlService
 from noetl_actors.services._lease import (
     LEASES_BUCKET,
@@ -62,14 +71,7 @@ from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORK
 from noetl_actors.services._records import RUNNING, WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
 from noetl_actors.services._takeover import LeaseKeeper, Takeover
-from noetl_actors.services._worker import (
-    CLAIMS_BUCKET,
-    CLAIMS_TTL,
-    BucketClaims,
-    Claims,
-    LocalClaims,
-    PluginWorker,
-)
+from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
     ChildSpec,
     ChildType,
@@ -128,6 +130,7 @@ class Node:
         self._worker_plugins = workers
         self.state_dir = state_dir
         self.heartbeat = heartbeat if heartbeat is not None else self.config.heartbeat
+        self.waiting = WaitingSteps(bound=self.config.worker_wait)  # steps with no worker yet
         self.serve = serve
         self._observers = tuple(observers)
         self.server: EmbeddedNatsServer | None = None
@@ -202,6 +205,7 @@ class Node:
             self._root = start_supervisor(config.root, parts, id=self.name, clock=self._clock,
                                           observers=[*self._observers, self._on_lifecycle])
             self._wait_connected(options)
+            self.bridge.subscribe(ready_subject("*"), self.waiting, timeout=timeout)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
             if shared:
@@ -289,7 +293,7 @@ class Node:
         report = RunReport(playbook, workflow_id, node_path=f"/{self.name}")
         router = subscribe_router(self.bridge, workflow_id, clock=self._clock,
                                   heartbeat=self.heartbeat, listener=report.on_event,
-                                  stream=EVENTS_STREAM)
+                                  stream=EVENTS_STREAM, on_waiting=report.waiting)
         try:
             resume = takeover.read(report, router) if takeover is not None else None
         except BaseException:
@@ -301,7 +305,7 @@ class Node:
         if lease is not None and takeover is not None and lease.record.cancel:
             step_fence = CancellingLease(lease)
         steps = remote_steps(self.bridge, workflow_id=workflow_id, router=router,
-                             fence=step_fence)
+                             fence=step_fence, waiting=self.waiting)
         journal = functools.partial(self.publish_lifecycle, workflow_id) if lease else None
         host = self.bridge.host
 

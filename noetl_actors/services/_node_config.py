@@ -30,12 +30,13 @@ from noetl_actors.playbook import (
     project_dir,
     show,
 )
+from noetl_actors.runtime import DEFAULT_WORKER_WAIT
 from noetl_actors.supervision import SupervisorFlags
 
 __all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "lease", "logging")
+             "heartbeat", "lease", "worker_wait", "logging")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -78,6 +79,8 @@ class NodeConfig:
     log_format: Literal["text", "json"]
     lease: float = 5.0
     """Seconds a served node's lease on a workflow lasts unrenewed (see docs/durability.md)."""
+    worker_wait: float = DEFAULT_WORKER_WAIT
+    """Seconds a step's command may wait for a worker of its plugin to take it."""
 
 
 def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
@@ -207,13 +210,16 @@ class _NodeReader(YamlReader):
         workflows = self.part(keys["workflows"], "workflows") if "workflows" in keys else None
         heartbeat = self.heartbeat(keys["heartbeat"]) if "heartbeat" in keys else None
         lease = self.positive(keys["lease"], "lease") if "lease" in keys else None
+        worker_wait = self.positive(keys["worker_wait"], "worker_wait") \
+            if "worker_wait" in keys else None
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
         if (flags is None or services is None or workers is None or workflows is None
-                or heartbeat is None or lease is None or level is None or log_format is None):
+                or heartbeat is None or lease is None or worker_wait is None or level is None
+                or log_format is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
-                          heartbeat=heartbeat, lease=lease, log_level=level,
-                          log_format=cast(Literal["text", "json"], log_format))
+                          heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
+                          log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
         keys = self.keys(node, PART_KEYS, what, required=PART_KEYS)

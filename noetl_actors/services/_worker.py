@@ -4,9 +4,21 @@ Every worker of a plugin, on any node, is in the same queue group on
 ``command.<plugin>.>``, so each command goes to one of them. A worker claims
 the attempt's id before it runs it (a command sent again, or delivered
 again, is then never run twice), runs the attempt with the runner the
-command asks for and sends a final `succeeded` or `failed`. An instant
-plugin's command is run right on the bridge's loop thread, where it arrives
-(`_run_on_loop`), when claims need no network.
+command asks for and sends a final `succeeded` or `failed`.
+
+Commands are taken in on the bridge's loop thread, as they arrive
+(`_arrived`): decoded, dropped at once if this worker has seen the attempt
+already (no round trip for a command sent again), and claimed without
+waiting (`Claims.claim`: many claims in flight at once). Only a claimed
+command goes on to the worker's own thread; an instant plugin's is run
+right where its claim is settled, on the loop (`_run_here`). A worker that
+waited out one claim round trip per command on its own thread fell behind
+a burst of commands, and their steps, hearing nothing, took them for lost.
+
+A command sent again is a request (its step heard nothing yet): the worker
+answers it as soon as its claim is settled, ``held`` (this worker has it),
+``taken`` (another claim has it) or ``refused`` (a former owner's), and
+says nothing if the claim could not be made (NATS did not answer).
 
 Most attempts end within a millisecond or two, so the worker says nothing
 else about them: the final event is the whole story. It sends `accepted`
@@ -19,13 +31,14 @@ final event.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import Any, Protocol, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -40,15 +53,18 @@ from noetl_actors.runners import (
     Runner,
     RunningAttempt,
 )
-from noetl_actors.runtime import Cancel, Command, Event, EventStatus, cancel_subject
-from noetl_actors.services._lease import LeaseRecord
+from noetl_actors.runtime import (
+    Cancel,
+    Command,
+    Event,
+    EventStatus,
+    cancel_subject,
+    ready_subject,
+)
+from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
-__all__ = ["CLAIMS_BUCKET", "BucketClaims", "Claims", "LocalClaims", "PluginWorker"]
-
-CLAIMS_BUCKET = "noetl-claims"
-CLAIMS_TTL = 24 * 3600.0
-"""Seconds a claim is kept: far longer than a command is ever sent again."""
+__all__ = ["PluginWorker"]
 
 INPROC = InprocRunner.name
 
@@ -72,87 +88,21 @@ after three heartbeats); an attempt that ends sooner sends its final event only.
 MIN_HEARTBEAT = 0.05
 """Seconds: the shortest heartbeat a command can ask of a worker."""
 
+KNOWN = 50_000
+"""Attempts a worker remembers having seen (to drop a command sent again at once)."""
+
 logger = logging.getLogger("noetl_actors.services")
-
-
-class Claims(Protocol):
-    """Who runs which attempt: `claim(command)` is True for exactly one caller per attempt,
-    and only while the command's sender owns its workflow (see `BucketClaims`)."""
-
-    local: bool
-    """True when `claim` answers without I/O (it may run on the bridge's loop thread)."""
-
-    def claim(self, command: Command) -> bool: ...
-
-
-class LocalClaims:
-    """Claims kept in this process (the last `size` ids), shared by its workers.
-
-    Enough while every worker of the node's NATS is in this process (an
-    embedded server); with other workers about, use `BucketClaims`.
-    """
-
-    local = True
-
-    def __init__(self, size: int = 100_000) -> None:
-        self._size = size
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def claim(self, command: Command) -> bool:
-        with self._lock:
-            if command.id in self._seen:
-                return False
-            self._seen[command.id] = None
-            if len(self._seen) > self._size:
-                self._seen.popitem(last=False)
-            return True
-
-
-class BucketClaims:
-    """Claims kept in a JetStream key-value bucket: one owner per attempt across every
-    worker on this NATS, whatever process or node it runs in. One round trip each, and
-    one more for a fenced command (one from a served node: its epoch is not 0).
-
-    A fenced command is claimed, then its workflow's lease is read, in the same call:
-    a command whose epoch is not the lease's (a former owner's, sent after it lost
-    the workflow) is refused, and its claim released so the owner now can send that
-    attempt. Claim first, then read: a stale command claimed after the new owner
-    listed the workflow's claims is read after the takeover (docs/durability.md).
-    """
-
-    local = False
-
-    def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET, *,
-                 leases: str | None = None) -> None:
-        self._bridge = bridge
-        self._bucket = bucket
-        self._leases = leases
-
-    def claim(self, command: Command) -> bool:
-        if self._leases is None or command.epoch == 0:
-            return self._bridge.claim(self._bucket, command.id)
-        claimed, entry = self._bridge.claim_then_read(self._bucket, command.id, self._leases,
-                                                      command.workflow_id)
-        if not claimed:
-            return False
-        lease = LeaseRecord.from_data(entry.data) if entry is not None else None
-        if lease is not None and lease.epoch == command.epoch:
-            return True
-        now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
-        logger.warning("refused %s: sent by the owner of epoch %d; workflow %s has %s",
-                       command.id, command.epoch, command.workflow_id, now)
-        try:
-            self._bridge.bucket(self._bucket).delete(command.id)
-        except NoetlError as error:
-            logger.warning("could not release the claim of %s: %s", command.id, error)
-        return False
 
 
 @attrs.frozen
 class _Finished:
     command: Command
     outcome: Outcome
+
+
+@attrs.frozen
+class _Claimed:
+    command: Command
 
 
 @attrs.frozen
@@ -210,18 +160,31 @@ class PluginWorker(SupervisedActor):
         """False once an instant plugin took more than `LOOP_*_BUDGET` on the loop
         `LOOP_STRIKES` times in a row (`_slow_on_loop`)."""
         self._slow_on_loop = 0
+        self._known: OrderedDict[tuple[str, int], Claim | None] = OrderedDict()
+        """The attempts (id, epoch) this worker saw: what their claim found (None: in flight)."""
+        self._asked: dict[tuple[str, int], list[str]] = {}
+        """Reply subjects of commands sent again while their claim was in flight."""
+        self._known_lock = threading.Lock()
+        inproc = runners.get(INPROC)
+        self._instant = inproc if plugin.instant and isinstance(inproc, InstantRunner) else None
+        """The runner of an instant plugin's commands where their claim settles (checked
+        once: an isinstance of a Protocol costs more than running echo)."""
         self.name = f"{socket.gethostname()}/{plugin.name}"
 
     def on_start(self) -> None:
         self.name = f"{socket.gethostname()}{self.path}"
         prefix = f"command.{self.plugin.name}.>"
-        on_loop = self._run_on_loop if self._runs_on_loop() else None
         self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}",
-                               on_loop=on_loop)
+                               on_loop=self._arrived)
         self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
+        # Steps waiting for a worker of this plugin send their commands again now.
+        self._bridge.publish(ready_subject(self.plugin.name),
+                             {"worker": self.name, "plugin": self.plugin.name})
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Delivery):
+        if isinstance(message, _Claimed):
+            self._start_claimed(message.command)
+        elif isinstance(message, Delivery):
             if message.subject.startswith("command."):
                 self._on_command(message)
             else:
@@ -236,21 +199,92 @@ class PluginWorker(SupervisedActor):
             return super().on_receive(message)
         return None
 
+    # -- taking commands in ---------------------------------------------------------
+
+    def _arrived(self, delivery: Delivery) -> bool:
+        """On the bridge's loop thread: take a command in; False if it is not one (the
+        worker's thread then says why)."""
+        try:
+            command = Command.from_data(delivery.data)
+        except MalformedMessage:
+            return False
+        if not self.actor_ref.is_alive():
+            return False
+        self._take(command, delivery.reply)
+        return True
+
     def _on_command(self, delivery: Delivery) -> None:
+        """On the worker's thread: a delivery `_arrived` did not take."""
         try:
             command = Command.from_data(delivery.data)
         except MalformedMessage as error:
             logger.warning("%s: dropped a malformed command on %s: %s",
                            self.path, delivery.subject, error)
             return
-        try:
-            claimed = self._claims.claim(command)
-        except NoetlError as error:
-            logger.warning("%s: could not claim %s (%s); its step will send it again",
-                           self.path, command.id, error)
+        self._take(command, delivery.reply)
+
+    def _take(self, command: Command, reply: str | None) -> None:
+        """Claim `command` unless this worker saw it already; never blocks."""
+        if self._claims.local:  # settled at once, and they remember: nothing to keep here
+            self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
             return
-        if not claimed:
+        key = (command.id, command.epoch)
+        with self._known_lock:
+            seen = key in self._known
+            found = self._known.get(key)
+            if not seen:
+                self._known[key] = None
+                if len(self._known) > KNOWN:
+                    self._known.popitem(last=False)
+            elif found is None and reply:  # answered once its claim is settled
+                self._asked.setdefault(key, []).append(reply)
+                return
+        if seen:  # sent again: this worker knows who has it: no round trip
+            if reply and found is not None:
+                self._answer(reply, found)
+            return
+        self._claims.claim(command, functools.partial(self._claimed, command, reply))
+
+    def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
+        """Where a claim in NATS was settled (the loop's thread): note what it found."""
+        key = (command.id, command.epoch)
+        claim = found if isinstance(found, Claim) else None
+        with self._known_lock:
+            asked = self._asked.pop(key, [])
+            if claim is None:
+                self._known.pop(key, None)  # a command sent again is claimed again
+            elif key in self._known:
+                self._known[key] = claim
+        if claim is None:
+            why = found if isinstance(found, NoetlError) else repr(found)
+            logger.warning("%s: could not claim %s (%s); its step will send it again",
+                           self.path, command.id, why)
+            return
+        self._settled(command, reply, asked, claim)
+
+    def _settled(self, command: Command, reply: str | None, asked: Sequence[str],
+                 claim: Claim | Exception) -> None:
+        """Answer who asked who has the attempt; run it if it is this worker's."""
+        if not isinstance(claim, Claim):
+            return  # only claims in NATS fail: `_claimed` said why
+        if reply:
+            self._answer(reply, claim)
+        for subject in asked:
+            self._answer(subject, claim)
+        if claim is not Claim.MINE or not self.actor_ref.is_alive():
             return  # sent or delivered again: whoever claimed it runs it
+        if not self._run_here(command):
+            tell_if_alive(self.actor_ref, _Claimed(command))
+
+    def _answer(self, reply: str, claim: Claim) -> None:
+        """Answer a command sent again: its step has heard nothing of it yet."""
+        answer = {Claim.MINE: "held", Claim.TAKEN: "taken", Claim.REFUSED: "refused"}[claim]
+        try:
+            self._bridge.publish(reply, {"answer": answer, "worker": self.name})
+        except NoetlError as error:
+            logger.debug("%s: could not answer on %s: %s", self.path, reply, error)
+
+    def _start_claimed(self, command: Command) -> None:
         if len(self._running) >= self._max_in_flight:
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
@@ -258,36 +292,27 @@ class PluginWorker(SupervisedActor):
             return
         self._run(command, accepted=False)
 
-    # -- instant plugins, on the bridge's loop ------------------------------------
+    # -- instant plugins, where their claim is settled --------------------------------
 
-    def _runs_on_loop(self) -> bool:
-        return (self.plugin.instant and self._claims.local
-                and isinstance(self._runners.get(INPROC), InstantRunner))
+    def _run_here(self, command: Command) -> bool:
+        """Run an instant plugin's claimed command on this thread; False: not one.
 
-    def _run_on_loop(self, delivery: Delivery) -> bool:
-        """Run an instant plugin's command on the bridge's loop thread; False: not one.
-
-        An `instant` plugin on the inproc runner, claimed in process, ends
-        within microseconds and waits on nothing: run where the command
-        arrives, its event leaves with the loop's next write, with no hop to
-        this worker's thread and back (in a sequence of steps, the largest
-        part of a step's latency). It touches nothing the worker's own thread
-        changes (`_running`, `_waiting`), so the two never race.
+        An `instant` plugin on the inproc runner ends within microseconds and
+        waits on nothing: run where its claim is settled (on the bridge's loop
+        thread, where the command arrived), its event leaves with the loop's
+        next write, with no hop to this worker's thread and back (in a
+        sequence of steps, the largest part of a step's latency). It touches
+        nothing the worker's own thread changes (`_running`, `_waiting`), so
+        the two never race.
         """
-        try:
-            command = Command.from_data(delivery.data)
-        except MalformedMessage:
-            return False  # the worker says why
-        if (command.runner or self.plugin.runner) != INPROC or not self._on_loop_ok \
-                or not self.actor_ref.is_alive():
+        runner = self._instant
+        if (runner is None or (command.runner or self.plugin.runner) != INPROC
+                or not self._on_loop_ok):
             return False
-        if not self._claims.claim(command):
-            return True  # sent or delivered again: whoever claimed it runs it
         cpu, wall = time.thread_time(), time.monotonic()
         try:
-            runner = cast(InstantRunner, self._runners[INPROC])  # _runs_on_loop() checked
             outcome = runner.run_now(self.plugin, _attempt(command))
-        except Exception as error:  # claimed: the worker's thread would drop it; say so
+        except Exception as error:  # claimed: nobody else would run it; say so
             logger.exception("%s: could not run %s", self.path, command.id)
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error!r}")
