@@ -141,6 +141,7 @@ class InprocAttempt(AttemptHandle):
             if self._stop_reason is not None or self._outcome is not None:
                 return
             self._thread = threading.current_thread()
+            self.started_at = time.time()  # after its wait for a pool thread
         try:
             outcome = invoke(self._plugin, self.ctx, started_at=self.started_at)
         except BaseException as error:  # invoke() reports what plugins raise; not this

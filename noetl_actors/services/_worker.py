@@ -366,10 +366,11 @@ class PluginWorker(SupervisedActor):
 
     def _report(self, command: Command, outcome: Outcome) -> None:
         if outcome.ok:
-            self._send(command, EventStatus.SUCCEEDED, output=outcome.output)
+            self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
+                       started_at=outcome.started_at)
         else:
             self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
-                       error_message=outcome.message)
+                       error_message=outcome.message, started_at=outcome.started_at)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
@@ -403,7 +404,8 @@ class PluginWorker(SupervisedActor):
         self._timer = None
         for entry in list(self._running.values()):
             if entry.announced and entry.attempt.alive():
-                self._send(entry.command, EventStatus.HEARTBEAT)
+                self._send(entry.command, EventStatus.HEARTBEAT,
+                           started_at=entry.attempt.started_at)
         for command in self._waiting:  # queued, not lost: its step must not give up
             self._send(command, EventStatus.HEARTBEAT)
         self._arm()
@@ -430,7 +432,7 @@ class PluginWorker(SupervisedActor):
             if not entry.accepted:
                 self._send(entry.command, EventStatus.ACCEPTED)
                 entry.accepted = True
-            self._send(entry.command, EventStatus.STARTED)
+            self._send(entry.command, EventStatus.STARTED, started_at=entry.attempt.started_at)
             entry.announced = True
         if next_due is not None:
             self._arm_announce(next_due - now)
