@@ -104,6 +104,22 @@ def test_a_step_that_waits_for_a_busy_worker_says_so_and_starts_when_it_really_r
     assert all(q >= SLEEP * 0.9 for q in waited), steps
 
 
+def test_sleeps_hold_no_thread_so_200_run_at_once(tmp_path: Path) -> None:
+    # A pool thread each would run them 32 at a time (the inproc runner's pool).
+    tasks = "".join(f"""
+          - name: t{i}
+            steps: [{{name: s, plugin: sleep, with: {{seconds: 3}}}}]
+        """ for i in range(200))
+    path = write_playbook(tmp_path, "sleepers", "tasks:" + tasks)
+
+    result, report = run_playbook(path, tmp_path / "nats")
+
+    assert result.returncode == 0, result.stderr
+    steps = [task["steps"]["s"] for task in report["tasks"].values()]
+    assert max(s["started_at"] for s in steps) < min(s["finished_at"] for s in steps), (
+        "some sleep started only after another had ended")
+
+
 # -- strategies within a task ----------------------------------------------------------------
 
 
