@@ -138,6 +138,9 @@ class NodeProcess:
 
 
 def summary(record: dict[str, Any]) -> dict[str, float]:
+    if record.get("status") != "succeeded":
+        print(f"  {record.get('workflow_id')}: {record.get('status')}: "
+              f"{(record.get('error') or {}).get('reason', '')[:300]}")
     steps = [step for task in record["tasks"].values() for step in task["steps"].values()]
     starts = [s["started_at"] for s in steps if s.get("started_at")]
     queued = [s["queued"] for s in steps if isinstance(s.get("queued"), (int, float))]
