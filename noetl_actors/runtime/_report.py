@@ -85,9 +85,12 @@ class RunReport:
                 was = tasks.get(name) if isinstance(tasks, dict) else None
                 if not isinstance(was, dict):
                     continue
-                task.starts = was.get("starts") if isinstance(was.get("starts"), int) else 0
+                starts = was.get("starts")
+                task.starts = starts if isinstance(starts, int) else 0
                 task.started_at = was.get("started_at")
-                steps = was.get("steps") if isinstance(was.get("steps"), dict) else {}
+                steps = was.get("steps")
+                if not isinstance(steps, dict):
+                    steps = {}
                 for step_name, step in task.steps.items():
                     old = steps.get(step_name)
                     if isinstance(old, dict):
