@@ -36,6 +36,7 @@ from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Located as Located
 from noetl_actors.playbook._source import Problem as Problem
 from noetl_actors.playbook._source import parse_yaml as parse_yaml
+from noetl_actors.playbook._templates import condition_holds as condition_holds
 from noetl_actors.playbook._templates import render_value as render_value
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Step",
     "Task",
     "YamlReader",
+    "condition_holds",
     "described",
     "did_you_mean",
     "format_duration",

@@ -65,6 +65,8 @@ class Step:
     restart: Restart = Restart.TRANSIENT
     runner: Runner | None = None
     on_error: Mapping[str, ErrorAction] = attrs.field(factory=dict)
+    when: str | bool | None = None
+    """Run only if this holds (`condition_holds`), else the step is skipped."""
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
 
@@ -73,6 +75,8 @@ class Step:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "plugin": self.plugin}
+        if self.when is not None:
+            data["when"] = self.when
         if self.with_:
             data["with"] = dict(self.with_)
         if self.timeout is not None:
@@ -91,6 +95,11 @@ class Task:
     name: str
     steps: tuple[Step, ...]
     needs: tuple[str, ...] = ()
+    needs_succeeded: frozenset[str] = frozenset()
+    """Those of `needs` that must have run and succeeded (not been skipped): else this
+    task is skipped too."""
+    when: str | bool | None = None
+    """Run only if this holds once its needs finished, else the task is skipped."""
     supervision: SupervisorFlags = TASK_DEFAULT
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
@@ -104,7 +113,10 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name}
         if self.needs:
-            data["needs"] = list(self.needs)
+            data["needs"] = [{"task": need, "succeeded": True} if need in self.needs_succeeded
+                             else need for need in self.needs]
+        if self.when is not None:
+            data["when"] = self.when
         if self.supervision != TASK_DEFAULT:
             data["supervision"] = flags_to_dict(self.supervision)
         data["steps"] = [step.to_dict() for step in self.steps]

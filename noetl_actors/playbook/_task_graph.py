@@ -15,7 +15,12 @@ import attrs
 from noetl_actors.errors import TemplateError
 from noetl_actors.playbook._names import did_you_mean
 from noetl_actors.playbook._source import Located
-from noetl_actors.playbook._templates import CONTEXT_NAMES, is_template, references
+from noetl_actors.playbook._templates import (
+    CONTEXT_NAMES,
+    condition_source,
+    is_template,
+    references,
+)
 
 __all__ = ["check_needs", "check_templates", "value_at"]
 
@@ -50,20 +55,40 @@ def check_needs(tasks: Located, report: Report) -> None:
 
 
 def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report) -> None:
-    """Every template of every step's `with` refers to something it may read."""
+    """Every template of every step's `with` and `when`, and of every task's `when`,
+    refers to something it may read."""
     layout = _Layout.of(tasks)
     for task_node in tasks.value:
         task = _name_of(task_node)
         steps = value_at(task_node, "steps")
-        if task is None or steps is task_node or steps.kind != "list":
+        if task is None:
+            continue
+        when = _condition(task_node)
+        if when is not None:
+            _check_template(when, task, None, layout, variables, report)
+        if steps is task_node or steps.kind != "list":
             continue
         for step_node in steps.value:
             step = _name_of(step_node)
-            with_node = value_at(step_node, "with")
-            if step is None or with_node is step_node:
+            if step is None:
                 continue
-            for located in _strings(with_node):
-                _check_template(located, task, step, layout, variables, report)
+            when = _condition(step_node)
+            with_node = value_at(step_node, "with")
+            located = [] if with_node is step_node else _strings(with_node)
+            for template in [*([when] if when is not None else []), *located]:
+                _check_template(template, task, step, layout, variables, report)
+
+
+def _condition(node: Located) -> Located | None:
+    """The `when:` of a task or step as a template (None: none, or not well formed:
+    the loader says why)."""
+    when = value_at(node, "when")
+    if when is node or when.kind not in ("string", "boolean"):
+        return None
+    try:
+        return Located(condition_source(when.value), when.line, when.col)
+    except TemplateError:
+        return None
 
 
 def value_at(node: Located, key: str) -> Located:
@@ -75,7 +100,7 @@ def value_at(node: Located, key: str) -> Located:
 def _check_template(
     node: Located,
     task: str,
-    step: str,
+    step: str | None,
     layout: _Layout,
     variables: Mapping[str, Any],
     report: Report,
@@ -119,29 +144,36 @@ def _name_of(node: Located) -> str | None:
 
 
 def _needs_of(task_node: Located) -> list[Located]:
-    """A task's `needs`: a list, one name, or none."""
+    """The names a task's `needs` gives: a list (of names or ``{task: name}``), one name,
+    or none."""
     needs = value_at(task_node, "needs")
     if needs is task_node:
         return []
-    return needs.value if needs.kind == "list" else [needs]
+    return [value_at(need, "task") if need.kind == "mapping" else need
+            for need in (needs.value if needs.kind == "list" else [needs])]
 
 
 def _reference_problem(
     root: str,
     path: tuple[str, ...],
     task: str,
-    step: str,
+    step: str | None,
     layout: _Layout,
     variables: Mapping[str, Any],
 ) -> str | None:
+    """What is wrong with a reference of a template of `step` of `task` (None: of the
+    task's own `when`, decided before its steps)."""
     if root not in CONTEXT_NAMES:
         return (f"unknown name {root!r} in a template "
                 f"(use {', '.join(CONTEXT_NAMES)})")
+    if step is None and root in ("steps", "attempt"):
+        return (f"{root}: a task's when is decided before its steps run; it reads vars, "
+                f"workflow and tasks.<a task it needs>")
     if root == "vars" and path and path[0] not in variables:
         return f"vars.{path[0]} is not defined in vars (nor given with --set)"
     if root == "workflow" and path and path[0] not in ("id", "name"):
         return f"workflow.{path[0]}: workflow has only id and name"
-    if root == "steps" and path:
+    if root == "steps" and path and step is not None:
         target = path[0]
         names = layout.steps.get(task, [])
         if target == step:

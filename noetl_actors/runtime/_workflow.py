@@ -15,6 +15,7 @@ from typing import Any
 
 from noetl_actors.playbook import Playbook, Task
 from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
+from noetl_actors.runtime._skip import Skip, decide
 from noetl_actors.runtime._step import StepFactory
 from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
@@ -26,6 +27,7 @@ from noetl_actors.supervision import (
     ExitKind,
     ExitReason,
     Restart,
+    SupervisedActor,
     Supervisor,
 )
 
@@ -52,6 +54,7 @@ class WorkflowSupervisor(Supervisor):
         self._journal = journal
         self._resume = resume
         self.outputs: dict[str, Mapping[str, Any]] = {}
+        self.skipped: set[str] = set()
         self.failures: list[ExitReason] = []
         self.attempts = AttemptCounter()
         if resume is not None:
@@ -64,7 +67,7 @@ class WorkflowSupervisor(Supervisor):
         super().__init__(playbook.supervision, specs, recent_restarts=(
             resume.recent_restarts("") if resume is not None else ()))
 
-    def _new_task(self, task: Task) -> TaskSupervisor:
+    def _new_task(self, task: Task) -> SupervisedActor:
         context = {
             "vars": dict(self.playbook.vars),
             "workflow": {"id": self.workflow_id, "name": self.playbook.name},
@@ -73,6 +76,15 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
+        unmet = [need for need in task.needs if need in task.needs_succeeded
+                 and need in self.skipped]
+        why = (f"it needs task {unmet[0]!r} to have run, and it was skipped" if unmet
+               else decide(task.when, context))
+        if why is not None:
+            workflow, done = self.actor_ref, TaskDone(
+                task.name, dict.fromkeys((step.name for step in task.steps), None),
+                skipped=True)
+            return Skip(why, done=lambda: workflow.tell(done))
         restarts = self._resume.recent_restarts(task.name) if self._resume is not None else ()
         return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps,
                               attempts=self.attempts, journal=self._journal,
@@ -81,6 +93,8 @@ class WorkflowSupervisor(Supervisor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):
             self.outputs[message.task] = message.outputs
+            if message.skipped:
+                self.skipped.add(message.task)
             return None
         return super().on_receive(message)
 

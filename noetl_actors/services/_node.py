@@ -42,6 +42,7 @@ from noetl_actors.runtime import (
     RunReport,
     WaitingSteps,
     WorkflowSupervisor,
+    is_skip,
     new_workflow_id,
     ready_subject,
     remote_steps,
@@ -477,9 +478,9 @@ def _routine(event: LifecycleEvent) -> bool:
 
     Two lifecycle messages per step (publish, JetStream store) for nothing its
     worker's final event does not say already; restarts, abnormal exits,
-    give-ups and backoffs are the supervision events, and are published.
+    give-ups, backoffs and skips are the supervision events, and are published.
     """
     if event.kind is EventKind.STARTED:
         return True
     return (event.kind is EventKind.EXITED and event.reason is not None
-            and event.reason.kind is ExitKind.NORMAL)
+            and event.reason.kind is ExitKind.NORMAL and not is_skip(event.reason))
