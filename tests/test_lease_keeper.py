@@ -102,7 +102,7 @@ def test_the_workflows_of_a_round_are_resumed_at_the_same_time() -> None:
     the other, the first would wait for ever."""
     clock = ManualClock()
     node = StandInNode(barrier=threading.Barrier(4))
-    keeper, leases, kv = start_keeper(a_dead_owners_leases(4), node, clock)
+    keeper, _, kv = start_keeper(a_dead_owners_leases(4), node, clock)
     try:
         let_the_leases_expire(clock)
         wait_for(lambda: len(node.taken) == 4, "four takeovers")
@@ -143,7 +143,7 @@ def test_a_keeper_stopped_mid_round_waits_for_no_resume_and_forgets_those_not_be
     clock = ManualClock()
     gate = threading.Event()
     node = StandInNode(gate=gate)
-    keeper, leases, kv = start_keeper(a_dead_owners_leases(10), node, clock)
+    keeper, leases, _ = start_keeper(a_dead_owners_leases(10), node, clock)
     try:
         let_the_leases_expire(clock)
         wait_for(lambda: node.under_way == 8, "eight takeovers under way")
