@@ -22,6 +22,7 @@ from noetl_actors.playbook._model import TASK_DEFAULT as TASK_DEFAULT
 from noetl_actors.playbook._model import WORKFLOW_DEFAULT as WORKFLOW_DEFAULT
 from noetl_actors.playbook._model import ErrorAction as ErrorAction
 from noetl_actors.playbook._model import Playbook as Playbook
+from noetl_actors.playbook._model import Route as Route
 from noetl_actors.playbook._model import Runner as Runner
 from noetl_actors.playbook._model import Step as Step
 from noetl_actors.playbook._model import Task as Task
@@ -50,6 +51,7 @@ __all__ = [
     "Playbook",
     "PluginInfo",
     "Problem",
+    "Route",
     "Runner",
     "Step",
     "Task",

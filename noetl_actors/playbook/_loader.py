@@ -23,6 +23,7 @@ from noetl_actors.playbook._model import (
     WORKFLOW_DEFAULT,
     ErrorAction,
     Playbook,
+    Route,
     Runner,
     Step,
     Task,
@@ -40,9 +41,10 @@ BUILTIN_ERROR_TYPES = ("timeout", "crash", "template")
 
 PLAYBOOK_KEYS = ("apiVersion", "kind", "name", "description", "vars", "policies",
                  "supervision", "tasks")
-TASK_KEYS = ("name", "needs", "when", "supervision", "steps")
+TASK_KEYS = ("name", "needs", "when", "supervision", "steps", "next")
 STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error")
 NEED_KEYS = ("task", "succeeded")
+ROUTE_KEYS = ("task", "when")
 
 T = TypeVar("T")
 
@@ -179,12 +181,34 @@ class PlaybookReader(YamlReader):
         if "supervision" in keys:
             supervision = self.supervision(keys["supervision"], TASK_DEFAULT, policies)
         steps = self.steps(keys["steps"]) if "steps" in keys else None
-        if name is None or steps is None or supervision is None or (
+        routes = self.routes(keys["next"]) if "next" in keys else []
+        if name is None or steps is None or supervision is None or routes is None or (
                 "when" in keys and when is None):
             return None
         return Task(name=name, needs=tuple(needs), needs_succeeded=frozenset(succeeded),
-                    when=when, supervision=supervision, steps=tuple(steps),
+                    when=when, next=tuple(routes), supervision=supervision, steps=tuple(steps),
                     line=node.line, col=node.col)
+
+    def routes(self, node: Located) -> list[Route] | None:
+        """A task's `next:`: one task name, or a list of names and ``{task: name, when:
+        condition}`` (that the tasks exist, and no cycle, is `check_needs`'s)."""
+        if node.kind not in ("string", "list"):
+            self.error(node, f"next must be a task name or a list (got a {node.kind})")
+            return None
+        items = [node] if node.kind == "string" else node.value
+        routes: list[Route] = []
+        for item in items:
+            if item.kind != "mapping":
+                name = self.name(item, "next")
+                if name is not None:
+                    routes.append(Route(name))
+                continue
+            keys = self.keys(item, ROUTE_KEYS, "a next entry", required=("task",))
+            name = self.name(keys["task"], "next") if "task" in keys else None
+            when = self.when(keys["when"]) if "when" in keys else None
+            if name is not None and ("when" not in keys or when is not None):
+                routes.append(Route(name, when))
+        return routes if len(routes) == len(items) else None
 
     def need(self, node: Located) -> tuple[str | None, bool]:
         """One entry of `needs`: a task's name, or ``{task: name, succeeded: true}``."""

@@ -23,6 +23,7 @@ __all__ = [
     "WORKFLOW_DEFAULT",
     "ErrorAction",
     "Playbook",
+    "Route",
     "Runner",
     "Step",
     "Task",
@@ -90,6 +91,17 @@ class Step:
         return data
 
 
+@attrs.frozen
+class Route:
+    """One entry of a task's `next:`: start `task` after this one if `when` holds."""
+
+    task: str
+    when: str | bool | None = None
+
+    def to_dict(self) -> dict[str, Any] | str:
+        return self.task if self.when is None else {"task": self.task, "when": self.when}
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     name: str
@@ -100,6 +112,9 @@ class Task:
     task is skipped too."""
     when: str | bool | None = None
     """Run only if this holds once its needs finished, else the task is skipped."""
+    next: tuple[Route, ...] = ()
+    """The tasks this one routes to once it finished: each runs only if a route to it
+    was taken (see docs/playbooks.md, "Branching")."""
     supervision: SupervisorFlags = TASK_DEFAULT
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
@@ -120,6 +135,8 @@ class Task:
         if self.supervision != TASK_DEFAULT:
             data["supervision"] = flags_to_dict(self.supervision)
         data["steps"] = [step.to_dict() for step in self.steps]
+        if self.next:
+            data["next"] = [route.to_dict() for route in self.next]
         return data
 
 
@@ -140,6 +157,15 @@ class Playbook:
             if task.name == name:
                 return task
         raise KeyError(f"playbook {self.name!r} has no task {name!r}")
+
+    def routers(self) -> dict[str, tuple[str, ...]]:
+        """The tasks whose `next:` names each task that some `next:` names."""
+        found: dict[str, list[str]] = {}
+        for task in self.tasks:
+            for route in task.next:
+                if task.name not in found.setdefault(route.task, []):
+                    found[route.task].append(task.name)
+        return {name: tuple(routers) for name, routers in found.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The native YAML form; loading it gives an equal playbook."""

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from noetl_actors.playbook._catalog import Catalog
-from noetl_actors.playbook._loader import NEED_KEYS, PLAYBOOK_KEYS, STEP_KEYS, TASK_KEYS
+from noetl_actors.playbook._loader import (
+    NEED_KEYS,
+    PLAYBOOK_KEYS,
+    ROUTE_KEYS,
+    STEP_KEYS,
+    TASK_KEYS,
+)
 from noetl_actors.playbook._model import API_VERSION, ErrorAction, Runner
 from noetl_actors.playbook._names import NAME_PATTERN
 from noetl_actors.playbook._reader import BACKOFF_KEYS, SUPERVISION_KEYS
@@ -72,12 +78,14 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
     }, STEP_KEYS, required=("name", "plugin"))
     need = _object({"task": _NAME, "succeeded": {"type": "boolean"}}, NEED_KEYS,
                    required=("task",))
+    route = _object({"task": _NAME, "when": _WHEN}, ROUTE_KEYS, required=("task",))
     task = _object({
         "name": _NAME,
         "needs": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, need]}}]},
         "when": _WHEN,
         "supervision": {"$ref": "#/$defs/supervision"},
         "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+        "next": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, route]}}]},
     }, TASK_KEYS, required=("name", "steps"))
     playbook = _object({
         "apiVersion": {"const": API_VERSION},

@@ -7,6 +7,7 @@ and form no cycle; a template names only what has run before it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,8 +30,10 @@ Report = Callable[[Located, str], None]
 
 
 def check_needs(tasks: Located, report: Report) -> None:
-    """`needs` name tasks of this playbook, and never in a cycle."""
+    """`needs` and `next` name tasks of this playbook, and never in a cycle (a task
+    named in a `next` runs after the task whose `next` it is)."""
     graph: dict[str, list[tuple[str, Located]]] = {}
+    routes: list[tuple[str, Located]] = []
     for item in tasks.value:
         name_node = value_at(item, "name")
         if name_node is item or name_node.kind != "string":
@@ -38,6 +41,7 @@ def check_needs(tasks: Located, report: Report) -> None:
         graph.setdefault(name_node.value, []).extend(
             (need.value, need) for need in _needs_of(item) if need.kind == "string"
         )
+        routes += [(name_node.value, to) for to in _routes_of(item) if to.kind == "string"]
     for name, pairs in graph.items():
         for need, at in pairs:
             if need == name:
@@ -45,13 +49,25 @@ def check_needs(tasks: Located, report: Report) -> None:
             elif need not in graph:
                 report(at, f"task {name!r} needs {need!r}, "
                            f"which is not a task here{did_you_mean(need, graph)}")
+    routed: set[tuple[str, str]] = set()
+    for name, at in routes:
+        if at.value == name:
+            report(at, f"task {name!r} routes to itself (next)")
+        elif at.value not in graph:
+            report(at, f"task {name!r} routes to {at.value!r} (next), "
+                       f"which is not a task here{did_you_mean(at.value, graph)}")
+        else:
+            graph[at.value].append((name, at))
+            routed.add((at.value, name))
     cycle = _find_cycle({
         name: [need for need, _ in pairs if need in graph and need != name]
         for name, pairs in graph.items()
     })
     if cycle:
         at = next(at for need, at in graph[cycle[0]] if need == cycle[1])
-        report(at, f"needs form a cycle: {' -> '.join(cycle)}")
+        edges = list(itertools.pairwise(cycle))
+        what = "needs and next form" if any(edge in routed for edge in edges) else "needs form"
+        report(at, f"{what} a cycle: {' -> '.join(cycle)}")
 
 
 def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report) -> None:
@@ -66,6 +82,11 @@ def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report
         when = _condition(task_node)
         if when is not None:
             _check_template(when, task, None, layout, variables, report)
+        routes = value_at(task_node, "next")
+        for route in routes.value if routes is not task_node and routes.kind == "list" else []:
+            when = _condition(route) if route.kind == "mapping" else None
+            if when is not None:
+                _check_template(when, task, None, layout, variables, report, route=True)
         if steps is task_node or steps.kind != "list":
             continue
         for step_node in steps.value:
@@ -104,6 +125,8 @@ def _check_template(
     layout: _Layout,
     variables: Mapping[str, Any],
     report: Report,
+    *,
+    route: bool = False,
 ) -> None:
     try:
         found = references(node.value)
@@ -111,7 +134,8 @@ def _check_template(
         report(node, str(error))
         return
     for ref in found:
-        problem = _reference_problem(ref.root, ref.path, task, step, layout, variables)
+        problem = _reference_problem(ref.root, ref.path, task, step, layout, variables,
+                                     route=route)
         if problem:
             report(node, problem)
 
@@ -134,7 +158,11 @@ class _Layout:
             step_list = value_at(task_node, "steps")
             steps[task] = [name for s in (step_list.value if step_list.kind == "list" else [])
                            if (name := _name_of(s)) is not None]
-            needs[task] = [n.value for n in _needs_of(task_node) if n.kind == "string"]
+            needs.setdefault(task, []).extend(
+                n.value for n in _needs_of(task_node) if n.kind == "string")
+            for to in _routes_of(task_node):  # a task routed to runs after its router
+                if to.kind == "string":
+                    needs.setdefault(to.value, []).append(task)
         return cls(steps, _transitive_needs(needs))
 
 
@@ -153,6 +181,16 @@ def _needs_of(task_node: Located) -> list[Located]:
             for need in (needs.value if needs.kind == "list" else [needs])]
 
 
+def _routes_of(task_node: Located) -> list[Located]:
+    """The task names a task's `next` gives (a list of names or ``{task: name}``, or one
+    name)."""
+    routes = value_at(task_node, "next")
+    if routes is task_node or routes.kind not in ("list", "string"):
+        return []
+    return [value_at(route, "task") if route.kind == "mapping" else route
+            for route in (routes.value if routes.kind == "list" else [routes])]
+
+
 def _reference_problem(
     root: str,
     path: tuple[str, ...],
@@ -160,13 +198,19 @@ def _reference_problem(
     step: str | None,
     layout: _Layout,
     variables: Mapping[str, Any],
+    *,
+    route: bool = False,
 ) -> str | None:
     """What is wrong with a reference of a template of `step` of `task` (None: of the
-    task's own `when`, decided before its steps)."""
+    task's own `when`, decided before its steps, or with `route` of one of its `next`
+    routes, decided after them)."""
     if root not in CONTEXT_NAMES:
         return (f"unknown name {root!r} in a template "
                 f"(use {', '.join(CONTEXT_NAMES)})")
-    if step is None and root in ("steps", "attempt"):
+    if route and root in ("steps", "attempt"):
+        return (f"{root}: a route's when reads vars, workflow, tasks.{task} (the task it "
+                f"leaves) and the tasks that ran before it")
+    if step is None and not route and root in ("steps", "attempt"):
         return (f"{root}: a task's when is decided before its steps run; it reads vars, "
                 f"workflow and tasks.<a task it needs>")
     if root == "vars" and path and path[0] not in variables:
@@ -188,9 +232,11 @@ def _reference_problem(
         other = path[0]
         if other not in layout.steps:
             return f"tasks.{other}: there is no task {other!r}"
-        if other == task:
+        if other == task and route:
+            pass  # a route leaves its task once it finished: its outputs are there
+        elif other == task:
             return f"tasks.{other} is this task: use steps.<step> for its earlier steps"
-        if other not in layout.before.get(task, set()):
+        elif other not in layout.before.get(task, set()):
             return f"tasks.{other} does not run before task {task!r}: add it to needs"
         if len(path) > 1 and path[1] != "steps":
             return f"tasks.{other}.{path[1]}: a task has only steps"

@@ -1,6 +1,7 @@
 """`WorkflowSupervisor`: one run of a playbook, its tasks under a policy.
 
-Tasks run in parallel, each as soon as the tasks it `needs` have finished.
+Tasks run in parallel, each as soon as the tasks it `needs` (and those that
+may route to it with `next:`) have finished; `when:` and routes skip tasks.
 The workflow ends normally when every task finished, and fails (kind
 `gave_up`, with the reasons) when a task cannot finish: it gave up past
 the workflow's own limits, or was stopped by `on_error: stop`.
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from noetl_actors.errors import TemplateError
 from noetl_actors.playbook import Playbook, Task
 from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
 from noetl_actors.runtime._skip import Skip, decide
@@ -55,6 +57,9 @@ class WorkflowSupervisor(Supervisor):
         self._resume = resume
         self.outputs: dict[str, Mapping[str, Any]] = {}
         self.skipped: set[str] = set()
+        self._routers = playbook.routers()
+        self._taken: dict[str, set[str]] = {}
+        """Each task some `next:` names: the tasks whose route to it was taken."""
         self.failures: list[ExitReason] = []
         self.attempts = AttemptCounter()
         if resume is not None:
@@ -67,8 +72,10 @@ class WorkflowSupervisor(Supervisor):
         super().__init__(playbook.supervision, specs, recent_restarts=(
             resume.recent_restarts("") if resume is not None else ()))
 
-    def _new_task(self, task: Task) -> SupervisedActor:
-        context = {
+    def _template_context(self) -> dict[str, Any]:
+        """What a task's templates and conditions read: vars, the workflow, and the
+        outputs of the tasks that finished."""
+        return {
             "vars": dict(self.playbook.vars),
             "workflow": {"id": self.workflow_id, "name": self.playbook.name},
             "tasks": {
@@ -76,9 +83,15 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
+
+    def _new_task(self, task: Task) -> SupervisedActor:
+        context = self._template_context()
         unmet = [need for need in task.needs if need in task.needs_succeeded
                  and need in self.skipped]
+        routers = self._routers.get(task.name, ())
         why = (f"it needs task {unmet[0]!r} to have run, and it was skipped" if unmet
+               else f"not reached: no route to it was taken (from {', '.join(routers)})"
+               if routers and not self._taken.get(task.name)
                else decide(task.when, context))
         if why is not None:
             workflow, done = self.actor_ref, TaskDone(
@@ -95,11 +108,27 @@ class WorkflowSupervisor(Supervisor):
             self.outputs[message.task] = message.outputs
             if message.skipped:
                 self.skipped.add(message.task)
+            else:
+                self._follow_routes(self.playbook.task(message.task))
             return None
         return super().on_receive(message)
 
+    def _follow_routes(self, task: Task) -> None:
+        """Decide the routes of `task`'s `next:`, which has just finished."""
+        context = self._template_context()
+        for route in task.next:
+            why = decide(route.when, context)
+            if why is None:
+                self._taken.setdefault(route.task, set()).add(task.name)
+            elif isinstance(why, TemplateError):
+                self.exit_with(ExitReason(
+                    ExitKind.GAVE_UP, path=self.path, error_type=why.error_type,
+                    message=f"the route from task {task.name!r} to {route.task!r}: {why}"))
+
     def may_start(self, child: Child) -> bool:
-        return all(need in self.outputs for need in self.playbook.task(child.id).needs)
+        """Once the tasks it needs, and those that may route to it, finished."""
+        return all(need in self.outputs for need in self.playbook.task(child.id).needs) and \
+            all(router in self.outputs for router in self._routers.get(child.id, ()))
 
     def after_retire(self, child: Child, reason: ExitReason) -> None:
         if child.id not in self.outputs:
