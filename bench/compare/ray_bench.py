@@ -2,9 +2,9 @@
 
     python ray_bench.py --mode tasks|actors [--rounds N] [--tasks N] [--steps N] [--sequence N]
 
-`ray.init` local with `num_cpus=2`. A step is a no-op that returns what it
-is given; a task's steps are chained (each step takes the previous step's
-output, an ObjectRef, so it runs after it).
+`ray.init` local with `num_cpus=2`, on 127.0.0.1 (not the host's address).
+A step is a no-op that returns what it is given; a task's steps are chained
+(each step takes the previous step's output, an ObjectRef, so it runs after it).
 
 - tasks: each step is a remote task.
 - actors: one actor per task; its steps are method calls on it, in sequence.
@@ -17,7 +17,12 @@ last step. The last line is `_shapes.measure`'s `result ...`.
 
 from __future__ import annotations
 
+import os
 import time
+
+# Ray's local mode on Linux registers its services on the host's address;
+# this switch (Ray's own, for laptops) keeps them on 127.0.0.1.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray
 from _shapes import measure, parser
@@ -53,7 +58,7 @@ def main() -> None:
     options.add_argument("--mode", choices=("tasks", "actors"), required=True)
     args = options.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+             logging_level="ERROR", _node_ip_address="127.0.0.1")
     extra = {"version": f"ray-{ray.__version__}"}
     try:
         if args.mode == "tasks":

@@ -112,7 +112,7 @@ def last_lines(text: str, count: int = 5) -> str:
 
 def run_script(row: Row, command: list[str], cwd: Path,
                marker: str) -> tuple[dict[str, str], str]:
-    """Run a bench script: the fields of its last `marker` line, and its stdout.
+    """Run a bench script: the fields of its last line that starts with `marker`, its stdout.
 
     Fills `row.failed` (and gives no fields) if it fails or prints no such line.
     """
@@ -123,7 +123,7 @@ def run_script(row: Row, command: list[str], cwd: Path,
     except subprocess.TimeoutExpired:
         row.failed = f"no result in {ENGINE_TIMEOUT_S} s"
         return {}, ""
-    lines = [line for line in done.stdout.splitlines() if marker in line]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(marker)]
     if done.returncode != 0 or not lines:
         row.failed = (f"exit {done.returncode}: "
                       f"{last_lines(done.stderr) or last_lines(done.stdout) or 'no output'}")
