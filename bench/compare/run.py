@@ -162,8 +162,8 @@ def noetl_run(python: Path, shape: Shape) -> Row:
 
         def once(file: Path) -> float:
             done = subprocess.run([str(python), "-m", "noetl_actors.cli", "run", str(file),
-                                   "--json"], capture_output=True, text=True,
-                                  timeout=ENGINE_TIMEOUT_S)
+                                   "--json", "--state-dir", str(Path(folder, "state"))],
+                                  capture_output=True, text=True, timeout=ENGINE_TIMEOUT_S)
             try:
                 report = json.loads(done.stdout)
             except json.JSONDecodeError:
