@@ -202,3 +202,21 @@ def test_the_schema_knows_when_and_needs_entries() -> None:
     assert task["when"]["type"] == ["string", "boolean"]
     entry = task["needs"]["anyOf"][1]["items"]["anyOf"][1]
     assert entry["required"] == ["task"] and set(entry["properties"]) == {"task", "succeeded"}
+
+
+def test_preview_decides_conditions_on_vars_and_a_set_shows_the_other_branch(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "branches", BRANCHES)
+
+    def executions(*extra: str) -> dict[str, int]:
+        result = noetl("preview", path, *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        counts = result.stdout.split("executions:")[1].split()
+        return {counts[i]: int(counts[i + 1]) for i in range(0, len(counts), 2)}
+
+    default = executions()
+    assert (default["huge.go"], default["after-huge.go"], default["anyway.go"]) == (0, 0, 1)
+    flipped = executions("--set", "big=true")
+    assert (flipped["huge.go"], flipped["after-huge.go"], flipped["anyway.go"]) == (1, 1, 1)
+    result = noetl("preview", path, cwd=tmp_path)
+    assert "huge" in result.stdout and "skipped: when 'vars.big' was false" in result.stdout
