@@ -22,6 +22,7 @@ STATE_STYLE = {
     "restarting": "yellow",
     "backing_off": "yellow",
     "stopped": "dim",
+    "skipped": "dim",
     "unresponsive": "bold red",
 }
 
@@ -46,11 +47,15 @@ def shown_state(data: dict[str, Any]) -> str:
 
     A supervisor lists a child that has never run (a task's later steps,
     waiting for their turn) as ``starting``; it is ``not_started``, as the
-    workflow's report says, until it first starts.
+    workflow's report says, until it first starts. One that a condition
+    skipped is ``skipped``.
     """
     state = str(data.get("state", "running"))
     if state == "starting" and data.get("started_at") is None:
         return "not_started"
+    exits = data.get("last_exits") or ()
+    if state == "stopped" and exits and exits[-1].get("error_type") == "skipped":
+        return "skipped"  # its `when:` (or its routes) did not hold: docs/playbooks.md
     return state
 
 

@@ -26,8 +26,11 @@ def _label(node: dict[str, Any]) -> Text:
         )
     if node.get("last_exits"):
         last = node["last_exits"][-1]
-        why = f"{last['error_type'] or last['kind']}: {last['message']}".rstrip(": ")
-        label.append(f"  last exit: {why}", style="red" if last["error_type"] else "dim")
+        if state == "skipped":
+            label.append(f"  {last['message']}", style="dim")
+        else:
+            why = f"{last['error_type'] or last['kind']}: {last['message']}".rstrip(": ")
+            label.append(f"  last exit: {why}", style="red" if last["error_type"] else "dim")
     return label
 
 
