@@ -139,6 +139,12 @@ class SupervisedActor(pykka.ThreadingActor):
         inbox: Any = self.actor_inbox
         return int(inbox.qsize())
 
+    def detail(self) -> dict[str, Any] | None:
+        """What its supervisor's snapshot shows of it beside its state (a hook: None by
+        default). Called on the supervisor's thread while the actor may run: read only
+        what a snapshot may see half-changed (one attribute, say), never block."""
+        return None
+
     # -- hooks for subclasses ------------------------------------------------
 
     def exit_with(self, reason: ExitReason) -> None:
