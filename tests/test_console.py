@@ -267,3 +267,25 @@ def test_labels_show_backoff_unresponsive_nodes_and_mailboxes() -> None:
     text = plain(details_of(entries[step["path"]], entries))
     assert "Traceback: boom" in text and "IOError: 503" in text
     assert workflow_of(step["path"]) == "wf-1" and workflow_of("/n/workers/echo") is None
+
+
+def test_a_skipped_step_shows_skipped_and_why_in_the_tree() -> None:
+    from noetl_actors.console._tree import snapshot_tree
+
+    step = {"id": "shout", "path": "/n/workflows/wf-1/check/shout", "kind": "worker",
+            "state": "stopped", "restart": "transient", "restarts_in_window": 0,
+            "max_restarts": 3, "within": 60.0, "total_restarts": 0, "mailbox": 0,
+            "started_at": 1.0, "last_exits": [
+                {"kind": "normal", "path": "/n/workflows/wf-1/check/shout",
+                 "error_type": "skipped", "message": "skipped: when 'vars.big' was false",
+                 "cause": None, "traceback": None, "at": 1.0}]}
+    tree = {"id": "n", "path": "/n", "kind": "supervisor", "strategy": "one_for_one",
+            "state": "running", "children": [step],
+            "intensity": {"restarts_in_window": 0, "max_restarts": 10, "within": 60.0}}
+    entries = flatten([{"node": {"name": "n", "host": "h", "pid": 7}, "tree": tree}])
+    assert "skipped" in str(label_of(entries[step["path"]]))
+    console = Console(file=io.StringIO(), width=200)
+    console.print(snapshot_tree(step))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "shout  skipped" in shown and "  skipped: when 'vars.big' was false" in shown
+    assert "last exit" not in shown

@@ -813,3 +813,47 @@ def test_the_end_of_a_workflow_another_node_took_is_not_the_old_owners_to_write(
     records.reports["a"].finish(None)
     assert records.of["a"].finish(records.reports["a"], lease, within=10.0, retry=0.01)
     assert records.now()[0]["node"] == "b"
+
+
+def test_a_node_that_stops_tries_the_end_once_and_leaves_the_lease_to_lapse() -> None:
+    """NATS is away as the node stops: each of its workflows' endings tries its record
+    once, waiting neither for a renewal nor for NATS (a stop with many workflows would
+    wait three leases for each in turn); the next owner writes the end."""
+    world = World()
+    records = Records(world)
+    records.begin()
+    records.reports["a"].finish(None)
+    lease = world.issued[0][1]
+    store = records.of["a"]
+    store.kv.fault = DOWN
+    stopping = threading.Event()
+    stopping.set()
+    tries: list[bool] = []
+    write = store.write
+    store.write = lambda report: tries.append(write(report)) or tries[-1]  # type: ignore
+    assert not store.finish(records.reports["a"], lease, within=3600.0, retry=0.01,
+                            stop=stopping)
+    assert tries == [False]
+    world.run(steps("tick tick tick"))  # its lease ran out too: not even tried
+    assert not store.finish(records.reports["a"], lease, within=3600.0, stop=stopping)
+    assert tries == [False] and records.now()[0]["status"] == "running"
+
+
+def test_a_resume_whose_lease_lapsed_while_it_waited_its_turn_runs_nothing() -> None:
+    """A lease taken, then not renewed in time while its resume waited for a thread (or
+    lost to another taker): the resume says no move and starts no run, and lets go of it."""
+    from noetl_actors.services._takeover import prepare_takeover
+
+    world = World()
+    records = Records(world)
+    records.begin()
+    world.run(steps("b.look tick tick tick b.scan"))
+    taken = world.issued[-1][1]
+    entry = world.kv.get(WORKFLOW)
+    world.run(steps("tick tick tick"))  # b's lease ran out before its resume began
+    moves: list[object] = []
+    node = attrs.make_class("Node", ["records", "leases", "bridge", "publish_lifecycle"])(
+        records.of["b"], world.nodes["b"].leases, object(), lambda *a: moves.append(a))
+    assert prepare_takeover(node, taken, entry) is None
+    assert moves == [] and not world.nodes["b"].leases.holds(WORKFLOW)
+    assert records.now()[0]["node"] == "a", "its record is untouched"

@@ -29,9 +29,13 @@ class StandInNode:
     it passes only once that many are under way at the same time."""
 
     def __init__(self, barrier: threading.Barrier | None = None,
-                 fails: frozenset[str] = frozenset()) -> None:
+                 fails: frozenset[str] = frozenset(),
+                 gate: threading.Event | None = None) -> None:
         self.barrier = barrier
         self.fails = fails
+        self.gate = gate
+        """Each takeover waits for it (if any) before it ends."""
+        self.under_way = 0
         self.taken: list[str] = []
         self.lock = threading.Lock()
 
@@ -47,6 +51,10 @@ class StandInNode:
             raise NoetlError(f"the history of {entry.key} could not be read")
         if self.barrier is not None:
             self.barrier.wait(WAIT)
+        if self.gate is not None:
+            with self.lock:
+                self.under_way += 1
+            assert self.gate.wait(WAIT)
         with self.lock:
             self.taken.append(entry.key)
 
@@ -94,7 +102,7 @@ def test_the_workflows_of_a_round_are_resumed_at_the_same_time() -> None:
     the other, the first would wait for ever."""
     clock = ManualClock()
     node = StandInNode(barrier=threading.Barrier(4))
-    keeper, leases, kv = start_keeper(a_dead_owners_leases(4), node, clock)
+    keeper, _, kv = start_keeper(a_dead_owners_leases(4), node, clock)
     try:
         let_the_leases_expire(clock)
         wait_for(lambda: len(node.taken) == 4, "four takeovers")
@@ -122,6 +130,72 @@ def test_a_takeover_that_fails_lets_its_lease_expire_for_the_next_taker() -> Non
         beat(clock, 2)  # two renewals of a held lease
         again = kv.get("wf-1")
         assert again is not None and again.revision == revision, "it was renewed"
+    finally:
+        keeper.stop()
+
+
+def test_a_keeper_stopped_mid_round_waits_for_no_resume_and_forgets_those_not_begun() -> None:
+    """Ten workflows to resume, eight at a time, and the eight under way hang (their
+    node is stopping): the keeper's stop returns all the same, and the two queued
+    leases are no longer held. A keeper started again on the same `Leases` (its
+    supervisor restarts it) resumes them, instead of renewing them for ever with
+    nothing running."""
+    clock = ManualClock()
+    gate = threading.Event()
+    node = StandInNode(gate=gate)
+    keeper, leases, _ = start_keeper(a_dead_owners_leases(10), node, clock)
+    try:
+        let_the_leases_expire(clock)
+        wait_for(lambda: node.under_way == 8, "eight takeovers under way")
+        assert len(leases.held()) == 10
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (keeper.stop(), stopped.set()), daemon=True).start()
+        wait_for(stopped.is_set, "the keeper to stop while its resumes hang")
+        assert len(leases.held()) == 8, "the leases of resumes not begun are still held"
+    finally:
+        gate.set()
+        keeper.stop()
+    wait_for(lambda: len(node.taken) == 8, "the eight under way to end")
+    again = LeaseKeeper.start(node, leases=leases, clock=clock)
+    try:  # its first round takes back what its node's name holds and it does not
+        wait_for(lambda: len(node.taken) == 10, "the two dropped resumes to be taken again")
+        assert sorted(node.taken) == sorted(f"wf-{n}" for n in range(10))
+    finally:
+        again.stop()
+
+
+class StallingBucket:
+    """The leases bucket of a NATS that stalls at every read (without dropping the link)
+    for half a lease, while `stalls` is set."""
+
+    def __init__(self, kv: MemoryKeyValue, clock: ManualClock) -> None:
+        self.kv = kv
+        self.clock = clock
+        self.stalls = True
+
+    def entries(self) -> dict[str, Entry]:
+        if self.stalls:
+            self.clock.advance(DURATION / 2)
+        return self.kv.entries()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kv, name)
+
+
+def test_reads_that_stall_judge_no_lease_expired() -> None:
+    """Owners cannot renew through a stalled NATS either: revisions unchanged across such
+    reads say nothing of them. Once reads are quick again, a dead owner's lease is taken."""
+    clock = ManualClock()
+    node = StandInNode()
+    bucket = StallingBucket(a_dead_owners_leases(2).connection(), clock)
+    leases = Leases(bucket, owner="b", duration=DURATION, clock=clock)  # type: ignore[arg-type]
+    keeper = LeaseKeeper.start(node, leases=leases, clock=clock)
+    try:
+        beat(clock, 9)  # by the clock, three leases' time
+        assert node.taken == [] and leases.held() == []
+        bucket.stalls = False
+        let_the_leases_expire(clock)
+        wait_for(lambda: sorted(node.taken) == ["wf-0", "wf-1"], "the two takeovers")
     finally:
         keeper.stop()
 

@@ -202,10 +202,10 @@ def test_an_end_on_a_shared_nats_carries_a_message_id_its_other_events_none(
             send(worker, cmd)
             wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
             clock.advance(ANNOUNCE_AFTER)
-            wait_for(lambda cmd=cmd: bridge.statuses(cmd.id) == ["accepted", "started"],
-                     "the announcement")
+            wait_for(lambda cmd=cmd, bridge=bridge: bridge.statuses(cmd.id) == [
+                "accepted", "started"], "the announcement")
             runner.handles[cmd.id].succeed()
-            wait_for(lambda cmd=cmd: bridge.statuses(cmd.id)[-1:] == ["succeeded"],
+            wait_for(lambda cmd=cmd, bridge=bridge: bridge.statuses(cmd.id)[-1:] == ["succeeded"],
                      "the final event")
             assert bridge.event_msg_ids(cmd.id) == [None, None, expected]
         finally:

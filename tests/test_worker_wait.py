@@ -40,7 +40,7 @@ from noetl_actors.runtime._waiting import (
     answer_of,
 )
 from noetl_actors.supervision import ManualClock
-from tests.node_helpers import HEARTBEAT, Cli, Spawned, running_node
+from tests.node_helpers import HEARTBEAT, Cli, Spawned, actor, running_node
 from tests.run_helpers import wait_until, write_playbook
 from tests.takeover_helpers import NO_SHELL, appending_playbook, lines_of, shell_worker
 
@@ -251,6 +251,10 @@ def test_a_shell_step_with_no_worker_waits_and_a_worker_that_starts_takes_it(
         shown = cli.ok("status", workflow_id).stdout
         assert re.search(r"s0\s+waiting for a worker of plugin 'shell' \(none is running\)",
                          shown), shown
+        tree = cli.ok("tree").stdout  # the live tree says it too (wrapped at 80 columns)
+        assert "s0  waiting for a worker of plugin 'shell'" in tree, tree
+        step_actor = actor(cli.tree()["a"]["tree"], f"/a/workflows/{workflow_id}/t0/s0")
+        assert step_actor is not None and step_actor["state"] == "waiting", step_actor
         assert lines_of(lines) == []
 
         with shell_worker(tmp_path, node.url):

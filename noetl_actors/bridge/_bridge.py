@@ -23,16 +23,15 @@ import pykka
 
 from noetl_actors.bridge._bridge_actor import BridgeActor
 from noetl_actors.bridge._codec import decode, encode
+from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._core import BridgeCore, BridgeStatistics, pykka_future
 from noetl_actors.bridge._delivery import Delivery, PubAck
-from noetl_actors.bridge._errors import translate
 from noetl_actors.bridge._jetstream import MSG_ID_HEADER, JetStream
 from noetl_actors.bridge._kv import Entry, KeyValue, claim, claim_soon, ensure_bucket
 from noetl_actors.bridge._link import LinkState
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import check_token
 from noetl_actors.bridge._subscription import Mailbox, Subscription
-from noetl_actors.errors import ConnectError, ConnectionLost
 from noetl_actors.supervision import ChildSpec, LoopHost, Observer
 
 __all__ = ["Bridge"]
@@ -142,31 +141,12 @@ class Bridge:
             TypeError: `data` cannot be JSON.
         """
         payload = encode(data)
-        result: concurrent.futures.Future[Delivery] = concurrent.futures.Future()
-        connection = self._core.connection
-        if connection is None or connection.closed:
-            result.set_exception(ConnectError(f"no connection to {self.options.describe()} "
-                                              f"to send a request on {subject}"))
-            return result
 
-        async def ask() -> Delivery:
+        async def ask(connection: Connection) -> Delivery:
             msg = await connection.client.request(subject, payload, timeout=timeout)
             return Delivery(msg.subject, decode(msg.data), headers=msg.headers or {})
 
-        def settle(done: concurrent.futures.Future[Delivery]) -> None:
-            error = done.exception() if not done.cancelled() else ConnectionLost(
-                f"the request on {subject} was dropped with its connection")
-            if error is None:
-                result.set_result(done.result())
-            else:
-                result.set_exception(translate(error))
-
-        try:
-            connection.submit(ask()).add_done_callback(settle)
-        except RuntimeError:  # the loop closed meanwhile
-            result.set_exception(ConnectError(f"the bridge's loop closed; no request on "
-                                              f"{subject}"))
-        return result
+        return self._core.soon(ask, f"send a request on {subject}")
 
     def subscribe(
         self,

@@ -10,12 +10,13 @@ composes them into the handle actors use.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import pykka
@@ -28,12 +29,14 @@ from noetl_actors.bridge._link import LinkState, Resends
 from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.bridge._options import ConnectOptions
 from noetl_actors.bridge._subjects import DEAD_LETTER_SUBJECT
-from noetl_actors.errors import BridgeError, ConnectError, MalformedMessage
+from noetl_actors.errors import BridgeError, ConnectError, ConnectionLost, MalformedMessage
 from noetl_actors.supervision import EventKind, LifecycleEvent, LoopHost, Observer
 
 __all__ = ["BridgeCore", "BridgeStatistics", "Bridged", "Counters", "pykka_future"]
 
 logger = logging.getLogger("noetl_actors.bridge")
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -334,6 +337,34 @@ class BridgeCore:
                 observer(event)
             except Exception:
                 logger.exception("observer %r failed on %s (ignored)", observer, event)
+
+
+    def soon(self, work: Callable[[Connection], Coroutine[Any, Any, T]],
+             what: str) -> concurrent.futures.Future[T]:
+        """Run `work` on the current connection's loop without waiting; from any thread
+        (the loop's too). The future is settled on the loop thread (nats errors
+        translated), or at once with ConnectError when there is no connection now:
+        `what` ("send a request on x") says what was not done."""
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        connection = self.connection
+        if connection is None or connection.closed:
+            result.set_exception(ConnectError(f"no connection to {self.options.describe()} "
+                                              f"to {what}"))
+            return result
+
+        def settle(done: concurrent.futures.Future[T]) -> None:
+            error = done.exception() if not done.cancelled() else ConnectionLost(
+                f"dropped with its connection: could not {what}")
+            if error is None:
+                result.set_result(done.result())
+            else:
+                result.set_exception(translate(error))
+
+        try:
+            connection.submit(work(connection)).add_done_callback(settle)
+        except RuntimeError:  # the loop closed meanwhile
+            result.set_exception(ConnectError(f"the bridge's loop closed: could not {what}"))
+        return result
 
 
 def pykka_future(future: Any) -> pykka.Future[Any]:

@@ -177,30 +177,13 @@ class KeyValue:
     def delete_soon(self, key: str) -> concurrent.futures.Future[bool]:
         """`delete` without waiting, from any thread (the loop's too); the future is
         settled on the bridge's loop thread, or at once (ConnectError) with no connection."""
-        result: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        connection = self._core.connection
-        if connection is None or connection.closed:
-            result.set_exception(ConnectError(f"no connection to delete {key!r} of "
-                                              f"{self.bucket} with"))
-            return result
 
-        async def delete() -> bool:
+        async def delete(connection: Connection) -> bool:
             kv = await connection.key_value(self.bucket)
             await kv.delete(key)
             return True
 
-        def settle(done: concurrent.futures.Future[bool]) -> None:
-            error = done.exception() if not done.cancelled() else ConnectionLost("cancelled")
-            if error is None:
-                result.set_result(True)
-            else:
-                result.set_exception(translate(error))
-
-        try:
-            connection.submit(delete()).add_done_callback(settle)
-        except RuntimeError:  # its loop closed meanwhile
-            result.set_exception(ConnectError(f"the bridge's loop closed; {key!r} not deleted"))
-        return result
+        return self._core.soon(delete, f"delete {key!r} of {self.bucket}")
 
     def keys(self, prefix: str = "") -> list[str]:
         """The keys that start with `prefix` and a dot (every key without one), from the

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from noetl_actors.console._report import waiting_text
 from noetl_actors.supervision import ExitKind, ExitReason
 
 STATE_STYLE = {
@@ -22,6 +23,8 @@ STATE_STYLE = {
     "restarting": "yellow",
     "backing_off": "yellow",
     "stopped": "dim",
+    "skipped": "dim",
+    "waiting": "yellow",
     "unresponsive": "bold red",
 }
 
@@ -46,11 +49,17 @@ def shown_state(data: dict[str, Any]) -> str:
 
     A supervisor lists a child that has never run (a task's later steps,
     waiting for their turn) as ``starting``; it is ``not_started``, as the
-    workflow's report says, until it first starts.
+    workflow's report says, until it first starts. One that a condition
+    skipped is ``skipped``.
     """
     state = str(data.get("state", "running"))
     if state == "starting" and data.get("started_at") is None:
         return "not_started"
+    if state == "running" and (data.get("detail") or {}).get("waiting"):
+        return "waiting"  # for a worker of its plugin: `waiting_text` says which
+    exits = data.get("last_exits") or ()
+    if state == "stopped" and exits and exits[-1].get("error_type") == "skipped":
+        return "skipped"  # its `when:` (or its routes) did not hold: docs/playbooks.md
     return state
 
 
@@ -167,6 +176,8 @@ def label_of(entry: Entry) -> Text:
         label.append(f"  unresponsive: {data.get('error', '')}", style=STATE_STYLE[state])
         return label
     label.append(f"  {state}", style=STATE_STYLE.get(state, ""))
+    if state == "waiting":
+        label.append(f" {waiting_text(data['detail']['waiting'])}", style="yellow")
     if data.get("kind") == "supervisor" and "strategy" in data:
         label.append(f"  {data['strategy']}", style="blue")
     if "restarts_in_window" in data:

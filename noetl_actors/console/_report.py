@@ -18,7 +18,7 @@ __all__ = ["STATUS_STYLE", "render_document", "waiting_text"]
 
 STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cancelled": "yellow",
                 "orphaned": "red", "not_started": "dim", "restarting": "yellow",
-                "waiting": "dim"}
+                "waiting": "dim", "skipped": "dim"}
 """Colours of the statuses of workflows, tasks and steps."""
 
 
@@ -40,10 +40,14 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
         label.append(f"  {task['status']}", style=STATUS_STYLE.get(task["status"], ""))
         if task["starts"] > 1:
             label.append(f"  restarted {task['starts'] - 1}x", style="yellow")
+        if task.get("skipped"):
+            label.append(f"  {task['skipped']}", style="dim")
         branch = tree.add(label)
         for step_name, step in task["steps"].items():
             line = Text(step_name)
             line.append(f"  {step['status']}", style=STATUS_STYLE.get(step["status"], ""))
+            if step.get("skipped") and not task.get("skipped"):
+                line.append(f"  {step['skipped']}", style="dim")
             if step.get("waiting"):
                 line.append(f" {waiting_text(step['waiting'])}", style="yellow")
             queued = step.get("queued")

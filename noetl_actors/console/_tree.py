@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from noetl_actors.console._render import STATE_STYLE, event_text, shown_state
+from noetl_actors.console._report import waiting_text
 from noetl_actors.supervision import LifecycleEvent
 
 __all__ = ["event_line", "snapshot_tree"]
@@ -18,6 +19,8 @@ def _label(node: dict[str, Any]) -> Text:
     if node.get("kind") == "supervisor":
         label.append(f"  {node.get('strategy', '')}", style="blue")
     label.append(f"  {state}", style=STATE_STYLE.get(state, ""))
+    if state == "waiting":
+        label.append(f" {waiting_text(node['detail']['waiting'])}", style="yellow")
     if "total_restarts" in node:
         label.append(
             f"  restarts {node['restarts_in_window']}/{node['max_restarts']}"
@@ -26,8 +29,11 @@ def _label(node: dict[str, Any]) -> Text:
         )
     if node.get("last_exits"):
         last = node["last_exits"][-1]
-        why = f"{last['error_type'] or last['kind']}: {last['message']}".rstrip(": ")
-        label.append(f"  last exit: {why}", style="red" if last["error_type"] else "dim")
+        if state == "skipped":
+            label.append(f"  {last['message']}", style="dim")
+        else:
+            why = f"{last['error_type'] or last['kind']}: {last['message']}".rstrip(": ")
+            label.append(f"  last exit: {why}", style="red" if last["error_type"] else "dim")
     return label
 
 

@@ -22,6 +22,7 @@ from noetl_actors.playbook._model import TASK_DEFAULT as TASK_DEFAULT
 from noetl_actors.playbook._model import WORKFLOW_DEFAULT as WORKFLOW_DEFAULT
 from noetl_actors.playbook._model import ErrorAction as ErrorAction
 from noetl_actors.playbook._model import Playbook as Playbook
+from noetl_actors.playbook._model import Route as Route
 from noetl_actors.playbook._model import Runner as Runner
 from noetl_actors.playbook._model import Step as Step
 from noetl_actors.playbook._model import Task as Task
@@ -36,6 +37,7 @@ from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Located as Located
 from noetl_actors.playbook._source import Problem as Problem
 from noetl_actors.playbook._source import parse_yaml as parse_yaml
+from noetl_actors.playbook._templates import condition_holds as condition_holds
 from noetl_actors.playbook._templates import render_value as render_value
 
 __all__ = [
@@ -49,10 +51,12 @@ __all__ = [
     "Playbook",
     "PluginInfo",
     "Problem",
+    "Route",
     "Runner",
     "Step",
     "Task",
     "YamlReader",
+    "condition_holds",
     "described",
     "did_you_mean",
     "format_duration",

@@ -21,7 +21,7 @@ with a warning at the place it was written. The mapping is documented in
 docs/playbooks.md ("NoETL 2023-24 playbooks").
 
 This module reads the legacy structure; `_legacy_flow` turns its routes into
-``needs``, `_legacy_native` builds the native tasks and steps, and
+``next:`` routes, `_legacy_native` builds the native tasks and steps, and
 `_legacy_placeholders` rewrites the placeholders.
 """
 
@@ -51,7 +51,7 @@ _STEP_QUIET = ("description", "desc", "id")
 _SPEC_DROPPED = {
     "timeout": "give each step a timeout instead",
     "schedule": "scheduling is not part of a native playbook",
-    "conditions": "conditions cannot be expressed natively yet",
+    "conditions": "spec-wide conditions are not translated (write when: on tasks)",
     "templates": "the 2022 template format is not translated",
     "input": "the run input is given with --set KEY=VALUE",
 }
@@ -337,8 +337,8 @@ class Translator:
                 route.condition = condition
             if len(task.routes) == before:
                 self.warn(condition, "condition dropped with its branch, which ended the "
-                                     f"workflow after task {task.legacy!r} (conditions cannot "
-                                     "be expressed natively yet)")
+                                     f"workflow after task {task.legacy!r} (a native workflow "
+                                     "ends when its tasks have finished or been skipped)")
 
     def read_next(self, task: Task, node: Located, params: tuple[Located, Located] | None
                   ) -> None:

@@ -1,8 +1,9 @@
-"""The flow of a legacy playbook: routes (``switch``, ``next``) become ``needs``.
+"""The flow of a legacy playbook: routes (``switch``, ``next``) become ``next:``.
 
-A legacy task names the task(s) to run after it; a native task names the
-tasks it waits for. The records below hold what the translator read from the
-legacy tasks, and `plan` turns their routes into each task's ``needs``.
+A legacy task names the task(s) to run after it, each maybe on a condition;
+so does a native task's ``next:``. The records below hold what the translator
+read from the legacy tasks, and `plan` keeps the routes the native flow can
+have (no loop back) and finds the tasks no route reaches.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class Task:
     """Legacy step name -> native plugin name."""
 
 
-# -- needs -----------------------------------------------------------------------------
+# -- the flow ----------------------------------------------------------------------------
 
 
 def is_router(translator: Translator, task: Task) -> bool:
@@ -93,14 +94,23 @@ def expand(
         )
 
 
-def plan(
-    translator: Translator, spec: dict[str, tuple[Located, Located]]
-) -> dict[str, list[Located]]:
-    """Each legacy task's needs, as located native names, from the flow.
+@attrs.frozen
+class Flow:
+    """The native flow of a legacy playbook: each task's routes, and what is unreached."""
 
-    Start tasks need nothing; a route from task A to task B makes B need A.
-    Routes are followed breadth-first from the start, so that a route
-    back (a loop) is the one dropped.
+    routes: dict[str, list[tuple[Located, Located | None]]]
+    """Legacy task -> its routes: (the native name of the task it routes to, located
+    where the route was written; the legacy condition of the route, or None)."""
+    unreached: set[str]
+    """Legacy tasks no route from the start reaches: they do not run."""
+
+
+def plan(translator: Translator, spec: dict[str, tuple[Located, Located]]) -> Flow:
+    """Each legacy task's routes (native `next:`), from the flow.
+
+    Routes are followed breadth-first from the start tasks, so that a route
+    back (a loop, which `next:` and `needs` cannot form) is the one dropped.
+    Without `spec.initialSettings.start`, every task no route reaches starts.
     """
     for task in translator.tasks:
         if is_router(translator, task):
@@ -109,23 +119,24 @@ def plan(
                       "dropped, the tasks it routes to take its place")
     real = [t.legacy for t in translator.tasks
             if t.legacy is not None and not is_router(translator, t)]
-    needs: dict[str, list[tuple[str, Located]]] = {name: [] for name in real}
+    after: dict[str, list[tuple[str, Located]]] = {name: [] for name in real}
+    """Task -> the tasks that route to it (it runs after them)."""
+    routes: dict[str, list[tuple[Located, Located | None]]] = {}
     starts = start_tasks(translator, spec)
 
-    def needs_transitively(task: str, other: str) -> bool:
+    def runs_after(task: str, other: str) -> bool:
         stack, seen = [task], {task}
         while stack:
-            for need, _ in needs[stack.pop()]:
-                if need == other:
+            for before, _ in after[stack.pop()]:
+                if before == other:
                     return True
-                if need not in seen:
-                    seen.add(need)
-                    stack.append(need)
+                if before not in seen:
+                    seen.add(before)
+                    stack.append(before)
         return False
 
     reached = set(starts)
     queue = deque(starts)
-    conditions: dict[Located, list[tuple[str, str]]] = {}
 
     def walk() -> None:
         while queue:
@@ -133,56 +144,44 @@ def plan(
             for first in translator.by_legacy[src].routes:
                 for route in expand(translator, first):
                     dst, at = route.target, route.at
-                    if route.condition is not None:
-                        conditions.setdefault(route.condition, [])
-                    if dst not in needs and dst in translator.by_legacy[src].step_names:
+                    if dst not in after and dst in translator.by_legacy[src].step_names:
                         continue  # a step of this task: its steps run in order anyway
-                    if dst not in needs:
+                    if dst not in after:
                         translator.warn(at, f"next task {dst!r} of task {src!r} is not a task "
                                             "here: ignored")
-                    elif dst == src or dst in starts or needs_transitively(src, dst):
+                    elif dst == src or dst in starts or runs_after(src, dst):
                         condition = " with its condition" if route.condition else ""
                         translator.warn(at, f"route from task {src!r} back to task {dst!r} "
-                                            f"dropped{condition}: needs cannot form a cycle (a "
-                                            "retry is a restart policy now)")
+                                            f"dropped{condition}: needs and next cannot form a "
+                                            "cycle (a retry is a restart policy now)")
                     else:
-                        if route.condition is not None:
-                            conditions[route.condition].append((src, dst))
-                        if all(need != src for need, _ in needs[dst]):
-                            needs[dst].append((src, at))
-                            if dst not in reached:
-                                reached.add(dst)
-                                queue.append(dst)
+                        routes.setdefault(src, []).append(
+                            (located_name(translator, dst, at), route.condition))
+                        if all(before != src for before, _ in after[dst]):
+                            after[dst].append((src, at))
+                        if dst not in reached:
+                            reached.add(dst)
+                            queue.append(dst)
 
     walk()
+    unreached: set[str] = set()
     for name in real:
         if name in reached:
             continue
         if starts:
-            task = translator.by_legacy[name]
-            translator.warn(task.name or task.node,
-                      f"task {name!r} is not reached from spec.initialSettings.start or "
-                      "any next task: kept, it runs at the start")
+            unreached.add(name)
         reached.add(name)
         queue.append(name)
         walk()
-
-    for condition, kept in conditions.items():
-        for src in dict.fromkeys(src for src, _ in kept):
-            shown = " and ".join(repr(dst) for s, dst in kept if s == src)
-            translator.warn(condition, f"condition dropped: task {shown} now always runs after "
-                                       f"task {src!r} (conditions cannot be expressed natively "
-                                       "yet)")
-    located: dict[str, list[Located]] = {}
-    for name, entries in needs.items():
+    for name, entries in after.items():
         if len(entries) > 1:
             task = translator.by_legacy[name]
             shown = ", ".join(repr(src) for src, _ in entries)
             translator.warn(task.name or task.node,
                       f"task {name!r} is reached from tasks {shown}: it now waits for all "
-                      "of them (the old format ran it after whichever routed to it)")
-        located[name] = [located_name(translator, src, at) for src, at in entries]
-    return located
+                      "of them, and runs once if any route to it was taken (the old format "
+                      "ran it after whichever routed to it)")
+    return Flow(routes, unreached)
 
 
 def start_tasks(

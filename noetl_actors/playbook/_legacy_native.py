@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from noetl_actors.playbook._legacy_flow import Step, Task, is_router, plan
-from noetl_actors.playbook._legacy_placeholders import rewrite
+from noetl_actors.playbook._legacy_flow import Flow, Step, Task, is_router, plan
+from noetl_actors.playbook._legacy_placeholders import condition, rewrite
 from noetl_actors.playbook._source import Located
 
 if TYPE_CHECKING:
@@ -37,21 +37,24 @@ SHELL_OPERATORS = ("|", ";", "&", ">", "<", "$(", "`")
 def native_tasks(
     translator: Translator, node: Located, spec: dict[str, tuple[Located, Located]]
 ) -> Located:
-    needs = plan(translator, spec)
-    items = [native_task(translator, task, needs) for task in translator.tasks
+    flow = plan(translator, spec)
+    items = [native_task(translator, task, flow) for task in translator.tasks
              if not is_router(translator, task)]
     return Located(items, node.line, node.col)
 
 
-def native_task(translator: Translator, task: Task, needs: dict[str, list[Located]]) -> Located:
+def native_task(translator: Translator, task: Task, flow: Flow) -> Located:
     if task.node.kind != "mapping":
         return task.node
     at = task.node
     entries = _name_entry(task)
-    wanted = needs.get(task.legacy or "", [])
-    if wanted:
-        first = wanted[0]
-        entries.append(("needs", first, Located(wanted, first.line, first.col)))
+    if task.legacy in flow.unreached:  # not reached from the start: it does not run
+        where = task.name or at
+        entries.append(("when", where, Located(False, where.line, where.col)))
+    routes = _routes(translator, task, flow.routes.get(task.legacy or "", []))
+    if routes:
+        first = routes[0]
+        entries.append(("next", first, Located(routes, first.line, first.col)))
     if task.steps is not None:
         steps_at = task.steps_node or at
         steps = [native_step(translator, step, task) for step in task.steps]
@@ -61,6 +64,33 @@ def native_task(translator: Translator, task: Task, needs: dict[str, list[Locate
         entries.append(("steps", task.steps_key or task.steps_node, task.steps_node))
     return Located({key: (key_node, value) for key, key_node, value in entries},
                    at.line, at.col)
+
+
+def _routes(translator: Translator, task: Task,
+            routes: list[tuple[Located, Located | None]]) -> list[Located]:
+    """A task's `next:` entries: one per target, its branches' conditions or-ed (a branch
+    without one, or whose condition could not be translated, is always taken)."""
+    by_target: dict[str, tuple[Located, list[Located] | None]] = {}
+    for target, legacy_condition in routes:
+        when = condition(translator, legacy_condition, task) if legacy_condition else None
+        seen = by_target.get(target.value)
+        if seen is None:
+            by_target[target.value] = (target, None if when is None else [when])
+        elif seen[1] is not None:
+            by_target[target.value] = (seen[0], None if when is None else [*seen[1], when])
+    entries = []
+    for target, whens in by_target.values():
+        if whens is None:
+            entries.append(target)
+            continue
+        text = whens[0].value if len(whens) == 1 else " or ".join(
+            f"({w.value})" for w in whens)
+        first = whens[0]
+        entries.append(Located({
+            "task": (target, target),
+            "when": (first, Located(text, first.line, first.col)),
+        }, target.line, target.col))
+    return entries
 
 
 def native_step(translator: Translator, step: Step, task: Task) -> Located:

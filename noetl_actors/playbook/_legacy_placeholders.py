@@ -12,6 +12,8 @@ import keyword
 import re
 from typing import TYPE_CHECKING, Any
 
+import jinja2
+
 from noetl_actors.playbook._source import Located
 
 if TYPE_CHECKING:
@@ -74,6 +76,57 @@ def rewrite(translator: Translator, node: Located, task: Task | None) -> Located
     return node
 
 
+def condition(translator: Translator, node: Located, task: Task) -> Located | None:
+    """A switch branch's condition in task `task`, as the `when` of a native route; None
+    (with a warning that says why) if it cannot be one, so the route is always taken.
+
+    The old dialect compared outside the braces (``{{ x.exitCode }} == 0``): each
+    ``{{ expression }}`` becomes ``(expression)`` of one bare expression. Names of the
+    task's own steps (``now.output``, ``steps.now``) read ``tasks.<task>.steps...``:
+    a route is decided after its task, from its outputs.
+    """
+    if node.kind == "boolean":
+        return node
+    if node.kind != "string":
+        translator.warn(node, f"condition {node.value!r} is not an expression: dropped, the "
+                              "route is always taken")
+        return None
+    text = node.value.strip()
+    if "{%" in text:
+        translator.warn(node, "condition with a {% %} block dropped, the route is always "
+                              "taken: a route's when is one expression")
+        return None
+    own = sorted(task.step_names, key=len, reverse=True)
+    legacy = task.legacy or ""
+
+    def qualify(match: re.Match[str]) -> str:
+        inner = re.sub(r"(?<![\w.\]'\"$-])steps(?=[.\[])", f"tasks.{legacy}.steps",
+                       match.group(1))
+        for step in own:
+            inner = re.sub(rf"(?<![\w.\]'\"$-]){re.escape(step)}(?=[.\[])",
+                           f"tasks.{legacy}.steps.{step}", inner)
+        return "{{" + inner + "}}"
+
+    text = re.sub(r"\{\{(.*?)\}\}", qualify, text, flags=re.DOTALL)
+    rewritten = rewrite(translator, Located(text, node.line, node.col), None).value
+    blocks = re.findall(r"\{\{(.*?)\}\}", rewritten, flags=re.DOTALL)
+    if blocks and re.fullmatch(r"\s*\{\{.*\}\}\s*", rewritten, flags=re.DOTALL) \
+            and len(blocks) == 1:
+        expression = blocks[0].strip()
+    elif blocks:
+        expression = re.sub(r"\{\{(.*?)\}\}", lambda m: f"({m.group(1).strip()})",
+                            rewritten, flags=re.DOTALL).strip()
+    else:
+        expression = rewritten
+    try:
+        jinja2.Environment().parse("{{ " + expression + " }}")
+    except jinja2.TemplateSyntaxError as error:
+        translator.warn(node, f"condition {node.value!r} dropped, the route is always taken: "
+                              f"it is not one expression ({error.message})")
+        return None
+    return Located(expression, node.line, node.col)
+
+
 def rewrite_block(translator: Translator, block: str, task: Task | None, inputs: set[str]) -> str:
     def data_chain(match: re.Match[str]) -> str:
         legacy = match.group("task")
@@ -134,6 +187,8 @@ def step_ref(translator: Translator, other: Task | str, step: str,
         tail = [("body", None), *tail[1:]]  # the old http handler's response: the body
     elif tail[:1] in ([("response", None)], [("output", None)]):
         tail = tail[1:]
+    if tail[:1] == [("exitCode", None)] and plugin == "shell":
+        tail = [("exit_code", None), *tail[1:]]  # the shell plugin's output says exit_code
     ref = "steps" + _join([(step_name, None), ("output", None), *tail])
     if other is here:
         return ref

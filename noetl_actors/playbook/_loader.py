@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from noetl_actors.errors import PlaybookError
+from noetl_actors.errors import PlaybookError, TemplateError
 from noetl_actors.playbook._catalog import Catalog
 from noetl_actors.playbook._model import (
     API_VERSION,
@@ -23,6 +23,7 @@ from noetl_actors.playbook._model import (
     WORKFLOW_DEFAULT,
     ErrorAction,
     Playbook,
+    Route,
     Runner,
     Step,
     Task,
@@ -31,6 +32,7 @@ from noetl_actors.playbook._names import did_you_mean, is_name
 from noetl_actors.playbook._reader import YamlReader, show
 from noetl_actors.playbook._source import Located, Problem, parse_yaml, paused_gc
 from noetl_actors.playbook._task_graph import check_needs, check_templates, value_at
+from noetl_actors.playbook._templates import condition_source
 from noetl_actors.supervision import Restart, SupervisorFlags
 
 __all__ = ["PlaybookReader", "load_playbook", "parse_playbook"]
@@ -39,8 +41,10 @@ BUILTIN_ERROR_TYPES = ("timeout", "crash", "template")
 
 PLAYBOOK_KEYS = ("apiVersion", "kind", "name", "description", "vars", "policies",
                  "supervision", "tasks")
-TASK_KEYS = ("name", "needs", "supervision", "steps")
-STEP_KEYS = ("name", "plugin", "with", "timeout", "restart", "runner", "on_error")
+TASK_KEYS = ("name", "needs", "when", "supervision", "steps", "next")
+STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error")
+NEED_KEYS = ("task", "succeeded")
+ROUTE_KEYS = ("task", "when")
 
 T = TypeVar("T")
 
@@ -173,20 +177,78 @@ class PlaybookReader(YamlReader):
             return None
         name = self.name(keys["name"], "task name") if "name" in keys else None
         needs: list[str] = []
+        succeeded: set[str] = set()
         if "needs" in keys:
             items = keys["needs"]
             for need in items.value if items.kind == "list" else [items]:
-                value = self.name(need, "needs")
+                value, must_succeed = self.need(need)
                 if value is not None:
                     needs.append(value)
+                    if must_succeed:
+                        succeeded.add(value)
+        when = self.when(keys["when"]) if "when" in keys else None
         supervision: SupervisorFlags | None = TASK_DEFAULT
         if "supervision" in keys:
             supervision = self.supervision(keys["supervision"], TASK_DEFAULT, policies)
         steps = self.steps(keys["steps"]) if "steps" in keys else None
-        if name is None or steps is None or supervision is None:
+        routes = self.routes(keys["next"]) if "next" in keys else []
+        if name is None or steps is None or supervision is None or routes is None or (
+                "when" in keys and when is None):
             return None
-        return Task(name=name, needs=tuple(needs), supervision=supervision, steps=tuple(steps),
+        return Task(name=name, needs=tuple(needs), needs_succeeded=frozenset(succeeded),
+                    when=when, next=tuple(routes), supervision=supervision, steps=tuple(steps),
                     line=node.line, col=node.col)
+
+    def routes(self, node: Located) -> list[Route] | None:
+        """A task's `next:`: one task name, or a list of names and ``{task: name, when:
+        condition}`` (that the tasks exist, and no cycle, is `check_needs`'s)."""
+        if node.kind not in ("string", "list"):
+            self.error(node, f"next must be a task name or a list (got a {node.kind})")
+            return None
+        items = [node] if node.kind == "string" else node.value
+        routes: list[Route] = []
+        for item in items:
+            if item.kind != "mapping":
+                name = self.name(item, "next")
+                if name is not None:
+                    routes.append(Route(name))
+                continue
+            keys = self.keys(item, ROUTE_KEYS, "a next entry", required=("task",))
+            name = self.name(keys["task"], "next") if "task" in keys else None
+            when = self.when(keys["when"]) if "when" in keys else None
+            if name is not None and ("when" not in keys or when is not None):
+                routes.append(Route(name, when))
+        return routes if len(routes) == len(items) else None
+
+    def need(self, node: Located) -> tuple[str | None, bool]:
+        """One entry of `needs`: a task's name, or ``{task: name, succeeded: true}``."""
+        if node.kind != "mapping":
+            return self.name(node, "needs"), False
+        keys = self.keys(node, NEED_KEYS, "a needs entry", required=("task",))
+        name = self.name(keys["task"], "needs") if "task" in keys else None
+        succeeded = False
+        if "succeeded" in keys:
+            if keys["succeeded"].kind != "boolean":
+                self.error(keys["succeeded"], f"needs: succeeded must be true or false (got "
+                                              f"{show(keys['succeeded'].value)})")
+                return None, False
+            succeeded = keys["succeeded"].value
+        return name, succeeded
+
+    def when(self, node: Located) -> str | bool | None:
+        """A `when:`: a template expression (checked here for its form; its references
+        with the other templates), or a boolean."""
+        if node.kind not in ("string", "boolean"):
+            self.error(node, f"when must be an expression or true/false "
+                             f"(got {show(node.value)})")
+            return None
+        try:
+            condition_source(node.value)
+        except TemplateError as error:
+            self.error(node, str(error))
+            return None
+        value: str | bool = node.value
+        return value
 
     def steps(self, node: Located) -> list[Step] | None:
         return self.named_items(node, "step", self.step)
@@ -216,6 +278,8 @@ class PlaybookReader(YamlReader):
             fields["runner"] = self.choice(keys["runner"], Runner, "runner")
         if "on_error" in keys:
             fields["on_error"] = self.on_error(keys["on_error"])
+        if "when" in keys:
+            fields["when"] = self.when(keys["when"])
         info = self.catalog.plugins.get(plugin) if plugin is not None else None
         if info is not None:
             runner = fields.get("runner")
@@ -228,7 +292,7 @@ class PlaybookReader(YamlReader):
                     self.error(keys.get("with", node),
                                f"plugin {plugin!r} needs with.{input_name}")
         if name is None or plugin is None or any(
-            fields.get(key) is None for key in ("timeout", "restart", "runner", "on_error")
+            fields.get(key) is None for key in ("timeout", "restart", "runner", "on_error", "when")
             if key in fields
         ):
             return None

@@ -23,6 +23,7 @@ __all__ = [
     "WORKFLOW_DEFAULT",
     "ErrorAction",
     "Playbook",
+    "Route",
     "Runner",
     "Step",
     "Task",
@@ -65,6 +66,8 @@ class Step:
     restart: Restart = Restart.TRANSIENT
     runner: Runner | None = None
     on_error: Mapping[str, ErrorAction] = attrs.field(factory=dict)
+    when: str | bool | None = None
+    """Run only if this holds (`condition_holds`), else the step is skipped."""
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
 
@@ -73,6 +76,8 @@ class Step:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "plugin": self.plugin}
+        if self.when is not None:
+            data["when"] = self.when
         if self.with_:
             data["with"] = dict(self.with_)
         if self.timeout is not None:
@@ -86,11 +91,30 @@ class Step:
         return data
 
 
+@attrs.frozen
+class Route:
+    """One entry of a task's `next:`: start `task` after this one if `when` holds."""
+
+    task: str
+    when: str | bool | None = None
+
+    def to_dict(self) -> dict[str, Any] | str:
+        return self.task if self.when is None else {"task": self.task, "when": self.when}
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     name: str
     steps: tuple[Step, ...]
     needs: tuple[str, ...] = ()
+    needs_succeeded: frozenset[str] = frozenset()
+    """Those of `needs` that must have run and succeeded (not been skipped): else this
+    task is skipped too."""
+    when: str | bool | None = None
+    """Run only if this holds once its needs finished, else the task is skipped."""
+    next: tuple[Route, ...] = ()
+    """The tasks this one routes to once it finished: each runs only if a route to it
+    was taken (see docs/playbooks.md, "Branching")."""
     supervision: SupervisorFlags = TASK_DEFAULT
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
@@ -104,10 +128,15 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name}
         if self.needs:
-            data["needs"] = list(self.needs)
+            data["needs"] = [{"task": need, "succeeded": True} if need in self.needs_succeeded
+                             else need for need in self.needs]
+        if self.when is not None:
+            data["when"] = self.when
         if self.supervision != TASK_DEFAULT:
             data["supervision"] = flags_to_dict(self.supervision)
         data["steps"] = [step.to_dict() for step in self.steps]
+        if self.next:
+            data["next"] = [route.to_dict() for route in self.next]
         return data
 
 
@@ -128,6 +157,15 @@ class Playbook:
             if task.name == name:
                 return task
         raise KeyError(f"playbook {self.name!r} has no task {name!r}")
+
+    def routers(self) -> dict[str, tuple[str, ...]]:
+        """The tasks whose `next:` names each task that some `next:` names."""
+        found: dict[str, list[str]] = {}
+        for task in self.tasks:
+            for route in task.next:
+                if task.name not in found.setdefault(route.task, []):
+                    found[route.task].append(task.name)
+        return {name: tuple(routers) for name, routers in found.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The native YAML form; loading it gives an equal playbook."""

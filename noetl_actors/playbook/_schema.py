@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from noetl_actors.playbook._catalog import Catalog
-from noetl_actors.playbook._loader import PLAYBOOK_KEYS, STEP_KEYS, TASK_KEYS
+from noetl_actors.playbook._loader import (
+    NEED_KEYS,
+    PLAYBOOK_KEYS,
+    ROUTE_KEYS,
+    STEP_KEYS,
+    TASK_KEYS,
+)
 from noetl_actors.playbook._model import API_VERSION, ErrorAction, Runner
 from noetl_actors.playbook._names import NAME_PATTERN
 from noetl_actors.playbook._reader import BACKOFF_KEYS, SUPERVISION_KEYS
@@ -26,6 +32,10 @@ _DURATION: dict[str, Any] = {
     ],
 }
 _NAME: dict[str, Any] = {"type": "string", "pattern": NAME_PATTERN.pattern}
+_WHEN: dict[str, Any] = {
+    "description": "run only if this Jinja expression holds (bare, or in {{ }}); else skipped",
+    "type": ["string", "boolean"],
+}
 
 
 def _object(properties: dict[str, Any], keys: tuple[str, ...], required: tuple[str, ...] = ()
@@ -64,12 +74,18 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
         "runner": {"enum": [r.value for r in Runner]},
         "on_error": {"type": "object",
                      "additionalProperties": {"enum": [a.value for a in ErrorAction]}},
+        "when": _WHEN,
     }, STEP_KEYS, required=("name", "plugin"))
+    need = _object({"task": _NAME, "succeeded": {"type": "boolean"}}, NEED_KEYS,
+                   required=("task",))
+    route = _object({"task": _NAME, "when": _WHEN}, ROUTE_KEYS, required=("task",))
     task = _object({
         "name": _NAME,
-        "needs": {"anyOf": [_NAME, {"type": "array", "items": _NAME}]},
+        "needs": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, need]}}]},
+        "when": _WHEN,
         "supervision": {"$ref": "#/$defs/supervision"},
         "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+        "next": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, route]}}]},
     }, TASK_KEYS, required=("name", "steps"))
     playbook = _object({
         "apiVersion": {"const": API_VERSION},

@@ -7,6 +7,7 @@ and form no cycle; a template names only what has run before it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,12 @@ import attrs
 from noetl_actors.errors import TemplateError
 from noetl_actors.playbook._names import did_you_mean
 from noetl_actors.playbook._source import Located
-from noetl_actors.playbook._templates import CONTEXT_NAMES, is_template, references
+from noetl_actors.playbook._templates import (
+    CONTEXT_NAMES,
+    condition_source,
+    is_template,
+    references,
+)
 
 __all__ = ["check_needs", "check_templates", "value_at"]
 
@@ -24,8 +30,10 @@ Report = Callable[[Located, str], None]
 
 
 def check_needs(tasks: Located, report: Report) -> None:
-    """`needs` name tasks of this playbook, and never in a cycle."""
+    """`needs` and `next` name tasks of this playbook, and never in a cycle (a task
+    named in a `next` runs after the task whose `next` it is)."""
     graph: dict[str, list[tuple[str, Located]]] = {}
+    routes: list[tuple[str, Located]] = []
     for item in tasks.value:
         name_node = value_at(item, "name")
         if name_node is item or name_node.kind != "string":
@@ -33,6 +41,7 @@ def check_needs(tasks: Located, report: Report) -> None:
         graph.setdefault(name_node.value, []).extend(
             (need.value, need) for need in _needs_of(item) if need.kind == "string"
         )
+        routes += [(name_node.value, to) for to in _routes_of(item) if to.kind == "string"]
     for name, pairs in graph.items():
         for need, at in pairs:
             if need == name:
@@ -40,30 +49,67 @@ def check_needs(tasks: Located, report: Report) -> None:
             elif need not in graph:
                 report(at, f"task {name!r} needs {need!r}, "
                            f"which is not a task here{did_you_mean(need, graph)}")
+    routed: set[tuple[str, str]] = set()
+    for name, at in routes:
+        if at.value == name:
+            report(at, f"task {name!r} routes to itself (next)")
+        elif at.value not in graph:
+            report(at, f"task {name!r} routes to {at.value!r} (next), "
+                       f"which is not a task here{did_you_mean(at.value, graph)}")
+        else:
+            graph[at.value].append((name, at))
+            routed.add((at.value, name))
     cycle = _find_cycle({
         name: [need for need, _ in pairs if need in graph and need != name]
         for name, pairs in graph.items()
     })
     if cycle:
         at = next(at for need, at in graph[cycle[0]] if need == cycle[1])
-        report(at, f"needs form a cycle: {' -> '.join(cycle)}")
+        edges = list(itertools.pairwise(cycle))
+        what = "needs and next form" if any(edge in routed for edge in edges) else "needs form"
+        report(at, f"{what} a cycle: {' -> '.join(cycle)}")
 
 
 def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report) -> None:
-    """Every template of every step's `with` refers to something it may read."""
+    """Every template of every step's `with` and `when`, and of every task's `when`,
+    refers to something it may read."""
     layout = _Layout.of(tasks)
     for task_node in tasks.value:
         task = _name_of(task_node)
         steps = value_at(task_node, "steps")
-        if task is None or steps is task_node or steps.kind != "list":
+        if task is None:
+            continue
+        when = _condition(task_node)
+        if when is not None:
+            _check_template(when, task, None, layout, variables, report)
+        routes = value_at(task_node, "next")
+        for route in routes.value if routes is not task_node and routes.kind == "list" else []:
+            when = _condition(route) if route.kind == "mapping" else None
+            if when is not None:
+                _check_template(when, task, None, layout, variables, report, route=True)
+        if steps is task_node or steps.kind != "list":
             continue
         for step_node in steps.value:
             step = _name_of(step_node)
-            with_node = value_at(step_node, "with")
-            if step is None or with_node is step_node:
+            if step is None:
                 continue
-            for located in _strings(with_node):
-                _check_template(located, task, step, layout, variables, report)
+            when = _condition(step_node)
+            with_node = value_at(step_node, "with")
+            located = [] if with_node is step_node else _strings(with_node)
+            for template in [*([when] if when is not None else []), *located]:
+                _check_template(template, task, step, layout, variables, report)
+
+
+def _condition(node: Located) -> Located | None:
+    """The `when:` of a task or step as a template (None: none, or not well formed:
+    the loader says why)."""
+    when = value_at(node, "when")
+    if when is node or when.kind not in ("string", "boolean"):
+        return None
+    try:
+        return Located(condition_source(when.value), when.line, when.col)
+    except TemplateError:
+        return None
 
 
 def value_at(node: Located, key: str) -> Located:
@@ -75,10 +121,12 @@ def value_at(node: Located, key: str) -> Located:
 def _check_template(
     node: Located,
     task: str,
-    step: str,
+    step: str | None,
     layout: _Layout,
     variables: Mapping[str, Any],
     report: Report,
+    *,
+    route: bool = False,
 ) -> None:
     try:
         found = references(node.value)
@@ -86,7 +134,8 @@ def _check_template(
         report(node, str(error))
         return
     for ref in found:
-        problem = _reference_problem(ref.root, ref.path, task, step, layout, variables)
+        problem = _reference_problem(ref.root, ref.path, task, step, layout, variables,
+                                     route=route)
         if problem:
             report(node, problem)
 
@@ -127,7 +176,11 @@ class _Layout:
             step_list = value_at(task_node, "steps")
             steps[task] = [name for s in (step_list.value if step_list.kind == "list" else [])
                            if (name := _name_of(s)) is not None]
-            needs[task] = [n.value for n in _needs_of(task_node) if n.kind == "string"]
+            needs.setdefault(task, []).extend(
+                n.value for n in _needs_of(task_node) if n.kind == "string")
+            for to in _routes_of(task_node):  # a task routed to runs after its router
+                if to.kind == "string":
+                    needs.setdefault(to.value, []).append(task)
         return cls(steps, needs)
 
 
@@ -137,29 +190,52 @@ def _name_of(node: Located) -> str | None:
 
 
 def _needs_of(task_node: Located) -> list[Located]:
-    """A task's `needs`: a list, one name, or none."""
+    """The names a task's `needs` gives: a list (of names or ``{task: name}``), one name,
+    or none."""
     needs = value_at(task_node, "needs")
     if needs is task_node:
         return []
-    return needs.value if needs.kind == "list" else [needs]
+    return [value_at(need, "task") if need.kind == "mapping" else need
+            for need in (needs.value if needs.kind == "list" else [needs])]
+
+
+def _routes_of(task_node: Located) -> list[Located]:
+    """The task names a task's `next` gives (a list of names or ``{task: name}``, or one
+    name)."""
+    routes = value_at(task_node, "next")
+    if routes is task_node or routes.kind not in ("list", "string"):
+        return []
+    return [value_at(route, "task") if route.kind == "mapping" else route
+            for route in (routes.value if routes.kind == "list" else [routes])]
 
 
 def _reference_problem(
     root: str,
     path: tuple[str, ...],
     task: str,
-    step: str,
+    step: str | None,
     layout: _Layout,
     variables: Mapping[str, Any],
+    *,
+    route: bool = False,
 ) -> str | None:
+    """What is wrong with a reference of a template of `step` of `task` (None: of the
+    task's own `when`, decided before its steps, or with `route` of one of its `next`
+    routes, decided after them)."""
     if root not in CONTEXT_NAMES:
         return (f"unknown name {root!r} in a template "
                 f"(use {', '.join(CONTEXT_NAMES)})")
+    if route and root in ("steps", "attempt"):
+        return (f"{root}: a route's when reads vars, workflow, tasks.{task} (the task it "
+                f"leaves) and the tasks that ran before it")
+    if step is None and not route and root in ("steps", "attempt"):
+        return (f"{root}: a task's when is decided before its steps run; it reads vars, "
+                f"workflow and tasks.<a task it needs>")
     if root == "vars" and path and path[0] not in variables:
         return f"vars.{path[0]} is not defined in vars (nor given with --set)"
     if root == "workflow" and path and path[0] not in ("id", "name"):
         return f"workflow.{path[0]}: workflow has only id and name"
-    if root == "steps" and path:
+    if root == "steps" and path and step is not None:
         target = path[0]
         names = layout.steps.get(task, [])
         if target == step:
@@ -174,9 +250,11 @@ def _reference_problem(
         other = path[0]
         if other not in layout.steps:
             return f"tasks.{other}: there is no task {other!r}"
-        if other == task:
+        if other == task and route:
+            pass  # a route leaves its task once it finished: its outputs are there
+        elif other == task:
             return f"tasks.{other} is this task: use steps.<step> for its earlier steps"
-        if not layout.runs_before(other, task):
+        elif not layout.runs_before(other, task):
             return f"tasks.{other} does not run before task {task!r}: add it to needs"
         if len(path) > 1 and path[1] != "steps":
             return f"tasks.{other}.{path[1]}: a task has only steps"

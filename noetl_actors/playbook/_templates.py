@@ -24,7 +24,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from noetl_actors.errors import TemplateError
 
-__all__ = ["CONTEXT_NAMES", "Reference", "references", "render_value"]
+__all__ = ["CONTEXT_NAMES", "Reference", "condition_holds", "condition_source", "references",
+           "render_value"]
 
 CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
 
@@ -107,6 +108,37 @@ def _chains(node: nodes.Node) -> Iterator[tuple[str, tuple[str, ...]]]:
         return
     for child in node.iter_child_nodes():
         yield from _chains(child)
+
+
+def condition_source(when: str | bool) -> str:
+    """The template of a `when:`: a Jinja expression, bare (``vars.n > 1``) or in braces
+    (``{{ vars.n > 1 }}``), or a YAML boolean.
+
+    Raises:
+        TemplateError: it is text around a template (``{{ x }} == 0``), whose value
+            would be a string, true whenever it is not empty.
+    """
+    if isinstance(when, bool):
+        return "{{ true }}" if when else "{{ false }}"
+    whole = _WHOLE_EXPRESSION.match(when)
+    if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
+        return when
+    if is_template(when):
+        bare = re.sub(r"\{\{\s*|\s*\}\}", "", when).strip()
+        raise TemplateError(f"when must be one expression, such as {bare!r} or "
+                            f"'{{{{ {bare} }}}}' (got {when!r}: text around a template is a "
+                            f"string, true whenever it is not empty)")
+    return "{{ " + when + " }}"
+
+
+def condition_holds(when: str | bool, context: Mapping[str, Any]) -> bool:
+    """Whether a `when:` is true in `context`: the truth of its value, as Jinja's `if`
+    takes it (a string is true unless it is empty; compare it: ``x.stdout | trim == 'y'``).
+
+    Raises:
+        TemplateError: it does not render (an undefined name, say).
+    """
+    return bool(render_value(condition_source(when), context))
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

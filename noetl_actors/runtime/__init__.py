@@ -34,6 +34,7 @@ from noetl_actors.runtime._resume import ResumeState as ResumeState
 from noetl_actors.runtime._resume import read_history as read_history
 from noetl_actors.runtime._router import EventRouter as EventRouter
 from noetl_actors.runtime._router import subscribe_router as subscribe_router
+from noetl_actors.runtime._skip import is_skip as is_skip
 from noetl_actors.runtime._step import UNFENCED as UNFENCED
 from noetl_actors.runtime._step import Fence as Fence
 from noetl_actors.runtime._step import StepActor as StepActor
@@ -75,6 +76,7 @@ __all__ = [
     "WaitingSteps",
     "WorkflowSupervisor",
     "cancel_subject",
+    "is_skip",
     "local_steps",
     "new_workflow_id",
     "parse_failure",

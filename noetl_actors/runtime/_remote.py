@@ -257,6 +257,13 @@ class RemoteStepActor(SupervisedActor):
             if self._shown_waiting:
                 self._show_waiting()
 
+    def detail(self) -> dict[str, Any] | None:
+        """While it waits for a worker: what for (`noetl tree`, the console)."""
+        wait, began = self._wait, self._began_at
+        if not self._shown_waiting or wait is None:
+            return None
+        return {"waiting": wait.describe(time.time() - (self._clock.now() - began))}
+
     def _show_waiting(self) -> None:
         assert self._command is not None and self._wait is not None
         since = time.time() - (self._clock.now() - self._began_at)

@@ -20,6 +20,7 @@ import attrs
 
 from noetl_actors.playbook import Playbook
 from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
+from noetl_actors.runtime._skip import is_skip
 from noetl_actors.supervision import (
     EventKind,
     ExitKind,
@@ -45,6 +46,8 @@ class _Step:
     waiting: dict[str, Any] | None = None
     """While its attempt waits for a worker: the plugin, what is known of its workers
     (``none`` running, ``busy``, ``unknown``) and since when (`RemoteStepActor`)."""
+    skipped: str | None = None
+    """Why it was skipped (status ``skipped``): its `when`, or its task's."""
 
 
 @attrs.define
@@ -54,6 +57,7 @@ class _Task:
     started_at: float | None = None
     finished_at: float | None = None
     steps: dict[str, _Step] = attrs.field(factory=dict)
+    skipped: str | None = None
 
 
 class RunReport:
@@ -89,9 +93,12 @@ class RunReport:
                 was = tasks.get(name) if isinstance(tasks, dict) else None
                 if not isinstance(was, dict):
                     continue
-                task.starts = was.get("starts") if isinstance(was.get("starts"), int) else 0
+                starts = was.get("starts")
+                task.starts = starts if isinstance(starts, int) else 0
                 task.started_at = was.get("started_at")
-                steps = was.get("steps") if isinstance(was.get("steps"), dict) else {}
+                steps = was.get("steps")
+                if not isinstance(steps, dict):
+                    steps = {}
                 for step_name, step in task.steps.items():
                     old = steps.get(step_name)
                     if isinstance(old, dict):
@@ -138,6 +145,11 @@ class RunReport:
         elif event.kind is EventKind.EXITED and event.reason is not None:
             task.finished_at = event.at
             task.status = _status(event.reason)
+            if task.status == "skipped":
+                task.skipped = _why(event.reason)
+                task.started_at, task.starts = None, 0
+                for step in task.steps.values():
+                    step.status, step.skipped = "skipped", "its task was skipped"
         elif event.kind is EventKind.BACKING_OFF:
             task.status = "restarting"
 
@@ -149,6 +161,8 @@ class RunReport:
         elif event.kind is EventKind.EXITED and event.reason is not None:
             step.finished_at = event.at
             step.status = _status(event.reason)
+            if step.status == "skipped":
+                step.skipped, step.queued_at, step.started_at = _why(event.reason), None, None
             if event.reason.is_abnormal:
                 step.error = {"type": event.reason.error_type or "crash",
                               "message": event.reason.message}
@@ -193,7 +207,8 @@ class RunReport:
             self.finished_at = time.time()
             self.reason = reason
             normal = reason is not None and reason.kind is ExitKind.NORMAL
-            if normal and any(t.status != "succeeded" for t in self._tasks.values()):
+            if normal and any(t.status not in ("succeeded", "skipped")
+                              for t in self._tasks.values()):
                 cancelled = True  # stopped from outside (its node's stop), not done
             if cancelled:
                 self.status = "cancelled"
@@ -228,16 +243,22 @@ class RunReport:
                 "finished_at": self.finished_at,
                 "error": error,
                 "tasks": {
-                    name: {
-                        "status": task.status,
-                        "starts": task.starts,
-                        "started_at": task.started_at,
-                        "finished_at": task.finished_at,
-                        "steps": {sname: _step_json(step) for sname, step in task.steps.items()},
-                    }
-                    for name, task in self._tasks.items()
+                    name: _task_json(task) for name, task in self._tasks.items()
                 },
             }
+
+
+def _task_json(task: _Task) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "status": task.status,
+        "starts": task.starts,
+        "started_at": task.started_at,
+        "finished_at": task.finished_at,
+        "steps": {name: _step_json(step) for name, step in task.steps.items()},
+    }
+    if task.skipped is not None:
+        data["skipped"] = task.skipped
+    return data
 
 
 def _step_json(step: _Step) -> dict[str, Any]:
@@ -245,6 +266,8 @@ def _step_json(step: _Step) -> dict[str, Any]:
     if step.waiting is not None and step.status == "running":
         data["status"] = "waiting"
     data["queued"] = _queued(step)
+    if step.skipped is None:
+        del data["skipped"]  # only a skipped step says why
     return data
 
 
@@ -260,6 +283,10 @@ def _queued(step: _Step) -> float | None:
     return None
 
 
+def _why(reason: ExitReason) -> str:
+    return reason.message.removeprefix("skipped: ")
+
+
 def _routine(event: LifecycleEvent) -> bool:
     """A start, or a normal exit: all a replayed step does."""
     return event.kind is EventKind.STARTED or (
@@ -268,6 +295,8 @@ def _routine(event: LifecycleEvent) -> bool:
 
 
 def _status(reason: ExitReason) -> str:
+    if is_skip(reason):
+        return "skipped"
     if reason.kind is ExitKind.NORMAL:
         return "succeeded"
     if reason.kind in (ExitKind.SHUTDOWN, ExitKind.KILLED) and reason.cause is None:

@@ -26,6 +26,7 @@ import pykka
 
 from noetl_actors.playbook import ErrorAction, Step, Task
 from noetl_actors.runtime._resume import JOURNAL, Journal
+from noetl_actors.runtime._skip import Skip, decide, is_skip
 from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory, error_category
 from noetl_actors.supervision import (
     ActorState,
@@ -71,10 +72,11 @@ class AttemptCounter:
 
 @attrs.frozen
 class TaskDone:
-    """Told to the workflow by a task whose steps all finished."""
+    """Told to the workflow by a task whose steps all finished, or that was skipped."""
 
     task: str
     outputs: Mapping[str, Any]
+    skipped: bool = False
 
 
 class TaskSupervisor(Supervisor):
@@ -123,9 +125,14 @@ class TaskSupervisor(Supervisor):
         ], recent_restarts=recent_restarts)
 
     def _new_step(self, step: Step) -> SupervisedActor:
+        context = {**self._base_context, "steps": dict(self._steps_context)}
+        why = decide(step.when, {
+            **context, "attempt": self.attempts.count(self.task.name, step.name) + 1})
+        if why is not None:
+            task = self.actor_ref
+            return Skip(why, done=lambda: task.tell(StepDone(step.name, None)))
         return self._make_step(StepAttempt(
-            step=step, task=self.actor_ref, task_name=self.task.name,
-            context={**self._base_context, "steps": dict(self._steps_context)},
+            step=step, task=self.actor_ref, task_name=self.task.name, context=context,
             number=self.attempts.next(self.task.name, step.name), clock=self.context.clock,
         ))
 
@@ -213,6 +220,8 @@ class TaskSupervisor(Supervisor):
     # -- on_error ----------------------------------------------------------------
 
     def should_retire(self, child: Child, reason: ExitReason) -> bool:
+        if is_skip(reason):
+            return True  # done, even for a `permanent` step
         step = self._step_named[child.id]
         action = next(
             (step.on_error[key] for key in error_category(reason) if key in step.on_error),

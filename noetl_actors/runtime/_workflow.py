@@ -1,6 +1,7 @@
 """`WorkflowSupervisor`: one run of a playbook, its tasks under a policy.
 
-Tasks run in parallel, each as soon as the tasks it `needs` have finished.
+Tasks run in parallel, each as soon as the tasks it `needs` (and those that
+may route to it with `next:`) have finished; `when:` and routes skip tasks.
 The workflow ends normally when every task finished, and fails (kind
 `gave_up`, with the reasons) when a task cannot finish: it gave up past
 the workflow's own limits, or was stopped by `on_error: stop`.
@@ -13,8 +14,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from noetl_actors.errors import TemplateError
 from noetl_actors.playbook import Playbook, Task
 from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
+from noetl_actors.runtime._skip import Skip, decide
 from noetl_actors.runtime._step import StepFactory
 from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
 from noetl_actors.supervision import (
@@ -26,6 +29,7 @@ from noetl_actors.supervision import (
     ExitKind,
     ExitReason,
     Restart,
+    SupervisedActor,
     Supervisor,
 )
 
@@ -52,12 +56,20 @@ class WorkflowSupervisor(Supervisor):
         self._journal = journal
         self._resume = resume
         self.outputs: dict[str, Mapping[str, Any]] = {}
-        self._needs = {task.name: task.needs for task in playbook.tasks}
+        self.skipped: set[str] = set()
+        self._routers = playbook.routers()
+        self._taken: dict[str, set[str]] = {}
+        """Each task some `next:` names: the tasks whose route to it was taken."""
+        self._tasks = {task.name: task for task in playbook.tasks}
         self._needed_by: dict[str, list[str]] = {}
-        """The tasks that need each task: those that may start when it is done."""
+        """The tasks that wait for each task (they need it, or it may route to them):
+        those that may start when it is done."""
         for task in playbook.tasks:
             for need in task.needs:
                 self._needed_by.setdefault(need, []).append(task.name)
+        for task_name, routers in self._routers.items():
+            for router in routers:
+                self._needed_by.setdefault(router, []).append(task_name)
         self.failures: list[ExitReason] = []
         self.attempts = AttemptCounter()
         if resume is not None:
@@ -70,8 +82,10 @@ class WorkflowSupervisor(Supervisor):
         super().__init__(playbook.supervision, specs, recent_restarts=(
             resume.recent_restarts("") if resume is not None else ()))
 
-    def _new_task(self, task: Task) -> TaskSupervisor:
-        context = {
+    def _template_context(self) -> dict[str, Any]:
+        """What a task's templates and conditions read: vars, the workflow, and the
+        outputs of the tasks that finished."""
+        return {
             "vars": dict(self.playbook.vars),
             "workflow": {"id": self.workflow_id, "name": self.playbook.name},
             "tasks": {
@@ -79,6 +93,21 @@ class WorkflowSupervisor(Supervisor):
                 for name, outputs in self.outputs.items()
             },
         }
+
+    def _new_task(self, task: Task) -> SupervisedActor:
+        context = self._template_context()
+        unmet = [need for need in task.needs if need in task.needs_succeeded
+                 and need in self.skipped]
+        routers = self._routers.get(task.name, ())
+        why = (f"it needs task {unmet[0]!r} to have run, and it was skipped" if unmet
+               else f"not reached: no route to it was taken (from {', '.join(routers)})"
+               if routers and not self._taken.get(task.name)
+               else decide(task.when, context))
+        if why is not None:
+            workflow, done = self.actor_ref, TaskDone(
+                task.name, dict.fromkeys((step.name for step in task.steps), None),
+                skipped=True)
+            return Skip(why, done=lambda: workflow.tell(done))
         restarts = self._resume.recent_restarts(task.name) if self._resume is not None else ()
         return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps,
                               attempts=self.attempts, journal=self._journal,
@@ -87,11 +116,29 @@ class WorkflowSupervisor(Supervisor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):
             self.outputs[message.task] = message.outputs
+            if message.skipped:
+                self.skipped.add(message.task)
+            else:
+                self._follow_routes(self._tasks[message.task])
             return None
         return super().on_receive(message)
 
+    def _follow_routes(self, task: Task) -> None:
+        """Decide the routes of `task`'s `next:`, which has just finished."""
+        context = self._template_context()
+        for route in task.next:
+            why = decide(route.when, context)
+            if why is None:
+                self._taken.setdefault(route.task, set()).add(task.name)
+            elif isinstance(why, TemplateError):
+                self.exit_with(ExitReason(
+                    ExitKind.GAVE_UP, path=self.path, error_type=why.error_type,
+                    message=f"the route from task {task.name!r} to {route.task!r}: {why}"))
+
     def may_start(self, child: Child) -> bool:
-        return all(need in self.outputs for need in self._needs[child.id])
+        """Once the tasks it needs, and those that may route to it, finished."""
+        return all(need in self.outputs for need in self._tasks[child.id].needs) and \
+            all(router in self.outputs for router in self._routers.get(child.id, ()))
 
     def after_retire(self, child: Child, reason: ExitReason) -> None:
         # Per task done, only its dependents and the latest tasks are looked at: a look at

@@ -219,9 +219,9 @@ class ApiService(Responder):
             why = f"node {owner}, which runs {workflow_id}, does not answer: {error}"
             return self._cancel_unowned(workflow_id, why, lease is not None)
         if not reply.data.get("ok"):
-            error = reply.data.get("error") or {}
-            if error.get("kind") == ErrorKind.NOT_FOUND.value:
-                return self._cancel_unowned(workflow_id, error.get("message", ""),
+            refusal = reply.data.get("error") or {}
+            if refusal.get("kind") == ErrorKind.NOT_FOUND.value:
+                return self._cancel_unowned(workflow_id, refusal.get("message", ""),
                                             lease is not None)
             raise ApiError.from_reply(reply.data)
         return {key: value for key, value in reply.data.items()

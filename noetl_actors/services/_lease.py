@@ -83,13 +83,16 @@ class HeldLease:
         """Whether this node may act for the workflow now (by its own clock)."""
         return not self.lost and self._clock.now() < self.valid_until
 
-    def wait_allowed(self, timeout: float, *, poll: float = 0.05) -> bool:
+    def wait_allowed(self, timeout: float, *, until: threading.Event | None = None,
+                     poll: float = 0.05) -> bool:
         """Block until this node may act for the workflow (its lease renewed again: after
-        an outage of NATS, say), until it is lost, or for `timeout` seconds; whether it
-        may. Polls: it is for the rare end of a workflow that finds its lease lapsed."""
+        an outage of NATS, say), until it is lost or `until` is set, or for `timeout`
+        seconds; whether it may. Polls: it is for the rare end of a workflow that finds
+        its lease lapsed."""
         deadline = time.monotonic() + timeout
         while not self.allows():
-            if self.lost or time.monotonic() >= deadline:
+            if self.lost or time.monotonic() >= deadline or (until is not None
+                                                               and until.is_set()):
                 return False
             time.sleep(poll)
         return True

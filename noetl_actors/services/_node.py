@@ -34,15 +34,15 @@ from noetl_actors.bridge import (
     check_token,
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
-from noetl_actors.playbook import Catalog, Playbook, parse_playbook
+from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
 from noetl_actors.runtime import (
-    MOVED,
     UNFENCED,
     Fence,
     RunReport,
     WaitingSteps,
     WorkflowSupervisor,
+    is_skip,
     new_workflow_id,
     ready_subject,
     remote_steps,
@@ -68,9 +68,9 @@ from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
-from noetl_actors.services._records import RUNNING, WorkflowRecords
+from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
-from noetl_actors.services._takeover import LeaseKeeper, Takeover
+from noetl_actors.services._takeover import LeaseKeeper, Takeover, prepare_takeover
 from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
     ChildSpec,
@@ -149,6 +149,8 @@ class Node:
         self._runs: dict[str, WorkflowRun] = {}
         self._reports: dict[str, RunReport] = {}
         self._runs_lock = threading.Lock()
+        self._stopping = threading.Event()
+        """Set by `stop()`: no takeover begins, and endings try their record once."""
         self._endings = ThreadPoolExecutor(1)
         """Where a workflow's end is handled (its record written), in the order they end:
         not on its own thread, the bridge's loop, where a NATS request would wait for
@@ -177,6 +179,7 @@ class Node:
         options = self.options
         config = self.config
         self._endings = ThreadPoolExecutor(1, thread_name_prefix=f"noetl/{self.name}/endings")
+        self._stopping.clear()
         try:
             if options.embedded:
                 # A served node comes back on its former port (NATS_URL in other
@@ -283,6 +286,8 @@ class Node:
         assert self.bridge is not None, "the node is not started"
         if takeover is not None:
             workflow_id = takeover.workflow_id
+            if self._stopping.is_set():
+                raise NoetlError(f"node {self.name} is stopping: it resumes no workflow")
         workflow_id = workflow_id or new_workflow_id()
         lease: HeldLease | None = None
         if takeover is not None:
@@ -342,8 +347,8 @@ class Node:
                 if self.records is not None:
                     self.records.write(report)
                 return
-            if self.records.finish(report, lease, within=self.config.lease * 3) \
-                    and not lease.lost:
+            if self.records.finish(report, lease, within=self.config.lease * 3,
+                                   stop=self._stopping) and not lease.lost:
                 self.leases.release(lease)
             elif not lease.lost:
                 # Not written (NATS away): a lease left to lapse, not released, lets a
@@ -355,8 +360,15 @@ class Node:
         try:
             ref = self.workflows.start_child(spec)
         except BaseException:
-            report.finish(None)
-            ended()  # not left "running" for ever
+            if takeover is None:
+                report.finish(None)
+                ended()  # not left "running" for ever
+            else:  # the node stops, say: its record stays the former owner's to go on
+                router.close()
+                self._reports.pop(workflow_id, None)
+                self._fences.pop(workflow_id, None)
+                if self.leases is not None:
+                    self.leases.forget(workflow_id)  # it lapses, for a node to take it
             raise
         run = WorkflowRun(self, workflow_id, ref, report, on_end=lambda _: ended(),
                           endings=self._endings)
@@ -367,40 +379,14 @@ class Node:
 
     def take_over(self, lease: HeldLease, lease_entry: Entry) -> WorkflowRun | None:
         """Go on with a workflow whose lease this node has just taken (`LeaseKeeper`)."""
-        assert self.records is not None and self.leases is not None
-        workflow_id = lease.workflow_id
-        previous = lease_entry.data.get("owner")
-        record = self.records.get(workflow_id)
-        source = record.data.get("source") if record is not None else None
-        if record is None or record.data.get("status") != RUNNING or not isinstance(source, str):
-            why = ("its record is gone" if record is None else
-                   f"it is {record.data.get('status')}" if record.data.get("status") != RUNNING
-                   else "its record holds no playbook")
-            if record is not None and record.data.get("status") == RUNNING:
-                self.records.orphan(record, f"node {previous} died; it cannot be resumed: {why}")
-            logger.warning("did not resume workflow %s of node %s: %s", workflow_id, previous, why)
-            self.leases.release(lease)
+        takeover = prepare_takeover(self, lease, lease_entry)
+        if takeover is None:
             return None
-        playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
-                                  catalog=self.catalog)
-        detail = (f"node {self.name} was started again and took it back from its former "
-                  f"self (epoch {lease.epoch})" if previous == self.name else
-                  f"node {previous} stopped renewing its lease; node {self.name} took it "
-                  f"over (epoch {lease.epoch})")
-        self.publish_lifecycle(workflow_id, {
-            "kind": MOVED, "path": f"/{self.name}/workflows/{workflow_id}", "at": time.time(),
-            "reason": None, "detail": detail, "from": previous, "to": self.name,
-            "epoch": lease.epoch,
-        })
-        logger.warning("took over workflow %s from node %s (epoch %d)", workflow_id, previous,
-                       lease.epoch)
-        assert self.bridge is not None
-        claims = self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL)
-        run = self.run(playbook, takeover=Takeover(
-            lease=lease, record=record, playbook=playbook, claims=claims,
-            history=functools.partial(self.history, workflow_id)))
-        if lease.record.cancel:
-            threading.Thread(target=run.cancel, name=f"noetl/cancel/{workflow_id}",
+        run = self.run(takeover.playbook, takeover=takeover)
+        if lease.lost:  # lost while it started: its keeper could not stop it yet
+            self.let_go(lease, None)
+        elif lease.record.cancel:
+            threading.Thread(target=run.cancel, name=f"noetl/cancel/{lease.workflow_id}",
                              daemon=True).start()
         return run
 
@@ -472,6 +458,7 @@ class Node:
     def stop(self, *, timeout: float = 60.0) -> None:
         """Stop in reverse start order: the services, the workflows (cancelled), the
         workers, the bridge, then NATS (if embedded)."""
+        self._stopping.set()
         for run in self.running().values():
             run.cancelled = True
         if self._root is not None:
@@ -491,9 +478,9 @@ def _routine(event: LifecycleEvent) -> bool:
 
     Two lifecycle messages per step (publish, JetStream store) for nothing its
     worker's final event does not say already; restarts, abnormal exits,
-    give-ups and backoffs are the supervision events, and are published.
+    give-ups, backoffs and skips are the supervision events, and are published.
     """
     if event.kind is EventKind.STARTED:
         return True
     return (event.kind is EventKind.EXITED and event.reason is not None
-            and event.reason.kind is ExitKind.NORMAL)
+            and event.reason.kind is ExitKind.NORMAL and not is_skip(event.reason))

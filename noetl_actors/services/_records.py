@@ -110,23 +110,24 @@ class WorkflowRecords:
             return True
 
     def finish(self, report: RunReport, lease: HeldLease, *, within: float,
-               retry: float = 0.25) -> bool:
+               retry: float = 0.25, stop: threading.Event | None = None) -> bool:
         """Write the final record of a workflow that ended under `lease`; whether it was
         written (or is another owner's to write: the lease was lost).
 
         The end may come as NATS comes back, before the lease is renewed, or
-        while NATS refuses writes: try again, for at most `within` seconds.
+        while NATS refuses writes: try again, for at most `within` seconds, or
+        once `stop` is set (the node stops: its endings must not wait in turn).
         False: it could not be written; the caller must not release the lease,
         but let it lapse, so that the next owner finishes the workflow.
         """
         deadline = time.monotonic() + within
         while True:
-            left = deadline - time.monotonic()
-            if not lease.wait_allowed(max(left, 0.0)):
+            left = 0.0 if stop is not None and stop.is_set() else deadline - time.monotonic()
+            if not lease.wait_allowed(max(left, 0.0), until=stop):
                 return lease.lost
             if self.write(report):
                 return True
-            if time.monotonic() + retry >= deadline:
+            if (stop is not None and stop.is_set()) or time.monotonic() + retry >= deadline:
                 return False
             time.sleep(retry)
 

@@ -18,17 +18,21 @@ node has is refused at start).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from noetl_actors.bridge import Entry, KeyValue, LinkState
 from noetl_actors.errors import NoetlError
+from noetl_actors.playbook import parse_playbook
 from noetl_actors.runtime import (
+    MOVED,
     STEP_ID_SEPARATOR,
     Event,
     EventRouter,
@@ -36,13 +40,16 @@ from noetl_actors.runtime import (
     RunReport,
     read_history,
 )
+from noetl_actors.services._claims import CLAIMS_BUCKET, CLAIMS_TTL
 from noetl_actors.services._lease import Expiry, HeldLease, Leases
+from noetl_actors.services._records import RUNNING
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 if TYPE_CHECKING:
     from noetl_actors.playbook import Playbook
+    from noetl_actors.services._node import Node
 
-__all__ = ["LeaseKeeper", "Takeover"]
+__all__ = ["LeaseKeeper", "Takeover", "prepare_takeover"]
 
 logger = logging.getLogger("noetl_actors.services")
 
@@ -95,6 +102,48 @@ class Takeover:
         return claimed
 
 
+def prepare_takeover(node: Node, lease: HeldLease, lease_entry: Entry) -> Takeover | None:
+    """What `node`, which has just taken `lease`, needs to go on with its workflow; and
+    the move said (history, log). None, the lease let go, if there is nothing to resume
+    (the record is gone, ended or holds no playbook: a running one is marked orphaned),
+    or if the lease was lost or lapsed while the resume waited its turn."""
+    assert node.records is not None and node.leases is not None and node.bridge is not None
+    workflow_id = lease.workflow_id
+    if not lease.allows():
+        node.leases.forget(workflow_id)  # not renewed: it lapses, and is taken again
+        logger.warning("did not resume workflow %s: its lease (epoch %d) lapsed first",
+                       workflow_id, lease.epoch)
+        return None
+    previous = lease_entry.data.get("owner")
+    record = node.records.get(workflow_id)
+    source = record.data.get("source") if record is not None else None
+    if record is None or record.data.get("status") != RUNNING or not isinstance(source, str):
+        why = ("its record is gone" if record is None else
+               f"it is {record.data.get('status')}" if record.data.get("status") != RUNNING
+               else "its record holds no playbook")
+        if record is not None and record.data.get("status") == RUNNING:
+            node.records.orphan(record, f"node {previous} died; it cannot be resumed: {why}")
+        logger.warning("did not resume workflow %s of node %s: %s", workflow_id, previous, why)
+        node.leases.release(lease)
+        return None
+    playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
+                              catalog=node.catalog)
+    detail = (f"node {node.name} was started again and took it back from its former "
+              f"self (epoch {lease.epoch})" if previous == node.name else
+              f"node {previous} stopped renewing its lease; node {node.name} took it "
+              f"over (epoch {lease.epoch})")
+    node.publish_lifecycle(workflow_id, {
+        "kind": MOVED, "path": f"/{node.name}/workflows/{workflow_id}", "at": time.time(),
+        "reason": None, "detail": detail, "from": previous, "to": node.name,
+        "epoch": lease.epoch,
+    })
+    logger.warning("took over workflow %s from node %s (epoch %d)", workflow_id, previous,
+                   lease.epoch)
+    return Takeover(lease=lease, record=record, playbook=playbook,
+                    claims=node.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL),
+                    history=functools.partial(node.history, workflow_id))
+
+
 @attrs.frozen
 class _Beat:
     pass
@@ -113,6 +162,8 @@ class LeaseKeeper(SupervisedActor):
         self._first = True
         self._resumes = ThreadPoolExecutor(RESUMES_AT_ONCE,
                                            thread_name_prefix=f"noetl/{leases.owner}/resume")
+        self._queued: list[tuple[Future[None], HeldLease]] = []
+        self._stopping = threading.Event()
         self._link: Callable[[], LinkState] = node.bridge.link
         self._link_seen = self._link().changes
 
@@ -128,9 +179,15 @@ class LeaseKeeper(SupervisedActor):
     def on_stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        # Resumes not begun are dropped: their leases, no longer renewed, expire and
-        # another node takes them.
-        self._resumes.shutdown(wait=True, cancel_futures=True)
+        # Resumes not begun are dropped, and their leases forgotten: no longer renewed
+        # (by a keeper started again on the same `Leases`, say), they expire and another
+        # node takes them. A resume under way is not waited for: it may need the node's
+        # supervisors, which are stopping (it finds out, and forgets its lease too).
+        self._stopping.set()
+        self._resumes.shutdown(wait=False, cancel_futures=True)
+        for future, lease in self._queued:
+            if future.cancelled():
+                self.leases.forget(lease.workflow_id)
 
     def on_failure(self, *_: Any) -> None:
         self.on_stop()
@@ -158,6 +215,7 @@ class LeaseKeeper(SupervisedActor):
 
     def _look_for_expired(self) -> None:
         before = self._link()
+        began = self._clock.now()
         try:
             entries = self.leases.kv.entries()
         except NoetlError as error:
@@ -168,6 +226,10 @@ class LeaseKeeper(SupervisedActor):
         if before.changes != self._link_seen or after.changes != before.changes:
             # NATS went away since the last read, or during this one (which waited for
             # it to come back): its owners could not renew meanwhile. Start over.
+            self._expiry.blind()
+        elif self._clock.now() - began > self.leases.duration / 3:
+            # NATS stalled without dropping the link (a full disk, a paused server):
+            # owners could not renew either, and what was read may be that old.
             self._expiry.blind()
         self._link_seen = after.changes
         others = {key: entry for key, entry in entries.items() if not self.leases.holds(key)}
@@ -188,10 +250,14 @@ class LeaseKeeper(SupervisedActor):
                            entry.key, error)
             return
         if lease is not None:
-            self._resumes.submit(self._resume, lease, entry)
+            self._queued = [(f, held) for f, held in self._queued if not f.done()]
+            self._queued.append((self._resumes.submit(self._resume, lease, entry), lease))
 
     def _resume(self, lease: HeldLease, entry: Entry) -> None:
         """On a resume thread: go on with the workflow whose lease was taken."""
+        if self._stopping.is_set():
+            self.leases.forget(lease.workflow_id)
+            return
         try:
             self.node.take_over(lease, entry)
         except Exception as error:

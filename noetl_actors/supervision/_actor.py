@@ -55,6 +55,7 @@ from noetl_actors.supervision._pykka import (
     inbox_hook_works,
     is_stop,
     make_envelope,
+    put,
     send_stop,
 )
 from noetl_actors.supervision._reasons import ExitKind, ExitReason
@@ -105,7 +106,8 @@ class SupervisedActor(pykka.ThreadingActor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not inbox_hook_works:  # pykka built its own: swap ours in, by public names
-            self.actor_inbox = self.actor_ref.actor_inbox = Inbox()
+            inbox: Any = Inbox()
+            self.actor_inbox = self.actor_ref.actor_inbox = inbox
         self.path = f"/{type(self).__name__}-{self.actor_urn[-8:]}"
         self.exit_reason = None
         self._thread: threading.Thread | None = None
@@ -138,6 +140,12 @@ class SupervisedActor(pykka.ThreadingActor):
         """Messages waiting in its inbox (approximate while others send)."""
         inbox: Any = self.actor_inbox
         return int(inbox.qsize())
+
+    def detail(self) -> dict[str, Any] | None:
+        """What its supervisor's snapshot shows of it beside its state (a hook: None by
+        default). Called on the supervisor's thread while the actor may run: read only
+        what a snapshot may see half-changed (one attribute, say), never block."""
+        return None
 
     # -- hooks for subclasses ------------------------------------------------
 
@@ -260,7 +268,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _post_turn(self, run: Entry) -> None:
         """Run a hosted child's turn (`run`) on this actor's thread, between its messages."""
-        self.actor_inbox.put(run)
+        put(self.actor_inbox, run)
 
     def _start_hosted(self, host: SupervisedActor | LoopHost) -> None:
         """Run `on_start` here (the host's thread); later turns come as `RunHosted`."""
@@ -388,7 +396,7 @@ class SupervisedActor(pykka.ThreadingActor):
         """Make the loop exit before its next message; wakes it if idle."""
         self._killed = True
         self.actor_stopped.set()
-        self.actor_inbox.put(make_envelope(WAKE))
+        put(self.actor_inbox, make_envelope(WAKE))
 
     def _wait_exit(self, timeout: float | None) -> bool:
         """Wait until the actor's thread has finished; False on timeout.

@@ -20,7 +20,7 @@ from typing import Any
 import pykka
 
 from noetl_actors.errors import ActorDeadError, MailboxFull
-from noetl_actors.supervision._pykka import Entry, make_envelope
+from noetl_actors.supervision._pykka import Entry, make_envelope, put
 
 __all__ = ["Address"]
 
@@ -92,7 +92,7 @@ class Address:
             if self._closed:
                 raise ActorDeadError(f"{self.path} is gone and will not be restarted")
             if self._ref is not None and self._ref.is_alive():
-                self._ref.actor_inbox.put(envelope)
+                put(self._ref.actor_inbox, envelope)
                 return
             if len(self._pending) >= self._max_pending:
                 raise MailboxFull(
@@ -107,7 +107,7 @@ class Address:
         """A new incarnation runs: hand it what waited, then route to it."""
         with self._lock:
             while self._pending:
-                ref.actor_inbox.put(self._pending.popleft())
+                put(ref.actor_inbox, self._pending.popleft())
             self._ref = ref
 
     def _detach(self, leftovers: Iterable[Entry] = ()) -> None:

@@ -103,6 +103,7 @@ class Child:
             "started_at": self.started_at,
             "shutdown": "infinity" if self.spec.shutdown == INFINITY else self.spec.shutdown,
             "mailbox": self.actor.mailbox_depth() if self.actor is not None else 0,
+            "detail": self.actor.detail() if self.actor is not None else None,
             "backoff_remaining": max(self.restart_due - now, 0.0)
             if self.state is ActorState.BACKING_OFF else None,
         }

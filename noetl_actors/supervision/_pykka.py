@@ -26,7 +26,7 @@ import pykka
 import pykka.messages
 
 __all__ = ["FALLBACKS", "Entry", "Envelope", "handle_receive", "inbox_hook_works", "is_stop",
-           "make_envelope", "send_stop"]
+           "make_envelope", "put", "send_stop"]
 
 logger = logging.getLogger("noetl_actors.supervision")
 
@@ -72,6 +72,12 @@ def make_envelope(message: Any, reply_to: pykka.Future[Any] | None = None) -> En
     """An inbox entry for `message` (and the future its reply goes to)."""
     entry: Entry = Envelope(message, reply_to=reply_to)
     return entry
+
+
+def put(inbox: Any, entry: Entry) -> None:
+    """Put `entry` in an actor's inbox. pykka types its inbox as holding its own
+    `Envelope`s; ours are shaped the same (`Entry`), which is all either side reads."""
+    inbox.put(entry)
 
 
 class _Probe(pykka.ThreadingActor):

@@ -1,0 +1,71 @@
+"""Conditions and routes across a takeover (issue 15, item 5): decided again from the
+replayed outputs, they give the same answers, and nothing done runs again.
+
+Real `noetl server`, two nodes, a `noetl worker` for the shell steps, kill -9 of
+the owner. Every shell step appends its name to a file: a rerun shows there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.node_helpers import Cli, running_node, running_server
+from tests.run_helpers import wait_until, write_playbook
+from tests.takeover_helpers import NO_SHELL, lines_of, run_twice, shell_worker, step_records
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def shell(lines: Path, name: str, then: str = "") -> str:
+    return f'{{command: "echo {name} >> {lines} && sleep 0.3{then}"}}'
+
+
+def test_a_takeover_keeps_skipped_steps_and_routes_as_they_were_decided(
+        tmp_path: Path) -> None:
+    lines = tmp_path / "lines.txt"
+    steps = "\n".join(f"      - {{name: s{n}, plugin: shell, with: {shell(lines, f't.s{n}')}}}"
+                      for n in range(2, 8))
+    playbook = write_playbook(tmp_path, "branchy", f"""
+tasks:
+  - name: t
+    steps:
+      - {{name: probe, plugin: shell, with: {shell(lines, 't.probe', ' && echo yes')}}}
+      - name: unless-no
+        plugin: shell
+        when: "steps.probe.output.stdout | trim == 'no'"
+        with: {shell(lines, 't.unless-no')}
+{steps}
+    next:
+      - {{task: on-yes, when: "tasks.t.steps.probe.output.stdout | trim == 'yes'"}}
+      - {{task: on-no, when: "tasks.t.steps.probe.output.stdout | trim == 'no'"}}
+  - name: on-yes
+    steps:
+      - {{name: go, plugin: shell, with: {shell(lines, 'on-yes.go')}}}
+  - name: on-no
+    steps:
+      - {{name: go, plugin: shell, with: {shell(lines, 'on-no.go')}}}
+""")
+    with running_server(tmp_path) as url, \
+            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
+            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
+            shell_worker(tmp_path, url):
+        cli = Cli(url)
+        workflow_id = cli.submit(playbook)
+        owner = cli.wait_status(workflow_id, "running")["node"]
+        first, other = (a, b) if owner == "a" else (b, a)
+        wait_until(lambda: len(lines_of(lines)) >= 3, 30, "three steps done", 0.05)
+        first.spawned.kill()
+
+        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
+        assert record["status"] == "succeeded", record.get("error")
+        assert record["node"] == other.name and record["epoch"] == 2
+    assert run_twice(lines) == []
+    assert set(lines_of(lines)) == {"t.probe", *(f"t.s{n}" for n in range(2, 8)), "on-yes.go"}
+    steps_of = step_records(record)
+    assert steps_of["t.unless-no"]["status"] == "skipped"
+    assert steps_of["t.probe"]["attempts"] == 1
+    assert record["tasks"]["on-yes"]["status"] == "succeeded"
+    assert (record["tasks"]["on-no"]["status"], record["tasks"]["on-no"]["skipped"]) == (
+        "skipped", "not reached: no route to it was taken (from t)")

@@ -1,0 +1,156 @@
+"""`next:` routes between tasks (docs/playbooks.md, "Branching"), on real runs."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from noetl_actors.errors import PlaybookError
+from noetl_actors.playbook import Route, parse_playbook
+from tests.run_helpers import run_playbook, steps_of, write_playbook
+
+SWITCH = """
+vars: {code: 0}
+tasks:
+  - name: say
+    steps:
+      - {name: speak, plugin: shell, with: {command: "echo hello; exit {{ vars.code }}"},
+         on_error: {ShellError: continue}}
+    next:
+      - {task: after-say, when: "tasks.say.steps.speak.output.error is not defined"}
+      - {task: on-error, when: "tasks.say.steps.speak.output.error is defined"}
+  - name: after-say
+    steps:
+      - {name: go, plugin: echo, with: {msg: "{{ tasks.say.steps.speak.output.stdout }}"}}
+    next: [end]
+  - name: on-error
+    steps:
+      - {name: go, plugin: echo, with: {msg: "{{ tasks.say.steps.speak.output.error.type }}"}}
+    next: [end]
+  - name: end
+    steps:
+      - {name: go, plugin: echo, with: {msg: done}}
+  - name: only-after-error
+    needs: [{task: on-error, succeeded: true}]
+    steps:
+      - {name: go, plugin: echo, with: {msg: error}}
+"""
+
+
+def statuses(document: dict[str, object]) -> dict[str, str]:
+    tasks = document["tasks"]
+    assert isinstance(tasks, dict)
+    return {name: task["status"] for name, task in tasks.items()}
+
+
+def test_a_route_taken_on_a_steps_exit_code_runs_its_task_and_the_other_is_not_reached(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "switch", SWITCH)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    assert statuses(document) == {"say": "succeeded", "after-say": "succeeded",
+                                  "on-error": "skipped", "end": "succeeded",
+                                  "only-after-error": "skipped"}
+    assert document["tasks"]["on-error"]["skipped"] == (
+        "not reached: no route to it was taken (from say)")
+    assert steps_of(document, "after-say")["go"]["output"] == {"msg": "hello\n"}
+    assert steps_of(document, "end")["go"]["attempts"] == 1, "reached by one route, run once"
+
+
+def test_the_other_route_is_taken_when_the_step_fails(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "switch", SWITCH)
+    result, document = run_playbook(path, tmp_path / "state", "--set", "code=4")
+    assert result.returncode == 0, result.stderr
+    assert statuses(document) == {"say": "succeeded", "after-say": "skipped",
+                                  "on-error": "succeeded", "end": "succeeded",
+                                  "only-after-error": "succeeded"}
+    assert steps_of(document, "on-error")["go"]["output"] == {"msg": "ShellError"}
+
+
+def test_a_task_reached_by_two_routes_runs_once_after_both_routers(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "join", """
+        tasks:
+          - name: a
+            steps: [{name: s, plugin: sleep, with: {seconds: 0.3}}]
+            next: [c]
+          - name: b
+            steps: [{name: s, plugin: echo, with: {msg: b}}]
+            next: [c]
+          - name: c
+            steps: [{name: s, plugin: echo, with: {msg: "{{ tasks.a.steps.s.output }}"}}]
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    tasks = document["tasks"]
+    assert tasks["c"]["starts"] == 1
+    assert tasks["c"]["started_at"] >= max(tasks["a"]["finished_at"], tasks["b"]["finished_at"])
+
+
+def test_a_route_whose_condition_does_not_render_fails_the_workflow_and_says_which(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "broken", """
+        tasks:
+          - name: a
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+            next: [{task: b, when: "tasks.a.steps.s.output.nope"}]
+          - name: b
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 1
+    assert document["status"] == "failed"
+    assert "the route from task 'a' to 'b'" in document["error"]["reason"]
+    assert "has no attribute 'nope'" in document["error"]["reason"]
+
+
+HEADER = "apiVersion: noetl.io/v1\nkind: Playbook\nname: pb\n"
+
+
+def test_routes_are_checked_where_they_are_written() -> None:
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(HEADER + textwrap.dedent("""\
+            tasks:
+              - name: a
+                steps: [{name: s, plugin: echo, with: {msg: 1}}]
+                next: [b, zz, a, {task: c, when: "steps.s.output"}]
+              - name: b
+                steps: [{name: s, plugin: echo, with: {msg: 1}}]
+                next: [c]
+              - name: c
+                needs: [a]
+                steps: [{name: s, plugin: echo, with: {msg: 1}}]
+                next: [{task: a, wen: 1}, {task: b}]
+              - name: d
+                steps: [{name: s, plugin: echo, with: {msg: 1}}]
+                next: {task: b}
+            """), "pb.yaml")
+    assert [str(problem) for problem in caught.value.problems] == [
+        "pb.yaml:7:15: task 'a' routes to 'zz' (next), which is not a task here",
+        "pb.yaml:7:19: task 'a' routes to itself (next)",
+        "pb.yaml:7:38: steps: a route's when reads vars, workflow, tasks.a (the task it "
+        "leaves) and the tasks that ran before it",
+        "pb.yaml:14:19: needs and next form a cycle: a -> c -> a",
+        "pb.yaml:14:22: unknown key 'wen' in a next entry (did you mean 'when'?); "
+        "allowed: task, when",
+        "pb.yaml:17:11: next must be a task name or a list (got a mapping)",
+    ]
+
+
+def test_routes_round_trip_through_the_native_form() -> None:
+    playbook = parse_playbook(HEADER + textwrap.dedent(SWITCH), "pb.yaml")
+    assert playbook.task("after-say").next == (Route("end"),)
+    assert playbook.routers() == {"after-say": ("say",), "on-error": ("say",),
+                                  "end": ("after-say", "on-error")}
+    again = parse_playbook(yaml.safe_dump(playbook.to_dict(), sort_keys=False), "again.yaml")
+    assert again == playbook
+
+
+def test_the_schema_knows_next() -> None:
+    from noetl_actors.playbook import playbook_schema
+
+    routes = playbook_schema()["$defs"]["task"]["properties"]["next"]["anyOf"]
+    route = routes[1]["items"]["anyOf"][1]
+    assert route["required"] == ["task"] and set(route["properties"]) == {"task", "when"}
