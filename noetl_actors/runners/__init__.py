@@ -2,7 +2,8 @@
 
 `find_plugin()` reads a plugin's manifest from the plugin path; a runner's
 ``start(plugin, attempt)`` returns a `RunningAttempt` that ends in one
-`Outcome`. `InprocRunner` uses a thread pool (cooperative cancel),
+`Outcome`. `InprocRunner` uses a thread pool (cooperative cancel), and
+one event loop for async plugins (sleep: no thread per waiting attempt),
 `ProcessRunner` a subprocess per attempt (SIGTERM, then SIGKILL); a
 Kubernetes Job runner is the next implementation of the same `Runner`
 protocol. Plugins raise `PluginError` for a failure of a named type.
