@@ -20,7 +20,9 @@ from noetl_actors.playbook._loader import parse_playbook as parse_playbook
 from noetl_actors.playbook._model import API_VERSION as API_VERSION
 from noetl_actors.playbook._model import TASK_DEFAULT as TASK_DEFAULT
 from noetl_actors.playbook._model import WORKFLOW_DEFAULT as WORKFLOW_DEFAULT
+from noetl_actors.playbook._model import MAX_ITEMS_DEFAULT as MAX_ITEMS_DEFAULT
 from noetl_actors.playbook._model import ErrorAction as ErrorAction
+from noetl_actors.playbook._model import Loop as Loop
 from noetl_actors.playbook._model import Playbook as Playbook
 from noetl_actors.playbook._model import Route as Route
 from noetl_actors.playbook._model import Runner as Runner
@@ -42,12 +44,14 @@ from noetl_actors.playbook._templates import render_value as render_value
 
 __all__ = [
     "API_VERSION",
+    "MAX_ITEMS_DEFAULT",
     "NAME_PATTERN",
     "TASK_DEFAULT",
     "WORKFLOW_DEFAULT",
     "Catalog",
     "ErrorAction",
     "Located",
+    "Loop",
     "Playbook",
     "PluginInfo",
     "Problem",
