@@ -39,11 +39,14 @@ from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Located as Located
 from noetl_actors.playbook._source import Problem as Problem
 from noetl_actors.playbook._source import parse_yaml as parse_yaml
+from noetl_actors.playbook._templates import LOOP_INDEX as LOOP_INDEX
 from noetl_actors.playbook._templates import condition_holds as condition_holds
+from noetl_actors.playbook._templates import condition_source as condition_source
 from noetl_actors.playbook._templates import render_value as render_value
 
 __all__ = [
     "API_VERSION",
+    "LOOP_INDEX",
     "MAX_ITEMS_DEFAULT",
     "NAME_PATTERN",
     "TASK_DEFAULT",
@@ -61,6 +64,7 @@ __all__ = [
     "Task",
     "YamlReader",
     "condition_holds",
+    "condition_source",
     "described",
     "did_you_mean",
     "format_duration",

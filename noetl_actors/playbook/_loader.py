@@ -206,11 +206,13 @@ class PlaybookReader(YamlReader):
     def loop(self, node: Located) -> Loop | None:
         """A task's `loop:` (its `over`'s references are checked with the other templates)."""
         keys = self.keys(node, LOOP_KEYS, "a loop", required=("over",))
-        if node.kind != "mapping" or "over" not in keys:
+        if node.kind != "mapping":
             return None
         fields: dict[str, Any] = {}
-        over = keys["over"]
-        if over.kind == "list":
+        over = keys.get("over", node)
+        if "over" not in keys:
+            pass  # `keys` said so
+        elif over.kind == "list":
             fields["over"] = tuple(over.plain())
         elif over.kind == "string":
             try:
@@ -243,7 +245,7 @@ class PlaybookReader(YamlReader):
             self.error(over, f"loop over {len(fields['over'])} items: more than max_items "
                              f"{limit}")
             return None
-        if len(fields) != len(keys):
+        if len(fields) != len(keys) or "over" not in fields:
             return None
         return Loop(**fields)
 

@@ -25,8 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from noetl_actors.errors import TemplateError
 
 __all__ = ["CONTEXT_NAMES", "LOOP_INDEX", "Reference", "condition_holds", "condition_source",
-           "references",
-           "render_value"]
+           "references", "render_value"]
 
 CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
 LOOP_INDEX = "iteration"

@@ -21,8 +21,8 @@ import attrs
 import pykka
 
 from noetl_actors.errors import LoopTooLong, TemplateError
-from noetl_actors.playbook import Loop, Task, render_value
-from noetl_actors.playbook._templates import LOOP_INDEX, condition_source
+from noetl_actors.playbook import LOOP_INDEX, Loop, Task, condition_source, render_value
+from noetl_actors.runtime._messages import iteration_name, split_iteration
 from noetl_actors.runtime._resume import Journal, ResumeState
 from noetl_actors.runtime._step import StepFactory
 from noetl_actors.runtime._task import AttemptCounter, TaskDone, TaskSupervisor
@@ -41,24 +41,13 @@ from noetl_actors.supervision import (
     SupervisorFlags,
 )
 
-__all__ = ["LOOP_DETAIL", "LoopSupervisor", "iteration_name", "new_loop", "split_iteration"]
+__all__ = ["LOOP_DETAIL", "LoopSupervisor", "loop_items", "new_loop"]
 
 LOOP_FLAGS = SupervisorFlags(strategy=Strategy.ONE_FOR_ONE, max_restarts=0, within=60.0)
 """An iteration that gave up fails its loop: no restart of it inside the loop."""
 LOOP_DETAIL = "loop items: "
 """The `detail` of the lifecycle event a loop sends when it knows its items (how many
 follows), on its own path, kind ``started``: what `RunReport` shows as ``loop.items``."""
-
-
-def iteration_name(task: str, index: int) -> str:
-    """The task name of iteration `index` of task `task`: ``t/3``."""
-    return f"{task}/{index}"
-
-
-def split_iteration(name: str) -> tuple[str, int | None]:
-    """``t/3`` -> (``t``, 3); a task name that is not an iteration's -> (name, None)."""
-    task, slash, index = name.partition("/")
-    return (task, int(index)) if slash and index.isdigit() else (name, None)
 
 
 def loop_items(loop: Loop, context: Mapping[str, Any]) -> list[Any]:
@@ -151,7 +140,8 @@ class LoopSupervisor(Supervisor):
     def _new_iteration(self, index: int) -> SupervisedActor:
         assert self.task.loop is not None
         name = iteration_name(self.task.name, index)
-        context = {**self._base_context, self.task.loop.as_: self._items[index], LOOP_INDEX: index}
+        context = {**self._base_context, self.task.loop.as_: self._items[index],
+                   LOOP_INDEX: index}
         restarts = self._resume.recent_restarts(name) if self._resume is not None else ()
         return TaskSupervisor(attrs.evolve(self.task, name=name, loop=None),
                               workflow=self.actor_ref, context=context, steps=self._steps,

@@ -19,8 +19,13 @@ from typing import Any
 import attrs
 
 from noetl_actors.playbook import Playbook
-from noetl_actors.runtime._loop import LOOP_DETAIL, split_iteration
-from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
+from noetl_actors.runtime._loop import LOOP_DETAIL
+from noetl_actors.runtime._messages import (
+    STEP_ID_SEPARATOR,
+    Event,
+    EventStatus,
+    split_iteration,
+)
 from noetl_actors.runtime._skip import is_skip
 from noetl_actors.supervision import (
     EventKind,
