@@ -16,7 +16,7 @@ import yaml
 
 from noetl_actors.errors import PlaybookError
 from noetl_actors.playbook import parse_playbook, playbook_schema
-from tests.run_helpers import run_playbook, steps_of, write_playbook
+from tests.run_helpers import noetl, run_playbook, steps_of, write_playbook
 
 
 def iterations(document: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -362,3 +362,47 @@ def test_the_schema_knows_loop() -> None:
     loop = playbook_schema()["$defs"]["task"]["properties"]["loop"]
     assert loop["required"] == ["over"]
     assert set(loop["properties"]) == {"over", "as", "max_in_flight", "max_items"}
+
+
+# -- lint and preview -------------------------------------------------------------------
+
+LISTED = """
+tasks:
+  - name: list
+    steps:
+      - {name: ls, plugin: echo, with: {items: [1, 2, 3]}}
+  - name: each
+    needs: list
+    loop: {over: "tasks.list.steps.ls.output['items']", max_items: 50}
+    steps:
+      - {name: s, plugin: echo, with: {v: "{{ item }}"}}
+  - name: fixed
+    loop: {over: [a, b, c]}
+    steps:
+      - {name: s, plugin: echo, with: {v: "{{ item }}"}}
+"""
+
+
+def test_lint_counts_iterations_and_warns_on_a_list_known_only_at_run_time(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "listed", LISTED)
+    result = noetl("lint", path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]
+            if line.split() and line.split()[0] in ("list.ls", "each.s", "fixed.s")}
+    assert rows == {"list.ls": "4", "each.s": "200", "fixed.s": "12"}
+    assert (f"{path}:8:5: warning: task each loops over \"tasks.list.steps.ls.output['items']\", "
+            "known only at run time: its list is bounded by max_items alone (50); set "
+            "loop.max_items to what you expect") in result.stdout + result.stderr
+
+
+def test_preview_runs_one_iteration_of_a_list_it_cannot_know_and_says_so(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "listed", LISTED)
+    result = noetl("preview", path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("task each loops over \"tasks.list.steps.ls.output['items']\", unknown before a "
+            "run: the preview runs one iteration of it") in result.stdout
+    executions = {line.split()[0]: line.split()[1] for line in
+                  result.stdout.split("executions:")[1].splitlines() if line.strip()}
+    assert executions == {"list.ls": "1", "each.s": "1", "fixed.s": "3"}
