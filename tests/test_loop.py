@@ -38,7 +38,7 @@ def test_a_loop_over_a_literal_list_runs_its_steps_once_per_item_in_item_order(
     task = document["tasks"]["greet"]
     assert task["status"] == "succeeded" and task["starts"] == 1
     assert task["loop"] == {"items": 3, "succeeded": 3, "failed": 0, "running": 0,
-                            "skipped": 0}
+                            "skipped": 0, "cancelled": 0}
     assert steps_of(document, "greet")["hello"]["output"] == [
         {"msg": "hi ann", "i": 0}, {"msg": "hi bob", "i": 1}, {"msg": "hi cy", "i": 2}]
     assert steps_of(document, "greet")["again"]["attempts"] == 3, "summed over iterations"
@@ -185,7 +185,7 @@ def test_an_iteration_that_gives_up_fails_the_task_and_the_workflow(tmp_path: Pa
     task = document["tasks"]["work"]
     assert task["status"] == "failed"
     assert task["loop"] == {"items": 3, "succeeded": 1, "failed": 1, "running": 0,
-                            "skipped": 0}
+                            "skipped": 0, "cancelled": 0}
     assert [it["status"] for it in task["iterations"]] == ["succeeded", "failed",
                                                            "not_started"]
     assert task["iterations"][1]["steps"]["flaky"]["attempts"] == 2
@@ -406,3 +406,32 @@ def test_preview_runs_one_iteration_of_a_list_it_cannot_know_and_says_so(
     executions = {line.split()[0]: line.split()[1] for line in
                   result.stdout.split("executions:")[1].splitlines() if line.strip()}
     assert executions == {"list.ls": "1", "each.s": "1", "fixed.s": "3"}
+
+
+def test_the_console_shows_a_loops_counts_and_its_failed_iteration_not_every_one(
+        tmp_path: Path) -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from noetl_actors.console import render_document
+
+    path = write_playbook(tmp_path, "thirty", """
+        tasks:
+          - name: work
+            supervision: {max_restarts: 1}
+            loop: {over: "range(30) | list", max_in_flight: 5}
+            steps:
+              - {name: flaky, plugin: fail, with: {until_attempt: "{{ 9 if item == 12 else 1 }}"}}
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 1
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render_document(document))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert re.search(r"work  failed  loop: \d+/30 succeeded, 1 failed", shown), shown
+    assert "[12]  failed" in shown
+    assert "flaky  failed  attempt 2  PluginError: failed on purpose (attempt 2)" in shown
+    assert "other 29 iteration(s) not shown (--json has them all)" in shown
+    assert len(shown.splitlines()) < 10, shown

@@ -306,16 +306,17 @@ def _task_json(task: _Task) -> dict[str, Any]:
 
 def _loop_json(task: _Task, data: dict[str, Any]) -> None:
     """A looped task's `loop` counts, its `iterations` (in item order) and, as its
-    `steps`, each step over its iterations: the latest one's status and times, the
-    attempts summed, the outputs as a list in item order."""
+    `steps`, each step over its iterations: the status, times and error of its first
+    failed iteration, else of its first running one, else of the latest started; the
+    attempts summed; the outputs as a list in item order."""
     items = task.items if task.items is not None else len(task.iterations)
     iterations = [task.iterations.get(index) or _Task(
         status="not_started", steps={name: _Step() for name in task.steps})
         for index in range(items)]
-    counts = {"items": items, "succeeded": 0, "failed": 0, "running": 0, "skipped": 0}
+    counts = {"items": items, "succeeded": 0, "failed": 0, "running": 0, "skipped": 0,
+              "cancelled": 0}
     for iteration in iterations:
-        status = {"restarting": "running", "cancelled": "failed"}.get(
-            iteration.status, iteration.status)
+        status = "running" if iteration.status == "restarting" else iteration.status
         if status in counts:
             counts[status] += 1
     data["loop"] = counts
@@ -327,8 +328,10 @@ def _loop_json(task: _Task, data: dict[str, Any]) -> None:
         return
     for name, step_json in data["steps"].items():
         steps = [it.steps[name] for it in iterations]
-        latest = max(steps, key=lambda s: s.queued_at or 0.0)
-        step_json.update(_step_json(latest))
+        shown = (next((s for s in steps if s.status == "failed"), None)
+                 or next((s for s in steps if s.status == "running"), None)
+                 or max(steps, key=lambda s: s.queued_at or 0.0))
+        step_json.update(_step_json(shown))
         step_json["attempts"] = sum(s.attempts for s in steps)
         step_json["output"] = [s.output for s in steps]
 
