@@ -435,3 +435,22 @@ def test_the_console_shows_a_loops_counts_and_its_failed_iteration_not_every_one
     assert "flaky  failed  attempt 2  PluginError: failed on purpose (attempt 2)" in shown
     assert "other 29 iteration(s) not shown (--json has them all)" in shown
     assert len(shown.splitlines()) < 10, shown
+
+
+def test_an_iteration_stopped_by_on_error_stops_the_task(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "stopped", """
+        tasks:
+          - name: work
+            loop: {over: [a, b, c], max_in_flight: 1}
+            steps:
+              - {name: s, plugin: fail, on_error: {PluginError: stop},
+                 with: {until_attempt: "{{ 9 if item == 'b' else 1 }}"}}
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 1
+    task = document["tasks"]["work"]
+    assert task["status"] == "failed"
+    assert [it["status"] for it in task["iterations"]] == ["succeeded", "failed",
+                                                           "not_started"]
+    assert "/work was shut down: stopped: iteration 1 was stopped <- " in document["error"][
+        "reason"], document["error"]

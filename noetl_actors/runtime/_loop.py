@@ -170,6 +170,12 @@ class LoopSupervisor(Supervisor):
         return int(child.id) < self._window
 
     def after_retire(self, child: Child, reason: ExitReason) -> None:
+        if self.outputs[int(child.id)] is None:
+            # It ended without finishing (`on_error: stop`): so does the task, as a
+            # task that is stopped; the workflow's supervision decides.
+            self.exit_with(ExitReason(ExitKind.SHUTDOWN, path=self.path, cause=reason,
+                                      message=f"stopped: iteration {child.id} was stopped"))
+            return
         self._finished += 1
         nxt = self.children.get(str(self._window))
         self._window += 1
