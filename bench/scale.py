@@ -204,7 +204,7 @@ async def burst(url: str, workflows: int, timeout: float) -> tuple[int, int, flo
             async with Client(ConnectOptions(servers=(url,))) as client:  # timeout 5 s
                 reply = await client.submit(ECHO_PLAYBOOK, file="one-echo.yaml")
                 return str(reply["workflow_id"])
-        except (NoetlError, OSError, asyncio.TimeoutError) as error:
+        except (TimeoutError, NoetlError, OSError) as error:
             errors.append(f"{type(error).__name__}: {error}")
             return None
 

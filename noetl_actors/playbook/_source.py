@@ -103,7 +103,8 @@ if getattr(yaml, "__with_libyaml__", False):
 
         def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
             if self.yaml_path_resolvers:
-                return super().resolve(kind, value, implicit)
+                resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+                return resolved
             if kind is not yaml.ScalarNode:  # what Resolver.resolve gives them, sooner
                 return self.DEFAULT_MAPPING_TAG if kind is yaml.MappingNode \
                     else self.DEFAULT_SEQUENCE_TAG
@@ -111,7 +112,8 @@ if getattr(yaml, "__with_libyaml__", False):
                 return self.DEFAULT_SCALAR_TAG
             tag = self._plain_tags.get(value)
             if tag is None:
-                tag = self._plain_tags[value] = super().resolve(kind, value, implicit)
+                tag = self._plain_tags[value] = super().resolve(  # type: ignore[no-untyped-call]
+                    kind, value, implicit)
             return tag
 
         def descend_resolver(self, current_node: Any, current_index: Any) -> None:
@@ -129,7 +131,7 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
         try:
             fast = _FastLoader(text)
             fast_node = fast.get_single_node()
-        except Exception:  # noqa: BLE001 - the Python loader below says what is wrong
+        except Exception:
             pass
         else:
             return _located(fast, fast_node, file)

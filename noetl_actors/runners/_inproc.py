@@ -25,8 +25,8 @@ from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Ou
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._invoke import invoke, invoke_async, is_async
-from noetl_actors.runners._loop import LoopThread
 from noetl_actors.runners._ledger import Ledger
+from noetl_actors.runners._loop import LoopThread
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._pool import WorkerPool
 from noetl_actors.runners._protocol import RunnerStatistics

@@ -114,7 +114,7 @@ def is_async(plugin: PluginInfo) -> bool:
     (`invoke()` then says why)."""
     try:
         return inspect.iscoroutinefunction(load_entry(plugin).run)
-    except Exception:  # noqa: BLE001 - reported by invoke(), where it runs
+    except Exception:
         return False
 
 

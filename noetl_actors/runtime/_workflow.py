@@ -153,7 +153,8 @@ class WorkflowSupervisor(Supervisor):
         self.start_waiting([children[name] for name in self._needed_by.get(child.id, ())
                             if name in children])
         if any(c.actor is not None or c.state is ActorState.BACKING_OFF
-               for c in reversed(children.values())):  # the last started end last
+               for c in reversed(children.values())):  # type: ignore[call-overload]
+            # (a dict's view: reversed, the last started, which end last, come first)
             return
         if len(self.outputs) == len(self.playbook.tasks):
             self.exit_with(ExitReason(ExitKind.NORMAL, path=self.path, message="all tasks done"))
