@@ -353,7 +353,8 @@ def test_a_looped_playbook_round_trips_through_its_native_form() -> None:
             steps:
               - {name: s, plugin: echo, with: {msg: "{{ item }}"}}
         """), "pb.yaml")
-    assert playbook.task("a").loop is not None and playbook.task("a").loop.as_ == "n"
+    loop = playbook.task("a").loop
+    assert loop is not None and loop.as_ == "n"
     again = parse_playbook(yaml.safe_dump(playbook.to_dict(), sort_keys=False), "again.yaml")
     assert again == playbook
 

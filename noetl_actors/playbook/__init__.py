@@ -18,9 +18,9 @@ from noetl_actors.playbook._lint import lint as lint
 from noetl_actors.playbook._loader import load_playbook as load_playbook
 from noetl_actors.playbook._loader import parse_playbook as parse_playbook
 from noetl_actors.playbook._model import API_VERSION as API_VERSION
+from noetl_actors.playbook._model import MAX_ITEMS_DEFAULT as MAX_ITEMS_DEFAULT
 from noetl_actors.playbook._model import TASK_DEFAULT as TASK_DEFAULT
 from noetl_actors.playbook._model import WORKFLOW_DEFAULT as WORKFLOW_DEFAULT
-from noetl_actors.playbook._model import MAX_ITEMS_DEFAULT as MAX_ITEMS_DEFAULT
 from noetl_actors.playbook._model import ErrorAction as ErrorAction
 from noetl_actors.playbook._model import Loop as Loop
 from noetl_actors.playbook._model import Playbook as Playbook

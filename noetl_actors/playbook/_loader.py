@@ -19,9 +19,9 @@ from noetl_actors.errors import PlaybookError, TemplateError
 from noetl_actors.playbook._catalog import Catalog
 from noetl_actors.playbook._model import (
     API_VERSION,
+    MAX_ITEMS_DEFAULT,
     TASK_DEFAULT,
     WORKFLOW_DEFAULT,
-    MAX_ITEMS_DEFAULT,
     ErrorAction,
     Loop,
     Playbook,

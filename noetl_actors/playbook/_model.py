@@ -19,9 +19,9 @@ from noetl_actors.supervision import Backoff, Restart, Strategy, SupervisorFlags
 
 __all__ = [
     "API_VERSION",
+    "MAX_ITEMS_DEFAULT",
     "TASK_DEFAULT",
     "WORKFLOW_DEFAULT",
-    "MAX_ITEMS_DEFAULT",
     "ErrorAction",
     "Loop",
     "Playbook",

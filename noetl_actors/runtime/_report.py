@@ -128,10 +128,10 @@ class RunReport:
                 if task.looped:
                     _carry_iterations(task, was)
             for key in replayed:
-                step = self._step(*key)
-                if step is not None:
+                replayed_step = self._step(*key)
+                if replayed_step is not None:
                     self._carried.add(key)
-                    step.status = "succeeded"
+                    replayed_step.status = "succeeded"
 
     def _step(self, task_name: str, step_name: str) -> _Step | None:
         """The record of a step of a task, or of an iteration (``t/3``) of a looped task."""
