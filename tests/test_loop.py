@@ -455,3 +455,26 @@ def test_an_iteration_stopped_by_on_error_stops_the_task(tmp_path: Path) -> None
                                                            "not_started"]
     assert "/work was shut down: stopped: iteration 1 was stopped <- " in document["error"][
         "reason"], document["error"]
+
+
+def test_a_served_node_runs_a_loop_with_its_claims_keyed_by_iteration(tmp_path: Path) -> None:
+    from tests.node_helpers import Cli, running_node
+
+    path = write_playbook(tmp_path, "served", """
+        tasks:
+          - name: each
+            loop: {over: [x, y, z], max_in_flight: 2}
+            steps:
+              - {name: s, plugin: echo, with: {v: "{{ item }}"}}
+        """)
+    with running_node(tmp_path, "alpha") as node:
+        cli = Cli(node.url)
+        waited = cli("submit", path, "--wait", "--json")
+        assert waited.returncode == 0, waited.stderr
+        record = waited.document()
+        assert record["status"] == "succeeded", record["error"]
+        assert record["tasks"]["each"]["loop"]["succeeded"] == 3
+        assert record["tasks"]["each"]["steps"]["s"]["output"] == [
+            {"v": "x"}, {"v": "y"}, {"v": "z"}]
+        step_ids = {event.get("step_id") for event in cli.events(record["workflow_id"])}
+        assert {"each/0=s", "each/1=s", "each/2=s"} <= step_ids, step_ids
