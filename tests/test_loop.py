@@ -310,6 +310,10 @@ def test_loops_are_checked_where_they_are_written() -> None:
           - name: h
             steps:
               - {name: s, plugin: echo, when: "iteration > 0", with: {msg: "{{ item }}"}}
+          - name: i
+            loop: {over: "attempt", as: my-item}
+            steps:
+              - {name: s, plugin: echo, with: {msg: 1}}
         """)) == [
         "pb.yaml:7:11: a loop must be a mapping (got a list)",
         "pb.yaml:11:11: a loop needs 'over'",
@@ -337,6 +341,10 @@ def test_loops_are_checked_where_they_are_written() -> None:
         "tasks, attempt)",
         "pb.yaml:36:68: unknown name 'item' in a template (use vars, workflow, steps, tasks, "
         "attempt)",
+        "pb.yaml:38:18: attempt: a loop's over is read before the task's steps run; it reads "
+        "vars, workflow and tasks.<a task it needs>",
+        "pb.yaml:38:33: loop: as must be a name a template can use: letters, digits and '_', "
+        "not first a digit (got 'my-item')",
     ]
 
 

@@ -225,12 +225,15 @@ class PlaybookReader(YamlReader):
             self.error(over, f"loop: over must be a list or an expression that gives one "
                              f"(got {show(over.value)})")
         if "as" in keys:
-            as_ = self.name(keys["as"], "loop: as")
-            if as_ in (*CONTEXT_NAMES, LOOP_INDEX):
+            as_ = keys["as"].value
+            if not isinstance(as_, str) or not as_.isidentifier() or not as_.isascii():
+                self.error(keys["as"], f"loop: as must be a name a template can use: letters, "
+                                       f"digits and '_', not first a digit (got {show(as_)})")
+            elif as_ in (*CONTEXT_NAMES, LOOP_INDEX):
                 self.error(keys["as"], f"loop: as {as_!r} is a name templates already use "
                                        f"({', '.join((*CONTEXT_NAMES, LOOP_INDEX))}): "
                                        f"choose another")
-            elif as_ is not None:
+            else:
                 fields["as_"] = as_
         for key in ("max_in_flight", "max_items"):
             if key in keys:

@@ -84,7 +84,7 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
         "over": {"description": "the items: a list, or a Jinja expression that gives one "
                                 "(bare, or in {{ }}), read when the task starts",
                  "type": ["array", "string"]},
-        "as": {**_NAME, "default": "item",
+        "as": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "default": "item",
                "description": "the item's name in the templates of the task's steps"},
         "max_in_flight": {"type": "integer", "minimum": 1,
                           "description": "at most this many iterations at once (default: all)"},
