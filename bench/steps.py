@@ -4,6 +4,10 @@ Run it as a plain script (not under pytest)::
 
     python bench/steps.py [--rounds N] [--tasks N] [--steps N] [--sequence N]
                           [--raw-rt N] [--raw-spawns N]
+    python bench/steps.py --paths [--rounds N] [--tasks N] [--steps N] [--sequence N]
+
+With `--paths` it runs bench/paths.py instead: A and B on the in-process
+node, `noetl run` and a `noetl node start` on a `noetl server`, in one run.
 
 It starts a `Node` (its embedded nats-server, state in a temporary folder,
 the plugin workers, the NOETL_EVENTS stream) and runs playbooks of `echo`
@@ -484,7 +488,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--paths" in argv:  # the three paths a user can take: bench/paths.py
+        import paths
+
+        return paths.main([arg for arg in argv if arg != "--paths"])
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
