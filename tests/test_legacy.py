@@ -176,7 +176,9 @@ def test_city_report_list_form_with_task_and_step_names():
     warning_at(playbook, 16, 19, "step name 'fetch.raw'")
     warning_at(playbook, 21, 17, "plugin 'python:0.3': its version '0.3' is ignored")
     assert not [w for w in playbook.warnings if "condition" in w.message]
-    warning_at(playbook, 28, 9, "params for task 'publish' dropped")
+    # The branch's params: the inputs of the task it routes to.
+    assert playbook.task("forecast").next[0].with_ == {"channel": "weather"}
+    assert not [w for w in playbook.warnings if "params" in w.message]
 
 
 def test_fan_in_loop_and_stray_task():
@@ -498,7 +500,8 @@ def test_start_list_with_inputs_and_next_tasks_with_args():
         ("notify", [], None)]
     warning_at(playbook, 7, 13, "input for start task 'fetch' dropped")
     warning_at(playbook, 7, 31, "start names task 'fetch' again: it runs once")
-    warning_at(playbook, 18, 15, "params for task 'notify' dropped")
+    # args of a next task: its inputs, read from the task the route leaves.
+    assert playbook.task("fetch").next[0].with_ == {"ref": "{{ tasks.fetch.steps.now.output.ref }}"}
 
 
 def test_unknown_next_and_start_tasks_are_warned_and_ignored():

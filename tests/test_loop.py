@@ -323,7 +323,7 @@ def test_loops_are_checked_where_they_are_written() -> None:
         "max_items",
         "pb.yaml:15:18: loop: over must be a list or an expression that gives one (got 3)",
         "pb.yaml:15:25: loop: as 'vars' is a name templates already use (vars, workflow, "
-        "steps, tasks, attempt, iteration): choose another",
+        "steps, tasks, attempt, inputs, iteration): choose another",
         "pb.yaml:19:18: loop: over must be one expression, such as 'vars.xs + [1]' or "
         "'{{ vars.xs + [1] }}' (got '{{ vars.xs }} + [1]': text around a template is a "
         "string, not a list)",
@@ -331,16 +331,16 @@ def test_loops_are_checked_where_they_are_written() -> None:
         "pb.yaml:27:18: steps: a loop's over is read before the task's steps run; it reads "
         "vars, workflow and tasks.<a task it needs>",
         "pb.yaml:29:45: unknown name 'item' in a template (use vars, workflow, steps, tasks, "
-        "attempt, it, iteration)",
+        "attempt, inputs, it, iteration)",
         "pb.yaml:31:18: unknown name 'item' in a template (use vars, workflow, steps, "
-        "tasks, attempt)",
+        "tasks, attempt, inputs)",
         "pb.yaml:31:18: unknown name 'iteration' in a template (use vars, workflow, steps, "
-        "tasks, attempt)",
+        "tasks, attempt, inputs)",
         "pb.yaml:33:68: vars.nope is not defined in vars (nor given with --set)",
         "pb.yaml:36:39: unknown name 'iteration' in a template (use vars, workflow, steps, "
-        "tasks, attempt)",
+        "tasks, attempt, inputs)",
         "pb.yaml:36:68: unknown name 'item' in a template (use vars, workflow, steps, tasks, "
-        "attempt)",
+        "attempt, inputs)",
         "pb.yaml:38:18: attempt: a loop's over is read before the task's steps run; it reads "
         "vars, workflow and tasks.<a task it needs>",
         "pb.yaml:38:33: loop: as must be a name a template can use: letters, digits and '_', "

@@ -130,11 +130,11 @@ def test_routes_are_checked_where_they_are_written() -> None:
     assert [str(problem) for problem in caught.value.problems] == [
         "pb.yaml:7:15: task 'a' routes to 'zz' (next), which is not a task here",
         "pb.yaml:7:19: task 'a' routes to itself (next)",
-        "pb.yaml:7:38: steps: a route's when reads vars, workflow, tasks.a (the task it "
+        "pb.yaml:7:38: steps: a route's when and with read vars, workflow, tasks.a (the task it "
         "leaves) and the tasks that ran before it",
         "pb.yaml:14:19: needs and next form a cycle: a -> c -> a",
         "pb.yaml:14:22: unknown key 'wen' in a next entry (did you mean 'when'?); "
-        "allowed: task, when",
+        "allowed: task, when, with",
         "pb.yaml:17:11: next must be a task name or a list (got a mapping)",
     ]
 
@@ -153,4 +153,50 @@ def test_the_schema_knows_next() -> None:
 
     routes = playbook_schema()["$defs"]["task"]["properties"]["next"]["anyOf"]
     route = routes[1]["items"]["anyOf"][1]
-    assert route["required"] == ["task"] and set(route["properties"]) == {"task", "when"}
+    assert route["required"] == ["task"] and set(route["properties"]) == {"task", "when", "with"}
+
+
+def test_a_route_gives_its_task_inputs_from_the_outputs_of_the_task_it_leaves(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "inputs", """
+        tasks:
+          - name: count
+            steps: [{name: s, plugin: echo, with: {n: 3}}]
+            next:
+              - {task: double, with: {n: "{{ tasks.count.steps.s.output.n * 2 }}", tag: a}}
+          - name: other
+            steps: [{name: s, plugin: echo, with: {n: 1}}]
+            next: [{task: double, with: {tag: b}}]
+          - name: double
+            when: "inputs.n > 5"
+            steps: [{name: s, plugin: echo, with: {got: "{{ inputs.n }}", tag: "{{ inputs.tag }}"}}]
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    # Two routes reached it: their inputs merged in the order of the tasks that route.
+    assert steps_of(document, "double")["s"]["output"] == {"got": 6, "tag": "b"}
+
+
+def test_inputs_are_checked_against_what_the_routes_give() -> None:
+    with pytest.raises(PlaybookError) as caught:
+        parse_playbook(HEADER + textwrap.dedent("""\
+            tasks:
+              - name: a
+                steps: [{name: s, plugin: echo, with: {x: "{{ inputs.zz }}"}}]
+                next:
+                  - {task: b, with: {count: "{{ steps.s.output }}"}}
+                  - {task: c, with: 3}
+              - name: b
+                steps: [{name: s, plugin: echo, with: {got: "{{ inputs.cnt }}"}}]
+              - name: c
+                steps: [{name: s, plugin: echo, with: {got: 1}}]
+            """), "pb.yaml")
+    assert [str(problem) for problem in caught.value.problems] == [
+        "pb.yaml:6:47: inputs.zz: no route to task 'a' gives it "
+        "(next: [{task: a, with: {zz: ...}}])",
+        "pb.yaml:8:33: steps: a route's when and with read vars, workflow, tasks.a (the task "
+        "it leaves) and the tasks that ran before it",
+        "pb.yaml:9:25: with must be a mapping (got number 3)",
+        "pb.yaml:11:49: inputs.cnt: no route to task 'b' gives it "
+        "(next: [{task: b, with: {cnt: ...}}])",
+    ]

@@ -1096,7 +1096,8 @@ CASES = [
                 plugin: echo
                 with: {msg: "hello {{ foo }}"}
         """,
-        (9, 21, "unknown name 'foo' in a template (use vars, workflow, steps, tasks, attempt)"),
+        (9, 21, "unknown name 'foo' in a template "
+                "(use vars, workflow, steps, tasks, attempt, inputs)"),
     ),
     case(
         "a template found deep inside with is checked and pointed at",

@@ -276,8 +276,8 @@ def test_every_reference_is_a_reference_record() -> None:
     assert references("{{ vars.a }}") == [Reference("vars", ("a",))]
 
 
-def test_the_names_a_template_may_use_are_the_five_of_the_playbook_language() -> None:
-    assert set(CONTEXT_NAMES) == {"vars", "workflow", "steps", "tasks", "attempt"}
+def test_the_names_a_template_may_use_are_the_six_of_the_playbook_language() -> None:
+    assert set(CONTEXT_NAMES) == {"vars", "workflow", "steps", "tasks", "attempt", "inputs"}
 
 
 @pytest.mark.parametrize("template", ["{{ vars.a ", "{% for %}", "{{ }}", "{% endif %}"])

@@ -362,12 +362,13 @@ class Translator:
             target = resolve(self, target_node)
             if target is None:
                 continue
-            if args is not None:
-                self.warn(args[0], f"params for task {target!r} dropped: the native format "
-                                   "passes data through vars and "
-                                   "tasks.<task>.steps.<step>.output")
+            given = args[1] if args is not None else None
+            if args is not None and args[1].kind != "mapping":
+                self.warn(args[0], f"params for task {target!r} dropped: not a mapping of "
+                                   "names to values")
+                given = None
             if task.legacy is not None:
-                task.routes.append(Route(task.legacy, target, target_node))
+                task.routes.append(Route(task.legacy, target, target_node, params=given))
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ class Route:
     target: str
     at: Located
     condition: Located | None = None
+    params: Located | None = None
+    """What the branch gave the next task (``params`` or ``args``): its inputs."""
 
 
 @attrs.define
@@ -89,7 +91,7 @@ def expand(
         yield from expand(
             translator,
             Route(route.source, onward.target, onward.at,
-                  route.condition or onward.condition),
+                  route.condition or onward.condition, route.params or onward.params),
             seen | {route.target},
         )
 
@@ -98,9 +100,8 @@ def expand(
 class Flow:
     """The native flow of a legacy playbook: each task's routes, and what is unreached."""
 
-    routes: dict[str, list[tuple[Located, Located | None]]]
-    """Legacy task -> its routes: (the native name of the task it routes to, located
-    where the route was written; the legacy condition of the route, or None)."""
+    routes: dict[str, list[Route]]
+    """Legacy task -> the routes kept (their targets legacy names)."""
     unreached: set[str]
     """Legacy tasks no route from the start reaches: they do not run."""
 
@@ -121,7 +122,7 @@ def plan(translator: Translator, spec: dict[str, tuple[Located, Located]]) -> Fl
             if t.legacy is not None and not is_router(translator, t)]
     after: dict[str, list[tuple[str, Located]]] = {name: [] for name in real}
     """Task -> the tasks that route to it (it runs after them)."""
-    routes: dict[str, list[tuple[Located, Located | None]]] = {}
+    routes: dict[str, list[Route]] = {}
     starts = start_tasks(translator, spec)
 
     def runs_after(task: str, other: str) -> bool:
@@ -155,8 +156,7 @@ def plan(translator: Translator, spec: dict[str, tuple[Located, Located]]) -> Fl
                                             f"dropped{condition}: needs and next cannot form a "
                                             "cycle (a retry is a restart policy now)")
                     else:
-                        routes.setdefault(src, []).append(
-                            (located_name(translator, dst, at), route.condition))
+                        routes.setdefault(src, []).append(route)
                         if all(before != src for before, _ in after[dst]):
                             after[dst].append((src, at))
                         if dst not in reached:

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from noetl_actors.playbook._legacy_flow import Flow, Step, Task, is_router, plan
-from noetl_actors.playbook._legacy_placeholders import condition, rewrite
+from noetl_actors.playbook._legacy_flow import (
+    Flow,
+    Route,
+    Step,
+    Task,
+    is_router,
+    located_name,
+    plan,
+)
+from noetl_actors.playbook._legacy_placeholders import condition, inputs, rewrite
 from noetl_actors.playbook._source import Located
 
 if TYPE_CHECKING:
@@ -66,30 +74,34 @@ def native_task(translator: Translator, task: Task, flow: Flow) -> Located:
                    at.line, at.col)
 
 
-def _routes(translator: Translator, task: Task,
-            routes: list[tuple[Located, Located | None]]) -> list[Located]:
+def _routes(translator: Translator, task: Task, routes: list[Route]) -> list[Located]:
     """A task's `next:` entries: one per target, its branches' conditions or-ed (a branch
-    without one, or whose condition could not be translated, is always taken)."""
-    by_target: dict[str, tuple[Located, list[Located] | None]] = {}
-    for target, legacy_condition in routes:
-        when = condition(translator, legacy_condition, task) if legacy_condition else None
+    without one, or whose condition could not be translated, is always taken), its
+    params the target's inputs (`with`)."""
+    by_target: dict[str, tuple[Located, list[Located] | None, Located | None]] = {}
+    for route in routes:
+        target = located_name(translator, route.target, route.at)
+        when = condition(translator, route.condition, task) if route.condition else None
+        given = inputs(translator, route.params, task) if route.params else None
         seen = by_target.get(target.value)
         if seen is None:
-            by_target[target.value] = (target, None if when is None else [when])
-        elif seen[1] is not None:
-            by_target[target.value] = (seen[0], None if when is None else [*seen[1], when])
+            by_target[target.value] = (target, None if when is None else [when], given)
+            continue
+        whens = None if seen[1] is None or when is None else [*seen[1], when]
+        by_target[target.value] = (seen[0], whens, seen[2] or given)
     entries = []
-    for target, whens in by_target.values():
-        if whens is None:
+    for target, whens, given in by_target.values():
+        if whens is None and given is None:
             entries.append(target)
             continue
-        text = whens[0].value if len(whens) == 1 else " or ".join(
-            f"({w.value})" for w in whens)
-        first = whens[0]
-        entries.append(Located({
-            "task": (target, target),
-            "when": (first, Located(text, first.line, first.col)),
-        }, target.line, target.col))
+        keys: dict[str, tuple[Located, Located]] = {"task": (target, target)}
+        if whens is not None:
+            text = whens[0].value if len(whens) == 1 else " or ".join(
+                f"({w.value})" for w in whens)
+            keys["when"] = (whens[0], Located(text, whens[0].line, whens[0].col))
+        if given is not None:
+            keys["with"] = (given, given)
+        entries.append(Located(keys, target.line, target.col))
     return entries
 
 

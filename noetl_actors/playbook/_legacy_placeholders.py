@@ -96,19 +96,7 @@ def condition(translator: Translator, node: Located, task: Task) -> Located | No
         translator.warn(node, "condition with a {% %} block dropped, the route is always "
                               "taken: a route's when is one expression")
         return None
-    own = sorted(task.step_names, key=len, reverse=True)
-    legacy = task.legacy or ""
-
-    def qualify(match: re.Match[str]) -> str:
-        inner = re.sub(r"(?<![\w.\]'\"$-])steps(?=[.\[])", f"tasks.{legacy}.steps",
-                       match.group(1))
-        for step in own:
-            inner = re.sub(rf"(?<![\w.\]'\"$-]){re.escape(step)}(?=[.\[])",
-                           f"tasks.{legacy}.steps.{step}", inner)
-        return "{{" + inner + "}}"
-
-    text = re.sub(r"\{\{(.*?)\}\}", qualify, text, flags=re.DOTALL)
-    rewritten = rewrite(translator, Located(text, node.line, node.col), None).value
+    rewritten = _from_task(translator, Located(text, node.line, node.col), task).value
     blocks = re.findall(r"\{\{(.*?)\}\}", rewritten, flags=re.DOTALL)
     if blocks and re.fullmatch(r"\s*\{\{.*\}\}\s*", rewritten, flags=re.DOTALL) \
             and len(blocks) == 1:
@@ -125,6 +113,40 @@ def condition(translator: Translator, node: Located, task: Task) -> Located | No
                               f"it is not one expression ({error.message})")
         return None
     return Located(expression, node.line, node.col)
+
+
+def inputs(translator: Translator, node: Located, task: Task) -> Located:
+    """A branch's params, as the `with` of a native route (the next task's `inputs`):
+    its placeholders read the task the route leaves, as a condition's do."""
+    return _from_task(translator, node, task)
+
+
+def _from_task(translator: Translator, node: Located, task: Task) -> Located:
+    """`node` rewritten as a route of `task` reads it: names of the task's own steps
+    (``now.output``, ``steps.now``) read ``tasks.<task>.steps...``, a route being
+    decided after its task, in the workflow, from its outputs."""
+    if node.kind == "mapping":
+        return Located({key: (key_node, _from_task(translator, value, task))
+                        for key, (key_node, value) in node.value.items()},
+                       node.line, node.col)
+    if node.kind == "list":
+        return Located([_from_task(translator, item, task) for item in node.value],
+                       node.line, node.col)
+    if node.kind != "string":
+        return node
+    own = sorted(task.step_names, key=len, reverse=True)
+    legacy = task.legacy or ""
+
+    def qualify(match: re.Match[str]) -> str:
+        inner = re.sub(r"(?<![\w.\]'\"$-])steps(?=[.\[])", f"tasks.{legacy}.steps",
+                       match.group(1))
+        for step in own:
+            inner = re.sub(rf"(?<![\w.\]'\"$-]){re.escape(step)}(?=[.\[])",
+                           f"tasks.{legacy}.steps.{step}", inner)
+        return "{{" + inner + "}}"
+
+    text = re.sub(r"\{\{(.*?)\}\}", qualify, node.value, flags=re.DOTALL)
+    return rewrite(translator, Located(text, node.line, node.col), None)
 
 
 def rewrite_block(translator: Translator, block: str, task: Task | None, inputs: set[str]) -> str:

@@ -46,7 +46,7 @@ PLAYBOOK_KEYS = ("apiVersion", "kind", "name", "description", "vars", "policies"
 TASK_KEYS = ("name", "needs", "when", "supervision", "loop", "steps", "next")
 STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error")
 NEED_KEYS = ("task", "succeeded")
-ROUTE_KEYS = ("task", "when")
+ROUTE_KEYS = ("task", "when", "with")
 LOOP_KEYS = ("over", "as", "max_in_flight", "max_items")
 
 T = TypeVar("T")
@@ -254,7 +254,8 @@ class PlaybookReader(YamlReader):
 
     def routes(self, node: Located) -> list[Route] | None:
         """A task's `next:`: one task name, or a list of names and ``{task: name, when:
-        condition}`` (that the tasks exist, and no cycle, is `check_needs`'s)."""
+        condition, with: inputs}`` (that the tasks exist, and no cycle, is
+        `check_needs`'s)."""
         if node.kind not in ("string", "list"):
             self.error(node, f"next must be a task name or a list (got a {node.kind})")
             return None
@@ -269,8 +270,13 @@ class PlaybookReader(YamlReader):
             keys = self.keys(item, ROUTE_KEYS, "a next entry", required=("task",))
             name = self.name(keys["task"], "next") if "task" in keys else None
             when = self.when(keys["when"]) if "when" in keys else None
-            if name is not None and ("when" not in keys or when is not None):
-                routes.append(Route(name, when))
+            given: dict[str, Any] | None = {}
+            if "with" in keys:
+                given = keys["with"].plain() if self.expect(keys["with"], "mapping",
+                                                              "with") else None
+            if name is not None and ("when" not in keys or when is not None) \
+                    and given is not None:
+                routes.append(Route(name, when, given))
         return routes if len(routes) == len(items) else None
 
     def need(self, node: Located) -> tuple[str | None, bool]:

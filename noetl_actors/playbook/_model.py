@@ -95,13 +95,22 @@ class Step:
 
 @attrs.frozen
 class Route:
-    """One entry of a task's `next:`: start `task` after this one if `when` holds."""
+    """One entry of a task's `next:`: start `task` after this one if `when` holds, and
+    give it `with_` (rendered when the route is taken) as its `inputs`."""
 
     task: str
     when: str | bool | None = None
+    with_: Mapping[str, Any] = attrs.field(factory=dict, alias="with_")
 
     def to_dict(self) -> dict[str, Any] | str:
-        return self.task if self.when is None else {"task": self.task, "when": self.when}
+        if self.when is None and not self.with_:
+            return self.task
+        data: dict[str, Any] = {"task": self.task}
+        if self.when is not None:
+            data["when"] = self.when
+        if self.with_:
+            data["with"] = dict(self.with_)
+        return data
 
 
 MAX_ITEMS_DEFAULT = 10_000

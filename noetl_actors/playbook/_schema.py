@@ -79,7 +79,10 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
     }, STEP_KEYS, required=("name", "plugin"))
     need = _object({"task": _NAME, "succeeded": {"type": "boolean"}}, NEED_KEYS,
                    required=("task",))
-    route = _object({"task": _NAME, "when": _WHEN}, ROUTE_KEYS, required=("task",))
+    route = _object({"task": _NAME, "when": _WHEN, "with": {
+        "type": "object", "description": "the inputs the task gets (templates may read its "
+                                         "outputs): inputs.<key> in its templates"}},
+        ROUTE_KEYS, required=("task",))
     loop = _object({
         "over": {"description": "the items: a list, or a Jinja expression that gives one "
                                 "(bare, or in {{ }}), read when the task starts",

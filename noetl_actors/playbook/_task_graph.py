@@ -99,8 +99,10 @@ def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report
         routes = value_at(task_node, "next")
         for route in routes.value if routes is not task_node and routes.kind == "list" else []:
             when = _condition(route) if route.kind == "mapping" else None
-            if when is not None:
-                _check_template(when, task, None, layout, variables, report, route=True)
+            given = value_at(route, "with") if route.kind == "mapping" else route
+            for template in [*([when] if when is not None else []),
+                             *(_strings(given) if given is not route else [])]:
+                _check_template(template, task, None, layout, variables, report, route=True)
         if steps is task_node or steps.kind != "list":
             continue
         for step_node in steps.value:
@@ -165,6 +167,8 @@ class _Layout:
 
     steps: Mapping[str, list[str]]
     needs: Mapping[str, list[str]]
+    inputs: Mapping[str, set[str]]
+    """The keys the `with` of routes to each task gives it (its `inputs`)."""
 
     def runs_before(self, other: str, task: str) -> bool:
         """Whether `other` runs before `task`: `task` needs it, or needs what needs it.
@@ -188,6 +192,7 @@ class _Layout:
     def of(cls, node: Located) -> _Layout:
         steps: dict[str, list[str]] = {}
         needs: dict[str, list[str]] = {}
+        inputs: dict[str, set[str]] = {}
         for task_node in node.value:
             task = _name_of(task_node)
             if task is None:
@@ -200,7 +205,13 @@ class _Layout:
             for to in _routes_of(task_node):  # a task routed to runs after its router
                 if to.kind == "string":
                     needs.setdefault(to.value, []).append(task)
-        return cls(steps, needs)
+            routes = value_at(task_node, "next")
+            for route in routes.value if routes is not task_node and routes.kind == "list" \
+                    else []:
+                to, given = value_at(route, "task"), value_at(route, "with")
+                if route.kind == "mapping" and to.kind == "string" and given.kind == "mapping":
+                    inputs.setdefault(to.value, set()).update(map(str, given.value))
+        return cls(steps, needs, inputs)
 
 
 def _name_of(node: Located) -> str | None:
@@ -250,8 +261,8 @@ def _reference_problem(
         return (f"{root}: a loop's over is read before the task's steps run; it reads "
                 f"vars, workflow and tasks.<a task it needs>")
     if route and root in ("steps", "attempt"):
-        return (f"{root}: a route's when reads vars, workflow, tasks.{task} (the task it "
-                f"leaves) and the tasks that ran before it")
+        return (f"{root}: a route's when and with read vars, workflow, tasks.{task} (the "
+                f"task it leaves) and the tasks that ran before it")
     if step is None and not route and root in ("steps", "attempt"):
         return (f"{root}: a task's when is decided before its steps run; it reads vars, "
                 f"workflow and tasks.<a task it needs>")
@@ -259,6 +270,11 @@ def _reference_problem(
         return f"vars.{path[0]} is not defined in vars (nor given with --set)"
     if root == "workflow" and path and path[0] not in ("id", "name"):
         return f"workflow.{path[0]}: workflow has only id and name"
+    if root == "inputs" and path and not route and path[0] not in layout.inputs.get(task, ()):
+        return (f"inputs.{path[0]}: no route to task {task!r} gives it "
+                f"(next: [{{task: {task}, with: {{{path[0]}: ...}}}}])")
+    if root == "inputs" and route:
+        return "inputs: a route's with and when read the task it leaves, not its inputs"
     if root == "steps" and path and step is not None:
         target = path[0]
         names = layout.steps.get(task, [])

@@ -27,7 +27,7 @@ from noetl_actors.errors import TemplateError
 __all__ = ["CONTEXT_NAMES", "LOOP_INDEX", "Reference", "condition_holds", "condition_source",
            "references", "render_value"]
 
-CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
+CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt", "inputs")
 LOOP_INDEX = "iteration"
 """In the steps of a looped task: the index of its iteration (0, 1, ...); its item is
 the loop's `as` name."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl_actors.errors import TemplateError
-from noetl_actors.playbook import Playbook, Task
+from noetl_actors.playbook import Playbook, Task, render_value
 from noetl_actors.runtime._loop import new_loop
 from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
 from noetl_actors.runtime._skip import Skip, decide
@@ -59,8 +59,9 @@ class WorkflowSupervisor(Supervisor):
         self.outputs: dict[str, Mapping[str, Any]] = {}
         self.skipped: set[str] = set()
         self._routers = playbook.routers()
-        self._taken: dict[str, set[str]] = {}
-        """Each task some `next:` names: the tasks whose route to it was taken."""
+        self._taken: dict[str, dict[str, dict[str, Any]]] = {}
+        """Each task some `next:` names: the tasks whose route to it was taken, and the
+        inputs each gave it (its route's `with`, rendered)."""
         self._tasks = {task.name: task for task in playbook.tasks}
         self._needed_by: dict[str, list[str]] = {}
         """The tasks that wait for each task (they need it, or it may route to them):
@@ -97,6 +98,9 @@ class WorkflowSupervisor(Supervisor):
 
     def _new_task(self, task: Task) -> SupervisedActor:
         context = self._template_context()
+        given = self._taken.get(task.name, {})
+        context["inputs"] = {key: value for router in self._routers.get(task.name, ())
+                             for key, value in given.get(router, {}).items()}
         unmet = [need for need in task.needs if need in task.needs_succeeded
                  and need in self.skipped]
         routers = self._routers.get(task.name, ())
@@ -133,8 +137,13 @@ class WorkflowSupervisor(Supervisor):
         for route in task.next:
             why = decide(route.when, context)
             if why is None:
-                self._taken.setdefault(route.task, set()).add(task.name)
-            elif isinstance(why, TemplateError):
+                try:
+                    given = render_value(dict(route.with_), context)
+                except TemplateError as error:
+                    why = error
+                else:
+                    self._taken.setdefault(route.task, {})[task.name] = given
+            if isinstance(why, TemplateError):
                 self.exit_with(ExitReason(
                     ExitKind.GAVE_UP, path=self.path, error_type=why.error_type,
                     message=f"the route from task {task.name!r} to {route.task!r}: {why}"))
