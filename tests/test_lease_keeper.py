@@ -165,36 +165,54 @@ def test_a_keeper_stopped_mid_round_waits_for_no_resume_and_forgets_those_not_be
 
 
 class StallingBucket:
-    """The leases bucket of a NATS that stalls at every read (without dropping the link)
-    for half a lease, while `stalls` is set."""
+    """The leases bucket of a NATS that holds every read for half a lease (a stall, a
+    large bucket, a busy loop), while the owners' renewals queued meanwhile land as the
+    read ends (`renew_at_end`: the owner of each key renews then)."""
 
-    def __init__(self, kv: MemoryKeyValue, clock: ManualClock) -> None:
+    def __init__(self, kv: MemoryKeyValue, clock: ManualClock, *,
+                 renew_at_end: bool = False) -> None:
         self.kv = kv
         self.clock = clock
-        self.stalls = True
+        self.renew_at_end = renew_at_end
 
     def entries(self) -> dict[str, Entry]:
-        if self.stalls:
-            self.clock.advance(DURATION / 2)
+        self.clock.advance(DURATION / 2)
+        if self.renew_at_end:
+            for key, entry in self.kv.entries().items():
+                self.kv.update(key, entry.data, entry.revision)
         return self.kv.entries()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.kv, name)
 
 
-def test_reads_that_stall_judge_no_lease_expired() -> None:
-    """Owners cannot renew through a stalled NATS either: revisions unchanged across such
-    reads say nothing of them. Once reads are quick again, a dead owner's lease is taken."""
+def test_a_live_owner_whose_renewals_a_stall_held_keeps_its_leases() -> None:
+    """Each read held for half a lease, the owner's renewal landing as it ends: the
+    owner lives, and nothing moves however long it goes on."""
     clock = ManualClock()
     node = StandInNode()
-    bucket = StallingBucket(a_dead_owners_leases(2).connection(), clock)
+    bucket = StallingBucket(a_dead_owners_leases(2).connection(), clock, renew_at_end=True)
     leases = Leases(bucket, owner="b", duration=DURATION, clock=clock)  # type: ignore[arg-type]
     keeper = LeaseKeeper.start(node, leases=leases, clock=clock)
     try:
-        beat(clock, 9)  # by the clock, three leases' time
+        beat(clock, 12)  # by the clock, ten leases
         assert node.taken == [] and leases.held() == []
-        bucket.stalls = False
-        let_the_leases_expire(clock)
+    finally:
+        keeper.stop()
+
+
+def test_reads_that_are_slow_but_steady_still_take_a_dead_owners_lease() -> None:
+    """A large leases bucket (thousands of running workflows: each read takes longer
+    than a third of a lease) or a busy bridge loop is no stall: a dead owner's
+    workflows must still move (review of 0eeb385, which judged nothing on a slow read
+    and so never moved them, saying nothing)."""
+    clock = ManualClock()
+    node = StandInNode()
+    bucket = StallingBucket(a_dead_owners_leases(2).connection(), clock)  # slow for good
+    leases = Leases(bucket, owner="b", duration=DURATION, clock=clock)  # type: ignore[arg-type]
+    keeper = LeaseKeeper.start(node, leases=leases, clock=clock)
+    try:
+        beat(clock, 12)  # by the clock, 30 s: ten leases
         wait_for(lambda: sorted(node.taken) == ["wf-0", "wf-1"], "the two takeovers")
     finally:
         keeper.stop()

@@ -137,9 +137,16 @@ class Expiry:
         self.duration = duration
         self._seen: dict[str, tuple[int, float]] = {}
 
-    def observe(self, revisions: Mapping[str, int], now: float) -> list[str]:
-        """Note the revisions read at `now`; the keys whose revision has not changed for
-        `duration` seconds."""
+    def observe(self, revisions: Mapping[str, int], now: float, *,
+                began: float | None = None) -> list[str]:
+        """Note the revisions of a read that ended at `now` (and was sent at `began`);
+        the keys whose revision has not changed for `duration` seconds.
+
+        A revision first seen is stamped with the read's end (after it was written,
+        as the argument needs); expiry is judged at the read's start, so a read that
+        NATS held (a stall, a large bucket, a busy loop) adds nothing to the wait.
+        """
+        judged = now if began is None else began
         for key in set(self._seen) - set(revisions):
             del self._seen[key]
         expired = []
@@ -147,7 +154,7 @@ class Expiry:
             seen = self._seen.get(key)
             if seen is None or seen[0] != revision:
                 self._seen[key] = (revision, now)
-            elif now - seen[1] >= self.duration:
+            elif judged - seen[1] >= self.duration:
                 expired.append(key)
         return sorted(expired)
 

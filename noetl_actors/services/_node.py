@@ -363,7 +363,7 @@ class Node:
             if takeover is None:
                 report.finish(None)
                 ended()  # not left "running" for ever
-            else:  # the node stops, say: its record stays the former owner's to go on
+            else:  # the node stops, say: no end written; the next owner adopts the record
                 router.close()
                 self._reports.pop(workflow_id, None)
                 self._fences.pop(workflow_id, None)
@@ -375,6 +375,8 @@ class Node:
         with self._runs_lock:
             if not run.done:
                 self._runs[workflow_id] = run
+        if takeover is not None and self._stopping.is_set() and lease is not None:
+            self.let_go(lease, None, why="this node stops; it is left to lapse")
         return run
 
     def take_over(self, lease: HeldLease, lease_entry: Entry) -> WorkflowRun | None:
@@ -390,11 +392,12 @@ class Node:
                              daemon=True).start()
         return run
 
-    def let_go(self, lease: HeldLease, now: LeaseRecord | None) -> None:
-        """Stop a workflow whose lease another node holds now: no record, no cancels."""
+    def let_go(self, lease: HeldLease, now: LeaseRecord | None, *, why: str = "") -> None:
+        """Stop a workflow whose lease another node holds now (or that this node leaves
+        to lapse, `why`): no record, no cancels."""
         lease.lost = True
-        by = (f"node {now.owner} holds it (epoch {now.epoch})" if now is not None
-              else "its lease is gone")
+        by = why or (f"node {now.owner} holds it (epoch {now.epoch})" if now is not None
+                     else "its lease is gone")
         logger.warning("lost the lease of workflow %s (epoch %d): %s; letting it go",
                        lease.workflow_id, lease.epoch, by)
         run = self.running().get(lease.workflow_id)

@@ -227,10 +227,6 @@ class LeaseKeeper(SupervisedActor):
             # NATS went away since the last read, or during this one (which waited for
             # it to come back): its owners could not renew meanwhile. Start over.
             self._expiry.blind()
-        elif self._clock.now() - began > self.leases.duration / 3:
-            # NATS stalled without dropping the link (a full disk, a paused server):
-            # owners could not renew either, and what was read may be that old.
-            self._expiry.blind()
         self._link_seen = after.changes
         others = {key: entry for key, entry in entries.items() if not self.leases.holds(key)}
         if self._first:
@@ -239,7 +235,7 @@ class LeaseKeeper(SupervisedActor):
                 if entry.data.get("owner") == self.leases.owner:
                     self._take(entry)  # a former self's: it is dead (the name was free)
         revisions = {key: entry.revision for key, entry in others.items()}
-        for key in self._expiry.observe(revisions, self._clock.now()):
+        for key in self._expiry.observe(revisions, self._clock.now(), began=began):
             self._take(others[key])
 
     def _take(self, entry: Entry) -> None:
