@@ -36,11 +36,12 @@ from noetl_actors.supervision import SupervisorFlags
 __all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "lease", "worker_wait", "logging")
+             "heartbeat", "lease", "worker_wait", "kubernetes", "logging")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
 LOGGING_KEYS = ("level", "format")
+KUBERNETES_KEYS = ("job_ttl",)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -81,6 +82,8 @@ class NodeConfig:
     """Seconds a served node's lease on a workflow lasts unrenewed (see docs/durability.md)."""
     worker_wait: float = DEFAULT_WORKER_WAIT
     """Seconds a step's command may wait for a worker of its plugin to take it."""
+    job_ttl: float = 3600.0
+    """Seconds Kubernetes keeps a plugin's finished Job (``ttlSecondsAfterFinished``)."""
 
 
 def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
@@ -213,12 +216,14 @@ class _NodeReader(YamlReader):
         worker_wait = self.positive(keys["worker_wait"], "worker_wait") \
             if "worker_wait" in keys else None
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
+        job_ttl = self.kubernetes(keys["kubernetes"]) if "kubernetes" in keys else None
         if (flags is None or services is None or workers is None or workflows is None
                 or heartbeat is None or lease is None or worker_wait is None or level is None
-                or log_format is None):
+                or log_format is None or job_ttl is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
                           heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
+                          job_ttl=job_ttl,
                           log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
@@ -300,6 +305,11 @@ class _NodeReader(YamlReader):
             self.error(node, f"{what} must be longer than 0")
             return None
         return seconds
+
+    def kubernetes(self, node: Located) -> float | None:
+        """The Kubernetes runner's settings: for now, how long a finished Job is kept."""
+        keys = self.keys(node, KUBERNETES_KEYS, "kubernetes", required=KUBERNETES_KEYS)
+        return self.duration(keys["job_ttl"], "kubernetes.job_ttl") if "job_ttl" in keys else None
 
     def log(self, node: Located) -> tuple[str | None, str | None]:
         keys = self.keys(node, LOGGING_KEYS, "logging", required=LOGGING_KEYS)
