@@ -50,6 +50,9 @@ from noetl_actors.runners._protocol import InstantRunner as InstantRunner
 from noetl_actors.runners._protocol import Runner as Runner
 from noetl_actors.runners._protocol import RunnerStatistics as RunnerStatistics
 from noetl_actors.runners._protocol import RunningAttempt as RunningAttempt
+from noetl_actors.runners._results import RESULTS_BUCKET as RESULTS_BUCKET
+from noetl_actors.runners._results import TERMINATION_LIMIT as TERMINATION_LIMIT
+from noetl_actors.runners._results import read_result as read_result
 
 __all__ = [
     "CANCELLED",
@@ -63,6 +66,8 @@ __all__ = [
     "NATS_URL_ENV",
     "OUTPUT_ERROR",
     "PLUGIN_PATH_ENV",
+    "RESULTS_BUCKET",
+    "TERMINATION_LIMIT",
     "TIMEOUT",
     "Attempt",
     "Cancelled",
@@ -92,4 +97,5 @@ __all__ = [
     "label_value",
     "plugin_path",
     "read_manifest",
+    "read_result",
 ]
