@@ -7,13 +7,14 @@ that is wrong; a good one is kept as written and round-trips.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
 
 from noetl_actors.errors import PlaybookError
 from noetl_actors.playbook import parse_playbook, playbook_schema
-from noetl_actors.runners import KubeSettings
+from noetl_actors.runners import KubeSettings, find_plugins, kube_problems
 
 FILE = "pb.yaml"
 HEAD = """\
@@ -111,3 +112,22 @@ def test_a_bad_kubernetes_value_is_refused_at_its_line_and_column(
         assert (line, col) == (want_line, want_col), (got, fragment)
         assert fragment in message, message
         assert str(caught.value).startswith(f"{FILE}:")
+
+
+def doc_yaml_blocks() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "kubernetes.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+
+
+def test_the_docs_examples_of_kubernetes_settings_are_valid() -> None:
+    plugin_block, step_block = doc_yaml_blocks()[:2]
+    assert kube_problems(yaml.safe_load(plugin_block)["kubernetes"]) == []
+    playbook = parse_playbook(HEAD.replace("      - name: s\n        plugin: http\n"
+                                           "        with: {url: \"http://example\"}\n",
+                                           textwrap.indent(step_block, " " * 6)), FILE)
+    step = playbook.task("t").step("crunch")
+    assert step.timeout == 600
+    assert KubeSettings.from_mapping(step.kubernetes).over(
+        find_plugins()["python"].kubernetes).resources == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"}}
