@@ -63,8 +63,8 @@ def test_the_default_preset_holds_the_documented_values(catalog: Catalog) -> Non
     assert config.workers.flags == catalog.presets["resilient"]
     assert config.workers.shutdown == 10.0
     assert config.workers.default_concurrency == 64
-    assert config.workers.concurrency == {
-        name: 4 if name == "shell" else 64 for name in catalog.plugins
+    assert config.workers.concurrency == {  # sleep only waits: a timer each, no thread
+        name: {"shell": 4, "sleep": 100_000}.get(name, 64) for name in catalog.plugins
     }
     assert config.workers.disabled == frozenset()
     assert config.workflows == PartConfig(
@@ -97,7 +97,7 @@ def test_a_user_file_changes_one_field_and_keeps_the_rest(catalog: Catalog, writ
         """), catalog)
     assert config.workers.default_concurrency == 8
     assert config.workers.concurrency == {
-        name: 4 if name == "shell" else 8 for name in catalog.plugins
+        name: {"shell": 4, "sleep": 100_000}.get(name, 8) for name in catalog.plugins
     }
     assert config.workers.flags == default.workers.flags
     assert config.workers.shutdown == default.workers.shutdown
@@ -127,7 +127,7 @@ def test_per_plugin_overrides_merge_with_the_presets(catalog: Catalog, write) ->
     assert config.workers.concurrency["http"] == 64
     assert config.workers.concurrency["shell"] == 4      # the preset's, kept
     assert config.workers.concurrency["echo"] == 1
-    assert config.workers.concurrency["sleep"] == 64
+    assert config.workers.concurrency["sleep"] == 100_000  # it only waits: no thread each
     assert config.workers.disabled == {"python"}
     assert set(config.workers.concurrency) == set(catalog.plugins)
 
@@ -457,7 +457,7 @@ def test_the_docs_example_override_does_what_the_docs_say(catalog: Catalog, writ
     config = load(write(doc_yaml_blocks()[1]), catalog)
     assert config.workers.default_concurrency == 8
     assert config.workers.concurrency == {
-        name: 2 if name == "shell" else 8 for name in catalog.plugins
+        name: {"shell": 2, "sleep": 100_000}.get(name, 8) for name in catalog.plugins
     }
     assert config.workers.flags == SupervisorFlags(
         strategy=Strategy.ONE_FOR_ONE, max_restarts=3, within=10.0)

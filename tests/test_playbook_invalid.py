@@ -18,6 +18,7 @@ import pytest
 
 from noetl_actors.errors import PlaybookError
 from noetl_actors.playbook import Problem, parse_playbook
+from tests.test_playbook_valid import chain_of_needs
 
 FILE = "pb.yaml"
 
@@ -1216,6 +1217,14 @@ def test_an_invalid_playbook_is_refused_with_exactly_its_problems_at_their_line_
         assert str(match) == f"{FILE}:{line}:{col}: {match.message}"
         assert match.file == FILE
         assert not match.warning
+
+
+def test_a_ring_of_3000_needs_is_one_cycle_problem() -> None:
+    problems = problems_of(chain_of_needs(3000, ring=True))
+
+    assert len(problems) == 1, describe(problems)
+    assert problems[0].message.startswith("needs form a cycle: t0 -> t1 -> t2 -> ")
+    assert problems[0].message.endswith(" -> t2999 -> t0")
 
 
 def test_the_table_holds_at_least_45_invalid_playbooks() -> None:

@@ -422,6 +422,31 @@ def test_needs_keep_their_order_and_a_task_may_refer_to_tasks_it_needs_transitiv
     }
 
 
+def chain_of_needs(count: int, *, ring: bool = False) -> str:
+    """`count` tasks, each needing the next (the last one the first, in a ring).
+
+    The first task reads the last one's output, through all the others.
+    """
+    lines = ["apiVersion: noetl.io/v1", "kind: Playbook", "name: chain", "tasks:"]
+    for i in range(count):
+        after = f"t{i + 1}" if i + 1 < count else ("t0" if ring else None)
+        msg = f"'{{{{ tasks.t{count - 1}.steps.s.output }}}}'" if i == 0 else "hi"
+        lines.append(f"  - name: t{i}")
+        if after:
+            lines.append(f"    needs: [{after}]")
+        lines.append(f"    steps: [{{name: s, plugin: echo, with: {{msg: {msg}}}}}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_chain_of_3000_needs_is_valid_and_its_first_task_may_read_the_last() -> None:
+    # The check walks 3,000 needs deep: deeper than Python's stack.
+    playbook = parse_playbook(chain_of_needs(3000), FILE)
+
+    assert len(playbook.tasks) == 3000
+    assert playbook.task("t0").needs == ("t1",)
+    assert playbook.task("t0").step("s").with_ == {"msg": "{{ tasks.t2999.steps.s.output }}"}
+
+
 def test_with_keeps_templates_as_written_and_other_values_as_their_types() -> None:
     playbook = load(TEMPLATES)
 

@@ -80,6 +80,46 @@ def test_tasks_overlap_in_time_while_the_steps_of_a_task_never_do(tmp_path: Path
     assert report["finished_at"] - report["started_at"] < 6 * SLEEP
 
 
+def test_a_step_that_waits_for_a_busy_worker_says_so_and_starts_when_it_really_runs(
+    tmp_path: Path,
+) -> None:
+    # The shell plugin's worker runs 4 attempts at once (supervisors/node.yaml):
+    # of 6 at once, 2 wait in its queue for one of the first 4 to end.
+    tasks = "".join(f"""
+          - name: t{i}
+            steps:
+              - {{name: s, plugin: shell, with: {{command: "sleep {SLEEP}"}}}}
+        """ for i in range(6))
+    path = write_playbook(tmp_path, "queued", "tasks:" + tasks)
+
+    result, report = run_playbook(path, tmp_path / "nats")
+
+    assert result.returncode == 0, result.stderr
+    steps = [task["steps"]["s"] for task in report["tasks"].values()]
+    for step in steps:
+        assert step["queued_at"] <= step["started_at"], step
+        assert step["queued"] == round(step["started_at"] - step["queued_at"], 3), step
+        assert step["finished_at"] - step["started_at"] >= SLEEP * 0.95, step
+    waited = sorted(step["queued"] for step in steps)[-2:]
+    assert all(q >= SLEEP * 0.9 for q in waited), steps
+
+
+def test_sleeps_hold_no_thread_so_200_run_at_once(tmp_path: Path) -> None:
+    # A pool thread each would run them 32 at a time (the inproc runner's pool).
+    tasks = "".join(f"""
+          - name: t{i}
+            steps: [{{name: s, plugin: sleep, with: {{seconds: 3}}}}]
+        """ for i in range(200))
+    path = write_playbook(tmp_path, "sleepers", "tasks:" + tasks)
+
+    result, report = run_playbook(path, tmp_path / "nats")
+
+    assert result.returncode == 0, result.stderr
+    steps = [task["steps"]["s"] for task in report["tasks"].values()]
+    assert max(s["started_at"] for s in steps) < min(s["finished_at"] for s in steps), (
+        "some sleep started only after another had ended")
+
+
 # -- strategies within a task ----------------------------------------------------------------
 
 

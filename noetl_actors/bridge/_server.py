@@ -84,6 +84,11 @@ def default_state_dir() -> Path:
     return Path(base) / "noetl-actors"
 
 
+MAX_PAYLOAD = 8 * 1024 * 1024
+"""Bytes a message may have (nats-server's default is 1 MiB, its advised limit 8 MiB):
+the record of a 10,000-task workflow, which holds its playbook's text, is ~4 MiB."""
+
+
 class EmbeddedNatsServer:
     """One `nats-server` child process on 127.0.0.1, with JetStream.
 
@@ -206,7 +211,10 @@ class EmbeddedNatsServer:
 
     def _arguments(self) -> list[str]:
         assert self._run_dir is not None
+        config = self._run_dir / "nats-server.conf"
+        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")  # no command-line flag for it
         args = [
+            "--config", str(config),
             "--addr", "127.0.0.1",
             "--port", str(self.port if self.port is not None else -1),
             "--http_port", str(self.monitor_port if self.monitor_port is not None else -1),

@@ -84,17 +84,23 @@ def _read(path: Path) -> str:
 @nats_options
 @click.option("--wait", is_flag=True, help="Wait for the workflow and exit 0 only if it "
                                            "succeeded.")
+@click.option("--id", "workflow_id", metavar="ID",
+              help="The workflow's id (default: a new one). A submit of an ID that is "
+                   "taken starts nothing and prints that workflow: safe to run again.")
 @_JSON
 def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nats: Any,
-           wait: bool, as_json: bool) -> None:
+           wait: bool, workflow_id: str | None, as_json: bool) -> None:
     """Start a workflow on the cluster; print its id (with --wait, its outcome)."""
     if (file is None) == (registered is None):
         raise click.UsageError("give a playbook FILE or --name NAME (one of them)")
+    if workflow_id is not None and registered is not None:
+        raise click.UsageError("--id goes with a playbook FILE, not --name")
     variables = parse_sets(sets)
 
     async def work(client: Any) -> dict[str, Any]:
         if file is not None:
-            started = await client.submit(_read(file), file=str(file), variables=variables)
+            started = await client.submit(_read(file), file=str(file), variables=variables,
+                                          workflow_id=workflow_id)
         else:
             started = await client.run_registered(registered, variables=variables)
         if wait:
@@ -106,7 +112,8 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
     if record is None:
         click.echo(json.dumps(started) if as_json else started["workflow_id"])
         if not as_json:
-            click.echo(f"started {started['playbook']} on node {started['node']}", err=True)
+            what = "was started already:" if started.get("again") else "started"
+            click.echo(f"{what} {started['playbook']} on node {started['node']}", err=True)
         return
     _show_record(record, as_json)
     sys.exit(0 if record["status"] == "succeeded" else EXIT_FAILED)

@@ -26,11 +26,14 @@ from noetl_actors.errors import (
     ErrorKind,
     MalformedMessage,
 )
+from noetl_actors.runtime import new_workflow_id
 from noetl_actors.services import actor_subject, api_subject, node_subject
 
 __all__ = ["Client"]
 
 LIFECYCLE_SUBJECT = "noetl.lifecycle.>"
+SUBMIT_TRIES = 6
+"""Times a submit is sent (each waits `Client.timeout`) before it gives up."""
 CANCEL_TIMEOUT = 100.0
 """A cancel waits for the workflow's grace periods on its node (90 s at most)."""
 
@@ -127,9 +130,25 @@ class Client:
     # -- workflows and playbooks -------------------------------------------------
 
     async def submit(self, text: str, *, file: str = "<submitted>",
-                     variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Start a workflow of a playbook's text: ``{"workflow_id", "node", "playbook"}``."""
-        return await self.api("submit", playbook=text, file=file, vars=dict(variables or {}))
+                     variables: Mapping[str, Any] | None = None,
+                     workflow_id: str | None = None) -> dict[str, Any]:
+        """Start a workflow of a playbook's text: ``{"workflow_id", "node", "playbook"}``.
+
+        The workflow's id is chosen here (or given: `workflow_id`), so a submit
+        that got no answer in `timeout` (a burst queues on the nodes) is sent
+        again, `SUBMIT_TRIES` times in all, and never starts a second
+        workflow: a node that finds the id taken answers with the workflow
+        that has it (``"again": true``).
+        """
+        workflow_id = workflow_id or new_workflow_id()
+        for tries_left in range(SUBMIT_TRIES - 1, -1, -1):
+            try:
+                return await self.api("submit", playbook=text, file=file,
+                                      vars=dict(variables or {}), workflow_id=workflow_id)
+            except BridgeTimeout:
+                if not tries_left:
+                    raise
+        raise AssertionError("unreachable")
 
     async def register(self, name: str, text: str, *, file: str | None = None) -> dict[str, Any]:
         return await self.api("register", name=name, playbook=text, file=file or name)

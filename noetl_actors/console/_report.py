@@ -22,6 +22,10 @@ STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "cance
 """Colours of the statuses of workflows, tasks and steps."""
 
 
+QUEUED_SHOWN = 0.1
+"""Seconds of queueing (command sent, not yet run by a worker) worth showing."""
+
+
 def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
     """A run's report (the `noetl run --json` document, or a workflow's record) as a
     tree of tasks and steps with their states, attempts, restarts and errors."""
@@ -46,6 +50,10 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
                 line.append(f"  {step['skipped']}", style="dim")
             if step.get("waiting"):
                 line.append(f" {waiting_text(step['waiting'])}", style="yellow")
+            queued = step.get("queued")
+            if isinstance(queued, (int, float)) and queued >= QUEUED_SHOWN:
+                so_far = " so far" if step.get("started_at") is None else ""
+                line.append(f"  queued {queued:.1f}s{so_far}", style="yellow")
             if step["attempts"] > 1:
                 line.append(f"  attempt {step['attempts']}", style="yellow")
             if step["error"] and step["status"] != "succeeded":

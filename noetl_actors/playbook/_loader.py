@@ -30,7 +30,7 @@ from noetl_actors.playbook._model import (
 )
 from noetl_actors.playbook._names import did_you_mean, is_name
 from noetl_actors.playbook._reader import YamlReader, located_at, show
-from noetl_actors.playbook._source import Located, Problem, parse_yaml
+from noetl_actors.playbook._source import Located, Problem, parse_yaml, paused_gc
 from noetl_actors.playbook._task_graph import check_needs, check_templates, value_at
 from noetl_actors.playbook._templates import condition_source
 from noetl_actors.runners import kube_problems
@@ -77,6 +77,16 @@ def parse_playbook(
     overrides: Mapping[str, Any] | None = None,
 ) -> Playbook:
     """Check playbook text; see `load_playbook`."""
+    with paused_gc():
+        return _parse_playbook(text, file, catalog, overrides)
+
+
+def _parse_playbook(
+    text: str,
+    file: str,
+    catalog: Catalog | None,
+    overrides: Mapping[str, Any] | None,
+) -> Playbook:
     root, problems = parse_yaml(text, file)
     catalog = catalog or Catalog.default()
     playbook = None

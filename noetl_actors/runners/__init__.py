@@ -2,7 +2,8 @@
 
 `find_plugin()` reads a plugin's manifest from the plugin path; a runner's
 ``start(plugin, attempt)`` returns a `RunningAttempt` that ends in one
-`Outcome`. `InprocRunner` uses a thread pool (cooperative cancel),
+`Outcome`. `InprocRunner` uses a thread pool (cooperative cancel), and
+one event loop for async plugins (sleep: no thread per waiting attempt),
 `ProcessRunner` a subprocess per attempt (SIGTERM, then SIGKILL). For
 Kubernetes, `build_job()` makes an attempt's ``batch/v1`` Job (the runner
 that creates and watches it through the API is next; docs/kubernetes.md),

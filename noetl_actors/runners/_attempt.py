@@ -117,7 +117,7 @@ class Outcome:
     detail: str = ""
     """For people: a traceback, the tail of a child's stderr. Empty when there is none."""
     started_at: float = attrs.field(factory=time.time)
-    """Unix seconds at `Runner.start()`."""
+    """Unix seconds when the attempt began to run (`RunningAttempt.started_at`)."""
     finished_at: float = attrs.field(factory=time.time)
     """Unix seconds when the outcome was settled."""
 

@@ -26,7 +26,8 @@ class AttemptHandle:
     def __init__(self, attempt: Attempt) -> None:
         self._attempt = attempt
         self.started_at = time.time()
-        """Unix seconds at `Runner.start()`."""
+        """Unix seconds when the attempt began to run: `Runner.start()`, moved on by a
+        runner that queues it first (the inproc runner, when a pool thread takes it)."""
         self._cond = threading.Condition()
         self._outcome: Outcome | None = None
         self._callbacks: list[Callable[[Outcome], object]] = []

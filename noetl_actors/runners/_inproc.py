@@ -7,10 +7,16 @@ return. One that does not is *abandoned*: the outcome is reported anyway
 one takes its place) and runs on until the plugin returns, and
 `statistics().abandoned` counts it. Plugins that may block for long
 belong in the process runner.
+
+A plugin whose ``run`` is ``async def`` (it only waits: sleep) takes no
+pool thread: its attempts are tasks on one event loop of the runner's
+(`LoopThread`), as many at once as its worker lets run, and a timeout or
+cancel cancels the task at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -18,8 +24,9 @@ from noetl_actors.clock import Clock, MonotonicClock, TimerHandle
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
-from noetl_actors.runners._invoke import invoke
+from noetl_actors.runners._invoke import invoke, invoke_async, is_async
 from noetl_actors.runners._ledger import Ledger
+from noetl_actors.runners._loop import LoopThread
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._pool import WorkerPool
 from noetl_actors.runners._protocol import RunnerStatistics
@@ -48,6 +55,7 @@ class InprocRunner:
             raise ValueError(f"cancel_grace must be >= 0 (got {cancel_grace!r})")
         self.cancel_grace = cancel_grace
         self._pool = WorkerPool(max_workers, name="noetl-inproc")
+        self._loop = LoopThread(name="noetl-inproc-async")
         self._own_clock: MonotonicClock | None = None
         if clock is None:
             clock = self._own_clock = MonotonicClock()
@@ -71,7 +79,11 @@ class InprocRunner:
             return handle
         if attempt.timeout is not None:
             handle.stop_after(attempt.timeout, TIMEOUT)
-        self._pool.submit(handle.run)
+        if is_async(plugin):
+            handle.on_loop = self._loop
+            self._loop.submit(handle.run_async())
+        else:
+            self._pool.submit(handle.run)
         return handle
 
     def run_now(self, plugin: PluginInfo, attempt: Attempt) -> Outcome:
@@ -97,6 +109,7 @@ class InprocRunner:
         if self._own_clock is not None:
             self._own_clock.close(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.close(timeout=max(0.0, deadline - time.monotonic()))
+        self._loop.close(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> InprocRunner:
         return self
@@ -125,6 +138,9 @@ class InprocAttempt(AttemptHandle):
         deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
         self.ctx = Context(attempt=attempt, plugin=plugin, runner=runner.name, deadline=deadline)
         self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.on_loop: LoopThread | None = None
+        """The loop it runs on, an async plugin's attempt (`run_async`); else None."""
         self._stop_reason: str | None = None
         self._timers: list[TimerHandle] = []
 
@@ -141,9 +157,34 @@ class InprocAttempt(AttemptHandle):
             if self._stop_reason is not None or self._outcome is not None:
                 return
             self._thread = threading.current_thread()
+            self.started_at = time.time()  # after its wait for a pool thread
         try:
             outcome = invoke(self._plugin, self.ctx, started_at=self.started_at)
         except BaseException as error:  # invoke() reports what plugins raise; not this
+            outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
+                                     started_at=self.started_at)
+        with self._cond:
+            reason = self._stop_reason
+        if reason is not None:  # stopped while it ran: the runner's verdict wins
+            outcome = Outcome.failed(reason, stop_message(self.attempt, reason),
+                                     started_at=self.started_at)
+        self._settle(outcome)
+        for timer in self._timers:
+            timer.cancel()
+
+    async def run_async(self) -> None:
+        """An async plugin's attempt, as a task on the runner's loop: `run`, without a thread."""
+        with self._cond:
+            if self._stop_reason is not None or self._outcome is not None:
+                return
+            self._task = asyncio.current_task()
+            self.started_at = time.time()
+        try:
+            outcome = await invoke_async(self._plugin, self.ctx, started_at=self.started_at)
+        except asyncio.CancelledError:  # _stop() cancelled the task
+            outcome = Outcome.failed(CANCELLED, stop_message(self.attempt, CANCELLED),
+                                     started_at=self.started_at)
+        except BaseException as error:
             outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
                                      started_at=self.started_at)
         with self._cond:
@@ -173,12 +214,15 @@ class InprocAttempt(AttemptHandle):
             if self._outcome is not None or self._stop_reason is not None:
                 return
             self._stop_reason = reason
-            started = self._thread is not None
+            started = self._thread is not None or self._task is not None
+            task = self._task
         self.ctx.cancelled.set()
         if not started:  # still queued: it never runs
             self._settle(Outcome.failed(reason, stop_message(self.attempt, reason),
                                         started_at=self.started_at))
             return
+        if task is not None and self.on_loop is not None:
+            self.on_loop.call_soon(task.cancel)  # it ends at once, its outcome with it
         try:
             self._timers.append(self._runner._clock.call_later(
                 self._runner.cancel_grace, self.abandon))

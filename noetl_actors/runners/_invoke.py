@@ -5,12 +5,20 @@
 plugin failures identically. An error's type is its ``error_type``
 attribute if it has one (`PluginError`), else its class name, as the
 supervision kernel names errors.
+
+A plugin whose ``run`` is ``async def`` only waits (sleep: a timer); the
+inproc runner awaits it with `invoke_async()` on its event loop, so a
+waiting attempt holds no thread, and its cancel is the task's. Called by
+`invoke()` (the process runner's child), it runs on a loop of its own, and
+is cancelled when ``ctx.cancelled`` is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
+import inspect
 import json
 import sys
 import threading
@@ -19,13 +27,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from noetl_actors.errors import PluginError
+from noetl_actors.errors import Cancelled, PluginError
 from noetl_actors.runners._attempt import CRASH, OUTPUT_ERROR, Outcome
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._inputs import prepare_input
 from noetl_actors.runners._manifest import PluginInfo
 
-__all__ = ["error_type_of", "invoke", "load_entry"]
+__all__ = ["error_type_of", "invoke", "invoke_async", "is_async", "load_entry"]
+
+CANCEL_POLL = 0.1
+"""Seconds between two looks at ``ctx.cancelled`` while `invoke()` runs an async plugin."""
 
 _modules: dict[Path, ModuleType] = {}
 _modules_lock = threading.Lock()
@@ -83,6 +94,8 @@ def invoke(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
     try:
         run = load_entry(plugin).run
         output = run(prepare_input(plugin, ctx.attempt.input), ctx)
+        if inspect.iscoroutine(output):
+            output = asyncio.run(_until_cancelled(output, ctx))
     except SystemExit as error:
         return Outcome.failed(CRASH, f"plugin {plugin.name!r} called sys.exit({error.code!r})",
                               started_at=started_at, detail=traceback.format_exc())
@@ -94,6 +107,52 @@ def invoke(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
     except (TypeError, ValueError) as error:
         return Outcome.failed(OUTPUT_ERROR, f"plugin {plugin.name!r} returned something that "
                                             f"is not JSON-ready: {error}", started_at=started_at)
+
+
+def is_async(plugin: PluginInfo) -> bool:
+    """Whether `plugin`'s ``run`` is ``async def``; False if its entry cannot be loaded
+    (`invoke()` then says why)."""
+    try:
+        return inspect.iscoroutinefunction(load_entry(plugin).run)
+    except Exception:
+        return False
+
+
+async def invoke_async(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
+    """`invoke()` of an async plugin, awaited on the caller's loop.
+
+    Raises:
+        asyncio.CancelledError: the task was cancelled (the runner stops it).
+    """
+    try:
+        output = await load_entry(plugin).run(prepare_input(plugin, ctx.attempt.input), ctx)
+    except asyncio.CancelledError:
+        raise
+    except SystemExit as error:
+        return Outcome.failed(CRASH, f"plugin {plugin.name!r} called sys.exit({error.code!r})",
+                              started_at=started_at, detail=traceback.format_exc())
+    except Exception as error:
+        return Outcome.failed(error_type_of(error), str(error) or type(error).__name__,
+                              started_at=started_at, detail=_detail(error))
+    try:
+        return Outcome.succeeded(_json_ready(output), started_at=started_at)
+    except (TypeError, ValueError) as error:
+        return Outcome.failed(OUTPUT_ERROR, f"plugin {plugin.name!r} returned something that "
+                                            f"is not JSON-ready: {error}", started_at=started_at)
+
+
+async def _until_cancelled(coroutine: Any, ctx: Context) -> Any:
+    """Await `coroutine`; cancel it (and raise `Cancelled`) once ``ctx.cancelled`` is set."""
+    task = asyncio.ensure_future(coroutine)
+    while not task.done():
+        if ctx.cancelled.is_set():
+            task.cancel()
+            break
+        await asyncio.wait({task}, timeout=CANCEL_POLL)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise Cancelled(f"attempt {ctx.attempt.command_id} was cancelled") from None
 
 
 def _json_ready(output: Any) -> Any:

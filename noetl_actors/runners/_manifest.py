@@ -26,7 +26,7 @@ MODES = ("inproc", "process", "kubernetes")
 
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 _MANIFEST_KEYS = ("name", "version", "description", "inputs", "runner", "modes", "image",
-                  "idempotent", "network", "entry", "instant", "kubernetes")
+                  "idempotent", "network", "entry", "instant", "waits", "kubernetes")
 _INPUT_KEYS = ("type", "required", "default", "description", "enum")
 
 
@@ -44,6 +44,10 @@ class PluginInfo:
     instant: bool = False
     """Ends at once, never blocks (echo): the inproc runner calls it on the caller's
     thread, not on its pool. Not timed: an instant plugin ends long before any timeout."""
+    waits: bool = False
+    """Only waits (sleep), its ``run`` an ``async def``: the inproc runner awaits it on its
+    event loop, holding no thread, so a node's workers run up to `WAITING_CONCURRENCY`
+    of its attempts at once unless the node's config says otherwise."""
     modes: tuple[str, ...] = ("inproc",)
     """The runners it supports."""
     runner: str = attrs.field()
@@ -113,6 +117,7 @@ def read_manifest(manifest: Path) -> PluginInfo:
         idempotent=_bool(file, data, "idempotent"),
         network=_bool(file, data, "network"),
         instant=_bool(file, data, "instant"),
+        waits=_bool(file, data, "waits"),
         modes=modes,
         runner=runner,
         image=image,

@@ -45,6 +45,10 @@ class RunningAttempt(Protocol):
     @property
     def attempt(self) -> Attempt: ...
 
+    started_at: float
+    """Unix seconds when the attempt really began to run: after any wait in the
+    runner's own queue (a pool thread taken), not when it was started."""
+
     def alive(self) -> bool:
         """True until the outcome is known: what a worker's heartbeats report."""
         ...

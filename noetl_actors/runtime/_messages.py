@@ -131,12 +131,17 @@ class Event:
     output: Any = None
     error_type: str | None = None
     error_message: str = ""
+    started_at: float | None = None
+    """When the attempt really began to run on its worker (after any wait in the
+    worker's queue); in `started`, heartbeat and final events. None: not yet, or
+    a worker that does not say."""
 
     def to_data(self) -> dict[str, Any]:
         return {"type": "event", "command_id": self.command_id, "workflow_id": self.workflow_id,
                 "step_id": self.step_id, "attempt": self.attempt, "status": self.status.value,
                 "worker": self.worker, "at": self.at, "output": self.output,
-                "error_type": self.error_type, "error_message": self.error_message}
+                "error_type": self.error_type, "error_message": self.error_message,
+                "started_at": self.started_at}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Event:

@@ -35,7 +35,11 @@ __all__ = ["RunReport"]
 class _Step:
     status: str = "not_started"
     attempts: int = 0
+    queued_at: float | None = None
+    """When its (last) attempt's command was sent: the step actor started."""
     started_at: float | None = None
+    """When a worker began to run that attempt (its events say): after the wait for a
+    worker and in the worker's queue. None until a worker says it runs it."""
     finished_at: float | None = None
     output: Any = None
     error: dict[str, str] | None = None
@@ -153,12 +157,12 @@ class RunReport:
         step.waiting = None  # a new attempt, or none any more
         if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
             step.status = "running"
-            step.started_at, step.finished_at = event.at, None
+            step.queued_at, step.started_at, step.finished_at = event.at, None, None
         elif event.kind is EventKind.EXITED and event.reason is not None:
             step.finished_at = event.at
             step.status = _status(event.reason)
             if step.status == "skipped":
-                step.skipped, step.started_at = _why(event.reason), None
+                step.skipped, step.queued_at, step.started_at = _why(event.reason), None, None
             if event.reason.is_abnormal:
                 step.error = {"type": event.reason.error_type or "crash",
                               "message": event.reason.message}
@@ -176,6 +180,8 @@ class RunReport:
             # Any event counts: a short attempt sends its final event only.
             step.attempts = event.attempt
             step.waiting = None  # a worker has it
+            if isinstance(event.started_at, (int, float)):
+                step.started_at = event.started_at
             if event.status is EventStatus.SUCCEEDED:
                 step.output, step.error = event.output, None
             elif event.status is EventStatus.FAILED:
@@ -259,9 +265,22 @@ def _step_json(step: _Step) -> dict[str, Any]:
     data = attrs.asdict(step)
     if step.waiting is not None and step.status == "running":
         data["status"] = "waiting"
+    data["queued"] = _queued(step)
     if step.skipped is None:
         del data["skipped"]  # only a skipped step says why
     return data
+
+
+def _queued(step: _Step) -> float | None:
+    """Seconds its attempt waited between its command sent and a worker running it
+    (so far, while it still waits); None if unknown (a record of an older node)."""
+    if step.queued_at is None:
+        return None
+    if step.started_at is not None:
+        return round(max(0.0, step.started_at - step.queued_at), 3)
+    if step.status == "running":
+        return round(max(0.0, time.time() - step.queued_at), 3)
+    return None
 
 
 def _why(reason: ExitReason) -> str:

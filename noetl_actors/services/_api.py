@@ -1,6 +1,7 @@
 """`ApiService`: the cluster's command API, answered by whichever node is free.
 
-    noetl.api.submit     {"playbook": text, "file"?, "vars"?}  -> {"workflow_id", "node"}
+    noetl.api.submit     {"playbook": text, "file"?, "vars"?, "workflow_id"?}
+                                                           -> {"workflow_id", "node", "again"?}
     noetl.api.register   {"name", "playbook": text, "file"?}   -> {"name", "revision"}
     noetl.api.run        {"name", "vars"?}                     -> {"workflow_id", "node"}
     noetl.api.playbooks  {}                                    -> {"playbooks": [...]}
@@ -13,6 +14,11 @@ Every node is in the queue group ``noetl-api``. What a node needs to answer
 is in the cluster's buckets, except a cancel, which goes on to the node
 that runs the workflow. A request that is wrong changes nothing: playbooks
 are checked in full before anything is stored or started.
+
+A submit may name its workflow's id (clients choose one, `Client.submit`):
+sent again (no answer in time), it starts nothing new, and is answered
+with the workflow that has the id, ``"again": true``: the id's lease (a
+create in the leases bucket, so one node only wins it) or record says so.
 """
 
 from __future__ import annotations
@@ -22,7 +28,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from noetl_actors.bridge import SCHEMA_VERSION_KEY, Delivery, KeyValue
-from noetl_actors.errors import ApiError, BridgeError, ErrorKind, MalformedMessage, PlaybookError
+from noetl_actors.errors import (
+    ApiError,
+    BridgeError,
+    ErrorKind,
+    MalformedMessage,
+    NoetlError,
+    PlaybookError,
+)
 from noetl_actors.playbook import Playbook, is_name, parse_playbook
 from noetl_actors.services._protocol import API_QUEUE, api_subject, node_subject
 from noetl_actors.services._records import RUNNING
@@ -32,6 +45,9 @@ if TYPE_CHECKING:
     from noetl_actors.services._node import Node
 
 __all__ = ["ApiService"]
+
+MAX_ID = 64
+"""Characters a client-chosen workflow id may have (a subject token)."""
 
 CANCEL_TIMEOUT = 90.0
 """Seconds a cancel may take on the owner node (its workflow's grace periods)."""
@@ -75,8 +91,9 @@ class ApiService(Responder):
                            f"problem{'s' if len(problems) != 1 else ''})",
                            problems=problems) from None
 
-    def _start(self, playbook: Playbook, source: str) -> dict[str, Any]:
-        run = self.node.run(playbook, source=source)
+    def _start(self, playbook: Playbook, source: str,
+               workflow_id: str | None = None) -> dict[str, Any]:
+        run = self.node.run(playbook, source=source, workflow_id=workflow_id)
         return {"workflow_id": run.workflow_id, "node": self.node.name,
                 "playbook": playbook.name}
 
@@ -84,7 +101,44 @@ class ApiService(Responder):
         text = field(data, "playbook", str)
         file = field(data, "file", str, required=False, default="<submitted>")
         variables = field(data, "vars", dict, required=False)
-        return self._start(self._parse(text, file, variables), text)
+        workflow_id = field(data, "workflow_id", str, required=False)
+        if workflow_id is None:
+            return self._start(self._parse(text, file, variables), text)
+        if not is_name(workflow_id) or len(workflow_id) > MAX_ID:
+            raise ApiError(ErrorKind.BAD_REQUEST, f"a workflow id is at most {MAX_ID} letters, "
+                                                  f"digits, '-' and '_' (got {workflow_id!r})")
+        started = self._submitted(workflow_id)
+        if started is not None:
+            return started
+        playbook = self._parse(text, file, variables)
+        try:
+            return self._start(playbook, text, workflow_id)
+        except NoetlError:
+            started = self._submitted(workflow_id, playbook.name)  # another copy won its lease
+            if started is None:
+                raise
+            return started
+
+    def _submitted(self, workflow_id: str, playbook: str | None = None) -> dict[str, Any] | None:
+        """The answer to a submit of `workflow_id` sent again: who has it; None if nobody.
+
+        Its record says so from its start on; its lease, while the first copy of the
+        submit is starting it (looked at only once this copy lost the lease)."""
+        try:
+            record = self.records.get(workflow_id)
+        except MalformedMessage:
+            record = None
+        if record is not None and isinstance(record.data, dict):
+            return {"workflow_id": workflow_id, "node": record.data.get("node"),
+                    "playbook": record.data.get("playbook"), "again": True}
+        leases = self.node.leases
+        if playbook is None or leases is None:
+            return None
+        lease = leases.kv.get(workflow_id)
+        if lease is not None and isinstance(lease.data, dict):
+            return {"workflow_id": workflow_id, "node": lease.data.get("owner"),
+                    "playbook": playbook, "again": True}
+        return None
 
     def register(self, data: Mapping[str, Any]) -> dict[str, Any]:
         name = field(data, "name", str)

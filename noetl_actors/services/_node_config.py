@@ -40,6 +40,9 @@ NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workfl
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
+WAITING_CONCURRENCY = 100_000
+"""Attempts at once of a plugin that only waits (`waits: true`, sleep), by default: each
+is a timer on the inproc runner's loop, not a thread (docs/plugins.md)."""
 LOGGING_KEYS = ("level", "format")
 KUBERNETES_KEYS = ("job_ttl",)
 HEALTH_KEYS = ("host", "port")
@@ -254,7 +257,10 @@ class _NodeReader(YamlReader):
         ok = "plugins" not in keys or self.plugins(keys["plugins"], overrides, disabled)
         if part is None or default is None or not ok:
             return None
-        concurrency = {name: overrides.get(name, default) for name in sorted(self.catalog.plugins)}
+        concurrency = {
+            name: overrides.get(name, WAITING_CONCURRENCY if plugin.waits else default)
+            for name, plugin in sorted(self.catalog.plugins.items())
+        }
         return WorkersConfig(flags=part.flags, shutdown=part.shutdown,
                              default_concurrency=default, concurrency=concurrency,
                              disabled=frozenset(disabled))

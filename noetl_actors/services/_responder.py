@@ -16,7 +16,7 @@ __all__ = ["Responder", "field"]
 
 logger = logging.getLogger("noetl_actors.services")
 
-HANDLER_THREADS = 4
+HANDLER_THREADS = 16
 
 
 class Responder(SupervisedActor):

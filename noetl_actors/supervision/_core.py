@@ -18,6 +18,7 @@ again and again is counted against intensity each time, never recursed on.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import time
@@ -69,8 +70,8 @@ class SupervisorCore(SupervisedActor):
         continues was made (a workflow taken over from a dead node): they count in its
         intensity window, so a child that crashes across takeovers still reaches the limit."""
         super().__init__()
-        ids = [spec.id for spec in children]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        counts = collections.Counter(spec.id for spec in children)  # not ids.count: quadratic
+        duplicates = sorted(i for i, n in counts.items() if n > 1)
         if duplicates:
             raise ValueError(f"duplicate child ids: {', '.join(duplicates)}")
         self.flags = flags
