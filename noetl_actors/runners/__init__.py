@@ -39,6 +39,8 @@ from noetl_actors.runners._kube_job import build_job as build_job
 from noetl_actors.runners._kube_job import job_labels as job_labels
 from noetl_actors.runners._kube_job import job_name as job_name
 from noetl_actors.runners._kube_job import label_value as label_value
+from noetl_actors.runners._kube_runner import KubernetesAttempt as KubernetesAttempt
+from noetl_actors.runners._kube_runner import KubernetesRunner as KubernetesRunner
 from noetl_actors.runners._kube_settings import KUBERNETES_KEYS as KUBERNETES_KEYS
 from noetl_actors.runners._kube_settings import KubeSettings as KubeSettings
 from noetl_actors.runners._kube_settings import kube_problems as kube_problems
@@ -77,6 +79,8 @@ __all__ = [
     "InprocRunner",
     "InstantRunner",
     "KubeSettings",
+    "KubernetesAttempt",
+    "KubernetesRunner",
     "ManifestError",
     "Outcome",
     "PluginError",

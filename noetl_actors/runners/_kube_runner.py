@@ -1,0 +1,211 @@
+"""`KubernetesRunner`: one attempt is one Job, made and followed through the API server.
+
+First cut (issue 16, item 1 and part of 4): the runner creates the Job of
+`build_job()` through the official client, polls it (a watch that survives
+``410 Gone`` comes next), reads the result from its pod's termination
+message (`read_result`), and deletes it with foreground propagation on
+cancel and timeout (a 404 is done). A Job of the same name that already
+exists (409) is the same attempt: it is followed, never made twice.
+Not yet: early failures of pods Pending for ever or images that cannot be
+pulled, re-attach after takeover, logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
+from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
+from noetl_actors.runners._kube_job import build_job
+from noetl_actors.runners._kube_settings import KubeSettings
+from noetl_actors.runners._manifest import PluginInfo
+from noetl_actors.runners._protocol import RunnerStatistics
+from noetl_actors.runners._results import read_result
+
+__all__ = ["KubernetesAttempt", "KubernetesRunner"]
+
+log = logging.getLogger("noetl_actors.runners")
+
+POLL = 0.5
+"""Seconds between two reads of a running Job."""
+DEADLINE_GRACE = 30.0
+"""Seconds past the attempt's timeout before the runner deletes a Job that Kubernetes'
+own activeDeadlineSeconds has not ended (a slow controller, a clock apart)."""
+
+
+class KubernetesAttempt(AttemptHandle):
+    """One attempt's Job: a thread of its own creates it, follows it and settles the outcome."""
+
+    def __init__(self, runner: KubernetesRunner, plugin: PluginInfo, attempt: Attempt,
+                 job: dict[str, Any]) -> None:
+        super().__init__(attempt)
+        self._runner = runner
+        self._plugin = plugin
+        self._job = job
+        self.name: str = job["metadata"]["name"]
+        self._stop_reason: str | None = None
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name=f"noetl-job-{self.name}",
+                                        daemon=True)
+
+    def cancel(self) -> None:
+        if not self._settled() and self._stop_reason is None:
+            self._stop_reason = CANCELLED
+        self._wake.set()
+
+    def _follow(self) -> None:
+        try:
+            outcome = self._run()
+        except Exception as error:  # the API server's errors, ours: an outcome, not a dead thread
+            log.exception("Job %s", self.name)
+            outcome = Outcome.failed(CRASH, f"Job {self.name}: {error}", started_at=0)
+        self._settle(outcome)
+        self._runner._ended(self)
+
+    def _run(self) -> Outcome:
+        status = self._runner._create(self._job)
+        deadline = None if self.attempt.timeout is None else \
+            time.monotonic() + self.attempt.timeout + DEADLINE_GRACE
+        while True:
+            if self._stop_reason is not None:
+                return self._stopped(self._stop_reason)
+            if deadline is not None and time.monotonic() > deadline:
+                return self._stopped(TIMEOUT)
+            if status is None:
+                return Outcome.failed(CRASH, f"Job {self.name} was deleted while it ran",
+                                      started_at=0)
+            ended = self._ended(status)
+            if ended is not None:
+                return ended
+            self._wake.wait(self._runner.poll)
+            status = self._runner._job_status(self.name)
+
+    def _ended(self, status: dict[str, Any]) -> Outcome | None:
+        for condition in status.get("conditions") or []:
+            if condition.get("status") != "True" or condition.get("type") not in (
+                    "Complete", "Failed"):
+                continue
+            if condition.get("reason") == "DeadlineExceeded":
+                self._runner._delete(self.name)
+                return Outcome.failed(TIMEOUT, stop_message(self.attempt, TIMEOUT),
+                                      started_at=0)
+            message, exit_code = self._runner._termination(self.name)
+            if message:
+                return read_result(message, nats_url=self._runner.nats_url)
+            return Outcome.failed(CRASH, f"Job {self.name} ended ({condition.get('reason')}: "
+                                         f"{condition.get('message')}), its container exited "
+                                         f"{exit_code} without an answer", started_at=0)
+        return None
+
+    def _stopped(self, reason: str) -> Outcome:
+        self._runner._delete(self.name)
+        return Outcome.failed(reason, stop_message(self.attempt, reason), started_at=0)
+
+
+class KubernetesRunner:
+    """Runs attempts as Jobs in `namespace`, through `api_client` (a ``kubernetes.client.
+    ApiClient``: from a kubeconfig, in-cluster, or a test's)."""
+
+    name = "kubernetes"
+
+    def __init__(self, api_client: Any, *, namespace: str, nats_url: str,
+                 ttl_after_finished: float = 3600.0, poll: float = POLL) -> None:
+        from kubernetes import client  # here: a node without Jobs never loads the client
+
+        self.namespace = namespace
+        self.nats_url = nats_url
+        self.ttl_after_finished = ttl_after_finished
+        self.poll = poll
+        # Any: the calls below ask for raw JSON (_preload_content=False), which the
+        # client's annotations (typed models, from version 35 on) do not describe.
+        self._batch: Any = client.BatchV1Api(api_client)
+        self._core: Any = client.CoreV1Api(api_client)
+        self._api_error = client.ApiException
+        self._lock = threading.Lock()
+        self._running: set[KubernetesAttempt] = set()
+        self._started = 0
+        self._closed = False
+
+    def start(self, plugin: PluginInfo, attempt: Attempt, *, epoch: int = 0,
+              settings: KubeSettings | None = None) -> KubernetesAttempt:
+        """Start `attempt` as a Job; `settings` are the step's (over the plugin's)."""
+        check_start(self.name, plugin, attempt)
+        job = build_job(plugin, attempt, epoch=epoch,
+                        settings=(settings or KubeSettings()).over(plugin.kubernetes),
+                        ttl_after_finished=self.ttl_after_finished, nats_url=self.nats_url,
+                        namespace=self.namespace)
+        running = KubernetesAttempt(self, plugin, attempt, job)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the kubernetes runner is closed")
+            self._running.add(running)
+            self._started += 1
+        running._thread.start()
+        return running
+
+    def statistics(self) -> RunnerStatistics:
+        with self._lock:
+            return RunnerStatistics(started=self._started, running=len(self._running),
+                                    abandoned=0)
+
+    def close(self, *, timeout: float = 10.0) -> None:
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for attempt in running:
+            attempt.cancel()
+        end = time.monotonic() + timeout
+        for attempt in running:
+            attempt.wait(max(0.0, end - time.monotonic()))
+
+    # -- the API calls ---------------------------------------------------------------
+
+    def _ended(self, attempt: KubernetesAttempt) -> None:
+        with self._lock:
+            self._running.discard(attempt)
+
+    def _create(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the Job; if one of its name exists, it is this attempt's: follow that."""
+        try:
+            created = self._batch.create_namespaced_job(self.namespace, body=job,
+                                                        _preload_content=False)
+            return dict(json.loads(created.data).get("status") or {})
+        except self._api_error as error:
+            if error.status != 409:
+                raise
+        return self._job_status(job["metadata"]["name"])
+
+    def _job_status(self, name: str) -> dict[str, Any] | None:
+        """The Job's status; None if it is gone (404)."""
+        try:
+            found = self._batch.read_namespaced_job(name, self.namespace, _preload_content=False)
+        except self._api_error as error:
+            if error.status == 404:
+                return None
+            raise
+        return dict(json.loads(found.data).get("status") or {})
+
+    def _termination(self, name: str) -> tuple[str, int | None]:
+        """The termination message and exit code of the Job's pod's container."""
+        pods = json.loads(self._core.list_namespaced_pod(
+            self.namespace, label_selector=f"job-name={name}", _preload_content=False).data)
+        for pod in pods.get("items", []):
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (container.get("state") or {}).get("terminated")
+                if terminated:
+                    return str(terminated.get("message") or ""), terminated.get("exitCode")
+        return "", None
+
+    def _delete(self, name: str) -> None:
+        """Delete the Job and, first, its pod (foreground); already gone is done."""
+        try:
+            self._batch.delete_namespaced_job(name, self.namespace,
+                                              propagation_policy="Foreground",
+                                              _preload_content=False)
+        except self._api_error as error:
+            if error.status != 404:
+                raise
