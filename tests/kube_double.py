@@ -10,8 +10,13 @@ is this interpreter), with the container's env, and reads the
 termination message from a file of its own (`NOETL_RESULT_PATH`) into the
 pod's status when the process exits; `activeDeadlineSeconds` kills it and
 fails the Job with reason ``DeadlineExceeded``; deleting a Job kills its
-process. What it does not prove: scheduling, images, watches (not
-implemented yet), RBAC, real pod lifecycles.
+process. Two failures are played as a kubelet and scheduler report them: an
+image whose tag is ``missing`` cannot be pulled (the pod stays Pending, its
+container waiting with ``ErrImagePull``), and a pod whose nodeSelector no
+node of `NODE_LABELS` matches is never scheduled (``PodScheduled`` False,
+``Unschedulable``); neither process is started. What it does not prove:
+real scheduling and image pulls, watches (not implemented yet), RBAC, real
+pod lifecycles.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import kubernetes_validate
 
 from tests.kube_helpers import check
 
+NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+"""The labels of the double's one node."""
 _JOBS = "/apis/batch/v1/namespaces/"
 _PODS = "/api/v1/namespaces/"
 
@@ -66,10 +73,6 @@ class _Pod:
                "NOETL_RESULT_PATH": str(self.result)}
         command = [sys.executable if part == "python" else part
                    for part in container["command"]]
-        self.log = folder / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
         labels = {**job["spec"]["template"]["metadata"]["labels"],
                   "job-name": job["metadata"]["name"],
                   "batch.kubernetes.io/job-name": job["metadata"]["name"]}
@@ -78,13 +81,35 @@ class _Pod:
             "metadata": {"name": name, "namespace": job["metadata"]["namespace"],
                          "labels": labels, "uid": f"pod-{name}"},
             "spec": spec,
-            "status": {"phase": "Running", "containerStatuses": [{
-                "name": container["name"], "image": container["image"], "imageID": "",
-                "ready": True, "restartCount": 0, "started": True,
-                "state": {"running": {"startedAt": _now()}}}]},
         }
+        self.proc: subprocess.Popen[bytes] | None = None
+        selector = spec.get("nodeSelector") or {}
+        if any(NODE_LABELS.get(k) != v for k, v in selector.items()):
+            self.obj["status"] = {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node "
+                           "affinity/selector. preemption: 0/1 nodes are available"}]}
+            return
+        if container["image"].endswith(":missing"):
+            self.obj["status"] = {"phase": "Pending", "containerStatuses": [{
+                "name": container["name"], "image": container["image"], "imageID": "",
+                "ready": False, "restartCount": 0, "started": False,
+                "state": {"waiting": {"reason": "ErrImagePull", "message":
+                          f'rpc error: code = NotFound desc = failed to pull and unpack image '
+                          f'"{container["image"]}": not found'}}}]}
+            return
+        self.log = folder / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.obj["status"] = {"phase": "Running", "containerStatuses": [{
+            "name": container["name"], "image": container["image"], "imageID": "",
+            "ready": True, "restartCount": 0, "started": True,
+            "state": {"running": {"startedAt": _now()}}}]}
 
     def kill(self) -> None:
+        if self.proc is None:
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
@@ -145,11 +170,12 @@ class KubeDouble:
             return
         deadline = job["spec"].get("activeDeadlineSeconds")
         started = job["status"]["startTime_monotonic"]
-        if pod.proc.poll() is None:
-            if deadline is not None and time.monotonic() - started > deadline:
-                pod.kill()
-                self._finish(job, pod, "Failed", "DeadlineExceeded",
-                             "Job was active longer than specified deadline")
+        if deadline is not None and time.monotonic() - started > deadline:
+            pod.kill()
+            self._finish(job, pod, "Failed", "DeadlineExceeded",
+                         "Job was active longer than specified deadline")
+            return
+        if pod.proc is None or pod.proc.poll() is None:
             return
         code = pod.proc.returncode
         message = pod.result.read_text() if pod.result.exists() else ""

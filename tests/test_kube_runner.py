@@ -12,11 +12,19 @@ import http.client
 import json
 from collections.abc import Iterator
 
+import attrs
 import pytest
 from kubernetes import client
 
 from noetl_actors.bridge import EmbeddedNatsServer
-from noetl_actors.runners import Attempt, KubernetesRunner, Status, find_plugins, job_name
+from noetl_actors.runners import (
+    Attempt,
+    KubernetesRunner,
+    KubeSettings,
+    Status,
+    find_plugins,
+    job_name,
+)
 from tests.kube_double import KubeDouble, kube_double
 
 pytestmark = pytest.mark.timeout(120)
@@ -139,3 +147,49 @@ def test_the_double_refuses_a_job_kubernetes_validate_refuses(double: KubeDouble
         finally:
             connection.close()
     assert double.created == []
+
+
+def test_an_image_that_cannot_be_pulled_fails_early_with_the_pods_message(
+        double: KubeDouble) -> None:
+    api = client.ApiClient(client.Configuration(host=double.url))
+    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
+                              poll=0.1, image_pull_after=0.5)
+    plugin = attrs.evolve(find_plugins()["python"], image="noetl-actors/noetl:missing")
+    try:
+        outcome = runner.start(plugin, attempt("python", timeout=300.0)).wait(WAIT)
+        assert outcome is not None and outcome.error_type == "ImagePullError", outcome
+        assert 'ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack ' \
+               'image "noetl-actors/noetl:missing": not found' in outcome.message
+        assert double.jobs == {}
+    finally:
+        runner.close()
+
+
+def test_a_pod_no_node_takes_fails_as_unschedulable(double: KubeDouble) -> None:
+    api = client.ApiClient(client.Configuration(host=double.url))
+    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
+                              poll=0.1, unschedulable_after=0.5)
+    try:
+        outcome = runner.start(find_plugins()["python"], attempt("python"),
+                               settings=KubeSettings.from_mapping(
+                                   {"node_selector": {"pool": "gpu"}})).wait(WAIT)
+        assert outcome is not None and outcome.error_type == "Unschedulable", outcome
+        assert "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector" \
+               in outcome.message
+        assert double.jobs == {}
+    finally:
+        runner.close()
+
+
+def test_a_pod_stuck_for_less_than_its_bound_is_waited_for(double: KubeDouble) -> None:
+    runner = runner_for(double)  # the default bounds: minutes
+    plugin = attrs.evolve(find_plugins()["python"], image="noetl-actors/noetl:missing")
+    try:
+        running = runner.start(plugin, attempt("python"))
+        assert running.wait(2.0) is None
+        assert running.alive() and len(double.jobs) == 1
+        running.cancel()
+        outcome = running.wait(WAIT)
+        assert outcome is not None and outcome.error_type == "cancelled"
+    finally:
+        runner.close()

@@ -6,8 +6,12 @@ First cut (issue 16, item 1 and part of 4): the runner creates the Job of
 message (`read_result`), and deletes it with foreground propagation on
 cancel and timeout (a 404 is done). A Job of the same name that already
 exists (409) is the same attempt: it is followed, never made twice.
-Not yet: early failures of pods Pending for ever or images that cannot be
-pulled, re-attach after takeover, logs.
+A pod that cannot start ends the attempt early, as a failure whose error
+type names why, with the pod's own message: `UNSCHEDULABLE` (no node
+takes it) after `unschedulable_after` seconds, `IMAGE_PULL_ERROR` after
+`image_pull_after`, `CONTAINER_ERROR` (a container that cannot be made:
+a missing Secret, a bad volume) after `container_error_after`; so no pod
+is Pending for ever. Not yet: watches, re-attach after takeover, logs.
 """
 
 from __future__ import annotations
@@ -26,12 +30,21 @@ from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._protocol import RunnerStatistics
 from noetl_actors.runners._results import read_result
 
-__all__ = ["KubernetesAttempt", "KubernetesRunner"]
+__all__ = ["CONTAINER_ERROR", "IMAGE_PULL_ERROR", "UNSCHEDULABLE", "KubernetesAttempt",
+           "KubernetesRunner"]
 
 log = logging.getLogger("noetl_actors.runners")
 
 POLL = 0.5
 """Seconds between two reads of a running Job."""
+UNSCHEDULABLE = "Unschedulable"
+"""Error type: no node would take the attempt's pod (resources, selector, taints)."""
+IMAGE_PULL_ERROR = "ImagePullError"
+"""Error type: the attempt's image cannot be pulled (no such image, no access)."""
+CONTAINER_ERROR = "ContainerError"
+"""Error type: the container cannot be created (a missing Secret or ConfigMap, ...)."""
+_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull")
+_CONTAINER_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 DEADLINE_GRACE = 30.0
 """Seconds past the attempt's timeout before the runner deletes a Job that Kubernetes'
 own activeDeadlineSeconds has not ended (a slow controller, a clock apart)."""
@@ -48,6 +61,8 @@ class KubernetesAttempt(AttemptHandle):
         self._job = job
         self.name: str = job["metadata"]["name"]
         self._stop_reason: str | None = None
+        self._stuck_since: dict[str, float] = {}
+        """Since when (monotonic) the pod has been stuck in each way it is now."""
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"noetl-job-{self.name}",
                                         daemon=True)
@@ -78,7 +93,7 @@ class KubernetesAttempt(AttemptHandle):
             if status is None:
                 return Outcome.failed(CRASH, f"Job {self.name} was deleted while it ran",
                                       started_at=0)
-            ended = self._ended(status)
+            ended = self._ended(status) or self._stuck()
             if ended is not None:
                 return ended
             self._wake.wait(self._runner.poll)
@@ -101,6 +116,18 @@ class KubernetesAttempt(AttemptHandle):
                                          f"{exit_code} without an answer", started_at=0)
         return None
 
+    def _stuck(self) -> Outcome | None:
+        """A failure if the pod has been unable to start for longer than its bound."""
+        found = self._runner._pod_trouble(self.name)
+        now = time.monotonic()
+        self._stuck_since = {kind: self._stuck_since.get(kind, now) for kind in found}
+        for kind, message in found.items():
+            if now - self._stuck_since[kind] >= self._runner.bounds[kind]:
+                self._runner._delete(self.name)
+                return Outcome.failed(kind, f"the pod of Job {self.name} cannot start: "
+                                            f"{message}", started_at=0)
+        return None
+
     def _stopped(self, reason: str) -> Outcome:
         self._runner._delete(self.name)
         return Outcome.failed(reason, stop_message(self.attempt, reason), started_at=0)
@@ -113,13 +140,18 @@ class KubernetesRunner:
     name = "kubernetes"
 
     def __init__(self, api_client: Any, *, namespace: str, nats_url: str,
-                 ttl_after_finished: float = 3600.0, poll: float = POLL) -> None:
+                 ttl_after_finished: float = 3600.0, poll: float = POLL,
+                 unschedulable_after: float = 300.0, image_pull_after: float = 120.0,
+                 container_error_after: float = 60.0) -> None:
         from kubernetes import client  # here: a node without Jobs never loads the client
 
         self.namespace = namespace
         self.nats_url = nats_url
         self.ttl_after_finished = ttl_after_finished
         self.poll = poll
+        self.bounds = {UNSCHEDULABLE: unschedulable_after, IMAGE_PULL_ERROR: image_pull_after,
+                       CONTAINER_ERROR: container_error_after}
+        """Seconds a pod may stay stuck in each way before its attempt fails."""
         # Any: the calls below ask for raw JSON (_preload_content=False), which the
         # client's annotations (typed models, from version 35 on) do not describe.
         self._batch: Any = client.BatchV1Api(api_client)
@@ -191,14 +223,36 @@ class KubernetesRunner:
 
     def _termination(self, name: str) -> tuple[str, int | None]:
         """The termination message and exit code of the Job's pod's container."""
-        pods = json.loads(self._core.list_namespaced_pod(
-            self.namespace, label_selector=f"job-name={name}", _preload_content=False).data)
-        for pod in pods.get("items", []):
+        for pod in self._pods(name):
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
                 terminated = (container.get("state") or {}).get("terminated")
                 if terminated:
                     return str(terminated.get("message") or ""), terminated.get("exitCode")
         return "", None
+
+    def _pods(self, name: str) -> list[dict[str, Any]]:
+        found = json.loads(self._core.list_namespaced_pod(
+            self.namespace, label_selector=f"job-name={name}", _preload_content=False).data)
+        return list(found.get("items") or [])
+
+    def _pod_trouble(self, name: str) -> dict[str, str]:
+        """How the Job's pod is stuck now, if it is: error type -> the pod's own message."""
+        trouble: dict[str, str] = {}
+        for pod in self._pods(name):
+            status = pod.get("status") or {}
+            for condition in status.get("conditions") or []:
+                if (condition.get("type"), condition.get("status"), condition.get("reason")) \
+                        == ("PodScheduled", "False", "Unschedulable"):
+                    trouble[UNSCHEDULABLE] = str(condition.get("message") or "Unschedulable")
+            for container in status.get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                reason = waiting.get("reason")
+                text = f"{reason}: {waiting.get('message') or ''}".strip(": ")
+                if reason in _PULL_REASONS:
+                    trouble[IMAGE_PULL_ERROR] = text
+                elif reason in _CONTAINER_REASONS:
+                    trouble[CONTAINER_ERROR] = text
+        return trouble
 
     def _delete(self, name: str) -> None:
         """Delete the Job and, first, its pod (foreground); already gone is done."""
