@@ -1,5 +1,12 @@
 """A TEST DOUBLE of a Kubernetes API server, for the Job runner's tests: not Kubernetes.
 
+Jobs carry resource versions, and ``?watch=true`` streams their changes
+from a resourceVersion (``ADDED``, ``MODIFIED``, ``DELETED``, one JSON a
+line) until ``timeoutSeconds``. `compact()` forgets the history, so a
+watch from an older version gets ``410 Gone`` (an ``ERROR`` event), as a
+real server's does after etcd compaction; `drop_watches()` cuts every open
+watch stream, as a restarting API server or load balancer does.
+
 It speaks real HTTP on 127.0.0.1, so the runner's real `kubernetes` client
 talks to it, and implements only what the runner uses, as the API server
 does it: Jobs create (refusing every body `kubernetes-validate` or a
@@ -22,6 +29,7 @@ pod lifecycles.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import json
 import os
@@ -127,6 +135,17 @@ class KubeDouble:
         self.created: list[str] = []
         """Every Job name created, in order (a second create of one attempt shows here)."""
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.version = 0
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.floor = 0
+        """Watches from a resourceVersion below this get 410 Gone (`compact()`)."""
+        self.generation = 0
+        """Bumped by `drop_watches()`: a watch opened in an older one ends."""
+        self.watching = 0
+        """Watch streams open now."""
+        self.expired = 0
+        """410s sent."""
         self._folder = tempfile.TemporaryDirectory(prefix="kube-double-")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -148,6 +167,10 @@ class KubeDouble:
     def stop(self) -> None:
         self._stop.set()
         self._kubelet.join()
+        self.drop_watches()
+        deadline = time.monotonic() + 10
+        while self.watching and time.monotonic() < deadline:
+            time.sleep(0.01)
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
@@ -155,6 +178,26 @@ class KubeDouble:
             for pod in self.pods.values():
                 pod.kill()
         self._folder.cleanup()
+
+    def compact(self) -> None:
+        """Forget the history: a watch from any version before now gets 410 Gone."""
+        with self.changed:
+            self.version += 1
+            self.floor = self.version
+            self.events.clear()
+
+    def drop_watches(self) -> None:
+        """End every open watch stream at once."""
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
+    def _record(self, kind: str, job: dict[str, Any]) -> None:
+        """A change of `job`: a new resource version, and an event for watches. Under lock."""
+        self.version += 1
+        job["metadata"]["resourceVersion"] = str(self.version)
+        self.events.append((self.version, kind, copy.deepcopy(_public(job))))
+        self.changed.notify_all()
 
     # -- the kubelet and the Job controller --------------------------------------------
 
@@ -197,6 +240,7 @@ class KubeDouble:
         job["status"]["conditions"] = [condition]
         job["status"]["active"] = 0
         job["status"]["succeeded" if kind == "Complete" else "failed"] = 1
+        self._record("MODIFIED", job)
 
     # -- HTTP --------------------------------------------------------------------------
 
@@ -204,6 +248,7 @@ class KubeDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # a watch is a chunked stream, as a real server's
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
@@ -249,6 +294,7 @@ class KubeDouble:
                     body["status"] = {"active": 1, "startTime": _now(),
                                       "startTime_monotonic": time.monotonic()}
                     double.jobs[key] = body
+                    double._record("ADDED", body)
                     double.created.append(key[1])
                     double.pods[key] = _Pod(body, Path(double._folder.name))
                     return self.reply(201, _public(body))
@@ -256,6 +302,9 @@ class KubeDouble:
             def do_GET(self) -> None:
                 kind, namespace, name, query = self.route()
                 selector = (query.get("labelSelector") or [None])[0]
+                field = (query.get("fieldSelector") or [None])[0]
+                if kind == "jobs" and name is None and query.get("watch") == ["true"]:
+                    return self.watch(namespace, selector, field, query)
                 with double.lock:
                     if kind == "jobs" and name is not None:
                         job = double.jobs.get((namespace, name))
@@ -264,10 +313,11 @@ class KubeDouble:
                         return self.reply(200, _public(job))
                     if kind == "jobs":
                         items = [_public(j) for (ns, _), j in double.jobs.items()
-                                 if ns == namespace and _selected(j["metadata"]["labels"],
-                                                                  selector)]
+                                 if ns == namespace and _matches(j, selector, field)]
                         return self.reply(200, {"apiVersion": "batch/v1", "kind": "JobList",
-                                                "metadata": {}, "items": items})
+                                                "metadata": {"resourceVersion":
+                                                             str(double.version)},
+                                                "items": items})
                     if kind == "pods" and name is None:
                         items = [p.obj for (ns, _), p in double.pods.items()
                                  if ns == namespace and _selected(p.obj["metadata"]["labels"],
@@ -275,6 +325,52 @@ class KubeDouble:
                         return self.reply(200, {"apiVersion": "v1", "kind": "PodList",
                                                 "metadata": {}, "items": items})
                 return self.status(404, "NotFound", f"no route {self.path}")
+
+            def watch(self, namespace: str, selector: str | None, field: str | None,
+                      query: dict[str, list[str]]) -> None:
+                since = int((query.get("resourceVersion") or ["0"])[0] or 0)
+                end = time.monotonic() + float((query.get("timeoutSeconds") or ["30"])[0])
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.close_connection = True
+                with double.changed:
+                    generation = double.generation
+                    double.watching += 1
+                try:
+                    while time.monotonic() < end:
+                        with double.changed:
+                            if since and since < double.floor:
+                                double.expired += 1
+                                new = [{"type": "ERROR", "object": {
+                                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "code": 410, "reason": "Expired",
+                                    "message": f"too old resource version: {since} "
+                                               f"({double.floor})"}}]
+                            else:
+                                new = [{"type": kind, "object": obj}
+                                       for version, kind, obj in double.events
+                                       if version > since
+                                       and obj["metadata"]["namespace"] == namespace
+                                       and _matches(obj, selector, field)]
+                                since = max([since, *(v for v, _, _ in double.events)])
+                            if not new:
+                                double.changed.wait(min(0.2, max(0.0, end - time.monotonic())))
+                            if double.generation != generation:
+                                return  # cut: no last chunk, as a dropped connection
+                        for event in new:
+                            line = json.dumps(event).encode() + b"\n"
+                            self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                        self.wfile.flush()
+                        if new and new[0]["type"] == "ERROR":
+                            break
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+                finally:
+                    with double.changed:
+                        double.watching -= 1
 
             def do_DELETE(self) -> None:
                 kind, namespace, name, _query = self.route()
@@ -284,6 +380,7 @@ class KubeDouble:
                     job = double.jobs.pop((namespace, name), None)
                     if job is None:
                         return self.status(404, "NotFound", f'jobs.batch "{name}" not found')
+                    double._record("DELETED", job)
                     pod = double.pods.pop((namespace, name), None)
                     if pod is not None:
                         pod.kill()  # foreground: the pod is gone before the Job is
@@ -291,6 +388,12 @@ class KubeDouble:
                                             "status": "Success"})
 
         return Handler
+
+
+def _matches(job: dict[str, Any], selector: str | None, field: str | None) -> bool:
+    if field and field != f"metadata.name={job['metadata']['name']}":
+        return False
+    return _selected(job["metadata"]["labels"], selector)
 
 
 def _public(job: dict[str, Any]) -> dict[str, Any]:

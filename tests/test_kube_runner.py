@@ -26,6 +26,7 @@ from noetl_actors.runners import (
     job_name,
 )
 from tests.kube_double import KubeDouble, kube_double
+from tests.run_helpers import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 WAIT = 60.0
@@ -39,7 +40,7 @@ def double() -> Iterator[KubeDouble]:
 
 def runner_for(double: KubeDouble, nats_url: str = "nats://127.0.0.1:1") -> KubernetesRunner:
     api = client.ApiClient(client.Configuration(host=double.url))
-    return KubernetesRunner(api, namespace="noetl-test", nats_url=nats_url, poll=0.1)
+    return KubernetesRunner(api, namespace="noetl-test", nats_url=nats_url, watch_timeout=1)
 
 
 def attempt(plugin: str, number: int = 1, timeout: float | None = None, **input: object
@@ -153,7 +154,7 @@ def test_an_image_that_cannot_be_pulled_fails_early_with_the_pods_message(
         double: KubeDouble) -> None:
     api = client.ApiClient(client.Configuration(host=double.url))
     runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
-                              poll=0.1, image_pull_after=0.5)
+                              watch_timeout=1, image_pull_after=0.5)
     plugin = attrs.evolve(find_plugins()["python"], image="noetl-actors/noetl:missing")
     try:
         outcome = runner.start(plugin, attempt("python", timeout=300.0)).wait(WAIT)
@@ -168,7 +169,7 @@ def test_an_image_that_cannot_be_pulled_fails_early_with_the_pods_message(
 def test_a_pod_no_node_takes_fails_as_unschedulable(double: KubeDouble) -> None:
     api = client.ApiClient(client.Configuration(host=double.url))
     runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
-                              poll=0.1, unschedulable_after=0.5)
+                              watch_timeout=1, unschedulable_after=0.5)
     try:
         outcome = runner.start(find_plugins()["python"], attempt("python"),
                                settings=KubeSettings.from_mapping(
@@ -191,5 +192,26 @@ def test_a_pod_stuck_for_less_than_its_bound_is_waited_for(double: KubeDouble) -
         running.cancel()
         outcome = running.wait(WAIT)
         assert outcome is not None and outcome.error_type == "cancelled"
+    finally:
+        runner.close()
+
+
+def test_a_watch_that_expires_or_drops_is_taken_up_again(double: KubeDouble) -> None:
+    """410 Gone (the server compacted its history): list again and watch from the new
+    version; a dropped stream: watch again. The attempt ends as if nothing happened."""
+    api = client.ApiClient(client.Configuration(host=double.url))
+    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
+                              watch_timeout=30)
+    try:
+        running = runner.start(find_plugins()["shell"],
+                               attempt("shell", command="sleep 3; echo done"))
+        wait_until(lambda: double.watching >= 1, WAIT, "the runner to watch its Job")
+        double.compact()
+        double.drop_watches()
+        wait_until(lambda: double.expired >= 1, WAIT, "a watch from before to get 410")
+        outcome = running.wait(WAIT)
+        assert outcome is not None and outcome.ok, outcome
+        assert outcome.output["stdout"] == "done\n"
+        assert len(double.created) == 1
     finally:
         runner.close()

@@ -1,8 +1,8 @@
 """`KubernetesRunner`: one attempt is one Job, made and followed through the API server.
 
-First cut (issue 16, item 1 and part of 4): the runner creates the Job of
-`build_job()` through the official client, polls it (a watch that survives
-``410 Gone`` comes next), reads the result from its pod's termination
+The runner creates the Job of `build_job()` through the official client,
+follows it with a watch that survives ``410 Gone`` (list again, then watch
+from the new resource version) and dropped streams, reads the result from its pod's termination
 message (`read_result`), and deletes it with foreground propagation on
 cancel and timeout (a 404 is done). A Job of the same name that already
 exists (409) is the same attempt: it is followed, never made twice.
@@ -11,15 +11,18 @@ type names why, with the pod's own message: `UNSCHEDULABLE` (no node
 takes it) after `unschedulable_after` seconds, `IMAGE_PULL_ERROR` after
 `image_pull_after`, `CONTAINER_ERROR` (a container that cannot be made:
 a missing Secret, a bad volume) after `container_error_after`; so no pod
-is Pending for ever. Not yet: watches, re-attach after takeover, logs.
+is Pending for ever. A cancel or a deadline is acted on within a watch's
+`watch_timeout`. Not yet: re-attach after takeover, logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections.abc import Generator
 from typing import Any
 
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
@@ -35,8 +38,13 @@ __all__ = ["CONTAINER_ERROR", "IMAGE_PULL_ERROR", "UNSCHEDULABLE", "KubernetesAt
 
 log = logging.getLogger("noetl_actors.runners")
 
-POLL = 0.5
-"""Seconds between two reads of a running Job."""
+WATCH_TIMEOUT = 5
+"""Seconds one watch of a Job lasts before it is opened again: how often, at least, a
+running Job's pod is checked, and a cancel or deadline is acted on."""
+_GONE: dict[str, Any] = {}
+"""`_statuses()`: the Job is gone."""
+_TICK: dict[str, Any] = {}
+"""`_statuses()`: a watch ended with no change."""
 UNSCHEDULABLE = "Unschedulable"
 """Error type: no node would take the attempt's pod (resources, selector, taints)."""
 IMAGE_PULL_ERROR = "ImagePullError"
@@ -63,14 +71,12 @@ class KubernetesAttempt(AttemptHandle):
         self._stop_reason: str | None = None
         self._stuck_since: dict[str, float] = {}
         """Since when (monotonic) the pod has been stuck in each way it is now."""
-        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._follow, name=f"noetl-job-{self.name}",
                                         daemon=True)
 
     def cancel(self) -> None:
         if not self._settled() and self._stop_reason is None:
             self._stop_reason = CANCELLED
-        self._wake.set()
 
     def _follow(self) -> None:
         try:
@@ -82,22 +88,22 @@ class KubernetesAttempt(AttemptHandle):
         self._runner._ended(self)
 
     def _run(self) -> Outcome:
-        status = self._runner._create(self._job)
+        self._runner._create(self._job)
         deadline = None if self.attempt.timeout is None else \
             time.monotonic() + self.attempt.timeout + DEADLINE_GRACE
-        while True:
-            if self._stop_reason is not None:
-                return self._stopped(self._stop_reason)
-            if deadline is not None and time.monotonic() > deadline:
-                return self._stopped(TIMEOUT)
-            if status is None:
-                return Outcome.failed(CRASH, f"Job {self.name} was deleted while it ran",
-                                      started_at=0)
-            ended = self._ended(status) or self._stuck()
-            if ended is not None:
-                return ended
-            self._wake.wait(self._runner.poll)
-            status = self._runner._job_status(self.name)
+        with contextlib.closing(self._runner._statuses(self.name)) as statuses:
+            for status in statuses:  # closing it closes the watch's connection
+                if self._stop_reason is not None:
+                    return self._stopped(self._stop_reason)
+                if deadline is not None and time.monotonic() > deadline:
+                    return self._stopped(TIMEOUT)
+                if status is _GONE:
+                    return Outcome.failed(CRASH, f"Job {self.name} was deleted while it ran",
+                                          started_at=0)
+                ended = (self._ended(status) if status is not _TICK else None) or self._stuck()
+                if ended is not None:
+                    return ended
+        raise AssertionError("_statuses() never ends")
 
     def _ended(self, status: dict[str, Any]) -> Outcome | None:
         for condition in status.get("conditions") or []:
@@ -140,7 +146,7 @@ class KubernetesRunner:
     name = "kubernetes"
 
     def __init__(self, api_client: Any, *, namespace: str, nats_url: str,
-                 ttl_after_finished: float = 3600.0, poll: float = POLL,
+                 ttl_after_finished: float = 3600.0, watch_timeout: int = WATCH_TIMEOUT,
                  unschedulable_after: float = 300.0, image_pull_after: float = 120.0,
                  container_error_after: float = 60.0) -> None:
         from kubernetes import client  # here: a node without Jobs never loads the client
@@ -148,7 +154,7 @@ class KubernetesRunner:
         self.namespace = namespace
         self.nats_url = nats_url
         self.ttl_after_finished = ttl_after_finished
-        self.poll = poll
+        self.watch_timeout = watch_timeout
         self.bounds = {UNSCHEDULABLE: unschedulable_after, IMAGE_PULL_ERROR: image_pull_after,
                        CONTAINER_ERROR: container_error_after}
         """Seconds a pod may stay stuck in each way before its attempt fails."""
@@ -200,26 +206,52 @@ class KubernetesRunner:
         with self._lock:
             self._running.discard(attempt)
 
-    def _create(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    def _create(self, job: dict[str, Any]) -> None:
         """Create the Job; if one of its name exists, it is this attempt's: follow that."""
         try:
-            created = self._batch.create_namespaced_job(self.namespace, body=job,
-                                                        _preload_content=False)
-            return dict(json.loads(created.data).get("status") or {})
+            self._batch.create_namespaced_job(self.namespace, body=job, _preload_content=False)
         except self._api_error as error:
             if error.status != 409:
                 raise
-        return self._job_status(job["metadata"]["name"])
 
-    def _job_status(self, name: str) -> dict[str, Any] | None:
-        """The Job's status; None if it is gone (404)."""
-        try:
-            found = self._batch.read_namespaced_job(name, self.namespace, _preload_content=False)
-        except self._api_error as error:
-            if error.status == 404:
-                return None
-            raise
-        return dict(json.loads(found.data).get("status") or {})
+    def _statuses(self, name: str) -> Generator[dict[str, Any], None, None]:
+        """The Job's status now, then at each change, and `_TICK` when a watch ends with
+        none; `_GONE` once it is deleted. Never ends by itself.
+
+        A list gives the status and a resource version; a watch follows from it. A
+        watch whose version is too old (410 Gone: the server compacted its history)
+        lists again; a stream that drops is watched again from the last version seen.
+        """
+        from kubernetes import watch
+        from urllib3.exceptions import HTTPError
+
+        selector = f"metadata.name={name}"
+        version: str | None = None
+        while True:
+            if version is None:
+                listed = json.loads(self._batch.list_namespaced_job(
+                    self.namespace, field_selector=selector, _preload_content=False).data)
+                version = (listed.get("metadata") or {}).get("resourceVersion")
+                items = listed.get("items") or []
+                yield (items[0].get("status") or {}) if items else _GONE
+            watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in watcher.stream(
+                        self._batch.list_namespaced_job, self.namespace,
+                        field_selector=selector, resource_version=version,
+                        timeout_seconds=self.watch_timeout):
+                    job = event["raw_object"]
+                    version = (job.get("metadata") or {}).get("resourceVersion") or version
+                    yield _GONE if event["type"] == "DELETED" else (job.get("status") or {})
+            except self._api_error as error:
+                if error.status != 410:
+                    raise
+                log.info("watch of Job %s: %s; listing again", name, error.reason)
+                version = None
+                continue
+            except (HTTPError, OSError) as error:  # a dropped stream: watch again
+                log.info("watch of Job %s dropped (%r); watching again", name, error)
+            yield _TICK
 
     def _termination(self, name: str) -> tuple[str, int | None]:
         """The termination message and exit code of the Job's pod's container."""
