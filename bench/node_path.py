@@ -15,7 +15,8 @@ every step takes the served node's whole path: its lease, the claim in the
 In the same run, on the node's server, the raw baseline: nats-py
 request/reply at one in flight (p50), measured before and after the
 workloads. Figures are medians over `--rounds` (3) after a warm-up round.
-The last line is machine-readable::
+Then the same playbooks with `noetl run FILE --json` (bench/paths.py's
+`run_path`), for the ratio. The last line is machine-readable::
 
     node_fanout_steps_per_s=<x> node_seq_ms_per_step=<x> raw_rt_p50_ms=<x>
 """
@@ -76,6 +77,22 @@ async def run_once(client: Client, text: str) -> float:
     return float(record["finished_at"]) - float(record["started_at"])
 
 
+def noetl_run(args: argparse.Namespace) -> tuple[list[float], list[float]]:
+    """A and B with `noetl run FILE --json` (bench/paths.py), after a warm-up run."""
+    from paths import run_path  # a sibling script: bench/ is on sys.path
+
+    a, b = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        fanout, sequence = Path(folder) / "fanout.yaml", Path(folder) / "sequence.yaml"
+        fanout.write_text(playbook("fanout", args.tasks, args.steps))
+        sequence.write_text(playbook("sequence", 1, args.sequence))
+        run_path(fanout)
+        for _ in range(args.rounds):
+            a.append(args.tasks * args.steps / run_path(fanout))
+            b.append(run_path(sequence) / args.sequence * 1e3)
+    return a, b
+
+
 async def measure(url: str, args: argparse.Namespace) -> None:
     fanout = playbook("fanout", args.tasks, args.steps)
     sequence = playbook("sequence", 1, args.sequence)
@@ -88,11 +105,16 @@ async def measure(url: str, args: argparse.Namespace) -> None:
             a.append(args.tasks * args.steps / await run_once(client, fanout))
             b.append(await run_once(client, sequence) / args.sequence * 1e3)
     raw_after = await raw_p50_ms(url)
+    run_a, run_b = noetl_run(args)
     raw = (raw_before + raw_after) / 2
     print(f"A  {args.tasks} tasks x {args.steps} steps : {statistics.median(a):8.0f} steps/s"
           f"   (rounds: {', '.join(f'{x:.0f}' for x in a)})")
     print(f"B  1 task x {args.sequence} steps     : {statistics.median(b):8.2f} ms/step"
           f"   (rounds: {', '.join(f'{x:.2f}' for x in b)})")
+    print(f"noetl run (subprocess, its report's times): A {statistics.median(run_a):.0f} "
+          f"steps/s, B {statistics.median(run_b):.2f} ms/step; node / run: A x"
+          f"{statistics.median(run_a) / statistics.median(a):.2f}, B x"
+          f"{statistics.median(b) / statistics.median(run_b):.2f}")
     print(f"raw request/reply p50: {raw_before:.3f} ms before, {raw_after:.3f} ms after;"
           f" B / raw = x{statistics.median(b) / raw:.1f}")
     print(f"node_fanout_steps_per_s={statistics.median(a):.0f} "

@@ -4,6 +4,14 @@ Run it as a plain script (not under pytest)::
 
     python bench/steps.py [--rounds N] [--tasks N] [--steps N] [--sequence N]
                           [--raw-rt N] [--raw-spawns N]
+    python bench/steps.py --paths [--rounds N] [--tasks N] [--steps N] [--sequence N]
+    python bench/steps.py --scale [--tasks N] [--sleep S] [--workflows N] [--only PART...]
+
+With `--paths` it runs bench/paths.py instead: A and B on the in-process
+node, `noetl run` and a `noetl node start` on a `noetl server`, in one run.
+With `--scale`, bench/scale.py: validation of 10,000 tasks, 10,000 parallel
+sleeps on a node and with `noetl run` (time and peak RSS), 1,000 workflows
+submitted at once.
 
 It starts a `Node` (its embedded nats-server, state in a temporary folder,
 the plugin workers, the NOETL_EVENTS stream) and runs playbooks of `echo`
@@ -484,7 +492,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(parse_args(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--paths" in argv:  # the three paths a user can take: bench/paths.py
+        import paths
+
+        return paths.main([arg for arg in argv if arg != "--paths"])
+    if "--scale" in argv:  # the scale targets: bench/scale.py
+        import scale
+
+        return scale.main([arg for arg in argv if arg != "--scale"])
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

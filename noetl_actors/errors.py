@@ -5,6 +5,7 @@ The tree, as callers catch it::
     NoetlError
     ├── PlaybookError             a playbook is invalid; .problems says where and what
     ├── TemplateError             a template did not parse or render (step error "template")
+    ├── LoopTooLong               a looped task's items are more than its max_items
     ├── SupervisionError          a supervisor gave up; .reason holds the chain
     ├── InjectedCrash             what an actor told `Crash` raises in its own loop
     ├── ChildError                a dynamic-child verb was misused
@@ -67,6 +68,7 @@ __all__ = [
     "ConnectionLost",
     "ErrorKind",
     "InjectedCrash",
+    "LoopTooLong",
     "MailboxFull",
     "MalformedMessage",
     "ManifestError",
@@ -112,6 +114,12 @@ class TemplateError(NoetlError):
     """
 
     error_type = "template"
+
+
+class LoopTooLong(NoetlError):
+    """A looped task's `over` gave more items than its `max_items` (error type ``loop``)."""
+
+    error_type = "loop"
 
 
 class InjectedCrash(NoetlError):

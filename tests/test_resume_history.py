@@ -51,3 +51,53 @@ def test_a_restart_without_backoff_counts_once_too() -> None:
     history = [failed(1, 10.0), lifecycle("exited", "t/boom", 10.0),
                lifecycle("restarted", "t/boom", 10.0)]
     assert read_history(PLAYBOOK, history).restarts == {"t": [10.0]}
+
+
+LOOPED = parse_playbook("""\
+apiVersion: noetl.io/v1
+kind: Playbook
+name: looped
+tasks:
+  - name: t
+    loop: {over: [a, b, c, d]}
+    steps:
+      - {name: s, plugin: echo, with: {msg: "{{ item }}"}}
+      - {name: u, plugin: fail, with: {until_attempt: 2}}
+""")
+
+
+def event(step_id: str, attempt: int, status: str, at: float, **fields: Any) -> dict[str, Any]:
+    return {"subject": f"event.echo.wf-1.{step_id}", "schema_version": 1, "type": "event",
+            "command_id": f"wf-1.{step_id}.{attempt}", "workflow_id": "wf-1",
+            "step_id": step_id, "attempt": attempt, "status": status, "at": at, "worker": "w",
+            **fields}
+
+
+def test_a_takeover_does_not_run_the_finished_steps_of_iterations_again() -> None:
+    history = [
+        event("t/0=s", 1, "succeeded", 1.0, output={"msg": "a"}),
+        event("t/0=u", 1, "failed", 1.5, error_type="PluginError", error_message="no"),
+        lifecycle("exited", "t/0/u", 1.5), lifecycle("restarted", "t/0/u", 1.6),
+        event("t/0=u", 2, "succeeded", 2.0, output={"attempt": 2}),
+        event("t/1=s", 1, "succeeded", 2.0, output={"msg": "b"}),
+        event("t/2=s", 1, "started", 2.5),  # in flight when the owner died
+        event("x/0=s", 1, "succeeded", 2.5, output={}),  # not a step of this playbook
+    ]
+    state = read_history(LOOPED, history, claimed=[(("t/3", "s"), 1)])
+    assert state.done == {("t/0", "s"): (1, {"msg": "a"}), ("t/0", "u"): (2, {"attempt": 2}),
+                          ("t/1", "s"): (1, {"msg": "b"})}
+    assert state.adopted == {("t/2", "s"): 1, ("t/3", "s"): 1}
+    assert state.restarts == {"t/0": [1.6]}, "a step's restart counts in its iteration"
+    assert state.counts()[("t/0", "u")] == 1, "its replayed attempt keeps its number"
+
+
+def test_a_loop_restarted_by_its_workflow_forgets_every_iteration() -> None:
+    history = [
+        event("t/0=s", 1, "succeeded", 1.0, output={"msg": "a"}),
+        event("t/1=s", 1, "succeeded", 1.0, output={"msg": "b"}),
+        lifecycle("exited", "t", 2.0), lifecycle("restarted", "t", 2.0),
+        event("t/1=s", 2, "succeeded", 3.0, output={"msg": "b"}),
+    ]
+    state = read_history(LOOPED, history)
+    assert state.done == {("t/1", "s"): (2, {"msg": "b"})}
+    assert state.restarts == {"": [2.0]}

@@ -174,6 +174,37 @@ class KeyValue:
         result: bool = self._call(delete)
         return result
 
+    def get_soon(self, key: str) -> concurrent.futures.Future[Entry | None]:
+        """`get` without waiting, from any thread (the loop's too); the future is
+        settled on the bridge's loop thread, or at once (ConnectError) with no connection."""
+        result: concurrent.futures.Future[Entry | None] = concurrent.futures.Future()
+        connection = self._core.connection
+        if connection is None or connection.closed:
+            result.set_exception(ConnectError(f"no connection to read {key!r} of "
+                                              f"{self.bucket} with"))
+            return result
+
+        async def get() -> Entry | None:
+            kv = await connection.key_value(self.bucket)
+            try:
+                entry = await kv.get(key)
+            except js_errors.KeyNotFoundError:
+                return None
+            return _entry(key, entry.value, entry.revision)
+
+        def settle(done: concurrent.futures.Future[Entry | None]) -> None:
+            error = done.exception() if not done.cancelled() else ConnectionLost("cancelled")
+            if error is None:
+                result.set_result(done.result())
+            else:
+                result.set_exception(translate(error))
+
+        try:
+            connection.submit(get()).add_done_callback(settle)
+        except RuntimeError:  # its loop closed meanwhile
+            result.set_exception(ConnectError(f"the bridge's loop closed; {key!r} not read"))
+        return result
+
     def delete_soon(self, key: str) -> concurrent.futures.Future[bool]:
         """`delete` without waiting, from any thread (the loop's too); the future is
         settled on the bridge's loop thread, or at once (ConnectError) with no connection."""

@@ -42,25 +42,59 @@ def render_document(document: Mapping[str, Any], *, detail: str = "") -> Tree:
             label.append(f"  restarted {task['starts'] - 1}x", style="yellow")
         if task.get("skipped"):
             label.append(f"  {task['skipped']}", style="dim")
+        loop = task.get("loop")
+        if loop:
+            label.append(f"  loop: {loop['succeeded']}/{loop['items']} succeeded", style="dim")
+            for what in ("failed", "running", "cancelled"):
+                if loop.get(what):
+                    label.append(f", {loop[what]} {what}", style=STATUS_STYLE.get(what, ""))
         branch = tree.add(label)
-        for step_name, step in task["steps"].items():
-            line = Text(step_name)
-            line.append(f"  {step['status']}", style=STATUS_STYLE.get(step["status"], ""))
-            if step.get("skipped") and not task.get("skipped"):
-                line.append(f"  {step['skipped']}", style="dim")
-            if step.get("waiting"):
-                line.append(f" {waiting_text(step['waiting'])}", style="yellow")
-            queued = step.get("queued")
-            if isinstance(queued, (int, float)) and queued >= QUEUED_SHOWN:
-                so_far = " so far" if step.get("started_at") is None else ""
-                line.append(f"  queued {queued:.1f}s{so_far}", style="yellow")
-            if step["attempts"] > 1:
-                line.append(f"  attempt {step['attempts']}", style="yellow")
-            if step["error"] and step["status"] != "succeeded":
-                line.append(f"  {step['error']['type']}: {step['error']['message']}",
-                            style="red")
-            branch.add(line)
+        _add_steps(branch, task)
+        if loop:
+            _add_iterations(branch, task)
     return tree
+
+
+ITERATIONS_SHOWN = 10
+"""At most this many iterations of a looped task are listed (the failed ones first)."""
+
+
+def _add_iterations(branch: Tree, task: Mapping[str, Any]) -> None:
+    """The iterations worth a look (failed, then running), a few; the count of the rest."""
+    iterations = list(enumerate(task.get("iterations") or []))
+    shown = [(i, it) for status in ("failed", "running", "restarting")
+             for i, it in iterations if it["status"] == status][:ITERATIONS_SHOWN]
+    for index, iteration in shown:
+        label = Text(f"[{index}]")
+        label.append(f"  {iteration['status']}",
+                     style=STATUS_STYLE.get(iteration["status"], ""))
+        _add_steps(branch.add(label), {"steps": iteration["steps"]})
+    rest = len(iterations) - len(shown)
+    if rest:
+        branch.add(Text(f"{'other ' if shown else ''}{rest} iteration(s) not shown "
+                        f"(--json has them all)", style="dim"))
+
+
+def _add_steps(branch: Tree, task: Mapping[str, Any]) -> None:
+    """A task's (or an iteration's) steps; a looped task's attempts are summed over its
+    iterations, so they are not shown as a step's attempt number."""
+    for step_name, step in task["steps"].items():
+        line = Text(step_name)
+        line.append(f"  {step['status']}", style=STATUS_STYLE.get(step["status"], ""))
+        if step.get("skipped") and not task.get("skipped"):
+            line.append(f"  {step['skipped']}", style="dim")
+        if step.get("waiting"):
+            line.append(f" {waiting_text(step['waiting'])}", style="yellow")
+        queued = step.get("queued")
+        if isinstance(queued, (int, float)) and queued >= QUEUED_SHOWN:
+            so_far = " so far" if step.get("started_at") is None else ""
+            line.append(f"  queued {queued:.1f}s{so_far}", style="yellow")
+        if step["attempts"] > 1 and not task.get("loop"):
+            line.append(f"  attempt {step['attempts']}", style="yellow")
+        if step["error"] and step["status"] != "succeeded":
+            line.append(f"  {step['error']['type']}: {step['error']['message']}",
+                        style="red")
+        branch.add(line)
 
 
 _WORKERS = {"none": " (none is running)", "busy": " (its workers are busy)"}

@@ -18,9 +18,11 @@ from noetl_actors.playbook._lint import lint as lint
 from noetl_actors.playbook._loader import load_playbook as load_playbook
 from noetl_actors.playbook._loader import parse_playbook as parse_playbook
 from noetl_actors.playbook._model import API_VERSION as API_VERSION
+from noetl_actors.playbook._model import MAX_ITEMS_DEFAULT as MAX_ITEMS_DEFAULT
 from noetl_actors.playbook._model import TASK_DEFAULT as TASK_DEFAULT
 from noetl_actors.playbook._model import WORKFLOW_DEFAULT as WORKFLOW_DEFAULT
 from noetl_actors.playbook._model import ErrorAction as ErrorAction
+from noetl_actors.playbook._model import Loop as Loop
 from noetl_actors.playbook._model import Playbook as Playbook
 from noetl_actors.playbook._model import Route as Route
 from noetl_actors.playbook._model import Runner as Runner
@@ -37,17 +39,22 @@ from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Located as Located
 from noetl_actors.playbook._source import Problem as Problem
 from noetl_actors.playbook._source import parse_yaml as parse_yaml
+from noetl_actors.playbook._templates import LOOP_INDEX as LOOP_INDEX
 from noetl_actors.playbook._templates import condition_holds as condition_holds
+from noetl_actors.playbook._templates import condition_source as condition_source
 from noetl_actors.playbook._templates import render_value as render_value
 
 __all__ = [
     "API_VERSION",
+    "LOOP_INDEX",
+    "MAX_ITEMS_DEFAULT",
     "NAME_PATTERN",
     "TASK_DEFAULT",
     "WORKFLOW_DEFAULT",
     "Catalog",
     "ErrorAction",
     "Located",
+    "Loop",
     "Playbook",
     "PluginInfo",
     "Problem",
@@ -57,6 +64,7 @@ __all__ = [
     "Task",
     "YamlReader",
     "condition_holds",
+    "condition_source",
     "described",
     "did_you_mean",
     "format_duration",

@@ -35,19 +35,37 @@ def lint(playbook: Playbook, catalog: Catalog | None = None) -> tuple[list[Worst
     runs = playbook.supervision.max_restarts + 1
     worst = []
     for task in playbook.tasks:
+        items, of_items = _items(task)
         for step in task.steps:
             per_run = _per_run(task, step)
             worst.append(Worst(
-                task.name, step.name, per_run * runs,
-                f"{per_run} per run of task {task.name} x {runs} run(s) of the task "
-                "under the workflow",
+                task.name, step.name, per_run * items * runs,
+                f"{per_run} per run of task {task.name}{of_items} x {runs} run(s) of the "
+                "task under the workflow",
             ))
     warnings = [
         Problem(playbook.file, step.line, step.col, message, warning=True)
         for task in playbook.tasks for step in task.steps
         for message in _step_warnings(task, step, catalog)
     ]
+    warnings += [
+        Problem(playbook.file, task.line, task.col,
+                f"task {task.name} loops over {task.loop.over!r}, known only at run time: "
+                f"its list is bounded by max_items alone ({task.loop.max_items}); set "
+                "loop.max_items to what you expect", warning=True)
+        for task in playbook.tasks if task.loop is not None and isinstance(task.loop.over, str)
+    ]
     return worst, warnings
+
+
+def _items(task: Task) -> tuple[int, str]:
+    """At most how many iterations a run of `task` has (1 if it has no loop), and how that
+    reads in a `Worst`'s why."""
+    if task.loop is None:
+        return 1, ""
+    if isinstance(task.loop.over, tuple):
+        return len(task.loop.over), f" x {len(task.loop.over)} item(s)"
+    return task.loop.max_items, f" x {task.loop.max_items} item(s) (max_items)"
 
 
 def _per_run(task: Task, step: Step) -> int:

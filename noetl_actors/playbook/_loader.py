@@ -19,9 +19,11 @@ from noetl_actors.errors import PlaybookError, TemplateError
 from noetl_actors.playbook._catalog import Catalog
 from noetl_actors.playbook._model import (
     API_VERSION,
+    MAX_ITEMS_DEFAULT,
     TASK_DEFAULT,
     WORKFLOW_DEFAULT,
     ErrorAction,
+    Loop,
     Playbook,
     Route,
     Runner,
@@ -32,7 +34,7 @@ from noetl_actors.playbook._names import did_you_mean, is_name
 from noetl_actors.playbook._reader import YamlReader, located_at, show
 from noetl_actors.playbook._source import Located, Problem, parse_yaml, paused_gc
 from noetl_actors.playbook._task_graph import check_needs, check_templates, value_at
-from noetl_actors.playbook._templates import condition_source
+from noetl_actors.playbook._templates import CONTEXT_NAMES, LOOP_INDEX, condition_source
 from noetl_actors.runners import kube_problems
 from noetl_actors.supervision import Restart, SupervisorFlags
 
@@ -42,11 +44,12 @@ BUILTIN_ERROR_TYPES = ("timeout", "crash", "template")
 
 PLAYBOOK_KEYS = ("apiVersion", "kind", "name", "description", "vars", "policies",
                  "supervision", "tasks")
-TASK_KEYS = ("name", "needs", "when", "supervision", "steps", "next")
+TASK_KEYS = ("name", "needs", "when", "supervision", "loop", "steps", "next")
 STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error",
              "kubernetes")
 NEED_KEYS = ("task", "succeeded")
 ROUTE_KEYS = ("task", "when")
+LOOP_KEYS = ("over", "as", "max_in_flight", "max_items")
 
 T = TypeVar("T")
 
@@ -192,14 +195,64 @@ class PlaybookReader(YamlReader):
         supervision: SupervisorFlags | None = TASK_DEFAULT
         if "supervision" in keys:
             supervision = self.supervision(keys["supervision"], TASK_DEFAULT, policies)
+        loop = self.loop(keys["loop"]) if "loop" in keys else None
         steps = self.steps(keys["steps"]) if "steps" in keys else None
         routes = self.routes(keys["next"]) if "next" in keys else []
         if name is None or steps is None or supervision is None or routes is None or (
-                "when" in keys and when is None):
+                "when" in keys and when is None) or ("loop" in keys and loop is None):
             return None
         return Task(name=name, needs=tuple(needs), needs_succeeded=frozenset(succeeded),
-                    when=when, next=tuple(routes), supervision=supervision, steps=tuple(steps),
-                    line=node.line, col=node.col)
+                    when=when, next=tuple(routes), supervision=supervision, loop=loop,
+                    steps=tuple(steps), line=node.line, col=node.col)
+
+    def loop(self, node: Located) -> Loop | None:
+        """A task's `loop:` (its `over`'s references are checked with the other templates)."""
+        keys = self.keys(node, LOOP_KEYS, "a loop", required=("over",))
+        if node.kind != "mapping":
+            return None
+        fields: dict[str, Any] = {}
+        over = keys.get("over", node)
+        if "over" not in keys:
+            pass  # `keys` said so
+        elif over.kind == "list":
+            fields["over"] = tuple(over.plain())
+        elif over.kind == "string":
+            try:
+                condition_source(over.value)
+                fields["over"] = over.value
+            except TemplateError as error:
+                self.error(over, str(error).replace("when must", "loop: over must", 1)
+                           .replace("true whenever it is not empty", "not a list"))
+        else:
+            self.error(over, f"loop: over must be a list or an expression that gives one "
+                             f"(got {show(over.value)})")
+        if "as" in keys:
+            as_ = keys["as"].value
+            if not isinstance(as_, str) or not as_.isidentifier() or not as_.isascii():
+                self.error(keys["as"], f"loop: as must be a name a template can use: letters, "
+                                       f"digits and '_', not first a digit (got {show(as_)})")
+            elif as_ in (*CONTEXT_NAMES, LOOP_INDEX):
+                self.error(keys["as"], f"loop: as {as_!r} is a name templates already use "
+                                       f"({', '.join((*CONTEXT_NAMES, LOOP_INDEX))}): "
+                                       f"choose another")
+            else:
+                fields["as_"] = as_
+        for key in ("max_in_flight", "max_items"):
+            if key in keys:
+                value = keys[key].value
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    self.error(keys[key], f"loop: {key} must be a whole number >= 1 "
+                                          f"(got {show(value)})")
+                else:
+                    fields[key] = value
+        limit = fields.get("max_items", MAX_ITEMS_DEFAULT)
+        if isinstance(fields.get("over"), tuple) and len(fields["over"]) > limit:
+            self.error(over, f"loop over {len(fields['over'])} items: more than max_items "
+                             f"{limit}")
+            return None
+        if len(fields) != len(keys) or "over" not in fields:
+            return None
+        return Loop(**fields)
 
     def routes(self, node: Located) -> list[Route] | None:
         """A task's `next:`: one task name, or a list of names and ``{task: name, when:

@@ -19,9 +19,11 @@ from noetl_actors.supervision import Backoff, Restart, Strategy, SupervisorFlags
 
 __all__ = [
     "API_VERSION",
+    "MAX_ITEMS_DEFAULT",
     "TASK_DEFAULT",
     "WORKFLOW_DEFAULT",
     "ErrorAction",
+    "Loop",
     "Playbook",
     "Route",
     "Runner",
@@ -106,6 +108,35 @@ class Route:
         return self.task if self.when is None else {"task": self.task, "when": self.when}
 
 
+MAX_ITEMS_DEFAULT = 10_000
+"""A loop over more items than this fails its task (`loop: max_items`)."""
+
+
+@attrs.frozen(kw_only=True)
+class Loop:
+    """A task's `loop:`: the task runs once per item of `over` (docs/playbooks.md, "Loops")."""
+
+    over: str | tuple[Any, ...]
+    """The items: a list written in the playbook, or a template expression (bare or in
+    braces, as a `when:`) that must give a list when the task starts."""
+    as_: str = attrs.field(default="item", alias="as_")
+    """The name of the item in the templates and `when:`s of the task's steps."""
+    max_in_flight: int | None = None
+    """At most this many iterations at once (None: all)."""
+    max_items: int = MAX_ITEMS_DEFAULT
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"over": list(self.over) if isinstance(self.over, tuple)
+                                else self.over}
+        if self.as_ != "item":
+            data["as"] = self.as_
+        if self.max_in_flight is not None:
+            data["max_in_flight"] = self.max_in_flight
+        if self.max_items != MAX_ITEMS_DEFAULT:
+            data["max_items"] = self.max_items
+        return data
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     name: str
@@ -120,6 +151,8 @@ class Task:
     """The tasks this one routes to once it finished: each runs only if a route to it
     was taken (see docs/playbooks.md, "Branching")."""
     supervision: SupervisorFlags = TASK_DEFAULT
+    loop: Loop | None = None
+    """Run the task once per item (its iterations: docs/playbooks.md, "Loops")."""
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
 
@@ -138,6 +171,8 @@ class Task:
             data["when"] = self.when
         if self.supervision != TASK_DEFAULT:
             data["supervision"] = flags_to_dict(self.supervision)
+        if self.loop is not None:
+            data["loop"] = self.loop.to_dict()
         data["steps"] = [step.to_dict() for step in self.steps]
         if self.next:
             data["next"] = [route.to_dict() for route in self.next]

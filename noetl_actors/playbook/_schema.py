@@ -11,13 +11,14 @@ from typing import Any
 
 from noetl_actors.playbook._catalog import Catalog
 from noetl_actors.playbook._loader import (
+    LOOP_KEYS,
     NEED_KEYS,
     PLAYBOOK_KEYS,
     ROUTE_KEYS,
     STEP_KEYS,
     TASK_KEYS,
 )
-from noetl_actors.playbook._model import API_VERSION, ErrorAction, Runner
+from noetl_actors.playbook._model import API_VERSION, MAX_ITEMS_DEFAULT, ErrorAction, Runner
 from noetl_actors.playbook._names import NAME_PATTERN
 from noetl_actors.playbook._reader import BACKOFF_KEYS, SUPERVISION_KEYS
 from noetl_actors.supervision import Restart, Strategy
@@ -96,11 +97,22 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
     need = _object({"task": _NAME, "succeeded": {"type": "boolean"}}, NEED_KEYS,
                    required=("task",))
     route = _object({"task": _NAME, "when": _WHEN}, ROUTE_KEYS, required=("task",))
+    loop = _object({
+        "over": {"description": "the items: a list, or a Jinja expression that gives one "
+                                "(bare, or in {{ }}), read when the task starts",
+                 "type": ["array", "string"]},
+        "as": {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$", "default": "item",
+               "description": "the item's name in the templates of the task's steps"},
+        "max_in_flight": {"type": "integer", "minimum": 1,
+                          "description": "at most this many iterations at once (default: all)"},
+        "max_items": {"type": "integer", "minimum": 1, "default": MAX_ITEMS_DEFAULT},
+    }, LOOP_KEYS, required=("over",))
     task = _object({
         "name": _NAME,
         "needs": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, need]}}]},
         "when": _WHEN,
         "supervision": {"$ref": "#/$defs/supervision"},
+        "loop": loop,
         "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
         "next": {"anyOf": [_NAME, {"type": "array", "items": {"anyOf": [_NAME, route]}}]},
     }, TASK_KEYS, required=("name", "steps"))

@@ -18,6 +18,7 @@ from noetl_actors.playbook._names import did_you_mean
 from noetl_actors.playbook._source import Located
 from noetl_actors.playbook._templates import (
     CONTEXT_NAMES,
+    LOOP_INDEX,
     condition_source,
     is_template,
     references,
@@ -82,6 +83,19 @@ def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report
         when = _condition(task_node)
         if when is not None:
             _check_template(when, task, None, layout, variables, report)
+        loop = value_at(task_node, "loop")
+        over = value_at(loop, "over") if loop is not task_node else loop
+        if over is not loop and over.kind == "string":
+            try:
+                source = Located(condition_source(over.value), over.line, over.col)
+            except TemplateError:
+                source = None  # the loader says why
+            if source is not None:
+                _check_template(source, task, None, layout, variables, report, over=True)
+        as_ = value_at(loop, "as") if loop is not task_node else loop
+        names = (() if loop is task_node else
+                 (as_.value if as_ is not loop and as_.kind == "string" else "item",
+                  LOOP_INDEX))
         routes = value_at(task_node, "next")
         for route in routes.value if routes is not task_node and routes.kind == "list" else []:
             when = _condition(route) if route.kind == "mapping" else None
@@ -97,7 +111,8 @@ def check_templates(tasks: Located, variables: Mapping[str, Any], report: Report
             with_node = value_at(step_node, "with")
             located = [] if with_node is step_node else _strings(with_node)
             for template in [*([when] if when is not None else []), *located]:
-                _check_template(template, task, step, layout, variables, report)
+                _check_template(template, task, step, layout, variables, report,
+                                loop_names=names)
 
 
 def _condition(node: Located) -> Located | None:
@@ -127,6 +142,8 @@ def _check_template(
     report: Report,
     *,
     route: bool = False,
+    over: bool = False,
+    loop_names: tuple[str, ...] = (),
 ) -> None:
     try:
         found = references(node.value)
@@ -134,8 +151,10 @@ def _check_template(
         report(node, str(error))
         return
     for ref in found:
+        if ref.root in loop_names:
+            continue  # the item and index of a looped task's iteration
         problem = _reference_problem(ref.root, ref.path, task, step, layout, variables,
-                                     route=route)
+                                     route=route, over=over, loop_names=loop_names)
         if problem:
             report(node, problem)
 
@@ -218,13 +237,18 @@ def _reference_problem(
     variables: Mapping[str, Any],
     *,
     route: bool = False,
+    over: bool = False,
+    loop_names: tuple[str, ...] = (),
 ) -> str | None:
     """What is wrong with a reference of a template of `step` of `task` (None: of the
-    task's own `when`, decided before its steps, or with `route` of one of its `next`
-    routes, decided after them)."""
+    task's own `when`, or with `over` its `loop: over`, decided before its steps, or
+    with `route` of one of its `next` routes, decided after them)."""
     if root not in CONTEXT_NAMES:
         return (f"unknown name {root!r} in a template "
-                f"(use {', '.join(CONTEXT_NAMES)})")
+                f"(use {', '.join((*CONTEXT_NAMES, *loop_names))})")
+    if over and root in ("steps", "attempt"):
+        return (f"{root}: a loop's over is read before the task's steps run; it reads "
+                f"vars, workflow and tasks.<a task it needs>")
     if route and root in ("steps", "attempt"):
         return (f"{root}: a route's when reads vars, workflow, tasks.{task} (the task it "
                 f"leaves) and the tasks that ran before it")

@@ -24,10 +24,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from noetl_actors.errors import TemplateError
 
-__all__ = ["CONTEXT_NAMES", "Reference", "condition_holds", "condition_source", "references",
-           "render_value"]
+__all__ = ["CONTEXT_NAMES", "LOOP_INDEX", "Reference", "condition_holds", "condition_source",
+           "references", "render_value"]
 
 CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt")
+LOOP_INDEX = "iteration"
+"""In the steps of a looped task: the index of its iteration (0, 1, ...); its item is
+the loop's `as` name."""
 
 class _DataEnvironment(SandboxedEnvironment):
     """`output.items` is the output's key "items", not the dict's method.

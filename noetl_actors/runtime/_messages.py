@@ -25,8 +25,8 @@ import attrs
 from noetl_actors.bridge import command_subject, event_subject
 from noetl_actors.errors import MalformedMessage
 
-__all__ = ["Cancel", "Command", "Event", "EventStatus", "cancel_subject", "ready_subject",
-           "step_id"]
+__all__ = ["Cancel", "Command", "Event", "EventStatus", "cancel_subject", "iteration_name",
+           "ready_subject", "split_iteration", "step_id"]
 
 R = TypeVar("R", "Command", "Event", "Cancel")
 
@@ -37,6 +37,18 @@ STEP_ID_SEPARATOR = "="
 def step_id(task: str, step: str) -> str:
     """``<task>=<step>``: one subject token, unique in its workflow, readable."""
     return f"{task}{STEP_ID_SEPARATOR}{step}"
+
+
+def iteration_name(task: str, index: int) -> str:
+    """The task name of iteration `index` of looped task `task`: ``t/3`` (its step ids
+    ``t/3=<step>``: ``/`` is in no name, and valid in a subject token and a KV key)."""
+    return f"{task}/{index}"
+
+
+def split_iteration(name: str) -> tuple[str, int | None]:
+    """``t/3`` -> (``t``, 3); a task name that is not an iteration's -> (name, None)."""
+    task, slash, index = name.partition("/")
+    return (task, int(index)) if slash and index.isdigit() else (name, None)
 
 
 def cancel_subject(plugin: str) -> str:

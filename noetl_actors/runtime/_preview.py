@@ -17,8 +17,9 @@ from typing import Any
 
 import attrs
 
-from noetl_actors.errors import StepFailed
+from noetl_actors.errors import LoopTooLong, StepFailed, TemplateError
 from noetl_actors.playbook import Playbook, Step
+from noetl_actors.runtime._loop import loop_items
 from noetl_actors.runtime._step import local_steps
 from noetl_actors.runtime._workflow import WorkflowSupervisor
 from noetl_actors.supervision import (
@@ -155,6 +156,7 @@ def run_preview(
     clock = ManualClock()
     plugins = _Plugins(playbook, failures)
     timeline = _Timeline(playbook, clock)
+    playbook = _knowable_loops(playbook, timeline)
     workflow = WorkflowSupervisor(playbook, steps=local_steps(plugins), workflow_id="preview")
     root = start_root(workflow, id=playbook.name, clock=clock, observers=[timeline])
     outcome = None
@@ -164,6 +166,26 @@ def run_preview(
         if outcome is None:
             root.stop(timeout=10)
     return PreviewResult(tuple(timeline.lines), outcome, dict(plugins.executions))
+
+
+def _knowable_loops(playbook: Playbook, timeline: _Timeline) -> Playbook:
+    """`playbook` with each loop over an expression the preview cannot know (it reads
+    outputs, which are stand-ins here) over one stand-in item instead, and a note."""
+    context = {"vars": dict(playbook.vars), "workflow": {"id": "preview", "name": playbook.name},
+               "tasks": {}}
+    tasks = []
+    for task in playbook.tasks:
+        loop = task.loop
+        if loop is not None and isinstance(loop.over, str):
+            try:
+                loop = attrs.evolve(loop, over=tuple(loop_items(loop, context)))
+            except (TemplateError, LoopTooLong):
+                timeline.note(f"task {task.name} loops over {loop.over!r}, unknown before a "
+                              f"run: the preview runs one iteration of it")
+                loop = attrs.evolve(loop, over=(_Output(f"{task.name} item"),))
+            task = attrs.evolve(task, loop=loop)
+        tasks.append(task)
+    return attrs.evolve(playbook, tasks=tuple(tasks))
 
 
 def _drive(root: Any, clock: ManualClock, timeline: _Timeline, max_events: int

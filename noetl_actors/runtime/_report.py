@@ -19,7 +19,13 @@ from typing import Any
 import attrs
 
 from noetl_actors.playbook import Playbook
-from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
+from noetl_actors.runtime._loop import LOOP_DETAIL
+from noetl_actors.runtime._messages import (
+    STEP_ID_SEPARATOR,
+    Event,
+    EventStatus,
+    split_iteration,
+)
 from noetl_actors.runtime._skip import is_skip
 from noetl_actors.supervision import (
     EventKind,
@@ -58,6 +64,17 @@ class _Task:
     finished_at: float | None = None
     steps: dict[str, _Step] = attrs.field(factory=dict)
     skipped: str | None = None
+    looped: bool = False
+    items: int | None = None
+    """A looped task's number of items, once its loop knows them."""
+    iterations: dict[int, _Task] = attrs.field(factory=dict)
+    """A looped task's iterations that started (by index): their status and steps."""
+
+    def iteration(self, index: int) -> _Task:
+        found = self.iterations.get(index)
+        if found is None:
+            found = self.iterations[index] = _Task(steps={name: _Step() for name in self.steps})
+        return found
 
 
 class RunReport:
@@ -73,7 +90,8 @@ class RunReport:
         self.status = "running"
         self.reason: ExitReason | None = None
         self._tasks = {
-            task.name: _Task(steps={step.name: _Step() for step in task.steps})
+            task.name: _Task(steps={step.name: _Step() for step in task.steps},
+                             looped=task.loop is not None)
             for task in playbook.tasks
         }
         self._carried: set[tuple[str, ...]] = set()
@@ -107,10 +125,21 @@ class RunReport:
                                 setattr(step, field.name, old[field.name])
                         if step.status == "waiting":  # shown so; its attempt is running
                             step.status = "running"
+                if task.looped:
+                    _carry_iterations(task, was)
             for key in replayed:
-                self._carried.add(key)
-                step = self._tasks[key[0]].steps[key[1]]
-                step.status = "succeeded"
+                replayed_step = self._step(*key)
+                if replayed_step is not None:
+                    self._carried.add(key)
+                    replayed_step.status = "succeeded"
+
+    def _step(self, task_name: str, step_name: str) -> _Step | None:
+        """The record of a step of a task, or of an iteration (``t/3``) of a looped task."""
+        base, index = split_iteration(task_name)
+        task = self._tasks.get(base)
+        if task is None or (index is None) == task.looped:
+            return None
+        return (task if index is None else task.iteration(index)).steps.get(step_name)
 
     # -- listening -----------------------------------------------------------------
 
@@ -122,6 +151,19 @@ class RunReport:
             task = self._tasks.get(parts[0])
             if task is None:
                 return
+            if task.looped and len(parts) == 1 and event.detail.startswith(LOOP_DETAIL):
+                task.items = int(event.detail[len(LOOP_DETAIL):])
+                return
+            if task.looped and len(parts) > 1:
+                if not parts[1].isdigit():
+                    return
+                if len(parts) == 2:
+                    self._on_task(task.iteration(int(parts[1])), event)
+                    return
+                parts = [f"{parts[0]}/{parts[1]}", *parts[2:]]
+                if event.kind is EventKind.STARTED and task.started_at is None:
+                    task.started_at = event.at
+                task = task.iteration(int(parts[0].rpartition("/")[2]))
             if len(parts) == 1:
                 if (parts[0],) in self._carried and event.kind is EventKind.STARTED:
                     self._carried.discard((parts[0],))
@@ -171,8 +213,7 @@ class RunReport:
         """A worker's event for one attempt of this workflow."""
         task_name, _, step_name = event.step_id.partition(STEP_ID_SEPARATOR)
         with self._lock:
-            task = self._tasks.get(task_name)
-            step = task.steps.get(step_name) if task else None
+            step = self._step(task_name, step_name)
             if step is None:
                 return
             if event.attempt < step.attempts:
@@ -196,8 +237,7 @@ class RunReport:
         for it comes, or the step exits."""
         task_name, _, step_name = step_id.partition(STEP_ID_SEPARATOR)
         with self._lock:
-            task = self._tasks.get(task_name)
-            step = task.steps.get(step_name) if task else None
+            step = self._step(task_name, step_name)
             if step is None or attempt < step.attempts or step.status != "running":
                 return
             step.waiting = dict(state) if state is not None else None
@@ -217,12 +257,13 @@ class RunReport:
             else:
                 self.status = "failed"
             for task in self._tasks.values():
-                for step in task.steps.values():
-                    step.waiting = None
-                    if step.status == "running":
-                        step.status = "cancelled"
-                if task.status in ("running", "restarting"):
-                    task.status = "cancelled" if cancelled else "failed"
+                for record in [task, *task.iterations.values()]:
+                    for step in record.steps.values():
+                        step.waiting = None
+                        if step.status == "running":
+                            step.status = "cancelled"
+                    if record.status in ("running", "restarting"):
+                        record.status = "cancelled" if cancelled else "failed"
 
     # -- showing ---------------------------------------------------------------------
 
@@ -258,7 +299,58 @@ def _task_json(task: _Task) -> dict[str, Any]:
     }
     if task.skipped is not None:
         data["skipped"] = task.skipped
+    if task.looped:
+        _loop_json(task, data)
     return data
+
+
+def _loop_json(task: _Task, data: dict[str, Any]) -> None:
+    """A looped task's `loop` counts, its `iterations` (in item order) and, as its
+    `steps`, each step over its iterations: the status, times and error of its first
+    failed iteration, else of its first running one, else of the latest started; the
+    attempts summed; the outputs as a list in item order."""
+    items = task.items if task.items is not None else len(task.iterations)
+    iterations = [task.iterations.get(index) or _Task(
+        status="not_started", steps={name: _Step() for name in task.steps})
+        for index in range(items)]
+    counts = {"items": items, "succeeded": 0, "failed": 0, "running": 0, "skipped": 0,
+              "cancelled": 0}
+    for iteration in iterations:
+        status = "running" if iteration.status == "restarting" else iteration.status
+        if status in counts:
+            counts[status] += 1
+    data["loop"] = counts
+    data["iterations"] = [
+        {"status": it.status, "steps": {name: _step_json(step) for name, step in it.steps.items()}}
+        for it in iterations
+    ]
+    if not task.iterations or task.status == "skipped":
+        return
+    for name, step_json in data["steps"].items():
+        steps = [it.steps[name] for it in iterations]
+        shown = (next((s for s in steps if s.status == "failed"), None)
+                 or next((s for s in steps if s.status == "running"), None)
+                 or max(steps, key=lambda s: s.queued_at or 0.0))
+        step_json.update(_step_json(shown))
+        step_json["attempts"] = sum(s.attempts for s in steps)
+        step_json["output"] = [s.output for s in steps]
+
+
+def _carry_iterations(task: _Task, was: Mapping[str, Any]) -> None:
+    """A looped task's items and iterations from the record of the run taken over."""
+    items = was.get("loop", {}).get("items") if isinstance(was.get("loop"), dict) else None
+    task.items = items if isinstance(items, int) else None
+    for index, old in enumerate(was.get("iterations") or []):
+        if not isinstance(old, dict) or old.get("status") == "not_started":
+            continue
+        iteration = task.iteration(index)
+        iteration.status = str(old.get("status", "waiting"))
+        for step_name, step in iteration.steps.items():
+            old_step = (old.get("steps") or {}).get(step_name)
+            if isinstance(old_step, dict):
+                for field in attrs.fields(_Step):
+                    if field.name in old_step and field.name != "waiting":
+                        setattr(step, field.name, old_step[field.name])
 
 
 def _step_json(step: _Step) -> dict[str, Any]:

@@ -32,7 +32,12 @@ import attrs
 
 from noetl_actors.errors import MalformedMessage
 from noetl_actors.playbook import Playbook
-from noetl_actors.runtime._messages import STEP_ID_SEPARATOR, Event, EventStatus
+from noetl_actors.runtime._messages import (
+    STEP_ID_SEPARATOR,
+    Event,
+    EventStatus,
+    split_iteration,
+)
 from noetl_actors.runtime._step import StepAttempt, StepDone, StepFactory
 from noetl_actors.supervision import ExitKind, ExitReason, SupervisedActor
 
@@ -44,6 +49,27 @@ MOVED = "moved"
 """The lifecycle kind that says a workflow changed owner (`from`, `to`, `epoch`)."""
 
 StepKey = tuple[str, str]
+"""(task, step); the task of a looped task's step is its iteration's, ``t/3``."""
+
+
+class _Steps:
+    """The steps of a playbook, as history keys: ``(t, s)``, or ``(t/3, s)`` for the
+    steps of iteration 3 of a looped task `t` (`in` is all `read_history` asks)."""
+
+    def __init__(self, playbook: Playbook) -> None:
+        self._plain = {(task.name, step.name) for task in playbook.tasks if task.loop is None
+                       for step in task.steps}
+        self._looped = {(task.name, step.name) for task in playbook.tasks
+                        if task.loop is not None for step in task.steps}
+        self.looped_tasks = {task for task, _ in self._looped}
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        if key in self._plain:
+            return True
+        base, index = split_iteration(key[0])
+        return index is not None and (base, key[1]) in self._looped
 
 
 class Journal(Protocol):
@@ -93,7 +119,7 @@ def read_history(playbook: Playbook, history: Iterable[Mapping[str, Any]], *,
     `claimed` adds the attempts workers claimed (``((task, step), attempt)``): one may
     have been claimed by a worker that never said anything of it before the owner died.
     """
-    steps = {(task.name, step.name) for task in playbook.tasks for step in task.steps}
+    steps = _Steps(playbook)
     state = ResumeState()
     finals: dict[StepKey, Event] = {}
     acted: set[StepKey] = set()
@@ -121,7 +147,7 @@ def read_history(playbook: Playbook, history: Iterable[Mapping[str, Any]], *,
     return state
 
 
-def _on_worker_event(state: ResumeState, steps: set[StepKey], finals: dict[StepKey, Event],
+def _on_worker_event(state: ResumeState, steps: _Steps, finals: dict[StepKey, Event],
                      acted: set[StepKey], entry: Mapping[str, Any]) -> None:
     try:
         event = Event.from_data({k: v for k, v in entry.items() if k != "subject"})
@@ -139,7 +165,7 @@ def _on_worker_event(state: ResumeState, steps: set[StepKey], finals: dict[StepK
             state.done[key] = (event.attempt, event.output)
 
 
-def _on_lifecycle(state: ResumeState, steps: set[StepKey], acted: set[StepKey],
+def _on_lifecycle(state: ResumeState, steps: _Steps, acted: set[StepKey],
                   decided: set[tuple[str, ...]], entry: Mapping[str, Any]) -> None:
     """`decided`: the children (path parts) whose restart was decided with a backoff
     (``backing_off``) and has not happened yet (``restarted``).
@@ -169,6 +195,10 @@ def _on_lifecycle(state: ResumeState, steps: set[StepKey], acted: set[StepKey],
             acted.add(key)
         return
     parts = str(entry.get("path", "")).strip("/").split("/")[3:]  # past /<node>/workflows/<id>
+    if len(parts) > 1 and parts[0] in steps.looped_tasks:
+        if len(parts) == 2:
+            return  # an iteration: its loop allows it no restart; its steps say the rest
+        parts = [f"{parts[0]}/{parts[1]}", *parts[2:]]  # a step of iteration t/3: as a task's
     at = entry.get("at")
     at = float(at) if isinstance(at, (int, float)) else time.time()
     restart = kind in ("restarted", "backing_off")
@@ -180,9 +210,10 @@ def _on_lifecycle(state: ResumeState, steps: set[StepKey], acted: set[StepKey],
     if restart and len(parts) == 1:
         if counted:
             state.restarts.setdefault("", []).append(at)
-        state.restarts.pop(parts[0], None)  # a new task supervisor: its own window
-        for done in [k for k in state.done if k[0] == parts[0]]:
-            del state.done[done]
+        for name in [n for n in state.restarts if split_iteration(n)[0] == parts[0]]:
+            del state.restarts[name]  # a new task supervisor (or loop): its own window
+        for done in [k for k in state.done if split_iteration(k[0])[0] == parts[0]]:
+            del state.done[done]  # a task (a loop: all its iterations) starting again
     elif len(parts) == 2 and (parts[0], parts[1]) in steps:
         key = (parts[0], parts[1])
         if restart:

@@ -16,6 +16,7 @@ from typing import Any
 
 from noetl_actors.errors import TemplateError
 from noetl_actors.playbook import Playbook, Task
+from noetl_actors.runtime._loop import new_loop
 from noetl_actors.runtime._resume import Journal, ResumeState, resuming_steps
 from noetl_actors.runtime._skip import Skip, decide
 from noetl_actors.runtime._step import StepFactory
@@ -108,6 +109,9 @@ class WorkflowSupervisor(Supervisor):
                 task.name, dict.fromkeys((step.name for step in task.steps), None),
                 skipped=True)
             return Skip(why, done=lambda: workflow.tell(done))
+        if task.loop is not None:
+            return new_loop(task, workflow=self.actor_ref, context=context, steps=self._steps,
+                            attempts=self.attempts, journal=self._journal, resume=self._resume)
         restarts = self._resume.recent_restarts(task.name) if self._resume is not None else ()
         return TaskSupervisor(task, workflow=self.actor_ref, context=context, steps=self._steps,
                               attempts=self.attempts, journal=self._journal,

@@ -16,12 +16,12 @@ import functools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from noetl_actors.bridge import Bridge, Entry
 from noetl_actors.errors import NoetlError
-from noetl_actors.runtime import Command
+from noetl_actors.runtime import Command, Fence
 from noetl_actors.services._lease import LeaseRecord
 
 __all__ = ["CLAIMS_BUCKET", "CLAIMS_TTL", "BucketClaims", "Claim", "Claims", "LocalClaims",
@@ -94,30 +94,50 @@ class LocalClaims:
 class BucketClaims:
     """Claims kept in a JetStream key-value bucket: one owner per attempt across every
     worker on this NATS, whatever process or node it runs in. One round trip each, and
-    one more for a fenced command (one from a served node: its epoch is not 0).
+    one more for a fenced command (one from a served node: its epoch is not 0) unless
+    its owner is in this process (`owned`).
 
     A fenced command is claimed, then its workflow's lease is read, in the same call:
     a command whose epoch is not the lease's (a former owner's, sent after it lost
     the workflow) is refused, and its claim released so the owner now can send that
     attempt. Claim first, then read: a stale command claimed after the new owner
     listed the workflow's claims is read after the takeover (docs/durability.md).
+
+    With `owned` (the fences of the workflows this process owns, by id), a command
+    of one of them is checked against its owner's own fence instead, once its
+    claim is stored: one round trip instead of two. If the fence holds that
+    epoch and allows (by the owner's clock, its last renewal was sent less than
+    a lease ago), no other node can have taken the lease yet, so a taker lists
+    the claims after this one is stored: the same guarantee as the read. If it
+    does not (any more), the lease is read from the bucket as above.
     """
 
     local = False
 
     def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET, *,
-                 leases: str | None = None) -> None:
+                 leases: str | None = None, owned: Mapping[str, Fence] | None = None) -> None:
         self._bridge = bridge
         self._bucket = bucket
         self._leases = leases
+        self._owned = owned
 
     def claim(self, command: Command, settled: Settled) -> None:
         fenced = self._leases is not None and command.epoch != 0
-        then_read = (self._leases, command.workflow_id) if fenced and self._leases else None
+        own = self._own_fence(command) if fenced else None
+        then_read = (self._leases, command.workflow_id) \
+            if fenced and own is None and self._leases else None
         future = self._bridge.claim_soon(self._bucket, command.id, then_read=then_read)
-        future.add_done_callback(functools.partial(self._settle, command, settled, fenced))
+        future.add_done_callback(functools.partial(self._settle, command, settled, fenced,
+                                                   own))
 
-    def _settle(self, command: Command, settled: Settled, fenced: bool,
+    def _own_fence(self, command: Command) -> Fence | None:
+        """This process's fence of `command`'s workflow, if it allows `command`'s epoch now."""
+        fence = self._owned.get(command.workflow_id) if self._owned is not None else None
+        if fence is None or fence.epoch != command.epoch or not fence.allows():
+            return None
+        return fence
+
+    def _settle(self, command: Command, settled: Settled, fenced: bool, own: Fence | None,
                 done: concurrent.futures.Future[tuple[bool, Entry | None]]) -> None:
         # exception(), not a raising result(): a traceback through this frame, which
         # holds `done`, would keep the future and its error in a reference cycle.
@@ -129,7 +149,28 @@ class BucketClaims:
         if not fenced:
             settled(Claim.MINE if claimed else Claim.TAKEN)
             return
+        if own is not None and claimed:
+            # The claim is stored: the owner's fence, asked now, stands for the read.
+            if own.epoch == command.epoch and own.allows():
+                settled(Claim.MINE)
+                return
+            self._read_lease(command, settled)
+            return
         settled(self._fenced(command, claimed, entry))
+
+    def _read_lease(self, command: Command, settled: Settled) -> None:
+        """The lease from the bucket, after the claim: its owner's fence lapsed meanwhile."""
+        assert self._leases is not None
+        future = self._bridge.bucket(self._leases).get_soon(command.workflow_id)
+
+        def read(done: concurrent.futures.Future[Entry | None]) -> None:
+            error = done.exception()
+            if error is not None:
+                settled(error if isinstance(error, Exception) else RuntimeError(repr(error)))
+            else:
+                settled(self._fenced(command, True, done.result()))
+
+        future.add_done_callback(read)
 
     def _fenced(self, command: Command, claimed: bool, entry: Entry | None) -> Claim:
         if not claimed:

@@ -193,8 +193,8 @@ class Node:
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
             shared = self.serve or not self.options.embedded
-            claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET) if shared \
-                else LocalClaims()
+            claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
+                                          owned=self._fences) if shared else LocalClaims()
             self.claims = claims
             parts = [
                 self.bridge.child_spec(),
