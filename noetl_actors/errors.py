@@ -25,6 +25,8 @@ The tree, as callers catch it::
     ├── Cancelled                 a plugin noticed that its attempt was cancelled
     ├── ManifestError             a plugin.yaml is invalid; .file says which
     ├── PluginNotFound            no plugin of that name on the plugin path (also a KeyError)
+    ├── ResultError               a Job's result cannot be read: a bad termination message,
+    │                             a missing or damaged object in NATS
     └── BridgeError               something between us and NATS
         ├── NatsServerError           the embedded nats-server did not start
         │   ├── NatsServerNotFound        no nats-server binary to run
@@ -78,6 +80,7 @@ __all__ = [
     "PlaybookError",
     "PluginError",
     "PluginNotFound",
+    "ResultError",
     "RouterClosed",
     "StepFailed",
     "StepTimeout",
@@ -287,6 +290,11 @@ class PluginNotFound(NoetlError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ResultError(NoetlError):
+    """A Kubernetes Job's result cannot be read: its termination message is not one the
+    entrypoint writes, or the object it points to in NATS is missing or damaged."""
 
 
 class BridgeError(NoetlError):

@@ -51,7 +51,7 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
     from noetl_actors.bridge import check_token, default_state_dir
     from noetl_actors.errors import NoetlError, PlaybookError
-    from noetl_actors.services import Node, load_node_config
+    from noetl_actors.services import Node, load_node_config, serve_health
 
     name = name or default_name()
     try:
@@ -85,8 +85,17 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     server_dir = state_dir or default_state_dir() / name
     the_node = Node(name=name, config=config, options=nats, state_dir=server_dir, serve=True,
                     observers=[_log_lifecycle])
+    health = None
     try:
         the_node.start()
+        if config.health_port:
+            try:
+                health = serve_health(the_node, config.health_host, config.health_port)
+            except OSError as error:
+                raise click.ClickException(f"health endpoint on {config.health_host}:"
+                                           f"{config.health_port}: {error.strerror}") from None
+            logger.info("health on http://%s:%d (/livez, /readyz)", config.health_host,
+                        health.port)
         where = "embedded, " if nats.embedded else ""
         if the_node.server is not None and the_node.server.port_note:
             where = f"embedded, {the_node.server.port_note}, "
@@ -102,6 +111,8 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
         raise click.ClickException(str(error)) from None
     finally:
         began = asked_at[0] if asked_at else time.monotonic()
+        if health is not None:
+            health.stop()
         the_node.stop()
         logger.info("node %s stopped in %.1fs", name, time.monotonic() - began)
 

@@ -31,10 +31,11 @@ from noetl_actors.playbook._model import (
     Task,
 )
 from noetl_actors.playbook._names import did_you_mean, is_name
-from noetl_actors.playbook._reader import YamlReader, show
+from noetl_actors.playbook._reader import YamlReader, located_at, show
 from noetl_actors.playbook._source import Located, Problem, parse_yaml, paused_gc
 from noetl_actors.playbook._task_graph import check_needs, check_templates, value_at
 from noetl_actors.playbook._templates import CONTEXT_NAMES, LOOP_INDEX, condition_source
+from noetl_actors.runners import kube_problems
 from noetl_actors.supervision import Restart, SupervisorFlags
 
 __all__ = ["PlaybookReader", "load_playbook", "parse_playbook"]
@@ -44,7 +45,8 @@ BUILTIN_ERROR_TYPES = ("timeout", "crash", "template")
 PLAYBOOK_KEYS = ("apiVersion", "kind", "name", "description", "vars", "policies",
                  "supervision", "tasks")
 TASK_KEYS = ("name", "needs", "when", "supervision", "loop", "steps", "next")
-STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error")
+STEP_KEYS = ("name", "plugin", "when", "with", "timeout", "restart", "runner", "on_error",
+             "kubernetes")
 NEED_KEYS = ("task", "succeeded")
 ROUTE_KEYS = ("task", "when", "with")
 LOOP_KEYS = ("over", "as", "max_in_flight", "max_items")
@@ -339,6 +341,8 @@ class PlaybookReader(YamlReader):
             fields["on_error"] = self.on_error(keys["on_error"])
         if "when" in keys:
             fields["when"] = self.when(keys["when"])
+        if "kubernetes" in keys:
+            fields["kubernetes"] = self.kubernetes(keys["kubernetes"])
         info = self.catalog.plugins.get(plugin) if plugin is not None else None
         if info is not None:
             runner = fields.get("runner")
@@ -351,11 +355,19 @@ class PlaybookReader(YamlReader):
                     self.error(keys.get("with", node),
                                f"plugin {plugin!r} needs with.{input_name}")
         if name is None or plugin is None or any(
-            fields.get(key) is None for key in ("timeout", "restart", "runner", "on_error", "when")
+            fields.get(key) is None
+            for key in ("timeout", "restart", "runner", "on_error", "when", "kubernetes")
             if key in fields
         ):
             return None
         return Step(name=name, plugin=plugin, line=node.line, col=node.col, **fields)
+
+    def kubernetes(self, node: Located) -> dict[str, Any] | None:
+        """A step's Job settings (`kube_problems`), each problem at its own key or value."""
+        problems = kube_problems(node.plain())
+        for path, message in problems:
+            self.error(located_at(node, path), message)
+        return None if problems else node.plain()
 
     def on_error(self, node: Located) -> dict[str, ErrorAction] | None:
         if not self.expect(node, "mapping", "on_error"):

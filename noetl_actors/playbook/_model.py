@@ -70,6 +70,8 @@ class Step:
     on_error: Mapping[str, ErrorAction] = attrs.field(factory=dict)
     when: str | bool | None = None
     """Run only if this holds (`condition_holds`), else the step is skipped."""
+    kubernetes: Mapping[str, Any] = attrs.field(factory=dict)
+    """Its Job's settings over its plugin's (`KubeSettings`), as written; checked."""
     line: int = attrs.field(default=0, eq=False)
     col: int = attrs.field(default=0, eq=False)
 
@@ -90,6 +92,8 @@ class Step:
             data["runner"] = self.runner.value
         if self.on_error:
             data["on_error"] = {k: v.value for k, v in self.on_error.items()}
+        if self.kubernetes:
+            data["kubernetes"] = dict(self.kubernetes)
         return data
 
 

@@ -24,7 +24,7 @@ from noetl_actors.supervision import Backoff, Strategy, SupervisorFlags
 if TYPE_CHECKING:
     from noetl_actors.playbook._catalog import Catalog
 
-__all__ = ["BACKOFF_KEYS", "SUPERVISION_KEYS", "YamlReader", "described", "show"]
+__all__ = ["BACKOFF_KEYS", "SUPERVISION_KEYS", "YamlReader", "described", "located_at", "show"]
 
 SUPERVISION_KEYS = ("use", "strategy", "max_restarts", "within", "backoff")
 BACKOFF_KEYS = ("initial", "max", "multiplier", "jitter", "reset_after")
@@ -206,3 +206,19 @@ def described(node: Located) -> str:
     """What a wrong value was, for "must be a ... (got ...)": ``a list``, ``number 3``."""
     return show(node.value) if node.kind in ("mapping", "list") else \
         f"{node.kind} {show(node.value)}"
+
+
+def located_at(node: Located, path: tuple[str | int, ...]) -> Located:
+    """The node at `path` (keys and indices) under `node`, as deep as it goes; a path
+    that ends in ``("key", k)`` gives the key `k` itself rather than its value."""
+    for index, step in enumerate(path):
+        if step == "key" and index == len(path) - 2 and isinstance(node.value, dict):
+            entry = node.value.get(path[-1])
+            return entry[0] if entry else node
+        if isinstance(node.value, dict) and step in node.value:
+            node = node.value[step][1]
+        elif isinstance(node.value, list) and isinstance(step, int) and step < len(node.value):
+            node = node.value[step]
+        else:
+            return node
+    return node

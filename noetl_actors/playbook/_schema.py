@@ -38,6 +38,22 @@ _WHEN: dict[str, Any] = {
     "type": ["string", "boolean"],
 }
 
+_STRINGS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_KUBERNETES: dict[str, Any] = {
+    "description": "the step's Kubernetes Job settings, over its plugin's (docs/kubernetes.md)",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "resources": {"type": "object", "additionalProperties": False, "properties": {
+            "requests": {"type": "object"}, "limits": {"type": "object"}}},
+        "env": {"type": "object",
+                "additionalProperties": {"type": ["string", "number", "boolean"]}},
+        "service_account": {"type": "string"},
+        "node_selector": _STRINGS,
+        "tolerations": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
 
 def _object(properties: dict[str, Any], keys: tuple[str, ...], required: tuple[str, ...] = ()
             ) -> dict[str, Any]:
@@ -76,6 +92,7 @@ def playbook_schema(catalog: Catalog | None = None) -> dict[str, Any]:
         "on_error": {"type": "object",
                      "additionalProperties": {"enum": [a.value for a in ErrorAction]}},
         "when": _WHEN,
+        "kubernetes": _KUBERNETES,
     }, STEP_KEYS, required=("name", "plugin"))
     need = _object({"task": _NAME, "succeeded": {"type": "boolean"}}, NEED_KEYS,
                    required=("task",))

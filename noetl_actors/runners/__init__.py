@@ -4,9 +4,11 @@
 ``start(plugin, attempt)`` returns a `RunningAttempt` that ends in one
 `Outcome`. `InprocRunner` uses a thread pool (cooperative cancel), and
 one event loop for async plugins (sleep: no thread per waiting attempt),
-`ProcessRunner` a subprocess per attempt (SIGTERM, then SIGKILL); a
-Kubernetes Job runner is the next implementation of the same `Runner`
-protocol. Plugins raise `PluginError` for a failure of a named type.
+`ProcessRunner` a subprocess per attempt (SIGTERM, then SIGKILL). For
+Kubernetes, `build_job()` makes an attempt's ``batch/v1`` Job (the runner
+that creates and watches it through the API is next; docs/kubernetes.md),
+and ``python -m noetl_actors.runners.entry`` is the entrypoint its pod runs.
+Plugins raise `PluginError` for a failure of a named type.
 """
 
 from noetl_actors.errors import Cancelled as Cancelled
@@ -29,6 +31,19 @@ from noetl_actors.runners._discovery import installed_plugins_dir as installed_p
 from noetl_actors.runners._discovery import plugin_path as plugin_path
 from noetl_actors.runners._inproc import InprocAttempt as InprocAttempt
 from noetl_actors.runners._inproc import InprocRunner as InprocRunner
+from noetl_actors.runners._kube_job import COMMAND_ENV as COMMAND_ENV
+from noetl_actors.runners._kube_job import ENTRY_COMMAND as ENTRY_COMMAND
+from noetl_actors.runners._kube_job import KUBERNETES_VERSION as KUBERNETES_VERSION
+from noetl_actors.runners._kube_job import NATS_URL_ENV as NATS_URL_ENV
+from noetl_actors.runners._kube_job import build_job as build_job
+from noetl_actors.runners._kube_job import job_labels as job_labels
+from noetl_actors.runners._kube_job import job_name as job_name
+from noetl_actors.runners._kube_job import label_value as label_value
+from noetl_actors.runners._kube_runner import KubernetesAttempt as KubernetesAttempt
+from noetl_actors.runners._kube_runner import KubernetesRunner as KubernetesRunner
+from noetl_actors.runners._kube_settings import KUBERNETES_KEYS as KUBERNETES_KEYS
+from noetl_actors.runners._kube_settings import KubeSettings as KubeSettings
+from noetl_actors.runners._kube_settings import kube_problems as kube_problems
 from noetl_actors.runners._manifest import MODES as MODES
 from noetl_actors.runners._manifest import PluginInfo as PluginInfo
 from noetl_actors.runners._manifest import read_manifest as read_manifest
@@ -38,14 +53,24 @@ from noetl_actors.runners._protocol import InstantRunner as InstantRunner
 from noetl_actors.runners._protocol import Runner as Runner
 from noetl_actors.runners._protocol import RunnerStatistics as RunnerStatistics
 from noetl_actors.runners._protocol import RunningAttempt as RunningAttempt
+from noetl_actors.runners._results import RESULTS_BUCKET as RESULTS_BUCKET
+from noetl_actors.runners._results import TERMINATION_LIMIT as TERMINATION_LIMIT
+from noetl_actors.runners._results import read_result as read_result
 
 __all__ = [
     "CANCELLED",
+    "COMMAND_ENV",
     "CRASH",
+    "ENTRY_COMMAND",
     "INPUT_ERROR",
+    "KUBERNETES_KEYS",
+    "KUBERNETES_VERSION",
     "MODES",
+    "NATS_URL_ENV",
     "OUTPUT_ERROR",
     "PLUGIN_PATH_ENV",
+    "RESULTS_BUCKET",
+    "TERMINATION_LIMIT",
     "TIMEOUT",
     "Attempt",
     "Cancelled",
@@ -53,6 +78,9 @@ __all__ = [
     "InprocAttempt",
     "InprocRunner",
     "InstantRunner",
+    "KubeSettings",
+    "KubernetesAttempt",
+    "KubernetesRunner",
     "ManifestError",
     "Outcome",
     "PluginError",
@@ -64,9 +92,15 @@ __all__ = [
     "RunnerStatistics",
     "RunningAttempt",
     "Status",
+    "build_job",
     "find_plugin",
     "find_plugins",
     "installed_plugins_dir",
+    "job_labels",
+    "job_name",
+    "kube_problems",
+    "label_value",
     "plugin_path",
     "read_manifest",
+    "read_result",
 ]

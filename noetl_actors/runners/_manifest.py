@@ -3,7 +3,8 @@
 The manifest is the one place a plugin states its facts: the validator
 reads `inputs` (required ones) and `modes` (which runners it accepts), the
 linter `idempotent` and `network`, the runners `entry` and `runner`, the
-Kubernetes runner `image`. Unknown keys are refused, so a typo
+Kubernetes runner `image` and `kubernetes` (the Job's resources, env,
+placement). Unknown keys are refused, so a typo
 (`idempotant: true`) cannot silently leave a fact at its default.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import attrs
 
 from noetl_actors.errors import ManifestError
+from noetl_actors.runners._kube_settings import KubeSettings, kube_problems
 
 __all__ = ["INPUT_TYPES", "MODES", "PluginInfo", "read_manifest"]
 
@@ -24,7 +26,7 @@ MODES = ("inproc", "process", "kubernetes")
 
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 _MANIFEST_KEYS = ("name", "version", "description", "inputs", "runner", "modes", "image",
-                  "idempotent", "network", "entry", "instant", "waits")
+                  "idempotent", "network", "entry", "instant", "waits", "kubernetes")
 _INPUT_KEYS = ("type", "required", "default", "description", "enum")
 
 
@@ -52,6 +54,8 @@ class PluginInfo:
     """The runner a step uses when it names none; one of `modes` (default: the first)."""
     image: str | None = None
     """Container image that runs it under the Kubernetes runner."""
+    kubernetes: KubeSettings = attrs.field(factory=KubeSettings)
+    """Its Job's resources, env, service account and placement (a step may override)."""
     inputs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     """Input name -> {type, required, default, description, enum} (all optional)."""
     folder: Path | None = attrs.field(default=None, eq=False)
@@ -99,6 +103,10 @@ def read_manifest(manifest: Path) -> PluginInfo:
         raise ManifestError(file, f"image must be a string (got {image!r})")
     if "kubernetes" in modes and not image:
         raise ManifestError(file, "mode 'kubernetes' needs an 'image'")
+    kube = data.get("kubernetes")
+    problems = kube_problems(kube) if kube is not None else []
+    if problems:
+        raise ManifestError(file, problems[0][1])
     entry = manifest.parent / _string(file, data, "entry", "plugin.py")
     if not entry.is_file():
         raise ManifestError(file, f"its entry file {entry.name!r} is missing")
@@ -113,6 +121,7 @@ def read_manifest(manifest: Path) -> PluginInfo:
         modes=modes,
         runner=runner,
         image=image,
+        kubernetes=KubeSettings.from_mapping(kube),
         inputs=_inputs(file, data.get("inputs") or {}),
         folder=manifest.parent,
         entry=entry,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from noetl_actors.services._claims import BucketClaims as BucketClaims
     from noetl_actors.services._claims import Claims as Claims
     from noetl_actors.services._claims import LocalClaims as LocalClaims
+    from noetl_actors.services._health import HealthServer as HealthServer
+    from noetl_actors.services._health import serve_health as serve_health
     from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
     from noetl_actors.services._node import Node as Node
     from noetl_actors.services._node import WorkflowRun as WorkflowRun
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "EVENTS_STREAM": "_node",
+    "HealthServer": "_health",
+    "serve_health": "_health",
     "Node": "_node",
     "WorkflowRun": "_node",
     "NodeConfig": "_node_config",
@@ -49,6 +53,7 @@ __all__ = [
     "EVENTS_STREAM",
     "BucketClaims",
     "Claims",
+    "HealthServer",
     "LocalClaims",
     "Node",
     "NodeConfig",
@@ -58,6 +63,7 @@ __all__ = [
     "api_subject",
     "load_node_config",
     "node_subject",
+    "serve_health",
 ]
 
 

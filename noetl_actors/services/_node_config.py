@@ -36,7 +36,7 @@ from noetl_actors.supervision import SupervisorFlags
 __all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "lease", "worker_wait", "logging")
+             "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -44,6 +44,8 @@ WAITING_CONCURRENCY = 100_000
 """Attempts at once of a plugin that only waits (`waits: true`, sleep), by default: each
 is a timer on the inproc runner's loop, not a thread (docs/plugins.md)."""
 LOGGING_KEYS = ("level", "format")
+KUBERNETES_KEYS = ("job_ttl",)
+HEALTH_KEYS = ("host", "port")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -84,6 +86,11 @@ class NodeConfig:
     """Seconds a served node's lease on a workflow lasts unrenewed (see docs/durability.md)."""
     worker_wait: float = DEFAULT_WORKER_WAIT
     """Seconds a step's command may wait for a worker of its plugin to take it."""
+    job_ttl: float = 3600.0
+    """Seconds Kubernetes keeps a plugin's finished Job (``ttlSecondsAfterFinished``)."""
+    health_host: str = "0.0.0.0"
+    health_port: int = 0
+    """Where ``/livez`` and ``/readyz`` are served (`serve_health`); 0: not at all."""
 
 
 def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
@@ -216,12 +223,15 @@ class _NodeReader(YamlReader):
         worker_wait = self.positive(keys["worker_wait"], "worker_wait") \
             if "worker_wait" in keys else None
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
+        job_ttl = self.kubernetes(keys["kubernetes"]) if "kubernetes" in keys else None
+        health = self.health(keys["health"]) if "health" in keys else None
         if (flags is None or services is None or workers is None or workflows is None
                 or heartbeat is None or lease is None or worker_wait is None or level is None
-                or log_format is None):
+                or log_format is None or job_ttl is None or health is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
                           heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
+                          job_ttl=job_ttl, health_host=health[0], health_port=health[1],
                           log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
@@ -306,6 +316,26 @@ class _NodeReader(YamlReader):
             self.error(node, f"{what} must be longer than 0")
             return None
         return seconds
+
+    def kubernetes(self, node: Located) -> float | None:
+        """The Kubernetes runner's settings: for now, how long a finished Job is kept."""
+        keys = self.keys(node, KUBERNETES_KEYS, "kubernetes", required=KUBERNETES_KEYS)
+        return self.duration(keys["job_ttl"], "kubernetes.job_ttl") if "job_ttl" in keys else None
+
+    def health(self, node: Located) -> tuple[str, int] | None:
+        """Where the health endpoint listens: a host and a port (0: no endpoint)."""
+        keys = self.keys(node, HEALTH_KEYS, "health", required=HEALTH_KEYS)
+        host = port = None
+        if "host" in keys and self.expect(keys["host"], "string", "health.host"):
+            host = keys["host"].value
+        if "port" in keys:
+            value = keys["port"].value
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+                self.error(keys["port"], f"health.port must be a port number from 1 to 65535, "
+                                         f"or 0 for no endpoint (got {show(value)})")
+            else:
+                port = value
+        return None if host is None or port is None else (host, port)
 
     def log(self, node: Located) -> tuple[str | None, str | None]:
         keys = self.keys(node, LOGGING_KEYS, "logging", required=LOGGING_KEYS)
