@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import types
 import threading
 import time
 from pathlib import Path
@@ -49,7 +50,10 @@ PROMPT = 1.5
 
 
 def test_the_runners_package_exports_exactly_its_all() -> None:
-    public = {n for n in vars(noetl_actors.runners) if not n.startswith("_")}
+    # A submodule (the Job entrypoint, `python -m noetl_actors.runners.entry`) is an
+    # attribute of the package once something imported it: not an export.
+    public = {n for n, v in vars(noetl_actors.runners).items()
+              if not n.startswith("_") and not isinstance(v, types.ModuleType)}
     assert public == set(noetl_actors.runners.__all__)
 
 
