@@ -7,9 +7,9 @@ import stat
 import subprocess
 import sys
 import textwrap
-import types
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
