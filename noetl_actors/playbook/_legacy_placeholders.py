@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -59,19 +60,29 @@ def resolve(translator: Translator, node: Located) -> str | None:
 
 def rewrite(translator: Translator, node: Located, task: Task | None) -> Located:
     """`node` with every legacy placeholder in its strings in the native form."""
-    if node.kind == "string":
+
+    def one(string: Located) -> Located:
         inputs: set[str] = set()
-        text = _BLOCK.sub(lambda m: rewrite_block(translator, m.group(0), task, inputs), node.value)
+        text = _BLOCK.sub(lambda m: rewrite_block(translator, m.group(0), task, inputs),
+                          string.value)
         for name in sorted(inputs):
-            translator.warn(node, f"input.{name} (the run input) becomes vars.{name}: give it "
-                                  f"with --set {name}=VALUE")
-        return Located(text, node.line, node.col)
+            translator.warn(string, f"input.{name} (the run input) becomes vars.{name}: "
+                                    f"give it with --set {name}=VALUE")
+        return Located(text, string.line, string.col)
+
+    return _each_string(node, one)
+
+
+def _each_string(node: Located, change: Callable[[Located], Located]) -> Located:
+    """`node` with `change` applied to every string in it (mappings and lists walked)."""
+    if node.kind == "string":
+        return change(node)
     if node.kind == "mapping":
-        return Located({key: (key_node, rewrite(translator, value, task))
+        return Located({key: (key_node, _each_string(value, change))
                         for key, (key_node, value) in node.value.items()},
                        node.line, node.col)
     if node.kind == "list":
-        return Located([rewrite(translator, item, task) for item in node.value],
+        return Located([_each_string(item, change) for item in node.value],
                        node.line, node.col)
     return node
 
@@ -125,15 +136,6 @@ def _from_task(translator: Translator, node: Located, task: Task) -> Located:
     """`node` rewritten as a route of `task` reads it: names of the task's own steps
     (``now.output``, ``steps.now``) read ``tasks.<task>.steps...``, a route being
     decided after its task, in the workflow, from its outputs."""
-    if node.kind == "mapping":
-        return Located({key: (key_node, _from_task(translator, value, task))
-                        for key, (key_node, value) in node.value.items()},
-                       node.line, node.col)
-    if node.kind == "list":
-        return Located([_from_task(translator, item, task) for item in node.value],
-                       node.line, node.col)
-    if node.kind != "string":
-        return node
     own = sorted(task.step_names, key=len, reverse=True)
     legacy = task.legacy or ""
 
@@ -145,8 +147,11 @@ def _from_task(translator: Translator, node: Located, task: Task) -> Located:
                            f"tasks.{legacy}.steps.{step}", inner)
         return "{{" + inner + "}}"
 
-    text = re.sub(r"\{\{(.*?)\}\}", qualify, node.value, flags=re.DOTALL)
-    return rewrite(translator, Located(text, node.line, node.col), None)
+    def one(string: Located) -> Located:
+        text = re.sub(r"\{\{(.*?)\}\}", qualify, string.value, flags=re.DOTALL)
+        return rewrite(translator, Located(text, string.line, string.col), None)
+
+    return _each_string(node, one)
 
 
 def rewrite_block(translator: Translator, block: str, task: Task | None, inputs: set[str]) -> str:

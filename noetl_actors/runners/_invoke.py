@@ -96,17 +96,9 @@ def invoke(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
         output = run(prepare_input(plugin, ctx.attempt.input), ctx)
         if inspect.iscoroutine(output):
             output = asyncio.run(_until_cancelled(output, ctx))
-    except SystemExit as error:
-        return Outcome.failed(CRASH, f"plugin {plugin.name!r} called sys.exit({error.code!r})",
-                              started_at=started_at, detail=traceback.format_exc())
-    except Exception as error:
-        return Outcome.failed(error_type_of(error), str(error) or type(error).__name__,
-                              started_at=started_at, detail=_detail(error))
-    try:
-        return Outcome.succeeded(_json_ready(output), started_at=started_at)
-    except (TypeError, ValueError) as error:
-        return Outcome.failed(OUTPUT_ERROR, f"plugin {plugin.name!r} returned something that "
-                                            f"is not JSON-ready: {error}", started_at=started_at)
+    except (SystemExit, Exception) as error:
+        return _failed(plugin, error, started_at)
+    return _succeeded(plugin, output, started_at)
 
 
 def is_async(plugin: PluginInfo) -> bool:
@@ -128,12 +120,22 @@ async def invoke_async(plugin: PluginInfo, ctx: Context, *, started_at: float) -
         output = await load_entry(plugin).run(prepare_input(plugin, ctx.attempt.input), ctx)
     except asyncio.CancelledError:
         raise
-    except SystemExit as error:
+    except (SystemExit, Exception) as error:
+        return _failed(plugin, error, started_at)
+    return _succeeded(plugin, output, started_at)
+
+
+def _failed(plugin: PluginInfo, error: BaseException, started_at: float) -> Outcome:
+    """How an attempt ended whose plugin raised `error` (call it in the except block)."""
+    if isinstance(error, SystemExit):
         return Outcome.failed(CRASH, f"plugin {plugin.name!r} called sys.exit({error.code!r})",
                               started_at=started_at, detail=traceback.format_exc())
-    except Exception as error:
-        return Outcome.failed(error_type_of(error), str(error) or type(error).__name__,
-                              started_at=started_at, detail=_detail(error))
+    return Outcome.failed(error_type_of(error), str(error) or type(error).__name__,
+                          started_at=started_at, detail=_detail(error))
+
+
+def _succeeded(plugin: PluginInfo, output: Any, started_at: float) -> Outcome:
+    """How an attempt ended whose plugin returned `output`: it must be JSON-ready."""
     try:
         return Outcome.succeeded(_json_ready(output), started_at=started_at)
     except (TypeError, ValueError) as error:
@@ -159,7 +161,7 @@ def _json_ready(output: Any) -> Any:
     return json.loads(json.dumps(output, allow_nan=False))
 
 
-def _detail(error: Exception) -> str:
+def _detail(error: BaseException) -> str:
     """A traceback, except for the failures a plugin reports on purpose."""
     if isinstance(error, PluginError):
         return ""
