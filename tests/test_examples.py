@@ -48,7 +48,17 @@ def _check_timeout(report: dict[str, Any]) -> None:
     assert len(report["error"]["chain"]) == 3
 
 
-CHECKS = {"flaky": _check_flaky, "all-for-one": _check_all_for_one,
+def _check_branch_and_loop(report: dict[str, Any]) -> None:
+    check = report["tasks"]["check"]
+    assert check["loop"]["items"] == 3 and check["loop"]["succeeded"] == 3
+    assert [it["steps"]["warn"]["status"] for it in check["iterations"]] == [
+        "skipped", "skipped", "succeeded"], "only apac's name is longer than 3"
+    assert steps_of(report, "load")["all"]["output"] == {"loaded": ["eu", "us", "apac"]}
+    assert report["tasks"]["alert"]["status"] == "skipped"
+
+
+CHECKS = {"branch-and-loop": _check_branch_and_loop, "flaky": _check_flaky,
+          "all-for-one": _check_all_for_one,
           "escalation": _check_escalation, "hello": _check_hello,
           "parallel-etl": _check_parallel_etl, "timeout": _check_timeout}
 
@@ -64,7 +74,7 @@ def test_every_example_runs_with_the_outcome_it_promises(example: Path, tmp_path
     if expected == "succeeded":
         assert report["error"] is None
         for task in report["tasks"].values():
-            assert task["status"] == "succeeded"
+            assert task["status"] in ("succeeded", "skipped")
     if example.stem in CHECKS:
         CHECKS[example.stem](report)
 
