@@ -29,9 +29,9 @@ import threading
 import time
 from typing import TextIO
 
-from noetl_actors.runners._attempt import CRASH, SCHEMA_VERSION, Attempt, Outcome
+from noetl_actors.runners._attempt import SCHEMA_VERSION, Attempt
 from noetl_actors.runners._context import Context
-from noetl_actors.runners._invoke import invoke
+from noetl_actors.runners._invoke import invoke_on_thread
 from noetl_actors.runners._wire import LIFELINE_ENV, plugin_from_json
 
 __all__ = ["main"]
@@ -70,20 +70,8 @@ def main() -> None:
     ctx = Context(attempt=attempt, plugin=plugin, runner="process", deadline=deadline)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: ctx.cancelled.set())
 
-    result: list[Outcome] = []
-
-    def work() -> None:
-        try:
-            result.append(invoke(plugin, ctx, started_at=started_at))
-        except BaseException as error:  # invoke() catches plugin errors; this is ours
-            result.append(Outcome.failed(CRASH, f"the child failed: {error!r}",
-                                         started_at=started_at))
-
-    thread = threading.Thread(target=work, name="noetl-plugin", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)  # a bounded join lets the SIGTERM handler run promptly
-    answer.write(json.dumps({"schema_version": SCHEMA_VERSION, "outcome": result[0].to_json()}))
+    outcome = invoke_on_thread(ctx, started_at=started_at, who="child")
+    answer.write(json.dumps({"schema_version": SCHEMA_VERSION, "outcome": outcome.to_json()}))
     answer.flush()
     sys.stderr.flush()
     os._exit(0)  # do not wait for threads a plugin may have left behind

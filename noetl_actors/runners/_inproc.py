@@ -163,14 +163,7 @@ class InprocAttempt(AttemptHandle):
         except BaseException as error:  # invoke() reports what plugins raise; not this
             outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
                                      started_at=self.started_at)
-        with self._cond:
-            reason = self._stop_reason
-        if reason is not None:  # stopped while it ran: the runner's verdict wins
-            outcome = Outcome.failed(reason, stop_message(self.attempt, reason),
-                                     started_at=self.started_at)
-        self._settle(outcome)
-        for timer in self._timers:
-            timer.cancel()
+        self._end(outcome)
 
     async def run_async(self) -> None:
         """An async plugin's attempt, as a task on the runner's loop: `run`, without a thread."""
@@ -187,6 +180,10 @@ class InprocAttempt(AttemptHandle):
         except BaseException as error:
             outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
                                      started_at=self.started_at)
+        self._end(outcome)
+
+    def _end(self, outcome: Outcome) -> None:
+        """Settle the attempt with `outcome`, or with the stop that came while it ran."""
         with self._cond:
             reason = self._stop_reason
         if reason is not None:  # stopped while it ran: the runner's verdict wins

@@ -101,6 +101,27 @@ def invoke(plugin: PluginInfo, ctx: Context, *, started_at: float) -> Outcome:
     return _succeeded(plugin, output, started_at)
 
 
+def invoke_on_thread(ctx: Context, *, started_at: float, who: str) -> Outcome:
+    """`invoke()` on a thread of its own, while this (main) thread only waits: SIGTERM,
+    which Python handles on the main thread, is then seen at once and never interrupts
+    plugin code holding a lock. `who` (the child, the entrypoint) names this process in
+    the failure of the runner itself."""
+    result: list[Outcome] = []
+
+    def work() -> None:
+        try:
+            result.append(invoke(ctx.plugin, ctx, started_at=started_at))
+        except BaseException as error:  # invoke() catches plugin errors; this is ours
+            result.append(Outcome.failed(CRASH, f"the {who} failed: {error!r}",
+                                         started_at=started_at))
+
+    thread = threading.Thread(target=work, name="noetl-plugin", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)  # a bounded join lets the SIGTERM handler run promptly
+    return result[0]
+
+
 def is_async(plugin: PluginInfo) -> bool:
     """Whether `plugin`'s ``run`` is ``async def``; False if its entry cannot be loaded
     (`invoke()` then says why)."""

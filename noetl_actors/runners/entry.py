@@ -27,15 +27,14 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 from noetl_actors.errors import NoetlError, PluginNotFound
-from noetl_actors.runners._attempt import CRASH, SCHEMA_VERSION, Attempt, Outcome
+from noetl_actors.runners._attempt import SCHEMA_VERSION, Attempt, Outcome
 from noetl_actors.runners._context import Context
 from noetl_actors.runners._discovery import find_plugin
-from noetl_actors.runners._invoke import invoke
+from noetl_actors.runners._invoke import invoke_on_thread
 from noetl_actors.runners._kube_job import COMMAND_ENV, NATS_URL_ENV, job_name
 from noetl_actors.runners._results import termination_message
 
@@ -96,7 +95,7 @@ def main() -> int:
     deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
     ctx = Context(attempt=attempt, plugin=plugin, runner="kubernetes", deadline=deadline)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: ctx.cancelled.set())
-    outcome = _run(ctx, started_at)
+    outcome = invoke_on_thread(ctx, started_at=started_at, who="entrypoint")
     try:
         message_bytes = termination_message(outcome, name=job_name(attempt),
                                             nats_url=os.environ.get(NATS_URL_ENV))
@@ -111,24 +110,6 @@ def main() -> int:
         print(f"noetl entry: {attempt.plugin} failed: {outcome.error_type}: {outcome.message}",
               file=sys.stderr)
     return 0 if outcome.ok else 1
-
-
-def _run(ctx: Context, started_at: float) -> Outcome:
-    """`invoke()` on a thread, so that SIGTERM (handled on the main thread) is seen at once."""
-    result: list[Outcome] = []
-
-    def work() -> None:
-        try:
-            result.append(invoke(ctx.plugin, ctx, started_at=started_at))
-        except BaseException as error:  # invoke() catches plugin errors; this is ours
-            result.append(Outcome.failed(CRASH, f"the entrypoint failed: {error!r}",
-                                         started_at=started_at))
-
-    thread = threading.Thread(target=work, name="noetl-plugin", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.5)
-    return result[0]
 
 
 if __name__ == "__main__":
