@@ -57,6 +57,10 @@ class WorkflowSupervisor(Supervisor):
         self._journal = journal
         self._resume = resume
         self.outputs: dict[str, Mapping[str, Any]] = {}
+        self._tasks_context: dict[str, Any] = {}
+        """``tasks`` of the template context, kept with `outputs` (a task's start copies
+        it, rather than rebuilding it from every output: 10,000 tasks made that
+        quadratic)."""
         self.skipped: set[str] = set()
         self._routers = playbook.routers()
         self._taken: dict[str, dict[str, dict[str, Any]]] = {}
@@ -90,20 +94,17 @@ class WorkflowSupervisor(Supervisor):
         return {
             "vars": dict(self.playbook.vars),
             "workflow": {"id": self.workflow_id, "name": self.playbook.name},
-            "tasks": {
-                name: {"steps": {step: {"output": out} for step, out in outputs.items()}}
-                for name, outputs in self.outputs.items()
-            },
+            "tasks": dict(self._tasks_context),
         }
 
     def _new_task(self, task: Task) -> SupervisedActor:
         context = self._template_context()
+        routers = self._routers.get(task.name, ())
         given = self._taken.get(task.name, {})
-        context["inputs"] = {key: value for router in self._routers.get(task.name, ())
+        context["inputs"] = {key: value for router in routers
                              for key, value in given.get(router, {}).items()}
         unmet = [need for need in task.needs if need in task.needs_succeeded
                  and need in self.skipped]
-        routers = self._routers.get(task.name, ())
         why = (f"it needs task {unmet[0]!r} to have run, and it was skipped" if unmet
                else f"not reached: no route to it was taken (from {', '.join(routers)})"
                if routers and not self._taken.get(task.name)
@@ -124,6 +125,8 @@ class WorkflowSupervisor(Supervisor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, TaskDone):
             self.outputs[message.task] = message.outputs
+            self._tasks_context[message.task] = {
+                "steps": {step: {"output": out} for step, out in message.outputs.items()}}
             if message.skipped:
                 self.skipped.add(message.task)
             else:
