@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -146,6 +147,8 @@ class KubeDouble:
         """Watch streams open now."""
         self.expired = 0
         """410s sent."""
+        self._connections: set[Any] = set()
+        """Sockets of requests being served (a client's keep-alive connection holds one)."""
         self._folder = tempfile.TemporaryDirectory(prefix="kube-double-")
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -174,10 +177,24 @@ class KubeDouble:
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
+        self._hang_up(deadline)
         with self.lock:
             for pod in self.pods.values():
                 pod.kill()
         self._folder.cleanup()
+
+    def _hang_up(self, deadline: float) -> None:
+        """Close the connections clients keep open, and wait for their threads to end."""
+        with self.lock:
+            open_now = list(self._connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self._connections:
+                    return
+            time.sleep(0.01)
 
     def compact(self) -> None:
         """Forget the history: a watch from any version before now gets 410 Gone."""
@@ -249,6 +266,19 @@ class KubeDouble:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # a watch is a chunked stream, as a real server's
+
+            def setup(self) -> None:
+                super().setup()
+                with double.lock:
+                    double._connections.add(self.connection)
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with double.lock:
+                        double._connections.discard(self.connection)
+
             def log_message(self, format: str, *args: object) -> None:
                 pass
 

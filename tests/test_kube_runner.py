@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -38,9 +39,20 @@ def double() -> Iterator[KubeDouble]:
         yield started
 
 
-def runner_for(double: KubeDouble, nats_url: str = "nats://127.0.0.1:1") -> KubernetesRunner:
-    api = client.ApiClient(client.Configuration(host=double.url))
-    return KubernetesRunner(api, namespace="noetl-test", nats_url=nats_url, watch_timeout=1)
+@pytest.fixture
+def api(double: KubeDouble) -> Iterator[client.ApiClient]:
+    """A client of the double, closed after the test (its pool holds connections)."""
+    api_client = client.ApiClient(client.Configuration(host=double.url))
+    try:
+        yield api_client
+    finally:
+        api_client.close()
+
+
+def runner_for(api: client.ApiClient, nats_url: str = "nats://127.0.0.1:1", **bounds: Any
+               ) -> KubernetesRunner:
+    return KubernetesRunner(api, namespace="noetl-test", nats_url=nats_url,
+                            **{"watch_timeout": 1, **bounds})
 
 
 def attempt(plugin: str, number: int = 1, timeout: float | None = None, **input: object
@@ -49,8 +61,9 @@ def attempt(plugin: str, number: int = 1, timeout: float | None = None, **input:
                    input=input, timeout=timeout)
 
 
-def test_an_attempt_runs_as_one_job_and_returns_its_output(double: KubeDouble) -> None:
-    runner = runner_for(double)
+def test_an_attempt_runs_as_one_job_and_returns_its_output(
+        double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)
     try:
         running = runner.start(find_plugins()["python"],
                                attempt("python", function="operator:add", args=[2, 3]))
@@ -63,8 +76,8 @@ def test_an_attempt_runs_as_one_job_and_returns_its_output(double: KubeDouble) -
 
 
 def test_a_large_output_comes_back_whole_through_nats(
-        double: KubeDouble, nats_server: EmbeddedNatsServer) -> None:
-    runner = runner_for(double, nats_server.url)
+        double: KubeDouble, api: client.ApiClient, nats_server: EmbeddedNatsServer) -> None:
+    runner = runner_for(api, nats_server.url)
     try:
         running = runner.start(find_plugins()["python"], attempt(
             "python", function="operator:mul", args=["z", 50_000]))
@@ -75,8 +88,8 @@ def test_a_large_output_comes_back_whole_through_nats(
         runner.close()
 
 
-def test_a_plugin_failure_keeps_its_error_type(double: KubeDouble) -> None:
-    runner = runner_for(double)
+def test_a_plugin_failure_keeps_its_error_type(double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)
     try:
         outcome = runner.start(find_plugins()["shell"],
                                attempt("shell", command="exit 4")).wait(WAIT)
@@ -86,8 +99,8 @@ def test_a_plugin_failure_keeps_its_error_type(double: KubeDouble) -> None:
         runner.close()
 
 
-def test_cancel_deletes_the_job_and_its_process(double: KubeDouble) -> None:
-    runner = runner_for(double)
+def test_cancel_deletes_the_job_and_its_process(double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)
     try:
         running = runner.start(find_plugins()["shell"], attempt("shell", command="sleep 60"))
         running.cancel()
@@ -98,8 +111,8 @@ def test_cancel_deletes_the_job_and_its_process(double: KubeDouble) -> None:
         runner.close()
 
 
-def test_a_job_past_its_deadline_is_a_timeout(double: KubeDouble) -> None:
-    runner = runner_for(double)
+def test_a_job_past_its_deadline_is_a_timeout(double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)
     try:
         outcome = runner.start(find_plugins()["shell"],
                                attempt("shell", timeout=1.0, command="sleep 60")).wait(WAIT)
@@ -110,8 +123,8 @@ def test_a_job_past_its_deadline_is_a_timeout(double: KubeDouble) -> None:
 
 
 def test_starting_an_attempt_whose_job_exists_follows_it_and_makes_no_second(
-        double: KubeDouble) -> None:
-    runner = runner_for(double)
+        double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)
     try:
         the_attempt = attempt("python", function="operator:add", args=[1, 1])
         first = runner.start(find_plugins()["python"], the_attempt)
@@ -151,10 +164,8 @@ def test_the_double_refuses_a_job_kubernetes_validate_refuses(double: KubeDouble
 
 
 def test_an_image_that_cannot_be_pulled_fails_early_with_the_pods_message(
-        double: KubeDouble) -> None:
-    api = client.ApiClient(client.Configuration(host=double.url))
-    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
-                              watch_timeout=1, image_pull_after=0.5)
+        double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api, image_pull_after=0.5)
     plugin = attrs.evolve(find_plugins()["python"], image="noetl-actors/noetl:missing")
     try:
         outcome = runner.start(plugin, attempt("python", timeout=300.0)).wait(WAIT)
@@ -166,10 +177,9 @@ def test_an_image_that_cannot_be_pulled_fails_early_with_the_pods_message(
         runner.close()
 
 
-def test_a_pod_no_node_takes_fails_as_unschedulable(double: KubeDouble) -> None:
-    api = client.ApiClient(client.Configuration(host=double.url))
-    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
-                              watch_timeout=1, unschedulable_after=0.5)
+def test_a_pod_no_node_takes_fails_as_unschedulable(
+        double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api, unschedulable_after=0.5)
     try:
         outcome = runner.start(find_plugins()["python"], attempt("python"),
                                settings=KubeSettings.from_mapping(
@@ -182,8 +192,9 @@ def test_a_pod_no_node_takes_fails_as_unschedulable(double: KubeDouble) -> None:
         runner.close()
 
 
-def test_a_pod_stuck_for_less_than_its_bound_is_waited_for(double: KubeDouble) -> None:
-    runner = runner_for(double)  # the default bounds: minutes
+def test_a_pod_stuck_for_less_than_its_bound_is_waited_for(
+        double: KubeDouble, api: client.ApiClient) -> None:
+    runner = runner_for(api)  # the default bounds: minutes
     plugin = attrs.evolve(find_plugins()["python"], image="noetl-actors/noetl:missing")
     try:
         running = runner.start(plugin, attempt("python"))
@@ -196,12 +207,11 @@ def test_a_pod_stuck_for_less_than_its_bound_is_waited_for(double: KubeDouble) -
         runner.close()
 
 
-def test_a_watch_that_expires_or_drops_is_taken_up_again(double: KubeDouble) -> None:
+def test_a_watch_that_expires_or_drops_is_taken_up_again(
+        double: KubeDouble, api: client.ApiClient) -> None:
     """410 Gone (the server compacted its history): list again and watch from the new
     version; a dropped stream: watch again. The attempt ends as if nothing happened."""
-    api = client.ApiClient(client.Configuration(host=double.url))
-    runner = KubernetesRunner(api, namespace="noetl-test", nats_url="nats://127.0.0.1:1",
-                              watch_timeout=30)
+    runner = runner_for(api, watch_timeout=30)
     try:
         running = runner.start(find_plugins()["shell"],
                                attempt("shell", command="sleep 3; echo done"))
