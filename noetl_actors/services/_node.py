@@ -57,6 +57,7 @@ from noetl_actors.services._claims import (
     LocalClaims,
 )
 from noetl_actors.services._control import ControlService
+from noetl_actors.services._kube import kube_runner
 from noetl_actors.services._lease import (
     LEASES_BUCKET,
     CancellingLease,
@@ -189,6 +190,9 @@ class Node:
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
+            if config.kubernetes.enabled:  # closed by stop(), its client with it
+                self._runners["kubernetes"] = kube_runner(config.kubernetes,
+                                                          nats_url=options.servers[0])
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
