@@ -228,7 +228,8 @@ class KubernetesRunner:
         """Create the Job; if one of its name exists, it is this attempt's: follow that.
         A problem (for people) if the one of that name is not this attempt's."""
         try:
-            self._batch.create_namespaced_job(self.namespace, body=job, _preload_content=False)
+            _answer(self._batch.create_namespaced_job(self.namespace, body=job,
+                                                      _preload_content=False))
         except self._api_error as error:
             if error.status != 409:
                 raise
@@ -272,8 +273,8 @@ class KubernetesRunner:
         version: str | None = None
         while True:
             if version is None:
-                listed = json.loads(self._batch.list_namespaced_job(
-                    self.namespace, field_selector=selector, _preload_content=False).data)
+                listed = _answer(self._batch.list_namespaced_job(
+                    self.namespace, field_selector=selector, _preload_content=False))
                 version = (listed.get("metadata") or {}).get("resourceVersion")
                 items = listed.get("items") or []
                 yield (items[0].get("status") or {}) if items else _GONE
@@ -306,8 +307,8 @@ class KubernetesRunner:
         return "", None
 
     def _pods(self, name: str) -> list[dict[str, Any]]:
-        found = json.loads(self._core.list_namespaced_pod(
-            self.namespace, label_selector=f"job-name={name}", _preload_content=False).data)
+        found = _answer(self._core.list_namespaced_pod(
+            self.namespace, label_selector=f"job-name={name}", _preload_content=False))
         return list(found.get("items") or [])
 
     def _pod_trouble(self, name: str) -> dict[str, str]:
@@ -332,9 +333,18 @@ class KubernetesRunner:
     def _delete(self, name: str) -> None:
         """Delete the Job and, first, its pod (foreground); already gone is done."""
         try:
-            self._batch.delete_namespaced_job(name, self.namespace,
-                                              propagation_policy="Foreground",
-                                              _preload_content=False)
+            _answer(self._batch.delete_namespaced_job(name, self.namespace,
+                                                      propagation_policy="Foreground",
+                                                      _preload_content=False))
         except self._api_error as error:
             if error.status != 404:
                 raise
+
+
+def _answer(response: Any) -> Any:
+    """The JSON of a raw (``_preload_content=False``) answer; its connection goes back to
+    the client's pool (not released, each call left one to be closed by the collector)."""
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
