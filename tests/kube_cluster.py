@@ -72,7 +72,10 @@ class Cluster:
                 return [name for (_ns, name) in self.double.jobs]
         listed = client.BatchV1Api(self.api).list_namespaced_job(
             self.namespace, _preload_content=False)
-        return [item["metadata"]["name"] for item in json.loads(listed.data)["items"]]
+        try:
+            return [item["metadata"]["name"] for item in json.loads(listed.data)["items"]]
+        finally:
+            listed.release_conn()
 
     def created(self) -> list[str]:
         """Every Job created in the test, in order. The double records each create; a real

@@ -241,8 +241,8 @@ class KubernetesRunner:
         why not, for people."""
         name = job["metadata"]["name"]
         try:
-            found = json.loads(self._batch.read_namespaced_job(
-                name, self.namespace, _preload_content=False).data)
+            found = _answer(self._batch.read_namespaced_job(
+                name, self.namespace, _preload_content=False))
         except self._api_error as error:
             if error.status != 404:
                 raise
