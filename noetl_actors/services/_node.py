@@ -36,7 +36,7 @@ from noetl_actors.bridge import (
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
-from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
+from noetl_actors.runners import Runner
 from noetl_actors.runtime import (
     JOURNAL,
     UNFENCED,
@@ -59,7 +59,6 @@ from noetl_actors.services._claims import (
     LocalClaims,
 )
 from noetl_actors.services._control import ControlService
-from noetl_actors.services._kube import kube_runner
 from noetl_actors.services._lease import (
     LEASES_BUCKET,
     CancellingLease,
@@ -73,6 +72,7 @@ from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
+from noetl_actors.services._runners import node_runners
 from noetl_actors.services._takeover import LeaseKeeper, Takeover, prepare_takeover
 from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
@@ -191,10 +191,7 @@ class Node:
                                                  remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
-            if config.kubernetes.enabled:  # closed by stop(), its client with it
-                self._runners["kubernetes"] = kube_runner(config.kubernetes,
-                                                          nats_url=options.servers[0])
+            self._runners = node_runners(config, clock=self._clock, nats_url=options.servers[0])
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
