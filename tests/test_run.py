@@ -844,7 +844,8 @@ def test_noetl_events_prints_a_workflows_history_in_order(tmp_path: Path) -> Non
                                     ("t=crashy", 2, "succeeded")]:
         # A short attempt sends its final event only; a longer one `accepted` and
         # `started` first: whatever there is, in that order, the final one last.
-        said = [status for s, a, status in events if (s, a) == (step_id, attempt)]
+        said = [status for s, a, status in events
+                if (s, a) == (step_id, attempt) and status != "heartbeat"]  # a slow box's
         assert said and said[-1] == final, (step_id, attempt, events)
         assert said == [s for s in ("accepted", "started", final) if s in said], said
     assert events.index(("t=say", 1, "succeeded")) < min(
