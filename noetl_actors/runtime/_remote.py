@@ -37,6 +37,7 @@ from noetl_actors.errors import (
     WorkerLost,
 )
 from noetl_actors.playbook import render_value
+from noetl_actors.runtime._log_fields import command_fields
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
@@ -291,7 +292,8 @@ class RemoteStepActor(SupervisedActor):
             try:
                 self._bridge.publish(cancel_subject(self.step.plugin), cancel.to_data())
             except NoetlError:
-                logger.warning("%s: could not send the cancel of its attempt", self.path)
+                logger.warning("%s: could not send the cancel of its attempt", self.path,
+                               extra=command_fields(self._command))
 
     def on_stop(self) -> None:
         self._release()

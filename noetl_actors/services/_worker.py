@@ -59,9 +59,11 @@ from noetl_actors.runtime import (
     Event,
     EventStatus,
     cancel_subject,
+    command_fields,
     ready_subject,
 )
 from noetl_actors.services._claims import Claim, Claims
+from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -139,6 +141,7 @@ class PluginWorker(SupervisedActor):
         runners: Mapping[str, Runner],
         claims: Claims,
         clock: Clock,
+        metrics: NodeMetrics | None = None,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
     ) -> None:
@@ -148,6 +151,7 @@ class PluginWorker(SupervisedActor):
         self._runners = runners
         self._claims = claims
         self._clock = clock
+        self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._heartbeat = heartbeat
         self._running: dict[str, _Running] = {}
@@ -179,6 +183,7 @@ class PluginWorker(SupervisedActor):
         self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}",
                                on_loop=self._arrived)
         self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
+        self._load()  # its figures show from its start, at zero
         # Steps waiting for a worker of this plugin send their commands again now.
         self._bridge.publish(ready_subject(self.plugin.name),
                              {"worker": self.name, "plugin": self.plugin.name})
@@ -291,8 +296,9 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
             self._arm(command)
-            return
-        self._run(command, accepted=False)
+        else:
+            self._run(command, accepted=False)
+        self._load()
 
     # -- instant plugins, where their claim is settled --------------------------------
 
@@ -315,7 +321,8 @@ class PluginWorker(SupervisedActor):
         try:
             outcome = runner.run_now(self.plugin, _attempt(command))
         except Exception as error:  # claimed: nobody else would run it; say so
-            logger.exception("%s: could not run %s", self.path, command.id)
+            logger.exception("%s: could not run %s", self.path, command.id,
+                             extra=command_fields(command))
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error!r}")
             return True
@@ -367,8 +374,17 @@ class PluginWorker(SupervisedActor):
         self._report(command, outcome)
         while self._waiting and len(self._running) < self._max_in_flight:
             self._run(self._waiting.popleft(), accepted=True)
+        self._load()
+
+    def _load(self) -> None:
+        """Tell the node's metrics this worker's queue depth and attempts in flight."""
+        if self._metrics is not None:
+            self._metrics.worker_load(self.plugin.name, queued=len(self._waiting),
+                                      in_flight=len(self._running))
 
     def _report(self, command: Command, outcome: Outcome) -> None:
+        if self._metrics is not None:
+            self._metrics.attempt_ended(self.plugin.name, outcome)
         if outcome.ok:
             self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
                        started_at=outcome.started_at)
@@ -385,6 +401,7 @@ class PluginWorker(SupervisedActor):
         if entry is not None:
             entry.attempt.cancel()
         self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
+        self._load()
 
     def _arm(self, command: Command | None = None) -> None:
         """Beat at the shortest heartbeat its commands ask for (their step takes three
@@ -466,6 +483,8 @@ class PluginWorker(SupervisedActor):
                 timer.cancel()
         for entry in self._running.values():
             entry.attempt.cancel()
+        if self._metrics is not None:  # a worker started again begins with none
+            self._metrics.worker_load(self.plugin.name, queued=0, in_flight=0)
 
 
 def _attempt(command: Command) -> Attempt:
