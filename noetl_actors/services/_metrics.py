@@ -24,7 +24,14 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -80,6 +87,7 @@ class NodeMetrics:
             "noetl_worker_in_flight", "Attempts a worker runs now, by plugin.", ["plugin"],
             registry=registry)
         registry.register(_Sampled(node))
+        ProcessCollector(registry=registry)  # process_*: the node's CPU, memory, open files
         self._lock = threading.Lock()
         self._children: dict[tuple[str, str], Histogram] = {}
         """The histogram's child per (plugin, outcome): `labels()` costs a lock and a
