@@ -3,8 +3,10 @@
 A real `noetl node start` on a real nats-server: its log says where the
 metrics are; the figures move as workflows run: a flaky shell step's
 restarts and attempts, a task that escalates, a worker's queue that grows
-and drains. Also: several nodes in one process keep their figures apart,
-and the `metrics:` keys of node.yaml are checked where they are written.
+and drains; the heir of a killed owner counts its takeover. `--log-format
+json` lines about a workflow carry its fields. Also: several nodes in one
+process keep their figures apart, and the `metrics:` keys of node.yaml are
+checked where they are written.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from noetl_actors.bridge import EmbeddedNatsServer
 from noetl_actors.errors import PlaybookError
 from noetl_actors.services import Node, load_node_config
-from tests.node_helpers import NODE_CONFIG, Cli, running_node, spawn
+from tests.node_helpers import NODE_CONFIG, Cli, running_node, running_server, spawn
 from tests.run_helpers import REPO, cli_command, wait_until
+from tests.takeover_helpers import NO_SHELL, appending_playbook, lines_of, shell_worker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -266,3 +269,33 @@ def test_metrics_are_off_by_default_on_loopback_and_a_users_file_turns_them_on(
     path.write_text("metrics: {enabled: true, host: 0.0.0.0, port: 9464}\n")
     mine = load_node_config(path).metrics
     assert (mine.enabled, mine.host, mine.port) == (True, "0.0.0.0", 9464)
+
+
+def test_the_heir_of_a_killed_owner_counts_the_takeover_and_logs_it_with_its_epoch(
+        tmp_path: Path) -> None:
+    lines = tmp_path / "lines.txt"
+    playbook = appending_playbook(tmp_path, lines, tasks=2, steps=4, pause=0.2)
+    flags = ["--metrics-port", "0", "--log-format", "json"]
+    with running_server(tmp_path) as url, \
+            running_node(tmp_path, "a", nats=url, config=NO_SHELL, args=flags) as a, \
+            running_node(tmp_path, "b", nats=url, config=NO_SHELL, args=flags) as b, \
+            shell_worker(tmp_path, url):
+        cli = Cli(url)
+        workflow_id = cli.submit(playbook)
+        owner = cli.wait_status(workflow_id, "running")["node"]
+        first, heir = (a, b) if owner == "a" else (b, a)
+        port = int(wait_until(lambda: _METRICS_URL.search(heir.stderr()), 30,
+                              "the heir's metrics address").group(1))
+        assert figure(scrape(port), "noetl_takeovers_total") == 0
+        wait_until(lambda: len(lines_of(lines)) >= 2, 30, "two steps done", 0.05)
+        first.spawned.kill()
+        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
+        assert record["status"] == "succeeded" and record["epoch"] == 2, record.get("error")
+        figures = wait_until(lambda: (f := scrape(port)) and figure(
+            f, "noetl_workflows_ended_total", status="succeeded") == 1 and f, 30,
+            "the heir to count the workflow's end")
+        assert figure(figures, "noetl_takeovers_total") == 1
+        assert figure(figures, "noetl_workflows_started_total") == 1
+        entries = [json.loads(line) for line in heir.stderr().splitlines() if line.strip()]
+    took = [entry for entry in entries if str(entry["message"]).startswith("took over")]
+    assert [(entry["workflow_id"], entry["epoch"]) for entry in took] == [(workflow_id, 2)]

@@ -101,7 +101,8 @@ class NodeMetrics:
         elif kind is EventKind.EXITED:
             if event.reason is not None and event.reason.kind is ExitKind.GAVE_UP:
                 self.escalations.labels(_level(event.path)).inc()
-        elif kind is EventKind.STARTED and _level(event.path) == "workflow":
+        elif kind is EventKind.STARTED and event.path.count("/") == 3 \
+                and _level(event.path) == "workflow":  # the cheap test first: every step starts
             self.workflows_started.inc()
 
     def workflow_ended(self, status: str, lease: object = None) -> None:
