@@ -235,11 +235,13 @@ def test_a_metrics_port_in_use_is_one_line_and_no_node(
 def test_nodes_in_one_process_keep_their_figures_apart() -> None:
     a, b = Node(name="a"), Node(name="b")
     a.metrics.took_over()
-    a.metrics.worker_load("shell", queued=3, in_flight=4)
+    a.metrics.add_worker("shell", lambda: (3, 4))
     assert a.metrics.registry.get_sample_value("noetl_takeovers_total") == 1
     assert b.metrics.registry.get_sample_value("noetl_takeovers_total") == 0
     assert a.metrics.registry.get_sample_value(
         "noetl_worker_queue_depth", {"plugin": "shell"}) == 3
+    assert a.metrics.registry.get_sample_value(
+        "noetl_worker_in_flight", {"plugin": "shell"}) == 4
     assert b.metrics.registry.get_sample_value(
         "noetl_worker_queue_depth", {"plugin": "shell"}) is None
 

@@ -7,11 +7,12 @@ their figures apart. The figures come from where things happen:
 - the node's supervision events (`observe`, an observer of its tree):
   workflows started, restarts per level and strategy, escalations;
 - its workflows' ends (`workflow_ended`), with the status of their report;
-- its workers (`attempt_ended`, `worker_load`): step attempts and their
-  durations per plugin and outcome, queue depth and attempts in flight;
+- its workers (`attempt_ended`): step attempts and their durations per
+  plugin and outcome;
 - its takeovers (`took_over`);
-- at each scrape (`_Sampled`): workflows running, and the NATS link
-  (connected, reconnects, pending bytes, buffered and lost publishes).
+- at each scrape (`_Sampled`): workflows running, each worker's queue depth
+  and attempts in flight (`add_worker`), and the NATS link (connected,
+  reconnects, pending bytes, buffered and lost publishes).
 
 docs/operations.md lists every metric with its labels. Every method is
 quick and thread-safe: they are called on supervisor threads, workers'
@@ -21,13 +22,12 @@ threads and the bridge's loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     ProcessCollector,
     start_http_server,
@@ -80,13 +80,9 @@ class NodeMetrics:
         self.takeovers = Counter(
             "noetl_takeovers", "Workflows this node took over from a node that stopped "
             "renewing their lease, and resumed.", registry=registry)
-        self.queue_depth = Gauge(
-            "noetl_worker_queue_depth", "Commands a worker has claimed and holds until one "
-            "of its attempts in flight ends, by plugin.", ["plugin"], registry=registry)
-        self.in_flight = Gauge(
-            "noetl_worker_in_flight", "Attempts a worker runs now, by plugin.", ["plugin"],
-            registry=registry)
-        registry.register(_Sampled(node))
+        self.workers: dict[str, Callable[[], tuple[int, int]]] = {}
+        """Per plugin, what its worker holds now: (commands queued, attempts in flight)."""
+        registry.register(_Sampled(node, self.workers))
         ProcessCollector(registry=registry)  # process_*: the node's CPU, memory, open files
         self._lock = threading.Lock()
         self._children: dict[tuple[str, str], Histogram] = {}
@@ -105,10 +101,10 @@ class NodeMetrics:
                 and _level(event.path) == "workflow":  # the cheap test first: every step starts
             self.workflows_started.inc()
 
-    def workflow_ended(self, status: str, lease: object = None) -> None:
-        """A workflow ended here with `status` (its report's); one whose `lease` was lost
-        goes on elsewhere: it is counted as ``let_go``."""
-        self.workflows_ended.labels("let_go" if getattr(lease, "lost", False) else status).inc()
+    def workflow_ended(self, status: str, *, let_go: bool = False) -> None:
+        """A workflow ended here with `status` (its report's); one `let_go` (its lease
+        lost) goes on elsewhere, and is counted so."""
+        self.workflows_ended.labels("let_go" if let_go else status).inc()
 
     def attempt_ended(self, plugin: str, outcome: Outcome) -> None:
         """A worker's attempt of `plugin` ended with `outcome`."""
@@ -122,10 +118,13 @@ class NodeMetrics:
                 child = self._children[key] = self.attempts.labels(plugin, label)
         child.observe(max(outcome.finished_at - outcome.started_at, 0.0))
 
-    def worker_load(self, plugin: str, *, queued: int, in_flight: int) -> None:
-        """A worker of `plugin` holds `queued` commands and runs `in_flight` attempts now."""
-        self.queue_depth.labels(plugin).set(queued)
-        self.in_flight.labels(plugin).set(in_flight)
+    def add_worker(self, plugin: str, load: Callable[[], tuple[int, int]]) -> None:
+        """The worker of `plugin` (started, or started again): `load()`, asked at each
+        scrape from the scraping thread, says (commands queued, attempts in flight)."""
+        self.workers[plugin] = load
+
+    def remove_worker(self, plugin: str) -> None:
+        self.workers.pop(plugin, None)
 
     def took_over(self) -> None:
         """This node resumed a workflow whose lease it took."""
@@ -145,8 +144,9 @@ def _level(path: str) -> str:
 class _Sampled(Collector):
     """What is read when Prometheus scrapes: workflows running, the link to NATS."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, workers: dict[str, Callable[[], tuple[int, int]]]) -> None:
         self._node = node
+        self._workers = workers
 
     def describe(self) -> list[Metric]:
         return []  # made at each scrape: nothing to check against other collectors
@@ -155,6 +155,17 @@ class _Sampled(Collector):
         node = self._node
         yield GaugeMetricFamily("noetl_workflows_running", "Workflows this node runs now.",
                                 value=len(node.running()))
+        queued = GaugeMetricFamily("noetl_worker_queue_depth", "Commands a worker has "
+                                   "claimed and holds until one of its attempts in flight "
+                                   "ends, by plugin.", labels=["plugin"])
+        running = GaugeMetricFamily("noetl_worker_in_flight",
+                                    "Attempts a worker runs now, by plugin.", labels=["plugin"])
+        for plugin, load in sorted(dict(self._workers).items()):
+            waiting, in_flight = load()
+            queued.add_metric([plugin], waiting)
+            running.add_metric([plugin], in_flight)
+        yield queued
+        yield running
         bridge = node.bridge
         if bridge is None:
             return

@@ -36,7 +36,7 @@ from noetl_actors.bridge import (
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
-from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
+from noetl_actors.runners import Runner
 from noetl_actors.runtime import (
     JOURNAL,
     UNFENCED,
@@ -73,6 +73,7 @@ from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
+from noetl_actors.services._runners import node_runners
 from noetl_actors.services._takeover import LeaseKeeper, Takeover, prepare_takeover
 from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
@@ -192,7 +193,7 @@ class Node:
                                                  remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
+            self._runners = node_runners(config, clock=self._clock, nats_url=options.servers[0])
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
@@ -343,7 +344,6 @@ class Node:
 
         def ended() -> None:
             router.close()
-            self.metrics.workflow_ended(report.status, lease)
             with self._runs_lock:
                 self._runs.pop(workflow_id, None)
             self._reports.pop(workflow_id, None)

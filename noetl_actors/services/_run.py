@@ -41,6 +41,9 @@ class WorkflowRun:
             try:
                 self._reason = reason
                 report.finish(reason, cancelled=self.cancelled)
+                leases = node.leases  # a lease lost (forgotten) by now: it goes on elsewhere
+                node.metrics.workflow_ended(report.status, let_go=leases is not None
+                                            and not leases.holds(workflow_id))
                 on_end(self)
             except Exception:
                 logger.exception("the end of workflow %s was not fully handled", workflow_id,

@@ -48,6 +48,8 @@ from noetl_actors.runners import (
     Attempt,
     InprocRunner,
     InstantRunner,
+    KubernetesRunner,
+    KubeSettings,
     Outcome,
     PluginInfo,
     Runner,
@@ -63,6 +65,7 @@ from noetl_actors.runtime import (
     ready_subject,
 )
 from noetl_actors.services._claims import Claim, Claims
+from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
@@ -183,7 +186,9 @@ class PluginWorker(SupervisedActor):
         self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}",
                                on_loop=self._arrived)
         self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
-        self._load()  # its figures show from its start, at zero
+        if self._metrics is not None:  # read at each scrape (lengths: safe from any thread)
+            self._metrics.add_worker(self.plugin.name, lambda: (len(self._waiting),
+                                                                len(self._running)))
         # Steps waiting for a worker of this plugin send their commands again now.
         self._bridge.publish(ready_subject(self.plugin.name),
                              {"worker": self.name, "plugin": self.plugin.name})
@@ -235,7 +240,7 @@ class PluginWorker(SupervisedActor):
         if self._claims.local:  # settled at once, and they remember: nothing to keep here
             self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
             return
-        key = (command.id, command.epoch)
+        key = (command.claim_key, command.epoch)
         with self._known_lock:
             seen = key in self._known
             found = self._known.get(key)
@@ -254,7 +259,7 @@ class PluginWorker(SupervisedActor):
 
     def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
         """Where a claim in NATS was settled (the loop's thread): note what it found."""
-        key = (command.id, command.epoch)
+        key = (command.claim_key, command.epoch)
         claim = found if isinstance(found, Claim) else None
         with self._known_lock:
             asked = self._asked.pop(key, [])
@@ -296,9 +301,8 @@ class PluginWorker(SupervisedActor):
             self._send(command, EventStatus.ACCEPTED)  # it waits: say it is taken
             self._waiting.append(command)
             self._arm(command)
-        else:
-            self._run(command, accepted=False)
-        self._load()
+            return
+        self._run(command, accepted=False)
 
     # -- instant plugins, where their claim is settled --------------------------------
 
@@ -346,7 +350,14 @@ class PluginWorker(SupervisedActor):
         runner = self._runners.get(mode)
         try:
             if runner is None:
-                raise ValueError(f"this node has no {mode} runner")
+                raise ValueError(NOT_ENABLED if mode == KubernetesRunner.name
+                                 else f"this node has no {mode} runner")
+            if isinstance(runner, KubernetesRunner):
+                return runner.start(self.plugin, _attempt(command), epoch=command.epoch,
+                                    settings=KubeSettings.from_mapping(command.kubernetes),
+                                    follow=command.follow > 0)
+            if command.follow:
+                raise ValueError(f"a call to follow a Kubernetes Job, for the {mode} runner")
             return runner.start(self.plugin, _attempt(command))
         except (ValueError, RuntimeError) as error:
             self._send(command, EventStatus.FAILED, error_type="crash",
@@ -354,6 +365,8 @@ class PluginWorker(SupervisedActor):
             return None
 
     def _run(self, command: Command, *, accepted: bool) -> None:
+        if command.follow and command.id in self._running:
+            return  # a call to follow a Job this worker follows already: it says so itself
         running = self._start(command)
         if running is None:
             return
@@ -374,13 +387,6 @@ class PluginWorker(SupervisedActor):
         self._report(command, outcome)
         while self._waiting and len(self._running) < self._max_in_flight:
             self._run(self._waiting.popleft(), accepted=True)
-        self._load()
-
-    def _load(self) -> None:
-        """Tell the node's metrics this worker's queue depth and attempts in flight."""
-        if self._metrics is not None:
-            self._metrics.worker_load(self.plugin.name, queued=len(self._waiting),
-                                      in_flight=len(self._running))
 
     def _report(self, command: Command, outcome: Outcome) -> None:
         if self._metrics is not None:
@@ -401,7 +407,6 @@ class PluginWorker(SupervisedActor):
         if entry is not None:
             entry.attempt.cancel()
         self._waiting = deque(c for c in self._waiting if c.id != cancel.command_id)
-        self._load()
 
     def _arm(self, command: Command | None = None) -> None:
         """Beat at the shortest heartbeat its commands ask for (their step takes three
@@ -483,8 +488,8 @@ class PluginWorker(SupervisedActor):
                 timer.cancel()
         for entry in self._running.values():
             entry.attempt.cancel()
-        if self._metrics is not None:  # a worker started again begins with none
-            self._metrics.worker_load(self.plugin.name, queued=0, in_flight=0)
+        if self._metrics is not None:
+            self._metrics.remove_worker(self.plugin.name)
 
 
 def _attempt(command: Command) -> Attempt:
