@@ -245,7 +245,7 @@ class RemoteStepActor(SupervisedActor):
         self._command = attrs.evolve(self._command, follow=self._follows)
         logger.info("%s: the worker of attempt %d fell silent; calling for a worker to "
                     "follow its Kubernetes Job (call %d of %d)", self.path, self.attempt,
-                    self._follows, FOLLOW_CALLS)
+                    self._follows, FOLLOW_CALLS, extra=command_fields(self._command))
         self._heard_at = None
         self._send()
         self._waited_from = self._sent_at
