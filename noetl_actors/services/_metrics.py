@@ -49,8 +49,9 @@ __all__ = ["ATTEMPT_BUCKETS", "MetricsServer", "NodeMetrics", "serve_metrics"]
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    300.0, 900.0, 3600.0)
 """Seconds: attempts last from a millisecond (echo) to an hour (a batch job)."""
-OUTCOMES = ("succeeded", "failed", "timeout", "crash", "cancelled")
-"""An attempt's `outcome` label: its end, with the failures the runtime names apart."""
+APART = ("timeout", "crash")
+"""Failures an attempt's `outcome` label names apart from ``failed`` (the plugin raised):
+the outcomes are ``succeeded``, ``failed``, ``timeout``, ``crash``, ``cancelled``."""
 
 
 class NodeMetrics:
@@ -80,9 +81,9 @@ class NodeMetrics:
         self.takeovers = Counter(
             "noetl_takeovers", "Workflows this node took over from a node that stopped "
             "renewing their lease, and resumed.", registry=registry)
-        self.workers: dict[str, Callable[[], tuple[int, int]]] = {}
+        self._workers: dict[str, Callable[[], tuple[int, int]]] = {}
         """Per plugin, what its worker holds now: (commands queued, attempts in flight)."""
-        registry.register(_Sampled(node, self.workers))
+        registry.register(_Sampled(node, self._workers))
         ProcessCollector(registry=registry)  # process_*: the node's CPU, memory, open files
         self._lock = threading.Lock()
         self._children: dict[tuple[str, str], Histogram] = {}
@@ -109,7 +110,7 @@ class NodeMetrics:
     def attempt_ended(self, plugin: str, outcome: Outcome) -> None:
         """A worker's attempt of `plugin` ended with `outcome`."""
         label = outcome.status.value
-        if outcome.error_type in ("timeout", "crash"):
+        if outcome.error_type in APART:
             label = outcome.error_type
         key = (plugin, label)
         child = self._children.get(key)
@@ -121,10 +122,10 @@ class NodeMetrics:
     def add_worker(self, plugin: str, load: Callable[[], tuple[int, int]]) -> None:
         """The worker of `plugin` (started, or started again): `load()`, asked at each
         scrape from the scraping thread, says (commands queued, attempts in flight)."""
-        self.workers[plugin] = load
+        self._workers[plugin] = load
 
     def remove_worker(self, plugin: str) -> None:
-        self.workers.pop(plugin, None)
+        self._workers.pop(plugin, None)
 
     def took_over(self) -> None:
         """This node resumed a workflow whose lease it took."""
@@ -142,7 +143,7 @@ def _level(path: str) -> str:
 
 
 class _Sampled(Collector):
-    """What is read when Prometheus scrapes: workflows running, the link to NATS."""
+    """What is read when Prometheus scrapes: workflows running, workers' load, the NATS link."""
 
     def __init__(self, node: Node, workers: dict[str, Callable[[], tuple[int, int]]]) -> None:
         self._node = node
@@ -160,7 +161,7 @@ class _Sampled(Collector):
                                    "ends, by plugin.", labels=["plugin"])
         running = GaugeMetricFamily("noetl_worker_in_flight",
                                     "Attempts a worker runs now, by plugin.", labels=["plugin"])
-        for plugin, load in sorted(dict(self._workers).items()):
+        for plugin, load in sorted(dict(self._workers).items()):  # a copy: workers come, go
             waiting, in_flight = load()
             queued.add_metric([plugin], waiting)
             running.add_metric([plugin], in_flight)
