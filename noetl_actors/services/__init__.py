@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from noetl_actors.services._claims import LocalClaims as LocalClaims
     from noetl_actors.services._health import HealthServer as HealthServer
     from noetl_actors.services._health import serve_health as serve_health
+    from noetl_actors.services._lifecycle_log import LifecycleLog as LifecycleLog
+    from noetl_actors.services._metrics import MetricsServer as MetricsServer
+    from noetl_actors.services._metrics import NodeMetrics as NodeMetrics
+    from noetl_actors.services._metrics import serve_metrics as serve_metrics
     from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
     from noetl_actors.services._node import Node as Node
     from noetl_actors.services._node import WorkflowRun as WorkflowRun
+    from noetl_actors.services._node_config import MetricsConfig as MetricsConfig
     from noetl_actors.services._node_config import NodeConfig as NodeConfig
     from noetl_actors.services._node_config import load_node_config as load_node_config
     from noetl_actors.services._protocol import actor_subject as actor_subject
@@ -36,6 +41,11 @@ _WHERE = {
     "EVENTS_STREAM": "_node",
     "HealthServer": "_health",
     "serve_health": "_health",
+    "LifecycleLog": "_lifecycle_log",
+    "MetricsServer": "_metrics",
+    "NodeMetrics": "_metrics",
+    "serve_metrics": "_metrics",
+    "MetricsConfig": "_node_config",
     "Node": "_node",
     "WorkflowRun": "_node",
     "NodeConfig": "_node_config",
@@ -54,9 +64,13 @@ __all__ = [
     "BucketClaims",
     "Claims",
     "HealthServer",
+    "LifecycleLog",
     "LocalClaims",
+    "MetricsConfig",
+    "MetricsServer",
     "Node",
     "NodeConfig",
+    "NodeMetrics",
     "PluginWorker",
     "WorkflowRun",
     "actor_subject",
@@ -64,6 +78,7 @@ __all__ = [
     "load_node_config",
     "node_subject",
     "serve_health",
+    "serve_metrics",
 ]
 
 
