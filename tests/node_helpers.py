@@ -270,6 +270,15 @@ def processes_with(marker: str) -> dict[int, str]:
 # -- the raw API (nats-py), for requests the CLI would never send ---------------------
 
 
+def login(url: str) -> dict[str, Any]:
+    """nats-py's connect arguments for `url`: this user's admin seed for a server that a
+    node or `noetl server` of this test run started (its context), else none."""
+    from noetl_actors.bridge import find_context
+
+    context = find_context(url)
+    return {"nkeys_seed": context.admin} if context is not None and context.admin else {}
+
+
 def raw_requests(url: str, requests: list[tuple[str, bytes]],
                  timeout: float = 5.0) -> list[dict[str, Any] | None]:
     """Send each (subject, payload) as a NATS request; each reply as JSON, None if
@@ -278,7 +287,8 @@ def raw_requests(url: str, requests: list[tuple[str, bytes]],
     import nats.errors
 
     async def go() -> list[dict[str, Any] | None]:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         replies: list[dict[str, Any] | None] = []
         try:
             for subject, payload in requests:
@@ -301,7 +311,8 @@ def read_record(url: str, workflow_id: str) -> dict[str, Any] | None:
     from nats.js.errors import KeyNotFoundError
 
     async def go() -> dict[str, Any] | None:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         try:
             kv = await nc.jetstream().key_value("noetl-workflows")
             try:

@@ -19,8 +19,8 @@ from noetl_actors.cli._main import (
     EXIT_FAILED,
     EXIT_INVALID,
     SET_OPTION,
+    cluster_options,
     main,
-    nats_options,
     parse_sets,
 )
 
@@ -81,7 +81,7 @@ def _read(path: Path) -> str:
 @click.option("--name", "registered", metavar="NAME",
               help="Run the playbook registered as NAME instead of a file.")
 @SET_OPTION
-@nats_options
+@cluster_options
 @click.option("--wait", is_flag=True, help="Wait for the workflow and exit 0 only if it "
                                            "succeeded.")
 @click.option("--id", "workflow_id", metavar="ID",
@@ -121,7 +121,7 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
 
 @main.command()
 @click.argument("workflow_id")
-@nats_options
+@cluster_options
 @_JSON
 def status(workflow_id: str, nats: Any, as_json: bool) -> None:
     """Show a workflow: its node, status, tasks and steps (exit 1 unless it succeeded)."""
@@ -132,7 +132,7 @@ def status(workflow_id: str, nats: Any, as_json: bool) -> None:
 
 @main.command()
 @click.argument("workflow_id")
-@nats_options
+@cluster_options
 def cancel(workflow_id: str, nats: Any) -> None:
     """Cancel a workflow: every task, step and subprocess of it stops."""
     result = _call(nats, lambda client: client.cancel(workflow_id))
@@ -144,7 +144,7 @@ def cancel(workflow_id: str, nats: Any) -> None:
 @main.command(name="list")
 @click.option("--status", "only", metavar="STATUS",
               help="Only workflows with this status (running, succeeded, failed, ...).")
-@nats_options
+@cluster_options
 @_JSON
 def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
     """List the cluster's workflows, oldest first."""
@@ -178,7 +178,7 @@ def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Register it under this name [default: the playbook's name].")
-@nats_options
+@cluster_options
 def register(file: Path, name: str | None, nats: Any) -> None:
     """Store a playbook in the cluster's registry, to run with `submit --name`."""
     import yaml
@@ -197,7 +197,7 @@ def register(file: Path, name: str | None, nats: Any) -> None:
 
 
 @main.command()
-@nats_options
+@cluster_options
 @_JSON
 def playbooks(nats: Any, as_json: bool) -> None:
     """List the registered playbooks."""
@@ -216,7 +216,7 @@ def playbooks(nats: Any, as_json: bool) -> None:
 
 
 @main.command()
-@nats_options
+@cluster_options
 @_JSON
 @click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
 def tree(nats: Any, as_json: bool, watch: bool) -> None:
@@ -250,7 +250,7 @@ def tree(nats: Any, as_json: bool, watch: bool) -> None:
 def _actor_command(op: str, help_text: str) -> None:
     @main.command(name=op, help=help_text)
     @click.argument("actor_path")
-    @nats_options
+    @cluster_options
     def command(actor_path: str, nats: Any) -> None:
         _call(nats, lambda client: client.actor(actor_path, op))
         click.echo(f"{op}: {actor_path}")
@@ -262,7 +262,7 @@ _actor_command("terminate", "Stop an actor for good (it stays stopped until rest
 
 
 @main.command()
-@nats_options
+@cluster_options
 def console(nats: Any) -> None:
     """The live console: every node's tree, the selected actor, the events."""
     if nats.embedded:

@@ -16,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from noetl_actors.bridge import ConnectOptions, decode, encode
+from noetl_actors.bridge import ConnectOptions, decode, encode, use_context
 from noetl_actors.bridge import is_auth_error as _is_auth_error
 from noetl_actors.errors import (
     ApiError,
@@ -41,12 +41,16 @@ CANCEL_TIMEOUT = 100.0
 class Client:
     """Use as ``async with Client(options) as client: ...``.
 
+    Options without credentials for a server of this user's (one that `noetl
+    node start` or `noetl server` started) get those of its context.
+
     Every call raises `ApiError` when a node answers with an error,
     `ConnectError` when no node listens, `BridgeTimeout` when none answers
     in time.
     """
 
     def __init__(self, options: ConnectOptions, *, timeout: float = 5.0) -> None:
+        options = use_context(options)  # a server of this user's: its admin seed
         if options.embedded:
             raise ConnectError("the command API needs --nats URL (or NATS_URL): the NATS "
                                "server of the nodes, as `noetl node start` printed it")
@@ -85,7 +89,7 @@ class Client:
                                               self.options.connect_timeout)
         except Exception as error:
             if refused or _is_auth_error(error):
-                raise AuthorizationError(f"{where} refused our credentials") from None
+                raise AuthorizationError(self.options.refused()) from None
             why = _why(failed[-1] if failed else error, self.options.connect_timeout)
             raise ConnectError(f"could not connect to {where}: NATS does not answer ({why}); "
                                f"is a node (noetl node start) or noetl server running "
