@@ -74,11 +74,21 @@ def _worker(plugins: Sequence[str]) -> tuple[list[str], list[str]]:
         "$JS.API.STREAM.INFO.KV_noetl-claims",
         "$KV.noetl-claims.>",
         "$JS.API.DIRECT.GET.KV_noetl-claims.>",
+        "$JS.API.STREAM.MSG.GET.KV_noetl-claims",
         # the owner's lease, read to fence a claim (never written)
         "$JS.API.STREAM.INFO.KV_noetl-leases",
         "$JS.API.DIRECT.GET.KV_noetl-leases.>",
+        "$JS.API.STREAM.MSG.GET.KV_noetl-leases",
         # events go to NOETL_EVENTS with an ack
         f"$JS.API.STREAM.INFO.{EVENTS_STREAM}",
+        # its process starts as a node does: it makes sure the stream and buckets exist
+        # (a create of one that exists, with the same config, changes nothing; never an
+        # update or a delete)
+        f"$JS.API.STREAM.CREATE.{EVENTS_STREAM}",
+        "$JS.API.STREAM.CREATE.KV_noetl-claims",
+        "$JS.API.STREAM.CREATE.KV_noetl-leases",
+        # the supervision events of its own actors (workers restarted...)
+        "noetl.lifecycle.node.>",
         "noetl.deadletter",
     ]
     subscribe = [f"command.{p}.>" for p in plugins] + [f"noetl.cancel.{p}" for p in plugins]

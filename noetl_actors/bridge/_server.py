@@ -262,7 +262,9 @@ class EmbeddedNatsServer:
     def _write_config(self) -> None:
         """The config file, in the state dir: limits, and users unless `insecure`. No
         secret is ever on the command line (`ps` shows it to every local user)."""
-        lines = [f"max_payload: {MAX_PAYLOAD}"]  # no command-line flag for it
+        # max_payload has no command-line flag; server_name set by a flag would make
+        # nats-server refuse every reload (SIGHUP: a user issued or revoked)
+        lines = [f"max_payload: {MAX_PAYLOAD}", "server_name: noetl-embedded"]
         user, password, token = self._auth
         auth = self.auth
         if auth is not None:
@@ -284,7 +286,6 @@ class EmbeddedNatsServer:
             "--ports_file_dir", str(self._run_dir),
             "--pid", str(self._run_dir / "nats-server.pid"),
             "--log", str(self.log_file),
-            "--server_name", "noetl-embedded",
         ]
         if self.monitor_port is not None:
             args += ["--http_port", str(self.monitor_port or -1)]

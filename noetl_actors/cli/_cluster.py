@@ -32,7 +32,7 @@ T = TypeVar("T")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+def call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(client)` on a connected client; errors become one line and an exit status."""
     import asyncio
 
@@ -54,15 +54,6 @@ def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     except NoetlError as error:
         click.echo(f"noetl: {error}", err=True)
         sys.exit(EXIT_FAILED)
-
-
-def ensure_reachable(options: Any) -> None:
-    """Exit as the other cluster commands do (one line, exit 1) if no NATS answers."""
-
-    async def nothing(_client: Any) -> None:
-        return None
-
-    _call(options, nothing)
 
 
 def _read(path: Path) -> str:
@@ -107,7 +98,7 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
             return {"started": started, "record": await client.wait(started["workflow_id"])}
         return {"started": started}
 
-    result = _call(nats, work)
+    result = call(nats, work)
     started, record = result["started"], result.get("record")
     if record is None:
         click.echo(json.dumps(started) if as_json else started["workflow_id"])
@@ -125,7 +116,7 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
 @_JSON
 def status(workflow_id: str, nats: Any, as_json: bool) -> None:
     """Show a workflow: its node, status, tasks and steps (exit 1 unless it succeeded)."""
-    record = _call(nats, lambda client: client.status(workflow_id))
+    record = call(nats, lambda client: client.status(workflow_id))
     _show_record(record, as_json)
     sys.exit(0 if record["status"] in ("succeeded", "running") else EXIT_FAILED)
 
@@ -135,7 +126,7 @@ def status(workflow_id: str, nats: Any, as_json: bool) -> None:
 @cluster_options
 def cancel(workflow_id: str, nats: Any) -> None:
     """Cancel a workflow: every task, step and subprocess of it stops."""
-    result = _call(nats, lambda client: client.cancel(workflow_id))
+    result = call(nats, lambda client: client.cancel(workflow_id))
     click.echo(f"{workflow_id} {result['status']}")
     if result.get("message"):
         click.echo(result["message"], err=True)
@@ -148,7 +139,7 @@ def cancel(workflow_id: str, nats: Any) -> None:
 @_JSON
 def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
     """List the cluster's workflows, oldest first."""
-    workflows = _call(nats, lambda client: client.workflows(only))
+    workflows = call(nats, lambda client: client.workflows(only))
     if as_json:
         click.echo(json.dumps({"workflows": workflows}))
         return
@@ -192,7 +183,7 @@ def register(file: Path, name: str | None, nats: Any) -> None:
         name = document.get("name") if isinstance(document, dict) else None
         if not isinstance(name, str):
             name = file.stem
-    result = _call(nats, lambda client: client.register(name, text, file=str(file)))
+    result = call(nats, lambda client: client.register(name, text, file=str(file)))
     click.echo(f"registered {result['name']} (revision {result['revision']})")
 
 
@@ -201,7 +192,7 @@ def register(file: Path, name: str | None, nats: Any) -> None:
 @_JSON
 def playbooks(nats: Any, as_json: bool) -> None:
     """List the registered playbooks."""
-    found = _call(nats, lambda client: client.playbooks())
+    found = call(nats, lambda client: client.playbooks())
     if as_json:
         click.echo(json.dumps({"playbooks": found}))
         return
@@ -222,14 +213,14 @@ def playbooks(nats: Any, as_json: bool) -> None:
 def tree(nats: Any, as_json: bool, watch: bool) -> None:
     """Show every node's actor tree."""
     if as_json:
-        nodes = _call(nats, lambda client: client.tree())
+        nodes = call(nats, lambda client: client.tree())
         click.echo(json.dumps({"nodes": [_node_json(entry) for entry in nodes]}))
         return
     from rich.console import Console
 
     console = Console()
     if not watch:
-        console.print(_render_nodes(_call(nats, lambda client: client.tree())))
+        console.print(_render_nodes(call(nats, lambda client: client.tree())))
         return
     import asyncio
 
@@ -242,7 +233,7 @@ def tree(nats: Any, as_json: bool, watch: bool) -> None:
                 await asyncio.sleep(1.0)
 
     try:
-        _call(nats, follow)
+        call(nats, follow)
     except KeyboardInterrupt:
         pass
 
@@ -252,7 +243,7 @@ def _actor_command(op: str, help_text: str) -> None:
     @click.argument("actor_path")
     @cluster_options
     def command(actor_path: str, nats: Any) -> None:
-        _call(nats, lambda client: client.actor(actor_path, op))
+        call(nats, lambda client: client.actor(actor_path, op))
         click.echo(f"{op}: {actor_path}")
 
 

@@ -187,18 +187,19 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
-    if not nats.embedded:
-        from noetl_actors.cli._cluster import ensure_reachable
+    if not nats.embedded:  # a client's read of the stream: a viewer may do it
+        from noetl_actors.cli._cluster import call
 
-        ensure_reachable(nats)  # at once, in one line: a node would retry for seconds
-    node = Node(options=nats, state_dir=state_dir, workers=())
-    try:
-        node.start()
-        history = node.history(workflow_id)
-    except NoetlError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        node.stop()
+        history = call(nats, lambda client: client.history(workflow_id))
+    else:
+        node = Node(options=nats, state_dir=state_dir, workers=())
+        try:
+            node.start()
+            history = node.history(workflow_id)
+        except NoetlError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            node.stop()
     if not history:
         click.echo(f"no events for workflow {workflow_id}", err=True)
         sys.exit(EXIT_FAILED)

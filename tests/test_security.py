@@ -1,0 +1,251 @@
+"""Credentials by default: who may connect to a node's NATS, and what each role may do.
+
+Real `noetl node start` processes with their embedded server (credentials on,
+as every user gets them), real `noetl` commands, and raw nats-py connections
+for what the CLI would never send. "Another user" is a process whose state
+home is not ours: it has no context and cannot read our seeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from tests.node_helpers import Cli, NodeProcess, clean_env, running_node, spawn
+from tests.run_helpers import EXAMPLES, cli_command, cmdline, descendants, noetl, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+HELLO = EXAMPLES / "hello.yaml"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def as_stranger(folder: Path) -> dict[str, str]:
+    """The environment of another local user: no NATS_*, a state home of its own."""
+    home = folder / "stranger-state"
+    home.mkdir(exist_ok=True)
+    return {**clean_env(), "XDG_STATE_HOME": str(home)}
+
+
+def own(*args: Any, folder: Path, env: dict[str, str] | None = None) -> Any:
+    """`noetl ARGS` as the user who started the node (no --nats unless given)."""
+    return noetl(*args, cwd=folder, env=env or clean_env(), timeout=60)
+
+
+def violations(url: str, seed: Path, *, publish: tuple[str, ...] = (),
+               subscribe: tuple[str, ...] = ()) -> list[str]:
+    """Connect with `seed`, publish and subscribe as told; the errors the server sent."""
+
+    async def go() -> list[str]:
+        errors: list[str] = []
+
+        async def on_error(error: Exception) -> None:
+            errors.append(str(error))
+
+        nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False,
+                                max_reconnect_attempts=0, nkeys_seed=str(seed))
+        try:
+            for subject in subscribe:
+                await nc.subscribe(subject)
+            for subject in publish:
+                await nc.publish(subject, b"{}")
+            await nc.flush()
+            expected = len(publish) + len(subscribe)
+            for _ in range(100):  # the server's -ERR comes after the flush's PONG at times
+                if len(errors) >= expected:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await nc.close()
+        return errors
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeProcess]:
+    with running_node(tmp_path, "alpha") as started:
+        yield started
+
+
+def issue(folder: Path, role: str, name: str, *extra: str) -> Path:
+    out = folder / f"{name}.nk"
+    result = own("credentials", "issue", role, name, "-o", out, *extra, folder=folder)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+class TestByDefault:
+    def test_the_first_start_makes_private_credentials_and_no_secret_is_on_a_command_line(
+            self, node: NodeProcess) -> None:
+        state, auth = node.state_dir, node.state_dir / "auth"
+        assert mode(state) == 0o700 and mode(auth) == 0o700
+        for seed in ("node.nk", "admin.nk"):
+            assert mode(auth / seed) == 0o600
+            assert (auth / seed).read_text().startswith("SU")  # an nkey user seed
+        contexts = list((Path(os.environ["XDG_STATE_HOME"]) / "noetl-actors" / "contexts")
+                        .glob("nats-*.json"))
+        ours = [path for path in contexts if str(state) in path.read_text()]
+        assert len(ours) == 1 and mode(ours[0]) == 0o600
+        assert mode(ours[0].parent) == 0o700
+        server = [pid for pid in sorted(descendants(node.pid))
+                  if "nats-server --config" in cmdline(pid)]
+        assert server, "no nats-server under the node"
+        line = cmdline(server[0])
+        assert str(state / "nats-server.conf") in line
+        assert "--pass" not in line and "--auth" not in line and "--user" not in line
+        assert "--http_port" not in line  # monitoring off unless asked for
+
+    def test_the_same_user_needs_no_flag_and_another_gets_authorization_violation(
+            self, node: NodeProcess, tmp_path: Path) -> None:
+        submitted = own("submit", HELLO, "--wait", "--nats", node.url, folder=tmp_path)
+        assert submitted.returncode == 0, submitted.stderr
+        listed = own("list", folder=tmp_path)  # not even --nats: this user's running server
+        assert listed.returncode == 0, listed.stderr
+        assert "hello" in listed.stdout
+
+        stranger = noetl("list", "--nats", node.url, cwd=tmp_path, env=as_stranger(tmp_path),
+                         timeout=60)
+        assert stranger.returncode == 1
+        lines = stranger.stderr.strip().splitlines()
+        assert len(lines) == 1, stranger.stderr
+        assert "authorization violation" in lines[0]
+        node_start = noetl("node", "start", "--name", "intruder", "--nats", node.url,
+                           "--state-dir", tmp_path / "intruder", cwd=tmp_path,
+                           env=as_stranger(tmp_path), timeout=60)
+        assert node_start.returncode == 1
+        assert "authorization violation" in node_start.stderr
+        assert "Traceback" not in node_start.stderr + stranger.stderr
+        # a bare nats-py client, as in the issue (in a process of its own: nats-py leaves
+        # the refused socket open)
+        bare = subprocess.run(
+            [sys.executable, "-c", "import asyncio, sys, nats\n"
+             "asyncio.run(nats.connect(sys.argv[1], allow_reconnect=False, "
+             "max_reconnect_attempts=0))", node.url],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert bare.returncode != 0 and "Authorization Violation" in bare.stderr, bare.stderr
+
+
+class TestRoles:
+    def test_a_client_submits_but_cannot_publish_a_command_nor_touch_an_actor(
+            self, node: NodeProcess, tmp_path: Path) -> None:
+        seed = issue(tmp_path, "client", "carol")
+        env = as_stranger(tmp_path)
+        run = noetl("submit", HELLO, "--wait", "--nats", node.url, "--nkey", seed,
+                    cwd=tmp_path, env=env, timeout=60)
+        assert run.returncode == 0, run.stderr
+        workflow_id = noetl("list", "--nats", node.url, "--nkey", seed, "--json", cwd=tmp_path,
+                            env=env).document()["workflows"][0]["workflow_id"]
+        history = noetl("events", workflow_id, "--nats", node.url, "--nkey", seed,
+                        cwd=tmp_path, env=env, timeout=60)
+        assert history.returncode == 0, history.stderr
+        assert "succeeded" in history.stdout
+
+        denied = violations(node.url, seed, publish=("command.shell.wf-x.t=s",
+                                                     "event.echo.wf-x.t=s"))
+        assert len(denied) == 2 and all("permissions violation" in e for e in denied), denied
+        kill = noetl("kill", "/alpha/services/api", "--nats", node.url, "--nkey", seed,
+                     cwd=tmp_path, env=env, timeout=60)
+        assert kill.returncode == 1
+        assert "permissions violation" in kill.stderr and "noetl.actor.alpha" in kill.stderr
+
+    def test_a_viewer_reads_but_cannot_submit_or_cancel(
+            self, node: NodeProcess, tmp_path: Path) -> None:
+        workflow_id = Cli(node.url).submit(HELLO)
+        seed = issue(tmp_path, "viewer", "vera")
+        env = as_stranger(tmp_path)
+
+        def viewer(*args: Any) -> Any:
+            return noetl(*args, "--nats", node.url, "--nkey", seed, cwd=tmp_path, env=env,
+                         timeout=60)
+
+        submit = viewer("submit", HELLO)
+        assert submit.returncode == 1
+        assert len(submit.stderr.strip().splitlines()) == 1, submit.stderr
+        assert "permissions violation" in submit.stderr and "noetl.api.submit" in submit.stderr
+        assert "noetl.api.cancel" in viewer("cancel", workflow_id).stderr
+        wait_until(lambda: viewer("status", workflow_id).returncode == 0, 30,
+                   "the workflow to succeed, as the viewer reads it")
+        assert viewer("list").returncode == 0
+        assert viewer("tree").returncode == 0
+        assert "succeeded" in viewer("events", workflow_id).stdout
+
+    def test_a_worker_may_take_only_its_plugins_commands(
+            self, node: NodeProcess, tmp_path: Path) -> None:
+        seed = issue(tmp_path, "worker", "wendy", "--plugin", "echo")
+        assert violations(node.url, seed, subscribe=("command.echo.>",)) == []
+        denied = violations(node.url, seed, subscribe=("command.shell.>",),
+                            publish=("noetl.api.submit", "event.shell.wf-x.t=s"))
+        assert len(denied) == 3 and all("permissions violation" in e for e in denied), denied
+        refused = own("credentials", "issue", "worker", "nobody", folder=tmp_path)
+        assert refused.returncode == 1 and "--plugin" in refused.stderr
+
+    def test_a_revoked_user_is_dropped_and_refused(
+            self, node: NodeProcess, tmp_path: Path) -> None:
+        seed = issue(tmp_path, "client", "bob")
+        env = as_stranger(tmp_path)
+        assert noetl("list", "--nats", node.url, "--nkey", seed, cwd=tmp_path,
+                     env=env).returncode == 0
+        listed = own("credentials", "list", "--nats", node.url, folder=tmp_path)
+        assert "bob" in listed.stdout and "client" in listed.stdout
+
+        async def connected_then_revoked() -> bool:
+            closed = asyncio.Event()
+
+            async def on_closed() -> None:
+                closed.set()
+
+            async def on_error(_error: Exception) -> None:
+                pass
+
+            nc = await nats.connect(node.url, nkeys_seed=str(seed), allow_reconnect=False,
+                                    closed_cb=on_closed, error_cb=on_error)
+            revoked = await asyncio.to_thread(
+                own, "credentials", "revoke", "bob", "--nats", node.url, folder=tmp_path)
+            assert revoked.returncode == 0, revoked.stderr
+            try:
+                await asyncio.wait_for(closed.wait(), 20)
+            except TimeoutError:
+                return False
+            finally:
+                await nc.close()
+            return True
+
+        assert asyncio.run(connected_then_revoked()), "the revoked user's connection stayed"
+        again = noetl("list", "--nats", node.url, "--nkey", seed, cwd=tmp_path, env=env)
+        assert again.returncode == 1
+        assert "authorization violation" in again.stderr
+        assert "bob" not in own("credentials", "list", folder=tmp_path).stdout
+
+
+def test_a_worker_with_worker_credentials_runs_its_plugin_for_the_node(tmp_path: Path) -> None:
+    """The node runs no echo worker of its own: only the worker with `worker` credentials
+    can run the hello playbook's steps."""
+    config = "heartbeat: 0.5s\nworkers:\n  plugins:\n    echo: {enabled: false}\n"
+    with running_node(tmp_path, "alpha", config=config) as started:
+        seed = issue(tmp_path, "worker", "wendy", "--plugin", "echo")
+        env = as_stranger(tmp_path)
+        worker = spawn(["env", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}",
+                        *map(str, cli_command("worker", "--nats", started.url, "--nkey", seed,
+                                                 "--plugin", "echo"))], tmp_path, "worker")
+        try:
+            worker.wait_for_line(re.compile(r"^workers for echo on "), 60)
+            run = own("submit", HELLO, "--wait", "--nats", started.url, folder=tmp_path)
+            assert run.returncode == 0, run.stdout + run.stderr + worker.stderr()
+        finally:
+            worker.cleanup()
+        log = (started.state_dir / "nats-server.log").read_text()
+        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
