@@ -37,8 +37,8 @@ HEARTBEAT = 0.3
 NODE_CONFIG = f"heartbeat: {HEARTBEAT}s\n"
 """Merged over supervisors/node.yaml: quick heartbeats, so a lost node is seen in ~2 s."""
 
-_UP = re.compile(r"^node (\S+) is up on (nats://\S+) ")
-_SERVER_UP = re.compile(r"^nats-server on (nats://\S+) ")
+_UP = re.compile(r"^node (\S+) is up on ((?:nats|tls)://\S+) ")
+_SERVER_UP = re.compile(r"^nats-server on ((?:nats|tls)://\S+) ")
 
 
 def clean_env() -> dict[str, str]:
@@ -167,10 +167,11 @@ def running_node(folder: Path, name: str, *, nats: str | None = None,
 
 
 @contextlib.contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    """`noetl server`: a standalone nats-server for several nodes; its URL."""
+def running_server(folder: Path, *extra: str) -> Iterator[str]:
+    """`noetl server EXTRA...`: a standalone nats-server for several nodes; its URL."""
     folder = folder / "server"
-    spawned = spawn(cli_command("server", "--state-dir", folder / "state"), folder, "server")
+    spawned = spawn(cli_command("server", "--state-dir", folder / "state", *extra), folder,
+                    "server")
     try:
         yield spawned.wait_for_line(_SERVER_UP, START_TIMEOUT).group(1)
     finally:

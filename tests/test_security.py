@@ -21,7 +21,14 @@ from typing import Any
 import nats
 import pytest
 
-from tests.node_helpers import Cli, NodeProcess, clean_env, running_node, spawn
+from tests.node_helpers import (
+    Cli,
+    NodeProcess,
+    clean_env,
+    running_node,
+    running_server,
+    spawn,
+)
 from tests.run_helpers import EXAMPLES, cli_command, cmdline, descendants, noetl, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -249,3 +256,30 @@ def test_a_worker_with_worker_credentials_runs_its_plugin_for_the_node(tmp_path:
             worker.cleanup()
         log = (started.state_dir / "nats-server.log").read_text()
         assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+
+
+def test_a_workflow_runs_over_tls_with_client_certificates(tmp_path: Path) -> None:
+    """`noetl server --tls`: a node and the CLI of the same user find the local CA and
+    their client certificate; another user with our CA but no certificate is refused,
+    and one given every file with --tlsca/--tlscert/--tlskey gets in."""
+    with running_server(tmp_path, "--tls") as url:
+        assert url.startswith("tls://")
+        tls = tmp_path / "server" / "state" / "tls"
+        assert mode(tls) == 0o700 and mode(tls / "ca-key.pem") == 0o600
+        with running_node(tmp_path, "alpha", nats=url):
+            run = own("submit", HELLO, "--wait", "--json", "--nats", url, folder=tmp_path)
+            assert run.returncode == 0, run.stderr
+            assert run.document()["status"] == "succeeded"
+
+            seed = issue(tmp_path, "client", "tess", "--state-dir",
+                         str(tmp_path / "server" / "state"))
+            env = as_stranger(tmp_path)
+            no_cert = noetl("list", "--nats", url, "--nkey", seed, "--tlsca", tls / "ca.pem",
+                            cwd=tmp_path, env=env, timeout=60)
+            assert no_cert.returncode == 1
+            assert len(no_cert.stderr.strip().splitlines()) == 1, no_cert.stderr
+            with_cert = noetl("submit", HELLO, "--wait", "--nats", url, "--nkey", seed,
+                              "--tlsca", tls / "ca.pem", "--tlscert", tls / "client.pem",
+                              "--tlskey", tls / "client-key.pem", cwd=tmp_path, env=env,
+                              timeout=60)
+            assert with_cert.returncode == 0, with_cert.stderr

@@ -47,6 +47,7 @@ from noetl_actors.bridge._server_state import (
     read_former,
     write_state,
 )
+from noetl_actors.bridge._tls import TlsFiles, ensure_local_ca
 from noetl_actors.errors import CredentialsError, NatsServerError, NatsServerNotFound
 
 __all__ = ["EmbeddedNatsServer", "default_state_dir", "find_nats_server"]
@@ -114,6 +115,7 @@ class EmbeddedNatsServer:
         monitor_port: int | None = None,
         jetstream: bool = True,
         insecure: bool = False,
+        tls: bool = False,
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
@@ -132,6 +134,9 @@ class EmbeddedNatsServer:
         self.monitor_port = monitor_port
         self.jetstream = jetstream
         self.insecure = insecure
+        self.tls: TlsFiles | None = None
+        """The local CA's files once started with `tls` (clients need a certificate)."""
+        self._want_tls = tls
         self._auth = (user, password, token)
         self._binary = binary
         self.remember = remember
@@ -147,7 +152,8 @@ class EmbeddedNatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self._want_tls else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -183,6 +189,10 @@ class EmbeddedNatsServer:
         options = attrs.evolve(options, servers=(self.url,), user=None, password=None,
                                token=None, creds_file=None, nkey_file=None)
         seed = self.seed("node")
+        if self.tls is not None:
+            options = attrs.evolve(options, tls_ca=str(self.tls.ca),
+                                   tls_cert=str(self.tls.client_cert),
+                                   tls_key=str(self.tls.client_key))
         return options if seed is None else attrs.evolve(options, nkey_file=str(seed))
 
     def is_running(self) -> bool:
@@ -235,9 +245,12 @@ class EmbeddedNatsServer:
         """Tell this user's other `noetl` commands how to reach us (`_context`)."""
         if self.insecure:
             return
+        tls = self.tls
         write_context(Context(url=self.url, state_dir=str(self.state_dir),
                               admin=str(self.seed("admin")), node=str(self.seed("node")),
-                              pid=self.pid))
+                              ca=str(tls.ca) if tls else None,
+                              cert=str(tls.client_cert) if tls else None,
+                              key=str(tls.client_key) if tls else None, pid=self.pid))
 
     def _launch(self, binary: str, timeout: float) -> None:
         self._run_dir = Path(tempfile.mkdtemp(prefix="noetl-nats-"))
@@ -275,6 +288,11 @@ class EmbeddedNatsServer:
         elif token is not None:
             lines.append("authorization " + json.dumps({"token": token}))
         # the config may hold a password: 0600, like everything in the state dir
+        if self._want_tls:  # every client shows a certificate of the local CA
+            self.tls = tls = ensure_local_ca(self.state_dir)
+            lines.append("tls " + json.dumps({
+                "cert_file": str(tls.server_cert), "key_file": str(tls.server_key),
+                "ca_file": str(tls.ca), "verify": True, "timeout": 5}))
         write_private(self.config_file, "\n".join(lines) + "\n")
 
     def _arguments(self) -> list[str]:

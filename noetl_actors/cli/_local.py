@@ -269,8 +269,11 @@ def demo() -> None:
                              "NATS_PASSWORD, --password-file or a prompt.")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="File holding the password of --user.")
+@click.option("--tls", is_flag=True,
+              help="TLS with client certificates, from a local CA made in the state dir "
+                   "(its tls/ folder): your commands and nodes find them too.")
 def server(state_dir: Path | None, port: int | None, monitor_port: int | None,
-           user: str | None, password_file: Path | None) -> None:
+           user: str | None, password_file: Path | None, tls: bool) -> None:
     """Run the embedded nats-server (loopback, JetStream, users) until Ctrl-C.
 
     Nodes and commands of this user find it without flags; others need
@@ -290,7 +293,8 @@ def server(state_dir: Path | None, port: int | None, monitor_port: int | None,
                 f"password of {user}", hide_input=True, err=True)
     try:
         nats = EmbeddedNatsServer(state_dir=state_dir, port=port, monitor_port=monitor_port,
-                                  user=user, password=password, remember=True).start()
+                                  user=user, password=password, tls=tls,
+                                  remember=True).start()
     except (NoetlError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
@@ -301,6 +305,9 @@ def server(state_dir: Path | None, port: int | None, monitor_port: int | None,
     click.echo(f"nats-server on {nats.url} {monitoring}, JetStream store {nats.store_dir}")
     if nats.port_note:
         click.echo(f"{nats.port_note}: clients that kept its URL must use {nats.url}")
+    if nats.tls is not None:
+        click.echo(f"TLS: clients trust {nats.tls.ca} and show a certificate it signed "
+                   f"(yours: {nats.tls.client_cert}, {nats.tls.client_key})")
     click.echo(f"Your noetl commands find its credentials; other users need "
                f"`noetl credentials issue --state-dir {nats.state_dir} ROLE NAME`.")
     click.echo("Ctrl-C stops it.")
