@@ -9,6 +9,7 @@ home is not ours: it has no context and cannot read our seeds.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import stat
@@ -29,7 +30,7 @@ from tests.node_helpers import (
     running_server,
     spawn,
 )
-from tests.run_helpers import EXAMPLES, cli_command, cmdline, descendants, noetl, wait_until
+from tests.run_helpers import EXAMPLES, REPO, cli_command, cmdline, descendants, noetl, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -283,3 +284,65 @@ def test_a_workflow_runs_over_tls_with_client_certificates(tmp_path: Path) -> No
                               "--tlskey", tls / "client-key.pem", cwd=tmp_path, env=env,
                               timeout=60)
             assert with_cert.returncode == 0, with_cert.stderr
+
+
+def test_deploy_nats_config_runs_a_workflow_with_a_user_per_role(tmp_path: Path) -> None:
+    """deploy/nats/ as shipped (one server: its cluster block out, the store in tmp), with
+    keys of our own: a node, a worker of echo and a client, each with its role; roles.conf
+    is what `noetl credentials roles` prints."""
+    shipped = REPO / "deploy" / "nats"
+    roles = own("credentials", "roles", folder=tmp_path)
+    assert roles.stdout == (shipped / "roles.conf").read_text(), \
+        "deploy/nats/roles.conf is stale: noetl credentials roles > deploy/nats/roles.conf"
+    conf = (shipped / "nats.conf").read_text()
+    conf = re.sub(r"\ncluster \{.*?\n\}\n", "\n", conf, flags=re.S)
+    conf = conf.replace("store_dir: /data", f"store_dir: {tmp_path / 'data'}")
+    conf = conf.replace("port: 4222", "port: -1").replace("http_port: 8222", "")
+    (tmp_path / "nats.conf").write_text(conf + f"\nports_file_dir: {tmp_path}\n")
+    (tmp_path / "roles.conf").write_text(roles.stdout)
+    env = {**os.environ, "POD_NAME": "nats-0"}
+    for role in ("node", "worker", "client", "viewer", "admin"):
+        made = own("credentials", "new-key", role, "-o", tmp_path / f"{role}.nk",
+                   folder=tmp_path)
+        assert made.returncode == 0, made.stderr
+        env[f"NOETL_{role.upper()}_NKEY"] = made.stdout.strip()
+    from noetl_actors.bridge import find_nats_server
+
+    server = subprocess.Popen([find_nats_server(), "-c", str(tmp_path / "nats.conf")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ports = wait_until(lambda: list(tmp_path.glob("*.ports")), 30, "the ports file")
+        port = json.loads(ports[0].read_text())["nats"][0].rsplit(":", 1)[-1]
+        url = f"nats://127.0.0.1:{port}"
+        config = "workers:\n  plugins:\n    echo: {enabled: false}\n"
+        node_dir = tmp_path / "node"
+        node_dir.mkdir()
+        (node_dir / "node.yaml").write_text(config)
+        node = spawn(["env", f"NATS_NKEY={tmp_path / 'node.nk'}",
+                      *map(str, cli_command("node", "start", "--name", "k0", "--nats", url,
+                                            "--config", node_dir / "node.yaml",
+                                            "--state-dir", node_dir / "state"))],
+                     node_dir, "node")
+        worker = spawn([*map(str, cli_command("worker", "--nats", url, "--nkey",
+                                              tmp_path / "worker.nk", "--plugin", "echo"))],
+                       tmp_path, "worker")
+        try:
+            node.wait_for_line(re.compile(r"^node k0 is up"), 60)
+            worker.wait_for_line(re.compile(r"^workers for echo on "), 60)
+            stranger = as_stranger(tmp_path)
+            run = noetl("submit", HELLO, "--wait", "--nats", url, "--nkey",
+                        tmp_path / "client.nk", cwd=tmp_path, env=stranger, timeout=60)
+            assert run.returncode == 0, run.stdout + run.stderr + worker.stderr()
+            viewer = noetl("submit", HELLO, "--nats", url, "--nkey", tmp_path / "viewer.nk",
+                           cwd=tmp_path, env=stranger, timeout=60)
+            assert viewer.returncode == 1 and "permissions violation" in viewer.stderr
+            nobody = noetl("list", "--nats", url, cwd=tmp_path, env=stranger, timeout=60)
+            assert nobody.returncode == 1 and "authorization violation" in nobody.stderr
+        finally:
+            worker.cleanup()
+            node.cleanup()
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=30)
+    assert b"Violation" not in errors.replace(b"Publish Violation - Subject \"noetl.api.submit",
+                                              b""), errors.decode()[-3000:]

@@ -7,6 +7,7 @@ every use of nats-py's internals is in `_nats_internals`.
 
 from noetl_actors.bridge._auth import ServerAuth as ServerAuth
 from noetl_actors.bridge._auth import User as User
+from noetl_actors.bridge._auth import new_user_key as new_user_key
 from noetl_actors.bridge._bridge import Bridge as Bridge
 from noetl_actors.bridge._bridge_actor import BridgeActor as BridgeActor
 from noetl_actors.bridge._codec import SCHEMA_VERSION as SCHEMA_VERSION
@@ -27,6 +28,7 @@ from noetl_actors.bridge._link import LinkState as LinkState
 from noetl_actors.bridge._options import ConnectOptions as ConnectOptions
 from noetl_actors.bridge._roles import Role as Role
 from noetl_actors.bridge._roles import permissions as permissions
+from noetl_actors.bridge._roles import render_roles as render_roles
 from noetl_actors.bridge._server import EmbeddedNatsServer as EmbeddedNatsServer
 from noetl_actors.bridge._server import default_state_dir as default_state_dir
 from noetl_actors.bridge._server import find_nats_server as find_nats_server
@@ -74,7 +76,9 @@ __all__ = [
     "find_context",
     "find_nats_server",
     "is_auth_error",
+    "new_user_key",
     "parse_subject",
     "permissions",
+    "render_roles",
     "use_context",
 ]

@@ -32,7 +32,7 @@ import attrs
 from noetl_actors.bridge._roles import Role, permissions
 from noetl_actors.errors import CredentialsError
 
-__all__ = ["ServerAuth", "User", "private_dir", "write_private"]
+__all__ = ["ServerAuth", "User", "new_user_key", "private_dir", "write_private"]
 
 logger = logging.getLogger("noetl_actors.bridge")
 
@@ -65,6 +65,13 @@ def new_user_seed() -> tuple[bytes, str]:
 
     seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
     return seed, nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+def new_user_key(out: Path) -> str:
+    """Write a fresh user nkey's seed to `out` (0600); its public key."""
+    seed, public = new_user_seed()
+    write_private(out, seed + b"\n")
+    return public
 
 
 @attrs.frozen(kw_only=True)

@@ -22,7 +22,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["Role", "permissions"]
+__all__ = ["Role", "permissions", "render_roles"]
 
 BUCKETS = ("noetl-claims", "noetl-leases", "noetl-workflows", "noetl-nodes", "noetl-playbooks")
 """The node's JetStream key-value buckets (services/_protocol.py, _claims.py, _lease.py)."""
@@ -127,5 +127,21 @@ def permissions(role: Role, *, plugins: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "publish": {"allow": [*(f"noetl.api.{verb}" for verb in verbs),
                               "noetl.node.*.tree", *_events_reader()]},
-        "subscribe": {"allow": ["noetl.lifecycle.>", "noetl.ready.*", "_INBOX.>"]},
+        "subscribe": {"allow": ["noetl.lifecycle.>", "_INBOX.>"]},
     }
+
+
+def render_roles(*, plugins: Sequence[str] = ("*",)) -> str:
+    """Every role's permissions as nats-server config variables (`NOETL_ADMIN = {...}`),
+    for a server's config to include and its users to name (deploy/nats/). A worker's
+    are for `plugins` (``*``: every plugin)."""
+    import json
+
+    lines = ["# The permissions of noetl-actors' roles (docs/security.md), as nats-server",
+             "# config variables. Made by `noetl credentials roles"
+             + "".join(f" --plugin {p}" for p in plugins if p != "*") + "`: do not edit.", ""]
+    for role in Role:
+        block = permissions(role, plugins=plugins)
+        lines.append(f"NOETL_{role.name} = " + json.dumps(block, indent=2))
+        lines.append("")
+    return "\n".join(lines)

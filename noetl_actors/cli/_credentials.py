@@ -112,3 +112,28 @@ def revoke(name: str, state_dir: Path | None, url: str | None) -> None:
     pid = auth.reload()
     told = f"the server (pid {pid}) refuses it now" if pid else "no server runs there now"
     click.echo(f"revoked {user.name} ({user.role.value}, {user.public_key}); {told}")
+
+
+@credentials.command()
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME",
+              help="The worker role's plugins (repeatable) [default: every plugin].")
+def roles(plugins: tuple[str, ...]) -> None:
+    """Print each role's permissions as nats-server config (for a NATS of your own)."""
+    from noetl_actors.bridge import render_roles
+
+    click.echo(render_roles(plugins=plugins or ("*",)), nl=False)
+
+
+@credentials.command(name="new-key")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the seed here [default: NAME.nk].")
+def new_key(name: str, output: Path | None) -> None:
+    """Make a user nkey for a NATS of your own: the seed in a file (0600), the public key
+    on stdout, for its config (deploy/nats/)."""
+    from noetl_actors.bridge import new_user_key
+
+    out = output or Path(f"{name}.nk")
+    if out.exists():
+        raise click.ClickException(f"{out} exists: remove it or give another --output")
+    click.echo(new_user_key(out))
