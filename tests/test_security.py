@@ -346,3 +346,27 @@ def test_deploy_nats_config_runs_a_workflow_with_a_user_per_role(tmp_path: Path)
         _, errors = server.communicate(timeout=30)
     assert b"Violation" not in errors.replace(b"Publish Violation - Subject \"noetl.api.submit",
                                               b""), errors.decode()[-3000:]
+
+
+def test_a_user_given_to_a_node_without_nats_is_its_embedded_servers(tmp_path: Path) -> None:
+    """`noetl node start --user etl` (its password from a file, never on a command line)
+    adds that user to its own server: another user logs in with it."""
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    node = spawn([*map(str, cli_command("node", "start", "--name", "solo", "--user", "etl",
+                                        "--password-file", secret,
+                                        "--state-dir", tmp_path / "state"))],
+                 tmp_path, "node")
+    try:
+        url = node.wait_for_line(re.compile(r"^node solo is up on (\S+) "), 60).group(1)
+        for pid in [node.pid, *descendants(node.pid)]:
+            assert "s3cret" not in cmdline(pid)
+        stranger = as_stranger(tmp_path)
+        wrong = noetl("list", "--nats", url, "--user", "etl", cwd=tmp_path,
+                      env={**stranger, "NATS_PASSWORD": "wrong"}, timeout=60)
+        assert wrong.returncode == 1 and "authorization violation" in wrong.stderr
+        right = noetl("list", "--nats", url, "--user", "etl", cwd=tmp_path,
+                      env={**stranger, "NATS_PASSWORD": "s3cret"}, timeout=60)
+        assert right.returncode == 0, right.stderr
+    finally:
+        node.cleanup()
