@@ -412,12 +412,12 @@ class TestCoreNats:
     ) -> None:
         with node(nats_server) as n:
             began = time.monotonic()
-            future = n.bridge.request("svc.nobody", {"text": "anyone?"}, timeout=8)
+            future = n.bridge.request("svc.nobody", {"text": "anyone?"}, timeout=60)
 
             with pytest.raises(BridgeError, match="no responders"):
                 future.get(timeout=WAIT)
 
-            assert time.monotonic() - began < 4, "waited for the timeout instead of failing"
+            assert time.monotonic() - began < 30, "waited for the timeout instead of failing"
 
     def test_a_star_matches_one_token_and_a_greater_than_matches_the_rest(
         self, nats_server: EmbeddedNatsServer
@@ -909,7 +909,7 @@ class TestCredentials:
         self, locked_server: EmbeddedNatsServer, user: str | None, password: str | None
     ) -> None:
         options = ConnectOptions(
-            servers=locked_server.url, user=user, password=password, connect_timeout=3)
+            servers=locked_server.url, user=user, password=password, connect_timeout=30)
         began = time.monotonic()
 
         loop = LoopThread().start()
@@ -917,7 +917,7 @@ class TestCredentials:
             Connection(options, loop=loop).open()
         loop.stop()
 
-        assert time.monotonic() - began < 3
+        assert time.monotonic() - began < 15, "waited for connect_timeout"
         assert f"{locked_server.url}: authorization violation" in str(caught.value)
         assert "s3cret" not in str(caught.value)
 
@@ -925,7 +925,7 @@ class TestCredentials:
         self, locked_server: EmbeddedNatsServer
     ) -> None:
         bridge = Bridge(ConnectOptions(
-            servers=locked_server.url, user="u", password="wrong", connect_timeout=3))
+            servers=locked_server.url, user="u", password="wrong", connect_timeout=30))
 
         with pytest.raises(SupervisionError) as caught:
             start_supervisor(SupervisorFlags(max_restarts=0, within=60), [bridge.child_spec()])
@@ -940,7 +940,7 @@ class TestCredentials:
         self, locked_server: EmbeddedNatsServer
     ) -> None:
         bridge = Bridge(ConnectOptions(
-            servers=locked_server.url, user="u", password="wrong", connect_timeout=3))
+            servers=locked_server.url, user="u", password="wrong", connect_timeout=30))
         began = time.monotonic()
 
         try:
@@ -958,7 +958,7 @@ class TestCredentials:
         assert reason.kind is ExitKind.GAVE_UP
         assert reason.root().error_type == "AuthorizationError"
         # Four attempts, none of which waited for connect_timeout.
-        assert time.monotonic() - began < 3
+        assert time.monotonic() - began < 15
 
     def test_the_right_password_works(self, locked_server: EmbeddedNatsServer) -> None:
         with node(locked_server, user="u", password="p") as n:

@@ -499,7 +499,7 @@ def test_two_nodes_share_the_work_and_one_takes_over_when_the_other_dies(tmp_pat
             steps:
               - name: nap
                 plugin: sleep
-                with: {seconds: 3}
+                with: {seconds: 8}  # still running when its owner is seen running, loaded
         """)
     with running_server(tmp_path) as url, \
             running_node(tmp_path, "a", nats=url) as a, \
@@ -553,7 +553,7 @@ def test_two_nodes_share_the_work_and_one_takes_over_when_the_other_dies(tmp_pat
         assert waited.returncode == 0, waited.stderr
         assert waited.document()["node"] == "b"
 
-        record = cli.wait_status(long_id, "succeeded", timeout=40)
+        record = cli.wait_status(long_id, "succeeded", timeout=60)
         assert record["node"] == "b" and record["epoch"] == 2, record
         assert [(m["from"], m["to"], m["epoch"]) for m in record["moves"]] == [("a", "b", 2)]
         wait_until(lambda: set(cli.tree()) == {"b"}, 15, "node a to leave the tree", 0.1)

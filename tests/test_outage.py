@@ -260,6 +260,40 @@ def test_an_end_that_finds_its_lease_lapsed_waits_for_the_renewal() -> None:
     assert time.monotonic() - started < WAIT, "a lost lease is not waited for"
 
 
+def test_what_a_workflow_writes_before_its_lease_is_renewed_is_written_after_in_order(
+        ) -> None:
+    """NATS is back, the lease not yet renewed, and the workflow acts (a one_for_all task
+    starts over): its journal entries wait for the renewal and go out before anything
+    the renewal allows (they were dropped: a takeover then replayed what was reset)."""
+    clock = ManualClock()
+    lease = HeldLease("wf-1", LeaseRecord("a", 1), 7, valid_until=clock.now() - 1, clock=clock)
+    written: list[str] = []
+    lease.when_allowed(lambda: written.append("reset"))
+    lease.when_allowed(lambda: written.append("restarted"))
+    assert written == [], "not renewed: nothing is written yet"
+
+    def command_after_renewal() -> None:  # what a step sends once the lease allows
+        if lease.allows():
+            written.append("command")
+
+    lease.renewed(8, clock.now() + 3.0)
+    command_after_renewal()
+    lease.when_allowed(lambda: written.append("exited"))
+    assert written == ["reset", "restarted", "command", "exited"]
+    assert lease.revision == 8
+
+
+def test_writes_held_back_by_a_lease_that_is_then_lost_are_never_written() -> None:
+    clock = ManualClock()
+    lease = HeldLease("wf-1", LeaseRecord("a", 1), 7, valid_until=clock.now() - 1, clock=clock)
+    written: list[str] = []
+    lease.when_allowed(lambda: written.append("reset"))
+    lease.lost = True  # another node took the workflow over meanwhile
+    lease.when_allowed(lambda: written.append("exited"))
+    lease.renewed(8, clock.now() + 3.0)
+    assert written == []
+
+
 def test_a_lease_released_while_it_is_renewed_is_not_taken_for_lost() -> None:
     """Workflows that end as NATS comes back end together, each once its lease is
     renewed: one released while the next renewal is under way is not "lost"."""

@@ -361,7 +361,7 @@ def test_a_step_past_its_timeout_fails_as_a_timeout_and_its_process_is_gone(
             steps:
               - name: hang
                 plugin: shell
-                timeout: 700ms
+                timeout: 2s
                 with: {command: "echo $$ >> {{ vars.pids }}; exec sleep 30"}
         """)
 
@@ -372,8 +372,9 @@ def test_a_step_past_its_timeout_fails_as_a_timeout_and_its_process_is_gone(
     hang = steps_of(report, "slow")["hang"]
     assert hang["attempts"] == 2
     assert hang["error"]["type"] == "timeout", hang
-    assert 0.6 <= hang["finished_at"] - hang["started_at"] < 5, hang
-    assert "ran past its timeout of 0.7s" in report["error"]["chain"][-1]
+    # Killed at its timeout, long before its sleep would have ended.
+    assert 1.9 <= hang["finished_at"] - hang["started_at"] < 30, hang
+    assert "ran past its timeout of 2s" in report["error"]["chain"][-1]
     spawned = [int(line) for line in pids.read_text().split()]
     assert len(spawned) == 2, "one process per attempt"
     assert not wait_gone(spawned, GONE_WAIT), "a timed out attempt's process still runs"
@@ -843,7 +844,8 @@ def test_noetl_events_prints_a_workflows_history_in_order(tmp_path: Path) -> Non
                                     ("t=crashy", 2, "succeeded")]:
         # A short attempt sends its final event only; a longer one `accepted` and
         # `started` first: whatever there is, in that order, the final one last.
-        said = [status for s, a, status in events if (s, a) == (step_id, attempt)]
+        said = [status for s, a, status in events
+                if (s, a) == (step_id, attempt) and status != "heartbeat"]  # a slow box's
         assert said and said[-1] == final, (step_id, attempt, events)
         assert said == [s for s in ("accepted", "started", final) if s in said], said
     assert events.index(("t=say", 1, "succeeded")) < min(

@@ -192,7 +192,7 @@ def test_the_record_tells_the_truth_through_a_takeover(tmp_path: Path) -> None:
     step = "      - name: s{n}\n        plugin: shell\n        with: {{command: \"{cmd}\"}}\n"
     body = "tasks:\n  - name: t0\n    steps:\n" + "".join(
         # s2 starts on the heir and runs long enough for a status to see it running
-        step.format(n=n, cmd=f"echo t0.s{n} >> {lines} && sleep {4 if n == 2 else 1} "
+        step.format(n=n, cmd=f"echo t0.s{n} >> {lines} && sleep {8 if n == 2 else 1} "
                              f"&& echo done t0.s{n}")
         for n in range(3))
     body += step.format(n=3, cmd=f"echo t0.s3 >> {lines} && echo got {{{{ "

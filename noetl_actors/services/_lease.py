@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -62,6 +62,10 @@ class LeaseRecord:
         return cls(owner, epoch, data.get("cancel") is True)
 
 
+HELD_BACK_LIMIT = 10_000
+"""Writes a lapsed lease holds back at most (`HeldLease.when_allowed`); past it, dropped."""
+
+
 class HeldLease:
     """This node's lease on one workflow: the workflow's `Fence` (runtime)."""
 
@@ -74,6 +78,49 @@ class HeldLease:
         self.lost = False
         """Another owns it now (or it is gone): let the workflow go, write nothing."""
         self._clock = clock
+        self._lock = threading.Lock()
+        self._held_back: list[Callable[[], None]] = []
+
+    def renewed(self, revision: int, valid_until: float) -> None:
+        """Its renewal was written: what `when_allowed` held back is done first, in
+        order, and only then does the lease allow again, so that nothing done after
+        the renewal (a step's command, say) overtakes it."""
+        with self._lock:
+            self.revision = revision
+            self._do_held_back()
+            self.valid_until = valid_until
+
+    def when_allowed(self, write: Callable[[], None]) -> None:
+        """Do `write` (a publish, which never waits) now if this node may act for the
+        workflow; else when its lease is renewed, after the writes held back before it;
+        never if the lease is lost.
+
+        A workflow goes on acting in the moment between NATS coming back and its
+        lease's renewal (a task that resets, say); what it writes then must not be
+        lost, nor written by an owner that may have lost the workflow meanwhile.
+        """
+        with self._lock:
+            if self.allows():
+                self._do_held_back()
+                write()
+            elif self.lost:
+                self._held_back.clear()
+            elif len(self._held_back) < HELD_BACK_LIMIT:
+                self._held_back.append(write)
+            else:
+                logger.warning("workflow %s: %d writes wait for its lease; dropped one",
+                               self.workflow_id, len(self._held_back))
+
+    def _do_held_back(self) -> None:
+        held_back, self._held_back = self._held_back, []
+        if self.lost:
+            return
+        for write in held_back:
+            try:
+                write()
+            except NoetlError as error:
+                logger.warning("workflow %s: a write held back for its lease failed: %s",
+                               self.workflow_id, error)
 
     @property
     def epoch(self) -> int:
@@ -269,7 +316,7 @@ class Leases:
             written = [error] * len(live)
         for lease, revision in zip(live, written, strict=True):
             if isinstance(revision, int):
-                lease.revision, lease.valid_until = revision, sent + self.duration
+                lease.renewed(revision, sent + self.duration)
                 continue
             if not self.holds(lease.workflow_id):
                 continue  # released meanwhile (its workflow ended): not lost
@@ -291,7 +338,7 @@ class Leases:
             sent = self._clock.now()
             revision = self.kv.update(lease.workflow_id, lease.record.to_data(), lease.revision)
             if revision is not None:
-                lease.revision, lease.valid_until = revision, sent + self.duration
+                lease.renewed(revision, sent + self.duration)
                 return
             entry = self.kv.get(lease.workflow_id)
             now = LeaseRecord.from_data(entry.data) if entry is not None else None

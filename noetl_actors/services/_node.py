@@ -20,6 +20,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,8 +36,9 @@ from noetl_actors.bridge import (
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
-from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
+from noetl_actors.runners import Runner
 from noetl_actors.runtime import (
+    JOURNAL,
     UNFENCED,
     Fence,
     RunReport,
@@ -70,6 +72,7 @@ from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
+from noetl_actors.services._runners import node_runners
 from noetl_actors.services._takeover import LeaseKeeper, Takeover, prepare_takeover
 from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
@@ -189,7 +192,7 @@ class Node:
                     password=options.password, token=options.token).start()
                 options = self.server.own_options(options)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
+            self._runners = node_runners(config, clock=self._clock, nats_url=options.servers[0])
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
@@ -449,15 +452,21 @@ class Node:
             return
         subject = f"{LIFECYCLE_PREFIX}.{workflow_id or 'node.' + self.name}"
         fence = self._fences.get(workflow_id) if workflow_id is not None else None
-        if fence is not None:
-            if not fence.allows():
-                logger.debug("dropped %s: the lease of %s is not held", data, workflow_id)
-                return
-            data = {**data, "epoch": fence.epoch}
-        try:
-            bridge.publish(subject, data)
-        except NoetlError:
-            logger.debug("could not publish %s on %s", data, subject)
+        # A journal entry is resent if an outage may have lost it (its id keeps it once).
+        msg_id = uuid.uuid4().hex if data.get("kind") == JOURNAL else None
+
+        def publish(data: dict[str, Any]) -> None:
+            try:
+                bridge.publish(subject, data, msg_id=msg_id)
+            except NoetlError:
+                logger.debug("could not publish %s on %s", data, subject)
+
+        if isinstance(fence, HeldLease):  # held back while the lease is not renewed
+            fence.when_allowed(functools.partial(publish, {**data, "epoch": fence.epoch}))
+        elif fence is not None:
+            publish({**data, "epoch": fence.epoch})
+        else:
+            publish(data)
 
     def stop(self, *, timeout: float = 60.0) -> None:
         """Stop in reverse start order: the services, the workflows (cancelled), the
