@@ -25,7 +25,8 @@ from typing import Any
 __all__ = ["Role", "permissions", "render_roles"]
 
 BUCKETS = ("noetl-claims", "noetl-leases", "noetl-workflows", "noetl-nodes", "noetl-playbooks")
-"""The node's JetStream key-value buckets (services/_protocol.py, _claims.py, _lease.py)."""
+"""The node's JetStream key-value buckets (services/_protocol.py, _claims.py, _lease.py);
+a node also reads the object store `noetl-results` (Jobs' large results, runners/_results.py)."""
 EVENTS_STREAM = "NOETL_EVENTS"
 
 READ_VERBS = ("list", "status", "nodes", "playbooks")
@@ -109,7 +110,7 @@ def permissions(role: Role, *, plugins: Sequence[str] = ()) -> dict[str, Any]:
     if role is Role.ADMIN:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     if role is Role.NODE:
-        kv = [f"$KV.{bucket}.>" for bucket in BUCKETS]
+        kv = [f"$KV.{bucket}.>" for bucket in BUCKETS] + ["$O.noetl-results.>"]
         return {
             "publish": {"allow": ["command.>", "event.>", "noetl.>", "$JS.API.>",
                                   "$JS.ACK.>", "$JS.FC.>", *kv, "_INBOX.>"]},
