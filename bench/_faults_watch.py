@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import nats
+from _login import login
 from nats.js import api as js_api
 
 from noetl_actors.bridge import ConnectOptions, decode
@@ -90,7 +91,7 @@ async def read_histories(url: str, workflow_ids: Iterable[str],
     """Every workflow's history, oldest first (see the module's docstring)."""
     wanted = set(workflow_ids)
     found: dict[str, list[Record]] = defaultdict(list)
-    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5, **login(url))
     try:
         js = nc.jetstream(timeout=timeout)
         info = await js.add_consumer(EVENTS_STREAM, js_api.ConsumerConfig(

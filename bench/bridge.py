@@ -383,7 +383,8 @@ def run(args: argparse.Namespace) -> int:
         Case("bridge -> actor", "bench.bridge"),
     ]
     with tempfile.TemporaryDirectory(prefix="noetl-bench-bridge-") as state_dir:
-        server = EmbeddedNatsServer(state_dir=state_dir, jetstream=False).start()
+        server = EmbeddedNatsServer(state_dir=state_dir, jetstream=False,
+                                    insecure=True).start()
         try:
             threaded = ThreadedRawResponder(server.url, cases[1].subject)
             try:

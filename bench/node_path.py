@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import nats
+from _login import login
 from nats.aio.msg import Msg
 
 from noetl_actors.bridge import ConnectOptions
@@ -52,7 +53,7 @@ def playbook(name: str, tasks: int, steps: int) -> str:
 
 
 async def raw_p50_ms(url: str, count: int = 500) -> float:
-    connection = await nats.connect(url)
+    connection = await nats.connect(url, **login(url))
     try:
         async def answer(message: Msg) -> None:
             await message.respond(message.data)

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+from _login import login
 from _roundtrips import PAD, REQUEST, REQUEST_TIMEOUT, LostReply, pipelined
 from nats.aio.msg import Msg
 from node_path import playbook as served_playbook
@@ -168,7 +169,7 @@ async def node_path(client: Client, text: str) -> float:
 async def raw_claim_ms(url: str, count: int = 300) -> float:
     """What a claim costs a worker at the least: raw nats-py `kv.create` of a new key,
     then `kv.get` of another (the lease), in a bucket like `noetl-claims`; p50 ms."""
-    connection = await nats.connect(url, name="bench-paths-kv")
+    connection = await nats.connect(url, name="bench-paths-kv", **login(url))
     try:
         js = connection.jetstream()
         kv = await js.create_key_value(bucket="bench-paths-claims", history=1, ttl=3600)
@@ -187,8 +188,8 @@ async def raw_claim_ms(url: str, count: int = 300) -> float:
 
 async def raw(url: str, count: int = 10_000, sequential: int = 500) -> tuple[float, float]:
     """Raw nats-py against a raw responder: rt/s pipelined at 100, and the p50 ms at 1."""
-    responder = await nats.connect(url, name="bench-paths-responder")
-    requester = await nats.connect(url, name="bench-paths-requester")
+    responder = await nats.connect(url, name="bench-paths-responder", **login(url))
+    requester = await nats.connect(url, name="bench-paths-requester", **login(url))
 
     async def answer(msg: Msg) -> None:
         await responder.publish(msg.reply, REPLY)

@@ -216,12 +216,13 @@ def run_workflow(node: Node, clock: StepClock, book: Playbook, *, sequence: bool
 
 
 async def raw_nats(
-    url: str, count: int, sequential: int, in_flight: int = IN_FLIGHT
+    url: str, count: int, sequential: int, in_flight: int = IN_FLIGHT, *,
+    login: dict[str, Any] | None = None,
 ) -> tuple[float, list[float]]:
     """Against a raw responder on this loop: round trips/s pipelined at `in_flight`,
     and the latencies (ms) of `sequential` round trips at 1 in flight."""
-    responder = await nats.connect(url, name="bench-steps-responder")
-    requester = await nats.connect(url, name="bench-steps-requester")
+    responder = await nats.connect(url, name="bench-steps-responder", **(login or {}))
+    requester = await nats.connect(url, name="bench-steps-requester", **(login or {}))
     subject = "bench.steps.raw"
 
     async def answer(msg: Msg) -> None:
@@ -378,6 +379,7 @@ def summary_line(figures: dict[str, float]) -> str:
 def measure(node: Node, clock: StepClock, args: argparse.Namespace) -> Results:
     assert node.server is not None
     url = node.server.url
+    admin = {"nkeys_seed": str(node.server.seed("admin"))}  # the node's server has users
     fanout = playbook("fanout", args.tasks, args.steps)
     sequence = playbook("sequence", 1, args.sequence)
     # Warm-up: imports, thread pools, the plugin module, the server's interest graph.
@@ -386,12 +388,14 @@ def measure(node: Node, clock: StepClock, args: argparse.Namespace) -> Results:
     raw_pykka(max(args.raw_spawns // 10, 10))
     results = Results()
     for _ in range(args.rounds):
-        rate, latencies = asyncio.run(raw_nats(url, args.raw_rt, args.raw_sequential))
+        rate, latencies = asyncio.run(raw_nats(url, args.raw_rt, args.raw_sequential,
+                                                      login=admin))
         results.nats_before.append(rate)
         results.nats_ms_before += latencies
         results.fanout.append(run_workflow(node, clock, fanout, sequence=False))
         results.sequence.append(run_workflow(node, clock, sequence, sequence=True))
-        rate, latencies = asyncio.run(raw_nats(url, args.raw_rt, args.raw_sequential))
+        rate, latencies = asyncio.run(raw_nats(url, args.raw_rt, args.raw_sequential,
+                                                      login=admin))
         results.nats_after.append(rate)
         results.nats_ms_after += latencies
         results.spawn_rates.append(raw_pykka(args.raw_spawns))

@@ -34,6 +34,7 @@ The tree, as callers catch it::
         │   └── StoreInUse                another live nats-server uses that store
         ├── ConnectError              could not connect (the cause says why)
         │   └── AuthorizationError        the server refused our credentials
+        ├── CredentialsError          credentials cannot be issued, revoked or found
         ├── BridgeTimeout             no answer (ack, reply) in time
         ├── NoResponders              a request no one listens for (no subscriber on its subject)
         ├── ConnectionLost            the connection ended unasked; the bridge's actor restarts it
@@ -67,6 +68,7 @@ __all__ = [
     "ChildRunning",
     "ConnectError",
     "ConnectionLost",
+    "CredentialsError",
     "ErrorKind",
     "InjectedCrash",
     "KubeConfigError",
@@ -333,6 +335,11 @@ class ConnectError(BridgeError):
 
 class AuthorizationError(ConnectError):
     """The NATS server refused the credentials given (user/password, token, creds)."""
+
+
+class CredentialsError(BridgeError):
+    """Credentials of an embedded server cannot be issued, revoked or read: a bad name
+    or role, a user that does not exist, a state dir without users."""
 
 
 class BridgeTimeout(BridgeError, TimeoutError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,20 @@ if TYPE_CHECKING:
     from tests.kube_cluster import Cluster
 
 THREAD_LEAK_WAIT = 5.0
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every default state dir and context file of the run (and of the `noetl`
+    processes tests start, which inherit the environment) in a folder of its own,
+    not the user's ~/.local/state."""
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state-home"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = before
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +57,8 @@ def _no_leaked_threads() -> Iterator[None]:
 @pytest.fixture
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNatsServer]:
     """A real nats-server with JetStream on a free loopback port, stopped after the test."""
-    server = EmbeddedNatsServer(state_dir=tmp_path_factory.mktemp("nats")).start()
+    server = EmbeddedNatsServer(state_dir=tmp_path_factory.mktemp("nats"), insecure=True,
+                                monitor_port=0).start()
     try:
         yield server
     finally:

@@ -37,8 +37,8 @@ HEARTBEAT = 0.3
 NODE_CONFIG = f"heartbeat: {HEARTBEAT}s\n"
 """Merged over supervisors/node.yaml: quick heartbeats, so a lost node is seen in ~2 s."""
 
-_UP = re.compile(r"^node (\S+) is up on (nats://\S+) ")
-_SERVER_UP = re.compile(r"^nats-server on (nats://\S+) ")
+_UP = re.compile(r"^node (\S+) is up on ((?:nats|tls)://\S+) ")
+_SERVER_UP = re.compile(r"^nats-server on ((?:nats|tls)://\S+) ")
 
 
 def clean_env() -> dict[str, str]:
@@ -168,10 +168,11 @@ def running_node(folder: Path, name: str, *, nats: str | None = None,
 
 
 @contextlib.contextmanager
-def running_server(folder: Path) -> Iterator[str]:
-    """`noetl server`: a standalone nats-server for several nodes; its URL."""
+def running_server(folder: Path, *extra: str) -> Iterator[str]:
+    """`noetl server EXTRA...`: a standalone nats-server for several nodes; its URL."""
     folder = folder / "server"
-    spawned = spawn(cli_command("server", "--state-dir", folder / "state"), folder, "server")
+    spawned = spawn(cli_command("server", "--state-dir", folder / "state", *extra), folder,
+                    "server")
     try:
         yield spawned.wait_for_line(_SERVER_UP, START_TIMEOUT).group(1)
     finally:
@@ -271,6 +272,15 @@ def processes_with(marker: str) -> dict[int, str]:
 # -- the raw API (nats-py), for requests the CLI would never send ---------------------
 
 
+def login(url: str) -> dict[str, Any]:
+    """nats-py's connect arguments for `url`: this user's admin seed for a server that a
+    node or `noetl server` of this test run started (its context), else none."""
+    from noetl_actors.bridge import find_context
+
+    context = find_context(url)
+    return {"nkeys_seed": context.admin} if context is not None and context.admin else {}
+
+
 def raw_requests(url: str, requests: list[tuple[str, bytes]],
                  timeout: float = 5.0) -> list[dict[str, Any] | None]:
     """Send each (subject, payload) as a NATS request; each reply as JSON, None if
@@ -279,7 +289,8 @@ def raw_requests(url: str, requests: list[tuple[str, bytes]],
     import nats.errors
 
     async def go() -> list[dict[str, Any] | None]:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         replies: list[dict[str, Any] | None] = []
         try:
             for subject, payload in requests:
@@ -302,7 +313,8 @@ def read_record(url: str, workflow_id: str) -> dict[str, Any] | None:
     from nats.js.errors import KeyNotFoundError
 
     async def go() -> dict[str, Any] | None:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         try:
             kv = await nc.jetstream().key_value("noetl-workflows")
             try:

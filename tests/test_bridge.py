@@ -918,7 +918,7 @@ class TestCredentials:
         loop.stop()
 
         assert time.monotonic() - began < 15, "waited for connect_timeout"
-        assert f"{locked_server.url} refused our credentials" in str(caught.value)
+        assert f"{locked_server.url}: authorization violation" in str(caught.value)
         assert "s3cret" not in str(caught.value)
 
     def test_a_bridge_with_a_wrong_password_fails_to_start_and_says_why(
@@ -933,7 +933,7 @@ class TestCredentials:
         root = caught.value.reason.root()
         assert root.kind is ExitKind.START_FAILURE and root.path == BRIDGE
         assert root.error_type == "AuthorizationError"
-        assert f"{locked_server.url} refused our credentials" in root.message
+        assert f"{locked_server.url}: authorization violation" in root.message
         assert not bridge.statistics().connected
 
     def test_a_supervisor_retrying_a_wrong_password_gives_up_quickly(

@@ -126,8 +126,10 @@ def test_nats_keeps_jetstream_on_a_persistent_volume(objects: list[dict[str, Any
     assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     [container] = nats["spec"]["template"]["spec"]["containers"]
     assert {"name": "data", "mountPath": "/data"} in container["volumeMounts"]
-    conf = one(objects, "ConfigMap", "nats-config")["data"]["nats.conf"]
-    assert "store_dir: /data" in conf
+    [config] = [o for o in objects if o["kind"] == "ConfigMap"
+                and o["metadata"]["name"].startswith("nats-config-")]  # a hash follows
+    assert "store_dir: /data" in config["data"]["nats.conf"]
+    assert config["data"]["roles.conf"] == (REPO / "deploy" / "nats" / "roles.conf").read_text()
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:

@@ -81,7 +81,8 @@ def test_noetl_server_runs_the_embedded_server_until_interrupted(tmp_path) -> No
     import urllib.request
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "noetl_actors.cli", "server", "--state-dir", str(tmp_path)],
+        [sys.executable, "-m", "noetl_actors.cli", "server", "--state-dir", str(tmp_path),
+         "--monitor-port", "0"],  # off unless asked for
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

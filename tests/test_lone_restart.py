@@ -33,6 +33,7 @@ from tests.node_helpers import (
     START_TIMEOUT,
     Cli,
     Spawned,
+    login,
     processes_with,
     running_server,
     spawn,
@@ -322,7 +323,8 @@ def put_presence(url: str, name: str, record: dict[str, Any]) -> None:
     import nats
 
     async def go() -> None:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         try:
             kv = await nc.jetstream().create_key_value(bucket="noetl-nodes")  # or the one there
             await kv.put(name, encode(record))

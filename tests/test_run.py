@@ -988,12 +988,20 @@ def test_noetl_run_takes_nats_credentials_and_refused_ones_fail_at_once(tmp_path
     server = EmbeddedNatsServer(state_dir=tmp_path / "nats", user="etl", password="s3cret")
     server.start()
     try:
+        # no secret on a command line, the server's included (`ps` shows them to anyone)
+        assert server.pid is not None
+        assert b"s3cret" not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+        wrong = tmp_path / "wrong-password"
+        wrong.write_text("wrong\n")
         refused = noetl("run", EXAMPLES / "hello.yaml", "--nats", server.url,
-                        "--user", "etl", "--password", "wrong", cwd=tmp_path)
+                        "--user", "etl", "--password-file", wrong, cwd=tmp_path)
         assert refused.returncode == 1
-        assert "refused our credentials" in refused.stderr
+        assert "authorization violation: the server refused our credentials" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        right = tmp_path / "password"
+        right.write_text("s3cret\n")
         accepted = noetl("run", EXAMPLES / "hello.yaml", "--json", "--nats", server.url,
-                         "--user", "etl", "--password", "s3cret", cwd=tmp_path)
+                         "--user", "etl", "--password-file", right, cwd=tmp_path)
         assert accepted.returncode == 0, accepted.stderr
         assert accepted.document()["status"] == "succeeded"
         env = {**environment(), "NATS_URL": server.url, "NATS_USER": "etl",

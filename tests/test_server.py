@@ -83,8 +83,8 @@ class TestStarting:
         assert not jsz.get("disabled", False)
 
     def test_two_servers_get_different_free_ports(self, tmp_path: Path) -> None:
-        with EmbeddedNatsServer(state_dir=tmp_path / "a") as a, \
-                EmbeddedNatsServer(state_dir=tmp_path / "b") as b:
+        with EmbeddedNatsServer(state_dir=tmp_path / "a", monitor_port=0) as a, \
+                EmbeddedNatsServer(state_dir=tmp_path / "b", monitor_port=0) as b:
             assert {a.port, a.monitor_port}.isdisjoint({b.port, b.monitor_port})
             assert monitor(a, "varz")["port"] == a.port
             assert monitor(b, "varz")["port"] == b.port
@@ -206,7 +206,7 @@ class TestRestarting:
     def test_a_restart_on_the_same_port_and_state_dir_keeps_jetstream_streams(
         self, tmp_path: Path
     ) -> None:
-        server = EmbeddedNatsServer(state_dir=tmp_path).start()
+        server = EmbeddedNatsServer(state_dir=tmp_path, insecure=True, monitor_port=0).start()
         try:
             port = server.port
 

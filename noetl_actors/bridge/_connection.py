@@ -182,11 +182,11 @@ class Connection:
             await _quietly(client.close())
             where = self.options.describe()
             if refused.done():
-                raise AuthorizationError(f"{where} refused our credentials: {refused.result()}")
+                raise AuthorizationError(self.options.refused())
             finished = connecting.done() and not connecting.cancelled()
             error = connecting.exception() if finished else None
             if error is not None and is_auth_error(error):
-                raise AuthorizationError(f"{where} refused our credentials: {error}")
+                raise AuthorizationError(self.options.refused())
             raise ConnectError(
                 f"could not connect to {where} within {self.options.connect_timeout:g}s"
                 + (f": {error}" if error else "")

@@ -45,6 +45,7 @@ class ConnectOptions:
     password: str | None = None
     token: str | None = None
     creds_file: str | None = attrs.field(default=None, validator=_existing_file)
+    nkey_file: str | None = attrs.field(default=None, validator=_existing_file)
     tls_ca: str | None = attrs.field(default=None, validator=_existing_file)
     tls_cert: str | None = attrs.field(default=None, validator=_existing_file)
     tls_key: str | None = attrs.field(default=None, validator=_existing_file)
@@ -61,12 +62,13 @@ class ConnectOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ConnectOptions:
         """Read NATS_URL (comma-separated), NATS_USER, NATS_PASSWORD, NATS_TOKEN,
-        NATS_CREDS, NATS_CA, NATS_CERT and NATS_KEY; `overrides` that are not
-        None win (flags over environment)."""
+        NATS_CREDS, NATS_NKEY, NATS_CA, NATS_CERT and NATS_KEY; `overrides` that are
+        not None win (flags over environment)."""
         env = os.environ if environ is None else environ
         names = {
             "servers": "NATS_URL", "user": "NATS_USER", "password": "NATS_PASSWORD",
-            "token": "NATS_TOKEN", "creds_file": "NATS_CREDS", "tls_ca": "NATS_CA",
+            "token": "NATS_TOKEN", "creds_file": "NATS_CREDS", "nkey_file": "NATS_NKEY",
+            "tls_ca": "NATS_CA",
             "tls_cert": "NATS_CERT", "tls_key": "NATS_KEY",
         }
         values: dict[str, Any] = {field: env[var] for field, var in names.items() if env.get(var)}
@@ -76,6 +78,12 @@ class ConnectOptions:
     @property
     def embedded(self) -> bool:
         return not self.servers
+
+    @property
+    def has_credentials(self) -> bool:
+        """True if any way to log in is given (a user, token, creds or nkey file)."""
+        return any(value is not None for value in
+                   (self.user, self.token, self.creds_file, self.nkey_file))
 
     def with_servers(self, *servers: str) -> ConnectOptions:
         return attrs.evolve(self, servers=servers)
@@ -106,10 +114,25 @@ class ConnectOptions:
             kwargs["token"] = self.token
         if self.creds_file is not None:
             kwargs["user_credentials"] = self.creds_file
+        if self.nkey_file is not None:
+            kwargs["nkeys_seed"] = self.nkey_file
         tls = self.tls_context()
         if tls is not None:
             kwargs["tls"] = tls
         return kwargs
+
+    def refused(self) -> str:
+        """One line for a server that refused us: "authorization violation", and why."""
+        if not self.has_credentials:
+            why = ("we gave no credentials and know none of yours for it: give --nkey FILE "
+                   "(its owner issues one with `noetl credentials issue`), --creds FILE or "
+                   "--user NAME")
+        else:
+            given = (f"user {self.user}" if self.user else "a token" if self.token
+                     else f"nkey {self.nkey_file}" if self.nkey_file
+                     else f"creds {self.creds_file}")
+            why = f"the server refused our credentials ({given})"
+        return f"{self.describe()}: authorization violation: {why}"
 
     def describe(self) -> str:
         """The servers, without secrets, for messages."""

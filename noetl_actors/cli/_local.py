@@ -24,6 +24,7 @@ from noetl_actors.cli._main import (
     load_or_exit,
     main,
     nats_options,
+    nats_options_for,
     parse_sets,
     try_load,
 )
@@ -186,18 +187,19 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 
-    if not nats.embedded:
-        from noetl_actors.cli._cluster import ensure_reachable
+    if not nats.embedded:  # a client's read of the stream: a viewer may do it
+        from noetl_actors.cli._cluster import call
 
-        ensure_reachable(nats)  # at once, in one line: a node would retry for seconds
-    node = Node(options=nats, state_dir=state_dir, workers=())
-    try:
-        node.start()
-        history = node.history(workflow_id)
-    except NoetlError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        node.stop()
+        history = call(nats, lambda client: client.history(workflow_id))
+    else:
+        node = Node(options=nats, state_dir=state_dir, workers=())
+        try:
+            node.start()
+            history = node.history(workflow_id)
+        except NoetlError as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            node.stop()
     if not history:
         click.echo(f"no events for workflow {workflow_id}", err=True)
         sys.exit(EXIT_FAILED)
@@ -216,7 +218,7 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 
 
 @main.command()
-@nats_options
+@nats_options_for(role="node", current=True)
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME",
               help="Run workers for this plugin only (repeatable) [default: all].")
 @click.option("--heartbeat", type=click.FloatRange(min=0.05),
@@ -268,33 +270,59 @@ def demo() -> None:
 
 @main.command()
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where JetStream keeps its store [default: ~/.local/state/noetl-actors].")
+              help="Where JetStream keeps its store, the users and their seeds "
+                   "[default: ~/.local/state/noetl-actors].")
 @click.option("--port", type=click.IntRange(1, 65535),
               help="Client port [default: the last start's on this state dir if free, else a "
                    "free one].")
-@click.option("--monitor-port", type=click.IntRange(1, 65535),
-              help="HTTP monitoring port [default: a free one].")
-@click.option("--user", help="Require this user (with --password).")
-@click.option("--password", help="Require this password (with --user).")
-def server(**options: Any) -> None:
-    """Run the embedded nats-server (loopback, JetStream) until Ctrl-C.
+@click.option("--monitor-port", type=click.IntRange(0, 65535),
+              help="Serve HTTP monitoring on this port of 127.0.0.1 (0: a free one) "
+                   "[default: none].")
+@click.option("--user", help="Also accept this user, an admin; its password from "
+                             "NATS_PASSWORD, --password-file or a prompt.")
+@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the password of --user.")
+@click.option("--tls", is_flag=True,
+              help="TLS with client certificates, from a local CA made in the state dir "
+                   "(its tls/ folder): your commands and nodes find them too.")
+def server(state_dir: Path | None, port: int | None, monitor_port: int | None,
+           user: str | None, password_file: Path | None, tls: bool) -> None:
+    """Run the embedded nats-server (loopback, JetStream, users) until Ctrl-C.
 
-    Nodes on this machine can then share it with --nats <url>.
+    Nodes and commands of this user find it without flags; others need
+    credentials from `noetl credentials issue`.
     """
+    import os
+
     from noetl_actors.bridge import EmbeddedNatsServer
     from noetl_actors.errors import NoetlError
 
+    password = None
+    if user is not None:
+        if password_file is not None:
+            password = password_file.read_text(encoding="utf-8").strip()
+        else:
+            password = os.environ.get("NATS_PASSWORD") or click.prompt(
+                f"password of {user}", hide_input=True, err=True)
     try:
-        nats = EmbeddedNatsServer(**options, remember=True).start()
+        nats = EmbeddedNatsServer(state_dir=state_dir, port=port, monitor_port=monitor_port,
+                                  user=user, password=password, tls=tls,
+                                  remember=True).start()
     except (NoetlError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    click.echo(f"nats-server on {nats.url} (monitoring {nats.monitor_url}), "
-               f"JetStream store {nats.store_dir}")
+    monitoring = f"(monitoring {nats.monitor_url})" if nats.monitor_port is not None else \
+        "(no monitoring)"
+    click.echo(f"nats-server on {nats.url} {monitoring}, JetStream store {nats.store_dir}")
     if nats.port_note:
         click.echo(f"{nats.port_note}: clients that kept its URL must use {nats.url}")
+    if nats.tls is not None:
+        click.echo(f"TLS: clients trust {nats.tls.ca} and show a certificate it signed "
+                   f"(yours: {nats.tls.client_cert}, {nats.tls.client_key})")
+    click.echo(f"Your noetl commands find its credentials; other users need "
+               f"`noetl credentials issue --state-dir {nats.state_dir} ROLE NAME`.")
     click.echo("Ctrl-C stops it.")
     sys.stdout.flush()
     try:

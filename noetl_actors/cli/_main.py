@@ -82,37 +82,70 @@ FILE_ARGUMENT = click.argument("file", type=click.Path(dir_okay=False))
 _NATS_FLAGS = (
     ("--nats", "servers", "URL", "NATS server(s), comma-separated (or NATS_URL) "
                                  "[default: start an embedded one]"),
-    ("--user", "user", "NAME", "NATS user, with --password (or NATS_USER)"),
-    ("--password", "password", "SECRET", "NATS password (or NATS_PASSWORD)"),
-    ("--token", "token", "TOKEN", "NATS token (or NATS_TOKEN)"),
+    ("--user", "user", "NAME", "NATS user; its password from NATS_PASSWORD, "
+                               "--password-file or a prompt (or NATS_USER)"),
+    ("--password-file", "password_file", "FILE", "file holding the NATS password"),
+    ("--token-file", "token_file", "FILE", "file holding a NATS token (or NATS_TOKEN)"),
     ("--creds", "creds_file", "FILE", "NATS credentials file, JWT and nkey (or NATS_CREDS)"),
+    ("--nkey", "nkey_file", "FILE", "NATS nkey seed file, as `noetl credentials` issues "
+                                    "(or NATS_NKEY)"),
     ("--tlsca", "tls_ca", "FILE", "CA certificate to trust for TLS (or NATS_CA)"),
     ("--tlscert", "tls_cert", "FILE", "client certificate for TLS, with --tlskey (or NATS_CERT)"),
     ("--tlskey", "tls_key", "FILE", "client key for TLS (or NATS_KEY)"),
 )
+"""No flag takes a secret itself: `ps` shows a command line to every local user."""
 
 
-def nats_options(command: Callable[..., Any]) -> Callable[..., Any]:
+def _secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise click.BadParameter(f"{path}: cannot read it: {error.strerror}",
+                                 param_hint=what) from None
+
+
+def nats_options_for(*, role: str = "admin", current: bool = False
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The NATS flags every command that connects takes, as one `nats` argument.
 
     Flags win over the NATS_* environment variables, as in NATS's own tools.
+    Without credentials, those of this user's context for the server are used
+    (`role`: its `node` or `admin` seed); with `current`, a command given no
+    server at all uses the newest running context's (bridge/_context.py).
     """
 
-    @functools.wraps(command)
-    def with_options(**kwargs: Any) -> Any:
-        from noetl_actors.bridge import ConnectOptions
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_options(**kwargs: Any) -> Any:
+            from noetl_actors.bridge import ConnectOptions, use_context
 
-        given = {field: kwargs.pop(f"nats_{field}") for _, field, _, _ in _NATS_FLAGS}
-        try:
-            options = ConnectOptions.from_env(**given)
-        except ValueError as error:
-            raise click.BadParameter(str(error), param_hint="NATS options") from None
-        return command(nats=options, **kwargs)
+            given = {field: kwargs.pop(f"nats_{field}") for _, field, _, _ in _NATS_FLAGS}
+            password = _secret(given.pop("password_file"), "--password-file")
+            token = _secret(given.pop("token_file"), "--token-file")
+            try:
+                options = ConnectOptions.from_env(password=password, token=token, **given)
+            except ValueError as error:
+                if "user and password" not in str(error) or not sys.stdin.isatty():
+                    raise click.BadParameter(str(error), param_hint="NATS options") from None
+                secret = click.prompt(f"NATS password of {given.get('user')}",
+                                      hide_input=True, err=True)
+                options = ConnectOptions.from_env(password=secret, token=token, **given)
+            return command(nats=use_context(options, role=role, current=current), **kwargs)
 
-    for flag, field, metavar, text in reversed(_NATS_FLAGS):
-        with_options = click.option(flag, f"nats_{field}", metavar=metavar, help=text)(
-            with_options)
-    return with_options
+        for flag, field, metavar, text in reversed(_NATS_FLAGS):
+            with_options = click.option(flag, f"nats_{field}", metavar=metavar, help=text)(
+                with_options)
+        return with_options
+
+    return decorate
+
+
+nats_options = nats_options_for()
+"""For commands that start an embedded server unless given one (`run`, `events`)."""
+cluster_options = nats_options_for(current=True)
+"""For commands that talk to running nodes: no --nats, this user's running server."""
 
 
 STATE_DIR_OPTION = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),

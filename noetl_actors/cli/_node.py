@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from noetl_actors.cli._main import EXIT_INVALID, main, nats_options
+from noetl_actors.cli._main import EXIT_INVALID, main, nats_options_for
 
 if TYPE_CHECKING:
     from noetl_actors.services import MetricsServer, Node
@@ -39,7 +39,7 @@ def default_name() -> str:
 @node.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML merged over supervisors/node.yaml (the node's tree and policies).")
-@nats_options
+@nats_options_for(role="node")
 @click.option("--name", help="The node's name on the cluster [default: <host>-<pid>].")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the embedded server keeps JetStream "

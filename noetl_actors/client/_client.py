@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -12,11 +13,12 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from noetl_actors.bridge import ConnectOptions, decode, encode
+from noetl_actors.bridge import ConnectOptions, decode, encode, use_context
 from noetl_actors.bridge import is_auth_error as _is_auth_error
 from noetl_actors.errors import (
     ApiError,
@@ -32,6 +34,8 @@ from noetl_actors.services import actor_subject, api_subject, node_subject
 __all__ = ["Client"]
 
 LIFECYCLE_SUBJECT = "noetl.lifecycle.>"
+EVENTS_STREAM = "NOETL_EVENTS"
+_DENIED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 SUBMIT_TRIES = 6
 """Times a submit is sent (each waits `Client.timeout`) before it gives up."""
 CANCEL_TIMEOUT = 100.0
@@ -41,18 +45,24 @@ CANCEL_TIMEOUT = 100.0
 class Client:
     """Use as ``async with Client(options) as client: ...``.
 
+    Options without credentials for a server of this user's (one that `noetl
+    node start` or `noetl server` started) get those of its context.
+
     Every call raises `ApiError` when a node answers with an error,
     `ConnectError` when no node listens, `BridgeTimeout` when none answers
     in time.
     """
 
     def __init__(self, options: ConnectOptions, *, timeout: float = 5.0) -> None:
+        options = use_context(options)  # a server of this user's: its admin seed
         if options.embedded:
             raise ConnectError("the command API needs --nats URL (or NATS_URL): the NATS "
                                "server of the nodes, as `noetl node start` printed it")
         self.options = options
         self.timeout = timeout
         self._nc: NatsClient | None = None
+        self._denied: dict[str, list[asyncio.Future[None]]] = {}
+        """Requests in flight by subject, told when the server refuses to take them."""
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -73,6 +83,12 @@ class Client:
         failed: list[Exception] = []
 
         async def on_error(error: Exception) -> None:
+            denied = _DENIED.search(str(error))
+            if denied is not None:  # connected, but not allowed there: say so at once
+                for waiting in self._denied.pop(denied.group(1), []):
+                    if not waiting.done():
+                        waiting.set_result(None)
+                return
             (refused if _is_auth_error(error) else failed).append(error)
 
         # Each server is tried twice, reconnect_wait apart; then nats-py gives up
@@ -85,7 +101,7 @@ class Client:
                                               self.options.connect_timeout)
         except Exception as error:
             if refused or _is_auth_error(error):
-                raise AuthorizationError(f"{where} refused our credentials") from None
+                raise AuthorizationError(self.options.refused()) from None
             why = _why(failed[-1] if failed else error, self.options.connect_timeout)
             raise ConnectError(f"could not connect to {where}: NATS does not answer ({why}); "
                                f"is a node (noetl node start) or noetl server running "
@@ -108,8 +124,20 @@ class Client:
                       timeout: float | None = None) -> dict[str, Any]:
         """The fields of an ok reply (without ``ok``); ApiError for an error reply."""
         timeout = self.timeout if timeout is None else timeout
+        denied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._denied.setdefault(subject, []).append(denied)
+        asking = asyncio.ensure_future(self.nc.request(subject, encode(data), timeout=timeout))
         try:
-            msg = await self.nc.request(subject, encode(data), timeout=timeout)
+            either: set[asyncio.Future[Any]] = {asking, denied}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if denied.done() and not asking.done():
+                asking.cancel()
+                await asyncio.gather(asking, return_exceptions=True)
+                raise AuthorizationError(
+                    f"{self.options.describe()}: permissions violation: our credentials may "
+                    f"not publish to {subject} (their role does not allow it; see "
+                    "docs/security.md)")
+            msg = asking.result()
         except nats.errors.NoRespondersError:
             raise ConnectError(f"no node answers on {subject} at {self.options.describe()}"
                                f" (is one started, with `noetl node start`?)") from None
@@ -118,6 +146,12 @@ class Client:
         except (nats.errors.Error, OSError) as error:  # the server went away meanwhile
             raise ConnectError(f"lost NATS at {self.options.describe()} while asking on "
                                f"{subject} ({_why(error, timeout)})") from None
+        finally:
+            waiting = self._denied.get(subject, [])
+            if denied in waiting:
+                waiting.remove(denied)
+            if not waiting:
+                self._denied.pop(subject, None)
         reply = decode(msg.data)
         if not reply.get("ok"):
             raise ApiError.from_reply(reply)
@@ -212,9 +246,45 @@ class Client:
             raise ApiError(ErrorKind.BAD_REQUEST, str(error)) from None
         try:
             return await self.request(subject, {"op": op, **fields}, timeout=30.0)
+        except AuthorizationError:
+            raise
         except ConnectError:
             node = path.strip("/").split("/")[0]
             raise ApiError(ErrorKind.NOT_FOUND, f"no node {node!r} answers for {path}") from None
+
+    async def history(self, workflow_id: str, *, timeout: float = 10.0
+                      ) -> list[dict[str, Any]]:
+        """Every step and supervision event of a workflow, oldest first, read from the
+        NOETL_EVENTS stream through a consumer of our own (all a `viewer` may do there:
+        no node needed, nothing changed)."""
+        import nats.js.api as js_api
+
+        js = self.nc.jetstream()
+        wanted = [f"event.*.{workflow_id}.*", f"noetl.lifecycle.{workflow_id}"]
+        try:
+            info = await js.add_consumer(EVENTS_STREAM, js_api.ConsumerConfig(
+                ack_policy=js_api.AckPolicy.NONE, filter_subjects=wanted,
+                inactive_threshold=max(timeout, 5.0)), timeout=timeout)
+            pull = await js.pull_subscribe_bind(info.name, EVENTS_STREAM)
+        except nats.errors.TimeoutError:
+            raise BridgeTimeout(f"no answer from JetStream on {EVENTS_STREAM} within "
+                                f"{timeout:g}s (may our credentials read it?)") from None
+        except nats.js.errors.NotFoundError:
+            return []
+        found: list[dict[str, Any]] = []
+        try:
+            pending = info.num_pending or 0
+            while pending > 0:
+                messages = await pull.fetch(batch=min(pending, 1000), timeout=timeout)
+                for msg in messages:
+                    with contextlib.suppress(MalformedMessage):
+                        found.append({"subject": msg.subject, **decode(msg.data)})
+                pending = (messages[-1].metadata.num_pending or 0) if messages else 0
+        finally:
+            await pull.unsubscribe()
+            with contextlib.suppress(Exception):
+                await js.delete_consumer(EVENTS_STREAM, info.name)
+        return found
 
     async def follow(self, on_event: Callable[[dict[str, Any]], Awaitable[None] | None],
                      subject: str = LIFECYCLE_SUBJECT) -> Subscription:

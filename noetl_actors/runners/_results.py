@@ -113,8 +113,13 @@ def _shown(message: bytes | str) -> str:
 async def _connect(url: str) -> Any:
     import nats  # here: a node that never runs a Job's entrypoint need not load it for this
 
-    return await nats.connect(servers=url.split(","), connect_timeout=5,
-                              max_reconnect_attempts=2, allow_reconnect=False)
+    from noetl_actors.bridge import ConnectOptions, use_context
+
+    # credentials as every command takes them: NATS_NKEY, NATS_CREDS, ... or this
+    # user's context for the server (docs/security.md)
+    options = use_context(ConnectOptions.from_env(servers=url), role="node")
+    return await nats.connect(**{**options.nats_kwargs(), "connect_timeout": 5,
+                                 "max_reconnect_attempts": 2, "allow_reconnect": False})
 
 
 async def _put(url: str, name: str, data: bytes) -> None:

@@ -189,9 +189,10 @@ class Node:
             if options.embedded:
                 # A served node comes back on its former port (NATS_URL in other
                 # terminals still works) and never beside a former server on its store.
-                self.server = EmbeddedNatsServer(state_dir=self.state_dir,
-                                                 remember=self.serve).start()
-                options = options.with_servers(self.server.url)
+                self.server = EmbeddedNatsServer(
+                    state_dir=self.state_dir, remember=self.serve, user=options.user,
+                    password=options.password, token=options.token).start()
+                options = self.server.own_options(options)
             self.bridge = Bridge(options, observers=self._observers)
             self._runners = node_runners(config, clock=self._clock, nats_url=options.servers[0])
             # Alone on a private embedded server, claims can stay in this process; on
