@@ -20,7 +20,6 @@ import functools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,13 +37,11 @@ from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
 from noetl_actors.runners import Runner
 from noetl_actors.runtime import (
-    JOURNAL,
     UNFENCED,
     Fence,
     RunReport,
     WaitingSteps,
     WorkflowSupervisor,
-    is_skip,
     new_workflow_id,
     ready_subject,
     remote_steps,
@@ -66,6 +63,7 @@ from noetl_actors.services._lease import (
     LeaseRecord,
     Leases,
 )
+from noetl_actors.services._lifecycle_out import is_routine, publish_fenced
 from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
@@ -79,7 +77,6 @@ from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
     ChildSpec,
     ChildType,
-    EventKind,
     ExitKind,
     ExitReason,
     LifecycleEvent,
@@ -440,7 +437,7 @@ class Node:
             report = self._reports.get(workflow_id)
             if report is not None:
                 report.on_lifecycle(event)
-            if len(parts) == 5 and _routine(event):
+            if len(parts) == 5 and is_routine(event):
                 return  # a step's own events say it (its final event)
         elif event.path == f"/{self.name}/bridge" and event.reason is not None \
                 and event.reason.kind is ExitKind.START_FAILURE:
@@ -449,26 +446,9 @@ class Node:
 
     def publish_lifecycle(self, workflow_id: str | None, data: dict[str, Any]) -> None:
         """Publish a supervision event: a workflow's, or (None) one of the node's own."""
-        bridge = self.bridge
-        if bridge is None:
-            return
-        subject = f"{LIFECYCLE_PREFIX}.{workflow_id or 'node.' + self.name}"
-        fence = self._fences.get(workflow_id) if workflow_id is not None else None
-        # A journal entry is resent if an outage may have lost it (its id keeps it once).
-        msg_id = uuid.uuid4().hex if data.get("kind") == JOURNAL else None
-
-        def publish(data: dict[str, Any]) -> None:
-            try:
-                bridge.publish(subject, data, msg_id=msg_id)
-            except NoetlError:
-                logger.debug("could not publish %s on %s", data, subject)
-
-        if isinstance(fence, HeldLease):  # held back while the lease is not renewed
-            fence.when_allowed(functools.partial(publish, {**data, "epoch": fence.epoch}))
-        elif fence is not None:
-            publish({**data, "epoch": fence.epoch})
-        else:
-            publish(data)
+        if self.bridge is not None:
+            publish_fenced(self.bridge, f"{LIFECYCLE_PREFIX}.{workflow_id or 'node.' + self.name}",
+                           data, self._fences.get(workflow_id) if workflow_id else None)
 
     def stop(self, *, timeout: float = 60.0) -> None:
         """Stop in reverse start order: the services, the workflows (cancelled), the
@@ -487,15 +467,3 @@ class Node:
             self.server.stop()
             self.server = None
 
-
-def _routine(event: LifecycleEvent) -> bool:
-    """A step's first start or its normal exit: every step has them, its events tell them.
-
-    Two lifecycle messages per step (publish, JetStream store) for nothing its
-    worker's final event does not say already; restarts, abnormal exits,
-    give-ups, backoffs and skips are the supervision events, and are published.
-    """
-    if event.kind is EventKind.STARTED:
-        return True
-    return (event.kind is EventKind.EXITED and event.reason is not None
-            and event.reason.kind is ExitKind.NORMAL and not is_skip(event.reason))
