@@ -47,6 +47,7 @@ from noetl_actors.runners._kube_settings import kube_problems as kube_problems
 from noetl_actors.runners._manifest import MODES as MODES
 from noetl_actors.runners._manifest import PluginInfo as PluginInfo
 from noetl_actors.runners._manifest import read_manifest as read_manifest
+from noetl_actors.runners._output import OutputSink as OutputSink
 from noetl_actors.runners._process import ProcessAttempt as ProcessAttempt
 from noetl_actors.runners._process import ProcessRunner as ProcessRunner
 from noetl_actors.runners._protocol import InstantRunner as InstantRunner
@@ -83,6 +84,7 @@ __all__ = [
     "KubernetesRunner",
     "ManifestError",
     "Outcome",
+    "OutputSink",
     "PluginError",
     "PluginInfo",
     "PluginNotFound",

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from noetl_actors.services._claims import LocalClaims as LocalClaims
     from noetl_actors.services._health import HealthServer as HealthServer
     from noetl_actors.services._health import serve_health as serve_health
+    from noetl_actors.services._logs import LOGS_STREAM as LOGS_STREAM
+    from noetl_actors.services._logs import LogPublisher as LogPublisher
+    from noetl_actors.services._logs import log_subject as log_subject
+    from noetl_actors.services._logs import logs_filter as logs_filter
     from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
     from noetl_actors.services._node import Node as Node
     from noetl_actors.services._node import WorkflowRun as WorkflowRun
@@ -34,6 +38,10 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "EVENTS_STREAM": "_node",
+    "LOGS_STREAM": "_logs",
+    "LogPublisher": "_logs",
+    "log_subject": "_logs",
+    "logs_filter": "_logs",
     "HealthServer": "_health",
     "serve_health": "_health",
     "Node": "_node",
@@ -51,10 +59,12 @@ _WHERE = {
 
 __all__ = [
     "EVENTS_STREAM",
+    "LOGS_STREAM",
     "BucketClaims",
     "Claims",
     "HealthServer",
     "LocalClaims",
+    "LogPublisher",
     "Node",
     "NodeConfig",
     "PluginWorker",
@@ -62,6 +72,8 @@ __all__ = [
     "actor_subject",
     "api_subject",
     "load_node_config",
+    "log_subject",
+    "logs_filter",
     "node_subject",
     "serve_health",
 ]

@@ -66,6 +66,7 @@ from noetl_actors.services._lease import (
     LeaseRecord,
     Leases,
 )
+from noetl_actors.services._logs import LogPublisher, ensure_logs_stream
 from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import Presence
@@ -190,7 +191,9 @@ class Node:
                                                  remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = {"inproc": InprocRunner(clock=self._clock), "process": ProcessRunner()}
+            lines = LogPublisher(self.bridge.publish, self._clock)  # steps' output: noetl logs
+            self._runners = {"inproc": InprocRunner(clock=self._clock, output=lines),
+                             "process": ProcessRunner(output=lines)}
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
@@ -213,6 +216,7 @@ class Node:
             self.bridge.subscribe(ready_subject("*"), self.waiting, timeout=timeout)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
+            ensure_logs_stream(self.bridge, timeout=timeout)
             if shared:
                 self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL, timeout=timeout)
                 self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout)
