@@ -237,7 +237,8 @@ class Node:
                 clock=self._clock, heartbeat=self.heartbeat,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
-            if (name in chosen if chosen is not None else name not in workers.disabled)
+            if (name in chosen if chosen is not None  # a service plugin: only if named
+                else name not in workers.disabled and not plugin.service)
         ]
 
     def _start_services(self, timeout: float) -> None:
