@@ -191,13 +191,14 @@ class Node:
                                                  remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            lines = LogPublisher(self.bridge.publish, self._clock)  # steps' output: noetl logs
-            self._runners = {"inproc": InprocRunner(clock=self._clock, output=lines),
-                             "process": ProcessRunner(output=lines)}
             # Alone on a private embedded server, claims can stay in this process; on
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
             shared = self.serve or not self.options.embedded
+            # Steps' output lines to NOETL_LOGS (noetl logs); `noetl run` prints them.
+            lines = LogPublisher(self.bridge.publish, self._clock) if shared else None
+            self._runners = {"inproc": InprocRunner(clock=self._clock, output=lines),
+                             "process": ProcessRunner(output=lines)}
             claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
                                           owned=self._fences) if shared else LocalClaims()
             self.claims = claims
