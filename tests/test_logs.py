@@ -217,3 +217,39 @@ def test_noetl_logs_needs_a_nats_that_answers(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 1
     assert re.fullmatch(r"noetl: could not connect to .*\n", result.stderr), result.stderr
+
+
+RESTARTED = """
+    tasks:
+      - name: t
+        supervision: {max_restarts: 2, within: 1m}
+        steps:
+          - name: s
+            plugin: shell
+            with:
+              command: >-
+                n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count};
+                echo "try $n"; if [ $n -lt 2 ]; then
+                while [ ! -e {gate} ]; do sleep 0.05; done; exit 1; fi
+    """
+
+
+def test_follow_goes_on_with_the_attempt_a_restart_begins(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    body = RESTARTED.replace("{count}", str(tmp_path / "count")).replace("{gate}", str(gate))
+    with running_node(tmp_path, "a") as node:
+        cli = Cli(node.url)
+        workflow_id = cli.submit(write_playbook(tmp_path, "restarted", body))
+        follower = spawn(cli_command("logs", workflow_id, "t.s", "-f", "--nats", node.url),
+                         tmp_path, "follower")
+        try:
+            wait_until(lambda: "try 1" in follower.stdout(), 60, "attempt 1's line, followed")
+            gate.touch()
+            assert follower.proc.wait(60) == 0, follower.stderr()
+            assert follower.stdout() == "try 1\ntry 2\n"
+            assert "noetl logs: t.s attempt 2:" in follower.stderr()
+        finally:
+            follower.cleanup()
+        record = cli.status(workflow_id)
+        assert record["status"] == "succeeded"
+        assert record["tasks"]["t"]["steps"]["s"]["attempts"] == 2
