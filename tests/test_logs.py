@@ -85,6 +85,30 @@ def test_a_full_chunk_is_published_at_once() -> None:
     assert [chunk["lines"] for _, chunk in sent] == [["0123456789"]]
 
 
+def test_inproc_capture_takes_the_attempts_writes_and_leaves_other_threads_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import threading
+
+    import click
+
+    from noetl_actors.runners._output import capture
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stream)
+    lines, clock, sent = publisher()
+    with capture(lines, attempt()):
+        print("from the attempt")
+        click.echo("and through click")  # click probes a stream with b"": still text
+        other = threading.Thread(target=print, args=("from another thread",))
+        other.start()
+        other.join()
+    click.echo("after it")
+    lines.end(attempt())
+    assert [chunk["lines"] for _, chunk in sent] == [["from the attempt", "and through click"]]
+    assert stream.getvalue() == "from another thread\nafter it\n"
+
+
 # -- noetl logs, against a real node -----------------------------------------------------
 
 

@@ -56,6 +56,8 @@ class _Router(io.TextIOBase):
         self.former = former
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # as any text stream: click probes with b""
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         target = _target.get()
         if target is None:
             return self.former.write(text)
@@ -76,6 +78,15 @@ class _Router(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.former, "encoding", "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.former, "errors", None)
+
+    def __getattr__(self, name: str) -> object:
+        """The rest (``buffer``, ``line_buffering``...) is the former stream's: bytes
+        written to ``sys.stdout.buffer`` go there, not to an attempt's sink."""
+        return getattr(self.former, name)
 
 
 def _install() -> None:
