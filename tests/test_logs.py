@@ -96,7 +96,7 @@ def test_inproc_capture_takes_the_attempts_writes_and_leaves_other_threads_alone
 
     stream = io.StringIO()
     monkeypatch.setattr("sys.stdout", stream)
-    lines, clock, sent = publisher()
+    lines, _clock, sent = publisher()
     with capture(lines, attempt()):
         print("from the attempt")
         click.echo("and through click")  # click probes a stream with b"": still text
