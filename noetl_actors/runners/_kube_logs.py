@@ -65,8 +65,8 @@ class PodLog:
         """The attempt ended: let the log's end arrive for `grace` seconds, then cut it;
         the sink's `end()` follows. Blocks at most about `grace` seconds."""
         self._thread.join(grace)
-        self._stop.set()
         with self._lock:
+            self._stop.set()
             response = self._response
         if response is not None:
             with contextlib.suppress(Exception):
@@ -113,7 +113,9 @@ class PodLog:
         response = self._core.read_namespaced_pod_log(
             pod, self._namespace, container=CONTAINER, follow=True,
             _preload_content=False, _request_timeout=(10, READ_TIMEOUT))
-        with self._lock:
+        with self._lock:  # finish() shuts what it finds here; if it came first, do it now
+            if self._stop.is_set():
+                response.shutdown()
             self._response = response
         skip, pending = self._lines, b""
         try:
