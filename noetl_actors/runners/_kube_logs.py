@@ -97,9 +97,12 @@ class PodLog:
     def _pod(self) -> tuple[str | None, bool]:
         """The name of the Job's pod once its container runs or ran (None before), and
         whether it still runs."""
-        found = json.loads(self._core.list_namespaced_pod(
-            self._namespace, label_selector=f"job-name={self._job}",
-            _preload_content=False).data)
+        response = self._core.list_namespaced_pod(
+            self._namespace, label_selector=f"job-name={self._job}", _preload_content=False)
+        try:
+            found = json.loads(response.data)
+        finally:
+            response.release_conn()  # back to the client's pool
         for pod in found.get("items") or []:
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
                 state = container.get("state") or {}
