@@ -27,6 +27,7 @@ The tree, as callers catch it::
     ├── PluginNotFound            no plugin of that name on the plugin path (also a KeyError)
     ├── ResultError               a Job's result cannot be read: a bad termination message,
     │                             a missing or damaged object in NATS
+    ├── KubeConfigError           the node's `kubernetes:` settings name no usable cluster
     └── BridgeError               something between us and NATS
         ├── NatsServerError           the embedded nats-server did not start
         │   ├── NatsServerNotFound        no nats-server binary to run
@@ -68,6 +69,7 @@ __all__ = [
     "ConnectionLost",
     "ErrorKind",
     "InjectedCrash",
+    "KubeConfigError",
     "LoopTooLong",
     "MailboxFull",
     "MalformedMessage",
@@ -295,6 +297,11 @@ class PluginNotFound(NoetlError, KeyError):
 class ResultError(NoetlError):
     """A Kubernetes Job's result cannot be read: its termination message is not one the
     entrypoint writes, or the object it points to in NATS is missing or damaged."""
+
+
+class KubeConfigError(NoetlError):
+    """The node's `kubernetes:` settings name no cluster it can use: the kubeconfig file is
+    missing or invalid, or ``in-cluster`` outside a pod. Raised by `Node.start()`."""
 
 
 class BridgeError(NoetlError):

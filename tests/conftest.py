@@ -5,11 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pykka
 import pytest
 
 from noetl_actors.bridge import EmbeddedNatsServer
+
+if TYPE_CHECKING:
+    from tests.kube_cluster import Cluster
 
 THREAD_LEAK_WAIT = 5.0
 
@@ -43,3 +47,20 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
         yield server
     finally:
         server.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Kubernetes the runner's tests run on: the test double, or a real cluster."""
+    from tests.kube_cluster import backend
+
+    return backend()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """The Kubernetes of one runner test: a real cluster's namespace of its own when
+    NOETL_TEST_KUBECONFIG is set, else a fresh test double (tests/kube_cluster.py)."""
+    from tests.kube_cluster import open_cluster
+
+    with open_cluster() as opened:
+        yield opened

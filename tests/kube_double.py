@@ -11,7 +11,8 @@ It speaks real HTTP on 127.0.0.1, so the runner's real `kubernetes` client
 talks to it, and implements only what the runner uses, as the API server
 does it: Jobs create (refusing every body `kubernetes-validate` or a
 server's own rules refuse: 422; a name in use: 409), get, list by label
-selector, delete (404 when absent); pods list by label selector. Its
+selector, patch of labels, delete (404 when absent); pods list by label
+selector; namespaces create and delete (every namespace is there). Its
 "kubelet" runs a Job's container command as a local process (``python``
 is this interpreter), with the container's env, and reads the
 termination message from a file of its own (`NOETL_RESULT_PATH`) into the
@@ -315,6 +316,8 @@ class KubeDouble:
             def do_POST(self) -> None:
                 kind, namespace, name, _query = self.route()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path.rstrip("/") == _PODS.rstrip("/"):  # a namespace: any is there
+                    return self.reply(201, body)
                 if kind != "jobs" or name is not None:
                     return self.status(404, "NotFound", f"no route {self.path}")
                 body.setdefault("metadata", {})["namespace"] = namespace
@@ -461,8 +464,24 @@ class KubeDouble:
                         double.log_follows -= 1
                 return None
 
+            def do_PATCH(self) -> None:
+                """A merge patch of a Job's labels (all a test changes)."""
+                kind, namespace, name, _query = self.route()
+                patch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with double.lock:
+                    job = double.jobs.get((namespace, name or ""))
+                    if kind != "jobs" or job is None:
+                        return self.status(404, "NotFound", f'jobs.batch "{name}" not found')
+                    labels = (patch.get("metadata") or {}).get("labels") or {}
+                    job["metadata"]["labels"].update(labels)
+                    double._record("MODIFIED", job)
+                    return self.reply(200, _public(job))
+
             def do_DELETE(self) -> None:
                 kind, namespace, name, _query = self.route()
+                if self.path.startswith(_PODS) and "/" not in self.path[len(_PODS):]:
+                    return self.reply(200, {"kind": "Status", "apiVersion": "v1",
+                                            "status": "Success"})  # a namespace
                 if kind != "jobs" or name is None:
                     return self.status(404, "NotFound", f"no route {self.path}")
                 with double.lock:

@@ -9,7 +9,9 @@ values (syntax, 63 characters), and a Job's pod `restartPolicy`.
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -70,3 +72,21 @@ def check(obj: dict[str, Any]) -> None:
     """Both: the pinned schema, strictly, and the server's own rules."""
     validate(obj)
     assert server_problems(obj) == []
+
+
+def write_kubeconfig(path: Path, server: str, *, namespace: str = "noetl-test") -> Path:
+    """A kubeconfig whose current context is `server` (the double: plain HTTP, no user)."""
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": server}}],
+        "users": [{"name": "test", "user": {}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test",
+                                                  "namespace": namespace}}],
+    }))
+    return path
+
+
+def kube_node_config(kubeconfig: Path, *, head: str) -> str:
+    """A node's config: `head` (heartbeat, lease...), then Kubernetes through `kubeconfig`."""
+    return (f"{head}kubernetes:\n  enabled: true\n  kubeconfig: {kubeconfig}\n"
+            f"  namespace: noetl-test\n")

@@ -18,6 +18,7 @@ import pytest
 from noetl_actors.errors import PlaybookError
 from noetl_actors.playbook import TASK_DEFAULT, Catalog, Problem
 from noetl_actors.services._node_config import (
+    KubeConfig,
     NodeConfig,
     PartConfig,
     load_node_config,
@@ -73,6 +74,17 @@ def test_the_default_preset_holds_the_documented_values(catalog: Catalog) -> Non
     )
     assert (config.heartbeat, config.log_level, config.log_format) == (1.0, "info", "text")
     assert (config.lease, config.worker_wait) == (5.0, 600.0)
+    assert config.kubernetes == KubeConfig(
+        enabled=False, kubeconfig="in-cluster", namespace="", job_ttl=3600.0,
+        unschedulable_after=300.0, image_pull_after=120.0, container_error_after=60.0)
+
+
+def test_a_user_file_turns_kubernetes_on_and_keeps_the_other_defaults(
+        catalog: Catalog, write) -> None:
+    path = write("kubernetes: {enabled: true, kubeconfig: ~/kind.yaml, namespace: jobs,\n"
+                 "             image_pull_after: 30s}\n")
+    assert load_node_config(path, catalog=catalog).kubernetes == KubeConfig(
+        enabled=True, kubeconfig="~/kind.yaml", namespace="jobs", image_pull_after=30.0)
 
 
 def test_the_default_catalog_is_used_when_none_is_given(catalog: Catalog) -> None:
@@ -337,6 +349,21 @@ CASES = [
          heartbeat: 2s
          """,
          (2, 1, "duplicate key 'heartbeat' (first at line 1)")),
+    case("the kubernetes settings, each wrong",
+         """\
+         kubernetes:
+           enabled: yes please
+           kubeconfig: [a]
+           namespace: My_Jobs
+           unschedulable_after: soon
+           replicas: 2
+         """,
+         (2, 12, "kubernetes.enabled must be a boolean (got string 'yes please')"),
+         (3, 15, "kubernetes.kubeconfig must be a string (got a list)"),
+         (4, 14, "kubernetes.namespace must be a namespace name (lower-case letters, "
+                 "digits and '-', at most 63) or \"\" for the default (got 'My_Jobs')"),
+         (5, 24, "kubernetes.unschedulable_after: 'soon' is not a duration"),
+         (6, 3, "unknown key 'replicas' in kubernetes")),
     case("every problem of a file at once",
          """\
          workers:

@@ -219,17 +219,30 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 @nats_options
 @click.option("--plugin", "plugins", multiple=True, metavar="NAME",
               help="Run workers for this plugin only (repeatable) [default: all].")
-@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
-              help="Seconds between heartbeats of a running attempt.")
-def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float) -> None:
+@click.option("--heartbeat", type=click.FloatRange(min=0.05),
+              help="Seconds between heartbeats of a running attempt [default: the config's].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML merged over supervisors/node.yaml: its workers' settings and "
+                   "`kubernetes:` (to run `runner: kubernetes` steps as Jobs).")
+def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
+           config_file: Path | None) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
-    from noetl_actors.errors import NoetlError
-    from noetl_actors.services import Node
+    from noetl_actors.errors import NoetlError, PlaybookError
+    from noetl_actors.services import Node, load_node_config
 
     options = nats
     if options.embedded:
         raise click.UsageError("a worker needs --nats (or NATS_URL): the server of its nodes")
-    node = Node(options=options, workers=plugins or None, heartbeat=heartbeat)
+    try:
+        config = load_node_config(config_file)
+    except PlaybookError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_INVALID)
+    except OSError as error:
+        click.echo(f"{config_file}: cannot read it: {error.strerror}", err=True)
+        sys.exit(EXIT_INVALID)
+    node = Node(options=options, config=config, workers=plugins or None, heartbeat=heartbeat)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

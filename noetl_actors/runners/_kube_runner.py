@@ -14,7 +14,14 @@ a missing Secret, a bad volume) after `container_error_after`; so no pod
 is Pending for ever. A cancel or a deadline is acted on within a watch's
 `watch_timeout`. Given an `output` sink, the pod's log is followed into it
 while the Job runs (`PodLog`), and ends before the attempt's outcome is
-settled. Not yet: re-attach after takeover.
+settled.
+
+Re-attach: an attempt started with ``follow=True`` (its worker died, and a
+new one took its command: docs/kubernetes.md) never creates a Job; it finds
+the attempt's Job by name, checks by its labels that it is this attempt's,
+and follows it (or takes its result, if it ended). A Job that is gone (its
+TTL passed, or deleted) is a crashed attempt: making it again could run the
+attempt twice.
 """
 
 from __future__ import annotations
@@ -66,9 +73,10 @@ class KubernetesAttempt(AttemptHandle):
     """One attempt's Job: a thread of its own creates it, follows it and settles the outcome."""
 
     def __init__(self, runner: KubernetesRunner, plugin: PluginInfo, attempt: Attempt,
-                 job: dict[str, Any]) -> None:
+                 job: dict[str, Any], *, follow: bool = False) -> None:
         super().__init__(attempt)
         self._runner = runner
+        self._follow_only = follow
         self._plugin = plugin
         self._job = job
         self.name: str = job["metadata"]["name"]
@@ -97,7 +105,10 @@ class KubernetesAttempt(AttemptHandle):
         self._runner._ended(self)
 
     def _run(self) -> Outcome:
-        self._runner._create(self._job)
+        problem = self._runner._find(self._job) if self._follow_only else \
+            self._runner._create(self._job)
+        if problem is not None:
+            return Outcome.failed(CRASH, problem, started_at=0)
         deadline = None if self.attempt.timeout is None else \
             time.monotonic() + self.attempt.timeout + DEADLINE_GRACE
         with contextlib.closing(self._runner._statuses(self.name)) as statuses:
@@ -158,8 +169,9 @@ class KubernetesRunner:
     def __init__(self, api_client: Any, *, namespace: str, nats_url: str,
                  ttl_after_finished: float = 3600.0, watch_timeout: int = WATCH_TIMEOUT,
                  unschedulable_after: float = 300.0, image_pull_after: float = 120.0,
-                 container_error_after: float = 60.0,
+                 container_error_after: float = 60.0, owns_client: bool = False,
                  output: OutputSink | None = None) -> None:
+        """`owns_client`: `close()` closes `api_client` too (its pool of connections)."""
         from kubernetes import client  # here: a node without Jobs never loads the client
 
         self.namespace = namespace
@@ -175,20 +187,23 @@ class KubernetesRunner:
         self._batch: Any = client.BatchV1Api(api_client)
         self._core: Any = client.CoreV1Api(api_client)
         self._api_error = client.ApiException
+        self._api_client = api_client if owns_client else None
         self._lock = threading.Lock()
         self._running: set[KubernetesAttempt] = set()
         self._started = 0
         self._closed = False
 
     def start(self, plugin: PluginInfo, attempt: Attempt, *, epoch: int = 0,
-              settings: KubeSettings | None = None) -> KubernetesAttempt:
-        """Start `attempt` as a Job; `settings` are the step's (over the plugin's)."""
+              settings: KubeSettings | None = None, follow: bool = False) -> KubernetesAttempt:
+        """Start `attempt` as a Job; `settings` are the step's (over the plugin's), `epoch`
+        the lease epoch of the owner that sent it (a label of the Job). With `follow`,
+        follow the attempt's existing Job and never create one (re-attach)."""
         check_start(self.name, plugin, attempt)
         job = build_job(plugin, attempt, epoch=epoch,
                         settings=(settings or KubeSettings()).over(plugin.kubernetes),
                         ttl_after_finished=self.ttl_after_finished, nats_url=self.nats_url,
                         namespace=self.namespace)
-        running = KubernetesAttempt(self, plugin, attempt, job)
+        running = KubernetesAttempt(self, plugin, attempt, job, follow=follow)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the kubernetes runner is closed")
@@ -211,6 +226,9 @@ class KubernetesRunner:
         end = time.monotonic() + timeout
         for attempt in running:
             attempt.wait(max(0.0, end - time.monotonic()))
+        client, self._api_client = self._api_client, None
+        if client is not None:
+            client.close()
 
     # -- the API calls ---------------------------------------------------------------
 
@@ -218,14 +236,39 @@ class KubernetesRunner:
         with self._lock:
             self._running.discard(attempt)
 
-    def _create(self, job: dict[str, Any]) -> None:
-        """Create the Job; if one of its name exists, it is this attempt's: follow that."""
+    def _create(self, job: dict[str, Any]) -> str | None:
+        """Create the Job; if one of its name exists, it is this attempt's: follow that.
+        A problem (for people) if the one of that name is not this attempt's."""
         try:
             _answer(self._batch.create_namespaced_job(self.namespace, body=job,
                                                       _preload_content=False))
         except self._api_error as error:
             if error.status != 409:
                 raise
+            return self._find(job)
+        return None
+
+    def _find(self, job: dict[str, Any]) -> str | None:
+        """None if the attempt's Job exists and its labels say it is this attempt's; else
+        why not, for people."""
+        name = job["metadata"]["name"]
+        try:
+            found = _answer(self._batch.read_namespaced_job(
+                name, self.namespace, _preload_content=False))
+        except self._api_error as error:
+            if error.status != 404:
+                raise
+            return (f"the Job {name} of this attempt is gone from namespace {self.namespace} "
+                    f"(it ended longer than the node's kubernetes.job_ttl ago, or was "
+                    f"deleted); it is not made again, lest the attempt run twice")
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        wanted = {key: value for key, value in job["metadata"]["labels"].items()
+                  if not key.endswith("/epoch")}
+        differ = sorted(key for key, value in wanted.items() if labels.get(key) != value)
+        if differ:
+            return (f"a Job named {name} in namespace {self.namespace} is not this "
+                    f"attempt's: its labels {', '.join(differ)} differ")
+        return None
 
     def _statuses(self, name: str) -> Generator[dict[str, Any], None, None]:
         """The Job's status now, then at each change, and `_TICK` when a watch ends with

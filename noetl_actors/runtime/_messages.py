@@ -98,6 +98,12 @@ class Command:
     epoch: int = 0
     """The sending owner's lease epoch (0: a workflow no lease fences, `noetl run`'s). A
     worker refuses a command whose epoch is older than the workflow's lease."""
+    kubernetes: Mapping[str, Any] | None = None
+    """The step's ``kubernetes:`` settings (its Job's, over its plugin's), as written."""
+    follow: int = 0
+    """0: run the attempt. n > 0: its worker fell silent while it ran as a Kubernetes Job,
+    and this is its step's n-th call for a worker to follow that Job (re-attach): the
+    worker never creates one (docs/kubernetes.md)."""
 
     @functools.cached_property
     def step_id(self) -> str:
@@ -109,6 +115,15 @@ class Command:
         return f"{self.workflow_id}.{self.step_id}.{self.attempt}"
 
     @functools.cached_property
+    def claim_key(self) -> str:
+        """What a worker claims to run it: the attempt's `id`; a call to follow its Job
+        (`follow`) is claimed apart, once per owner's epoch and call, so a live worker
+        takes it whoever holds the attempt's own claim (a dead worker)."""
+        if not self.follow:
+            return self.id
+        return f"{self.id}.follow-{self.epoch}-{self.follow}"
+
+    @functools.cached_property
     def subject(self) -> str:
         return command_subject(self.plugin, self.workflow_id, self.step_id)
 
@@ -118,11 +133,15 @@ class Command:
 
     def to_data(self) -> dict[str, Any]:
         # Spelled out: attrs.asdict walks and copies every value (the input too).
-        return {"type": "command", "command_id": self.id, "workflow_id": self.workflow_id,
+        data = {"type": "command", "command_id": self.id, "workflow_id": self.workflow_id,
                 "task": self.task, "step": self.step, "attempt": self.attempt,
                 "plugin": self.plugin, "input": self.input, "runner": self.runner,
-                "timeout": self.timeout, "heartbeat": self.heartbeat,
-                "epoch": self.epoch}
+                "timeout": self.timeout, "heartbeat": self.heartbeat, "epoch": self.epoch}
+        if self.kubernetes:  # only when set: most commands have neither
+            data["kubernetes"] = self.kubernetes
+        if self.follow:
+            data["follow"] = self.follow
+        return data
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Command:

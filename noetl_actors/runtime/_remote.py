@@ -18,6 +18,14 @@ nothing until it has renewed it, and a node that lost it sends nothing more.
 An adopted attempt (one the workflow's previous owner sent, taken over) is
 not sent again: the step waits for its worker's events, and takes silence
 for a lost worker as for any attempt.
+
+A step run as a Kubernetes Job (`runner: kubernetes`) outlives its worker:
+the Job runs on in the cluster. So its worker's silence is not a lost
+attempt at once: the step calls for a worker to follow the Job (the same
+command, the same attempt, with `follow` set; up to `FOLLOW_CALLS` times),
+and whichever worker takes it follows that Job, or takes its result if it
+ended, and never creates a second one (docs/kubernetes.md). This is also how
+a new owner re-attaches to the Jobs of the attempts it adopted.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from noetl_actors.errors import (
     TemplateError,
     WorkerLost,
 )
-from noetl_actors.playbook import render_value
+from noetl_actors.playbook import Runner, render_value
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
@@ -61,6 +69,9 @@ logger = logging.getLogger("noetl_actors.runtime")
 
 HEARTBEAT_MISSES = 3
 """Heartbeats a step waits for before it takes its worker for lost."""
+FOLLOW_CALLS = 3
+"""Times a Kubernetes step whose worker fell silent calls for another to follow its Job
+before it takes the attempt for lost."""
 
 
 @attrs.frozen
@@ -119,6 +130,11 @@ class RemoteStepActor(SupervisedActor):
         self._command: Command | None = None
         self._began_at = 0.0
         """When the command was first sent: the step's `timeout` counts from here."""
+        self._waited_from = 0.0
+        """When it began to wait for a worker: its first send, or its last call to follow
+        its Job; `worker_wait` counts from here."""
+        self._follows = 0
+        """Calls for a worker to follow its Job (its worker fell silent)."""
         self._sent_at = 0.0
         """When it was last sent (sent again while no worker answers)."""
         self._heard_at: float | None = None
@@ -161,6 +177,7 @@ class RemoteStepActor(SupervisedActor):
             attempt=self.attempt, plugin=self.step.plugin, input=inputs,
             runner=self.step.runner.value if self.step.runner else None,
             timeout=self.step.timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
+            kubernetes=dict(self.step.kubernetes) or None,
         )
         self._command = command
         self._router.register(command.step_id, self.actor_ref)
@@ -173,7 +190,7 @@ class RemoteStepActor(SupervisedActor):
         except (TypeError, ValueError) as error:
             raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
                                 f"JSON: {error}") from None
-        self._began_at = self._sent_at
+        self._began_at = self._waited_from = self._sent_at
         self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
                                 silence=self._heartbeat * HEARTBEAT_MISSES)
 
@@ -211,20 +228,38 @@ class RemoteStepActor(SupervisedActor):
             raise StepTimeout(f"step {self.step.name!r} ran past its timeout of {timeout:g}s")
         silent_for = self._heartbeat * HEARTBEAT_MISSES
         if self._heard_at is not None and self._silence(now) > silent_for:
+            if self.step.runner is Runner.KUBERNETES and self._follows < FOLLOW_CALLS:
+                self._call_to_follow()
+                return
             raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
                              f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
         if self._heard_at is None and self._wait is not None:
             self._wait_for_worker(now)
+
+    def _call_to_follow(self) -> None:
+        """Its worker fell silent while its Job may run on: send the command again, as a
+        call to follow that Job, and wait for a worker to take it as for a first send."""
+        assert self._command is not None
+        self._follows += 1
+        self._command = attrs.evolve(self._command, follow=self._follows)
+        logger.info("%s: the worker of attempt %d fell silent; calling for a worker to "
+                    "follow its Kubernetes Job (call %d of %d)", self.path, self.attempt,
+                    self._follows, FOLLOW_CALLS)
+        self._heard_at = None
+        self._send()
+        self._waited_from = self._sent_at
+        self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
+                                silence=self._heartbeat * HEARTBEAT_MISSES)
 
     # -- no worker has answered yet (`_waiting`) ---------------------------------------
 
     def _wait_for_worker(self, now: float) -> None:
         """Wait for a worker, sending the command again now and then; or give up."""
         assert self._wait is not None
-        since = self._router.silence_start(self._began_at)  # NATS away: no judgement
+        since = self._router.silence_start(self._waited_from)  # NATS away: no judgement
         if since is not None and self._wait.expired(now, since):
-            raise self._wait.failure(self.step.name, now - self._began_at)
-        if not self._shown_waiting and self._wait.waiting(now, self._began_at):
+            raise self._wait.failure(self.step.name, now - self._waited_from)
+        if not self._shown_waiting and self._wait.waiting(now, self._waited_from):
             self._shown_waiting = True
             self._waiting.add(self.step.plugin, self.actor_ref)
             self._show_waiting()
@@ -259,14 +294,14 @@ class RemoteStepActor(SupervisedActor):
 
     def detail(self) -> dict[str, Any] | None:
         """While it waits for a worker: what for (`noetl tree`, the console)."""
-        wait, began = self._wait, self._began_at
+        wait, began = self._wait, self._waited_from
         if not self._shown_waiting or wait is None:
             return None
         return {"waiting": wait.describe(time.time() - (self._clock.now() - began))}
 
     def _show_waiting(self) -> None:
         assert self._command is not None and self._wait is not None
-        since = time.time() - (self._clock.now() - self._began_at)
+        since = time.time() - (self._clock.now() - self._waited_from)
         self._router.waiting(self._command.step_id, self.attempt, self._wait.describe(since))
 
     def _stop_waiting(self) -> None:

@@ -80,9 +80,9 @@ class LocalClaims:
     def take(self, command: Command) -> Claim:
         """Claim `command`'s attempt: MINE for the first caller, TAKEN for the others."""
         with self._lock:
-            if command.id in self._seen:
+            if command.claim_key in self._seen:
                 return Claim.TAKEN
-            self._seen[command.id] = None
+            self._seen[command.claim_key] = None
             if len(self._seen) > self._size:
                 self._seen.popitem(last=False)
             return Claim.MINE
@@ -126,7 +126,7 @@ class BucketClaims:
         own = self._own_fence(command) if fenced else None
         then_read = (self._leases, command.workflow_id) \
             if fenced and own is None and self._leases else None
-        future = self._bridge.claim_soon(self._bucket, command.id, then_read=then_read)
+        future = self._bridge.claim_soon(self._bucket, command.claim_key, then_read=then_read)
         future.add_done_callback(functools.partial(self._settle, command, settled, fenced,
                                                    own))
 
@@ -181,7 +181,7 @@ class BucketClaims:
         now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
         logger.warning("refused %s: sent by the owner of epoch %d; workflow %s has %s",
                        command.id, command.epoch, command.workflow_id, now)
-        self._bridge.bucket(self._bucket).delete_soon(command.id).add_done_callback(
+        self._bridge.bucket(self._bucket).delete_soon(command.claim_key).add_done_callback(
             lambda done: _log_release(command, done))
         return Claim.REFUSED
 

@@ -6,12 +6,11 @@
     ├── workflows    one child per running workflow (temporary)
     └── services     presence, control, api (served nodes only)
 
-Children stop in reverse order. With no NATS address the node starts its
-own embedded nats-server first and stops it last. Every step event and
-supervision event of its workflows is kept in the ``NOETL_EVENTS``
-JetStream stream (see `noetl events`), except a step's start and normal
-exit: its observers see them, but on NATS the step's own events (its final
-`succeeded`) tell them.
+Children stop in reverse order. With no NATS address the node starts its own embedded
+nats-server first and stops it last. Every step event and supervision event of its
+workflows is kept in the ``NOETL_EVENTS`` JetStream stream (see `noetl events`), except a
+step's start and normal exit: its observers see them, but on NATS the step's own events
+(its final `succeeded`) tell them; steps' output lines in ``NOETL_LOGS`` (`noetl logs`).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from noetl_actors.bridge import (
 )
 from noetl_actors.errors import AuthorizationError, ConnectError, NoetlError
 from noetl_actors.playbook import Catalog, Playbook
-from noetl_actors.runners import InprocRunner, ProcessRunner, Runner
+from noetl_actors.runners import Runner
 from noetl_actors.runtime import (
     JOURNAL,
     UNFENCED,
@@ -66,13 +65,14 @@ from noetl_actors.services._lease import (
     LeaseRecord,
     Leases,
 )
-from noetl_actors.services._logs import LogPublisher, ensure_logs_stream
+from noetl_actors.services._logs import ensure_logs_stream
 from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import Presence
 from noetl_actors.services._protocol import NODES_BUCKET, PLAYBOOKS_BUCKET, WORKFLOWS_BUCKET
 from noetl_actors.services._records import WorkflowRecords
 from noetl_actors.services._run import WorkflowRun, WorkflowsSupervisor
+from noetl_actors.services._runners import node_runners
 from noetl_actors.services._takeover import LeaseKeeper, Takeover, prepare_takeover
 from noetl_actors.services._worker import PluginWorker
 from noetl_actors.supervision import (
@@ -195,10 +195,7 @@ class Node:
             # a NATS that others can use, their workers may take the same command.
             # (self.options: `options` names the embedded server's address by now.)
             shared = self.serve or not self.options.embedded
-            # Steps' output lines to NOETL_LOGS (noetl logs); `noetl run` prints them.
-            lines = LogPublisher(self.bridge.publish, self._clock) if shared else None
-            self._runners = {"inproc": InprocRunner(clock=self._clock, output=lines),
-                             "process": ProcessRunner(output=lines)}
+            self._runners = node_runners(config, self.bridge, clock=self._clock, shared=shared)
             claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
                                           owned=self._fences) if shared else LocalClaims()
             self.claims = claims

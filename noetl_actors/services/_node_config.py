@@ -10,6 +10,7 @@ they take what a playbook's do, `use:` of a named policy included.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -33,7 +34,8 @@ from noetl_actors.playbook import (
 from noetl_actors.runtime import DEFAULT_WORKER_WAIT
 from noetl_actors.supervision import SupervisorFlags
 
-__all__ = ["NodeConfig", "PartConfig", "WorkersConfig", "load_node_config"]
+__all__ = ["IN_CLUSTER", "KubeConfig", "NodeConfig", "PartConfig", "WorkersConfig",
+           "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
              "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging")
@@ -44,7 +46,12 @@ WAITING_CONCURRENCY = 100_000
 """Attempts at once of a plugin that only waits (`waits: true`, sleep), by default: each
 is a timer on the inproc runner's loop, not a thread (docs/plugins.md)."""
 LOGGING_KEYS = ("level", "format")
-KUBERNETES_KEYS = ("job_ttl",)
+KUBERNETES_KEYS = ("enabled", "kubeconfig", "namespace", "job_ttl", "unschedulable_after",
+                   "image_pull_after", "container_error_after")
+_BOUNDS = KUBERNETES_KEYS[4:]
+IN_CLUSTER = "in-cluster"
+"""`kubernetes.kubeconfig`: the API server and credentials of the pod the node runs in."""
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HEALTH_KEYS = ("host", "port")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -71,6 +78,26 @@ class WorkersConfig(PartConfig):
     disabled: frozenset[str]
 
 
+@attrs.frozen(kw_only=True)
+class KubeConfig:
+    """The node's Kubernetes runner (``kubernetes:``): where its Jobs go, and its bounds."""
+
+    enabled: bool = False
+    """False: this node runs no step as a Job (`runner: kubernetes` steps fail, naming
+    this setting)."""
+    kubeconfig: str = IN_CLUSTER
+    """`IN_CLUSTER`, or a kubeconfig file ("": ``$KUBECONFIG`` or ``~/.kube/config``)."""
+    namespace: str = ""
+    """Where the Jobs are made; "": the pod's own (in-cluster), else the context's."""
+    job_ttl: float = 3600.0
+    """Seconds Kubernetes keeps a plugin's finished Job (``ttlSecondsAfterFinished``)."""
+    unschedulable_after: float = 300.0
+    image_pull_after: float = 120.0
+    container_error_after: float = 60.0
+    """Seconds a pod may stay unschedulable, unable to pull its image, or unable to
+    create its container before its attempt fails (`KubernetesRunner`)."""
+
+
 @attrs.frozen
 class NodeConfig:
     """The node's tree: its root's flags, its three parts, heartbeat and logging."""
@@ -86,8 +113,8 @@ class NodeConfig:
     """Seconds a served node's lease on a workflow lasts unrenewed (see docs/durability.md)."""
     worker_wait: float = DEFAULT_WORKER_WAIT
     """Seconds a step's command may wait for a worker of its plugin to take it."""
-    job_ttl: float = 3600.0
-    """Seconds Kubernetes keeps a plugin's finished Job (``ttlSecondsAfterFinished``)."""
+    kubernetes: KubeConfig = KubeConfig()
+    """The Kubernetes runner (`runner: kubernetes` steps as Jobs), if enabled."""
     health_host: str = "0.0.0.0"
     health_port: int = 0
     """Where ``/livez`` and ``/readyz`` are served (`serve_health`); 0: not at all."""
@@ -223,15 +250,15 @@ class _NodeReader(YamlReader):
         worker_wait = self.positive(keys["worker_wait"], "worker_wait") \
             if "worker_wait" in keys else None
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
-        job_ttl = self.kubernetes(keys["kubernetes"]) if "kubernetes" in keys else None
+        kube = self.kubernetes(keys["kubernetes"]) if "kubernetes" in keys else None
         health = self.health(keys["health"]) if "health" in keys else None
         if (flags is None or services is None or workers is None or workflows is None
                 or heartbeat is None or lease is None or worker_wait is None or level is None
-                or log_format is None or job_ttl is None or health is None):
+                or log_format is None or kube is None or health is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
                           heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
-                          job_ttl=job_ttl, health_host=health[0], health_port=health[1],
+                          kubernetes=kube, health_host=health[0], health_port=health[1],
                           log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
@@ -317,10 +344,30 @@ class _NodeReader(YamlReader):
             return None
         return seconds
 
-    def kubernetes(self, node: Located) -> float | None:
-        """The Kubernetes runner's settings: for now, how long a finished Job is kept."""
+    def kubernetes(self, node: Located) -> KubeConfig | None:
+        """The Kubernetes runner's settings: whether it runs, where, and its bounds."""
         keys = self.keys(node, KUBERNETES_KEYS, "kubernetes", required=KUBERNETES_KEYS)
-        return self.duration(keys["job_ttl"], "kubernetes.job_ttl") if "job_ttl" in keys else None
+        enabled = keys["enabled"].value if "enabled" in keys and self.expect(
+            keys["enabled"], "boolean", "kubernetes.enabled") else None
+        kubeconfig = keys["kubeconfig"].value if "kubeconfig" in keys and self.expect(
+            keys["kubeconfig"], "string", "kubernetes.kubeconfig") else None
+        namespace = None
+        if "namespace" in keys:
+            value = keys["namespace"].value
+            if value == "" or (isinstance(value, str) and len(value) <= 63
+                               and _DNS_LABEL.match(value)):
+                namespace = value
+            else:
+                self.error(keys["namespace"], f"kubernetes.namespace must be a namespace name "
+                                              f"(lower-case letters, digits and '-', at most 63) "
+                                              f"or \"\" for the default (got {show(value)})")
+        seconds = {key: self.duration(keys[key], f"kubernetes.{key}")
+                   for key in ("job_ttl", *_BOUNDS) if key in keys}
+        if enabled is None or kubeconfig is None or namespace is None or any(
+                seconds.get(key) is None for key in ("job_ttl", *_BOUNDS)):
+            return None
+        return KubeConfig(enabled=enabled, kubeconfig=kubeconfig, namespace=namespace,
+                          **{key: value for key, value in seconds.items() if value is not None})
 
     def health(self, node: Located) -> tuple[str, int] | None:
         """Where the health endpoint listens: a host and a port (0: no endpoint)."""

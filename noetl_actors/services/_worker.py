@@ -48,6 +48,8 @@ from noetl_actors.runners import (
     Attempt,
     InprocRunner,
     InstantRunner,
+    KubernetesRunner,
+    KubeSettings,
     Outcome,
     PluginInfo,
     Runner,
@@ -62,6 +64,7 @@ from noetl_actors.runtime import (
     ready_subject,
 )
 from noetl_actors.services._claims import Claim, Claims
+from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -230,7 +233,7 @@ class PluginWorker(SupervisedActor):
         if self._claims.local:  # settled at once, and they remember: nothing to keep here
             self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
             return
-        key = (command.id, command.epoch)
+        key = (command.claim_key, command.epoch)
         with self._known_lock:
             seen = key in self._known
             found = self._known.get(key)
@@ -249,7 +252,7 @@ class PluginWorker(SupervisedActor):
 
     def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
         """Where a claim in NATS was settled (the loop's thread): note what it found."""
-        key = (command.id, command.epoch)
+        key = (command.claim_key, command.epoch)
         claim = found if isinstance(found, Claim) else None
         with self._known_lock:
             asked = self._asked.pop(key, [])
@@ -339,7 +342,14 @@ class PluginWorker(SupervisedActor):
         runner = self._runners.get(mode)
         try:
             if runner is None:
-                raise ValueError(f"this node has no {mode} runner")
+                raise ValueError(NOT_ENABLED if mode == KubernetesRunner.name
+                                 else f"this node has no {mode} runner")
+            if isinstance(runner, KubernetesRunner):
+                return runner.start(self.plugin, _attempt(command), epoch=command.epoch,
+                                    settings=KubeSettings.from_mapping(command.kubernetes),
+                                    follow=command.follow > 0)
+            if command.follow:
+                raise ValueError(f"a call to follow a Kubernetes Job, for the {mode} runner")
             return runner.start(self.plugin, _attempt(command))
         except (ValueError, RuntimeError) as error:
             self._send(command, EventStatus.FAILED, error_type="crash",
@@ -347,6 +357,8 @@ class PluginWorker(SupervisedActor):
             return None
 
     def _run(self, command: Command, *, accepted: bool) -> None:
+        if command.follow and command.id in self._running:
+            return  # a call to follow a Job this worker follows already: it says so itself
         running = self._start(command)
         if running is None:
             return
