@@ -4,13 +4,15 @@
 ``pods/NAME/log``, followed, from the local process its "kubelet" runs. The
 runner's real `kubernetes` client follows it while the Job runs, and the
 follow ends with the attempt even when the API server never ends the
-stream.
+stream. Last, a real `noetl node start` configured for the double runs a
+Job, and `noetl logs` prints its pod's lines from NATS.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -18,9 +20,11 @@ from kubernetes import client
 
 from noetl_actors.runners import Attempt, KubernetesRunner, OutputSink, find_plugins
 from tests.kube_double import KubeDouble, kube_double
-from tests.run_helpers import wait_until
+from tests.kube_helpers import kube_node_config, write_kubeconfig
+from tests.node_helpers import HEARTBEAT, Cli, running_node
+from tests.run_helpers import wait_until, write_playbook
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 WAIT = 60.0
 
 
@@ -141,3 +145,28 @@ def test_a_pod_that_never_starts_has_no_log_and_its_follow_ends_with_it(
     finally:
         runner.close()
     wait_until(lambda: not log_threads(), 10, "no follow thread left")
+
+
+# -- from a real node: a Job's lines in noetl logs ------------------------------------------
+
+
+def test_noetl_logs_prints_a_kubernetes_steps_pod_log_from_a_real_node(
+        tmp_path: Path, double: KubeDouble) -> None:
+    config = kube_node_config(write_kubeconfig(tmp_path / "kubeconfig", double.url),
+                              head=f"heartbeat: {HEARTBEAT}s\n")
+    playbook = write_playbook(tmp_path, "kube", """
+        tasks:
+          - name: t
+            steps:
+              - name: s
+                plugin: shell
+                runner: kubernetes
+                with: {command: "echo from the pod; echo and again"}
+        """)
+    with running_node(tmp_path, "a", config=config) as node:
+        cli = Cli(node.url)
+        workflow_id = cli.submit(playbook)
+        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=90)
+        assert record["status"] == "succeeded", record.get("error")
+        assert len(double.created) == 1, "it ran as a Job"
+        assert cli.ok("logs", workflow_id, "t.s").stdout == "from the pod\nand again\n"
