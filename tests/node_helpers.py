@@ -21,7 +21,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,18 +146,19 @@ class NodeProcess:
 
 @contextlib.contextmanager
 def running_node(folder: Path, name: str, *, nats: str | None = None,
-                 config: str = NODE_CONFIG) -> Iterator[NodeProcess]:
-    """`noetl node start --name NAME` (embedded NATS unless `nats`), up, then stopped."""
+                 config: str = NODE_CONFIG, args: Sequence[str] = ()) -> Iterator[NodeProcess]:
+    """`noetl node start --name NAME` (embedded NATS unless `nats`; `args` after the
+    others), up, then stopped."""
     folder = folder / f"node-{name}"
     folder.mkdir(parents=True, exist_ok=True)
     config_file = folder / "node.yaml"
     config_file.write_text(config)
     state_dir = folder / "state"
-    args = cli_command("node", "start", "--name", name, "--state-dir", state_dir,
-                       "--config", config_file)
+    command = cli_command("node", "start", "--name", name, "--state-dir", state_dir,
+                          "--config", config_file)
     if nats is not None:
-        args += ["--nats", nats]
-    spawned = spawn(args, folder, "node")
+        command += ["--nats", nats]
+    spawned = spawn([*command, *args], folder, "node")
     try:
         match = spawned.wait_for_line(_UP, START_TIMEOUT)
         assert match.group(1) == name, match.group(0)

@@ -120,7 +120,9 @@ def doc_yaml_blocks() -> list[str]:
 
 
 def test_the_docs_examples_of_kubernetes_settings_are_valid() -> None:
-    plugin_block, step_block = doc_yaml_blocks()[:2]
+    blocks = doc_yaml_blocks()
+    plugin_block = next(b for b in blocks if b.startswith("name: "))  # a plugin.yaml
+    step_block = next(b for b in blocks if b.startswith("- name: "))  # a step
     assert kube_problems(yaml.safe_load(plugin_block)["kubernetes"]) == []
     playbook = parse_playbook(HEAD.replace("      - name: s\n        plugin: http\n"
                                            "        with: {url: \"http://example\"}\n",

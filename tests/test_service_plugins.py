@@ -70,6 +70,21 @@ def test_a_bad_service_manifest_says_what_is_wrong(tmp_path: Path, manifest: str
     assert str(caught.value) == f"{path}: {message}"
 
 
+def test_a_nodes_config_runs_no_service_plugin_worker_unless_it_enables_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from noetl_actors.playbook import Catalog
+    from noetl_actors.services import load_node_config
+
+    monkeypatch.setenv(PLUGIN_PATH_ENV, str(EXAMPLE_PLUGINS))
+    catalog = Catalog.default()
+    assert "greet" in catalog.plugins
+    assert "greet" in load_node_config(catalog=catalog).workers.disabled
+    assert "shell" not in load_node_config(catalog=catalog).workers.disabled
+    enabling = tmp_path / "node.yaml"
+    enabling.write_text("workers:\n  plugins:\n    greet: {enabled: true}\n")
+    assert "greet" not in load_node_config(enabling, catalog=catalog).workers.disabled
+
+
 # -- the Deployment ------------------------------------------------------------------------
 
 

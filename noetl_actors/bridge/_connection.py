@@ -31,6 +31,7 @@ from noetl_actors.bridge._nats_internals import (
     deliver_directly,
     fast_paths,
     new_client,
+    pending_size,
     stop_delivering,
     writable,
     write_directly,
@@ -218,6 +219,10 @@ class Connection:
     def client(self) -> Client:
         assert self._client is not None, "not connected"
         return self._client
+
+    def pending_bytes(self) -> int:
+        """Bytes nats-py holds to write (its pending buffer); from any thread."""
+        return pending_size(self._client) if self._client is not None else 0
 
     @property
     def js(self) -> nats.js.JetStreamContext:

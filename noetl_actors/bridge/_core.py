@@ -63,6 +63,9 @@ class BridgeStatistics:
     buffer (2 MiB) was full."""
     resent: int = 0
     """Publishes with a message id sent again after an outage (`Resends`)."""
+    pending_bytes: int = 0
+    """Bytes nats-py holds to write: its pending buffer (while the server is away, its
+    reconnect buffer, 2 MiB at most; past it publishes are lost as `unsent`)."""
 
 
 @attrs.define
@@ -328,6 +331,7 @@ class BridgeCore:
                 subscriptions=len(self._bridged),
                 unsent=counters.unsent,
                 resent=counters.resent,
+                pending_bytes=self._connection.pending_bytes() if self._connection else 0,
             )
 
     def emit(self, kind: EventKind, detail: str) -> None:

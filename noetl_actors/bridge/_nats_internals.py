@@ -15,7 +15,8 @@ has what each saves on a step):
   (`nats.protocol.command.pub_cmd`, or `hpub_cmd` for a message with
   headers, such as a message id) behind what nats-py has pending and
   writes them at once. It uses `Client._pending`, `Client._pending_data_size`
-  and `Client._transport`.
+  and `Client._transport`. (`pending_size()` reads `Client._pending_data_size` too,
+  for the node's metrics.)
 
 Each path is checked before its first use: the methods' signatures when
 the first client is made, the attributes on the first connected client, a
@@ -55,8 +56,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-__all__ = ["FastPaths", "deliver_directly", "fast_paths", "new_client", "stop_delivering",
-           "writable", "write_directly"]
+__all__ = ["FastPaths", "deliver_directly", "fast_paths", "new_client", "pending_size",
+           "stop_delivering", "writable", "write_directly"]
 
 logger = logging.getLogger("noetl_actors.bridge")
 
@@ -255,6 +256,13 @@ def _header_block(headers: dict[str, str]) -> bytes | None:
         lines.append(f"{key}: {value}\r\n".encode())
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+def pending_size(client: Client) -> int:
+    """Bytes `client` holds to write (`Client._pending_data_size`: nats-py has no public
+    name for it); 0 if a nats-py release no longer has it. Any thread: a read of an int."""
+    size = getattr(client, "_pending_data_size", 0)
+    return size if isinstance(size, int) else 0
 
 
 def write_directly(client: Client, batch: Sequence[Outgoing]) -> bool:

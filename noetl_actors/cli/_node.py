@@ -18,7 +18,7 @@ import click
 from noetl_actors.cli._main import EXIT_INVALID, main, nats_options
 
 if TYPE_CHECKING:
-    from noetl_actors.supervision import LifecycleEvent
+    from noetl_actors.services import MetricsServer, Node
 
 logger = logging.getLogger("noetl_actors.node")
 
@@ -46,12 +46,18 @@ def default_name() -> str:
                    "[default: ~/.local/state/noetl-actors/<name>].")
 @click.option("--log-format", type=click.Choice(["text", "json"]),
               help="Log lines on stderr [default: the config's logging.format].")
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Serve Prometheus metrics on this port (0: a free one; the log says "
+                   "which) [default: the config's metrics.port, if metrics.enabled].")
+@click.option("--metrics-host",
+              help="Where the metrics port listens [default: the config's metrics.host, "
+                   "127.0.0.1].")
 def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path | None,
-          log_format: str | None) -> None:
+          log_format: str | None, metrics_port: int | None, metrics_host: str | None) -> None:
     """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
     from noetl_actors.bridge import check_token, default_state_dir
     from noetl_actors.errors import NoetlError, PlaybookError
-    from noetl_actors.services import Node, load_node_config, serve_health
+    from noetl_actors.services import LifecycleLog, Node, load_node_config, serve_health
 
     name = name or default_name()
     try:
@@ -83,9 +89,11 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     server_dir = state_dir or default_state_dir() / name
+    lifecycle_log = LifecycleLog(logger)
     the_node = Node(name=name, config=config, options=nats, state_dir=server_dir, serve=True,
-                    observers=[_log_lifecycle])
-    health = None
+                    observers=[lifecycle_log])
+    lifecycle_log.node = the_node
+    health = metrics = None
     try:
         the_node.start()
         if config.health_port:
@@ -96,6 +104,7 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
                                            f"{config.health_port}: {error.strerror}") from None
             logger.info("health on http://%s:%d (/livez, /readyz)", config.health_host,
                         health.port)
+        metrics = _serve_metrics(the_node, metrics_host, metrics_port)
         where = "embedded, " if nats.embedded else ""
         if the_node.server is not None and the_node.server.port_note:
             where = f"embedded, {the_node.server.port_note}, "
@@ -113,34 +122,50 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
         began = asked_at[0] if asked_at else time.monotonic()
         if health is not None:
             health.stop()
+        if metrics is not None:
+            metrics.stop()
         the_node.stop()
         logger.info("node %s stopped in %.1fs", name, time.monotonic() - began)
 
 
-def _log_lifecycle(event: LifecycleEvent) -> None:
-    """What an operator wants in the node's log: starts, exits and restarts of its
-    own parts and of workflows; a step's every move is left to `noetl events`."""
-    if event.path.count("/") > 3 and (event.reason is None or not event.reason.is_abnormal):
-        return  # a task's or step's start or normal end: too many to log
-    if event.reason is not None:
-        level = logging.WARNING if event.reason.is_abnormal else logging.INFO
-        logger.log(level, "%s %s: %s", event.kind.value, event.path, event.reason.describe())
-    else:
-        logger.info("%s %s", event.kind.value, event.path)
+def _serve_metrics(node: Node, host: str | None, port: int | None) -> MetricsServer | None:
+    """The node's metrics endpoint, if the flags or its config ask for one; its URL logged."""
+    from noetl_actors.services import serve_metrics
+
+    wanted = node.config.metrics
+    if port is None and host is None and not wanted.enabled:
+        return None
+    host = host if host is not None else wanted.host
+    try:
+        server = serve_metrics(node, host, port if port is not None else wanted.port)
+    except OSError as error:
+        raise click.ClickException(f"metrics endpoint on {host}:{port or wanted.port}: "
+                                   f"{error.strerror or error}") from None
+    logger.info("metrics on %s", server.url)
+    return server
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line; a line about a workflow has its `fields` (`LOG_FIELDS`)."""
+
+    def __init__(self, fields: tuple[str, ...]) -> None:
+        super().__init__()
+        self._fields = fields
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"at": record.created, "level": record.levelname.lower(),
                  "logger": record.name, "message": record.getMessage()}
+        entry.update({key: getattr(record, key) for key in self._fields if hasattr(record, key)})
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
 def _configure_logging(level: str, log_format: str) -> None:
+    from noetl_actors.runtime import LOG_FIELDS
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter() if log_format == "json" else logging.Formatter(
+    handler.setFormatter(_JsonFormatter(LOG_FIELDS) if log_format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)

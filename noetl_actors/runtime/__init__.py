@@ -13,6 +13,10 @@ the node keeps in its records and the console renders.
 
 from noetl_actors.errors import StepFailed as StepFailed
 from noetl_actors.errors import StepTimeout as StepTimeout
+from noetl_actors.runtime._log_fields import LOG_FIELDS as LOG_FIELDS
+from noetl_actors.runtime._log_fields import command_fields as command_fields
+from noetl_actors.runtime._log_fields import log_fields as log_fields
+from noetl_actors.runtime._log_fields import path_fields as path_fields
 from noetl_actors.runtime._messages import STEP_ID_SEPARATOR as STEP_ID_SEPARATOR
 from noetl_actors.runtime._messages import Cancel as Cancel
 from noetl_actors.runtime._messages import Command as Command
@@ -52,6 +56,7 @@ __all__ = [
     "DEFAULT_WORKER_WAIT",
     "FAILS_ALWAYS",
     "JOURNAL",
+    "LOG_FIELDS",
     "MOVED",
     "STEP_ID_SEPARATOR",
     "UNFENCED",
@@ -76,10 +81,13 @@ __all__ = [
     "WaitingSteps",
     "WorkflowSupervisor",
     "cancel_subject",
+    "command_fields",
     "is_skip",
     "local_steps",
+    "log_fields",
     "new_workflow_id",
     "parse_failure",
+    "path_fields",
     "read_history",
     "ready_subject",
     "remote_steps",

@@ -45,6 +45,7 @@ from noetl_actors.errors import (
     WorkerLost,
 )
 from noetl_actors.playbook import Runner, render_value
+from noetl_actors.runtime._log_fields import command_fields
 from noetl_actors.runtime._messages import Cancel, Command, Event, EventStatus, cancel_subject
 from noetl_actors.runtime._router import EventRouter, _Tick
 from noetl_actors.runtime._step import UNFENCED, Fence, StepAttempt, StepDone, StepFactory
@@ -244,7 +245,7 @@ class RemoteStepActor(SupervisedActor):
         self._command = attrs.evolve(self._command, follow=self._follows)
         logger.info("%s: the worker of attempt %d fell silent; calling for a worker to "
                     "follow its Kubernetes Job (call %d of %d)", self.path, self.attempt,
-                    self._follows, FOLLOW_CALLS)
+                    self._follows, FOLLOW_CALLS, extra=command_fields(self._command))
         self._heard_at = None
         self._send()
         self._waited_from = self._sent_at
@@ -326,7 +327,8 @@ class RemoteStepActor(SupervisedActor):
             try:
                 self._bridge.publish(cancel_subject(self.step.plugin), cancel.to_data())
             except NoetlError:
-                logger.warning("%s: could not send the cancel of its attempt", self.path)
+                logger.warning("%s: could not send the cancel of its attempt", self.path,
+                               extra=command_fields(self._command))
 
     def on_stop(self) -> None:
         self._release()

@@ -141,6 +141,13 @@ class RunReport:
             return None
         return (task if index is None else task.iteration(index)).steps.get(step_name)
 
+    def attempts(self, task_name: str, step_name: str) -> int:
+        """The latest attempt of a step that its workers told of (0: none yet); `task_name`
+        as in a step's id (``t/3``: an iteration of a looped task)."""
+        with self._lock:
+            step = self._step(task_name, step_name)
+            return step.attempts if step is not None else 0
+
     # -- listening -----------------------------------------------------------------
 
     def on_lifecycle(self, event: LifecycleEvent) -> None:

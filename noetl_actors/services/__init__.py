@@ -22,13 +22,18 @@ if TYPE_CHECKING:
     from noetl_actors.services._claims import LocalClaims as LocalClaims
     from noetl_actors.services._health import HealthServer as HealthServer
     from noetl_actors.services._health import serve_health as serve_health
+    from noetl_actors.services._lifecycle_log import LifecycleLog as LifecycleLog
     from noetl_actors.services._logs import LOGS_STREAM as LOGS_STREAM
     from noetl_actors.services._logs import LogPublisher as LogPublisher
     from noetl_actors.services._logs import log_subject as log_subject
     from noetl_actors.services._logs import logs_filter as logs_filter
+    from noetl_actors.services._metrics import MetricsServer as MetricsServer
+    from noetl_actors.services._metrics import NodeMetrics as NodeMetrics
+    from noetl_actors.services._metrics import serve_metrics as serve_metrics
     from noetl_actors.services._node import EVENTS_STREAM as EVENTS_STREAM
     from noetl_actors.services._node import Node as Node
     from noetl_actors.services._node import WorkflowRun as WorkflowRun
+    from noetl_actors.services._node_config import MetricsConfig as MetricsConfig
     from noetl_actors.services._node_config import NodeConfig as NodeConfig
     from noetl_actors.services._node_config import load_node_config as load_node_config
     from noetl_actors.services._protocol import actor_subject as actor_subject
@@ -44,6 +49,11 @@ _WHERE = {
     "logs_filter": "_logs",
     "HealthServer": "_health",
     "serve_health": "_health",
+    "LifecycleLog": "_lifecycle_log",
+    "MetricsServer": "_metrics",
+    "NodeMetrics": "_metrics",
+    "serve_metrics": "_metrics",
+    "MetricsConfig": "_node_config",
     "Node": "_node",
     "WorkflowRun": "_node",
     "NodeConfig": "_node_config",
@@ -63,10 +73,14 @@ __all__ = [
     "BucketClaims",
     "Claims",
     "HealthServer",
+    "LifecycleLog",
     "LocalClaims",
     "LogPublisher",
+    "MetricsConfig",
+    "MetricsServer",
     "Node",
     "NodeConfig",
+    "NodeMetrics",
     "PluginWorker",
     "WorkflowRun",
     "actor_subject",
@@ -76,6 +90,7 @@ __all__ = [
     "logs_filter",
     "node_subject",
     "serve_health",
+    "serve_metrics",
 ]
 
 

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from noetl_actors.bridge import Bridge, Entry
 from noetl_actors.errors import NoetlError
-from noetl_actors.runtime import Command, Fence
+from noetl_actors.runtime import Command, Fence, command_fields
 from noetl_actors.services._lease import LeaseRecord
 
 __all__ = ["CLAIMS_BUCKET", "CLAIMS_TTL", "BucketClaims", "Claim", "Claims", "LocalClaims",
@@ -190,4 +190,5 @@ def _log_release(command: Command, done: concurrent.futures.Future[bool]) -> Non
     error = done.exception()
     if error is not None:
         why = error if isinstance(error, NoetlError) else repr(error)
-        logger.warning("could not release the claim of %s: %s", command.id, why)
+        logger.warning("could not release the claim of %s: %s", command.id, why,
+                       extra=command_fields(command))

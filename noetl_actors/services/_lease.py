@@ -30,6 +30,7 @@ import attrs
 
 from noetl_actors.bridge import Entry, KeyValue
 from noetl_actors.errors import NoetlError
+from noetl_actors.runtime import log_fields
 from noetl_actors.supervision import Clock
 
 __all__ = ["LEASES_BUCKET", "CancellingLease", "Expiry", "HeldLease", "LeaseRecord", "Leases",
@@ -109,7 +110,7 @@ class HeldLease:
                 self._held_back.append(write)
             else:
                 logger.warning("workflow %s: %d writes wait for its lease; dropped one",
-                               self.workflow_id, len(self._held_back))
+                               self.workflow_id, len(self._held_back), extra=self.log_fields)
 
     def _do_held_back(self) -> None:
         held_back, self._held_back = self._held_back, []
@@ -120,11 +121,16 @@ class HeldLease:
                 write()
             except NoetlError as error:
                 logger.warning("workflow %s: a write held back for its lease failed: %s",
-                               self.workflow_id, error)
+                               self.workflow_id, error, extra=self.log_fields)
 
     @property
     def epoch(self) -> int:
         return self.record.epoch
+
+    @property
+    def log_fields(self) -> dict[str, Any]:
+        """The `extra=` of a log line about its workflow: its id and this epoch."""
+        return log_fields(self.workflow_id, epoch=self.epoch)
 
     def allows(self) -> bool:
         """Whether this node may act for the workflow now (by its own clock)."""
@@ -236,6 +242,11 @@ class Leases:
     def holds(self, workflow_id: str) -> bool:
         with self._lock:
             return workflow_id in self._held
+
+    def lease_of(self, workflow_id: str) -> HeldLease | None:
+        """This node's lease on `workflow_id`, if it holds one."""
+        with self._lock:
+            return self._held.get(workflow_id)
 
     def held(self) -> list[HeldLease]:
         with self._lock:
@@ -370,9 +381,11 @@ class Leases:
                     return  # gone, or another's now
                 revision = entry.revision
         except NoetlError as error:
-            logger.warning("could not remove the lease of %s: %s", lease.workflow_id, error)
+            logger.warning("could not remove the lease of %s: %s", lease.workflow_id, error,
+                           extra=lease.log_fields)
             return
-        logger.warning("could not remove the lease of %s: it kept changing", lease.workflow_id)
+        logger.warning("could not remove the lease of %s: it kept changing", lease.workflow_id,
+                       extra=lease.log_fields)
 
     def forget(self, workflow_id: str) -> None:
         with self._lock:

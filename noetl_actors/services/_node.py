@@ -66,6 +66,7 @@ from noetl_actors.services._lease import (
     Leases,
 )
 from noetl_actors.services._logs import ensure_logs_stream
+from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
 from noetl_actors.services._presence import Presence
@@ -135,7 +136,8 @@ class Node:
         self.heartbeat = heartbeat if heartbeat is not None else self.config.heartbeat
         self.waiting = WaitingSteps(bound=self.config.worker_wait)  # steps with no worker yet
         self.serve = serve
-        self._observers = tuple(observers)
+        self.metrics = NodeMetrics(self)  # its figures, for Prometheus (`serve_metrics`)
+        self._observers = (*observers, self.metrics.observe)
         self.server: EmbeddedNatsServer | None = None
         self.bridge: Bridge | None = None
         self.records: WorkflowRecords | None = None
@@ -191,9 +193,8 @@ class Node:
                                                  remember=self.serve).start()
                 options = options.with_servers(self.server.url)
             self.bridge = Bridge(options, observers=self._observers)
-            # Alone on a private embedded server, claims can stay in this process; on
-            # a NATS that others can use, their workers may take the same command.
-            # (self.options: `options` names the embedded server's address by now.)
+            # Alone on a private embedded server, claims can stay in this process; on a NATS others
+            # can use, their workers may take the same command (self.options: not the embedded's).
             shared = self.serve or not self.options.embedded
             self._runners = node_runners(config, self.bridge, clock=self._clock, shared=shared)
             claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
@@ -232,11 +233,10 @@ class Node:
         return [
             ChildSpec(id=name, start=functools.partial(
                 PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
-                clock=self._clock, heartbeat=self.heartbeat,
+                clock=self._clock, heartbeat=self.heartbeat, metrics=self.metrics,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
-            if (name in chosen if chosen is not None  # a service plugin: only if named
-                else name not in workers.disabled and not plugin.service)
+            if (name in chosen if chosen is not None else name not in workers.disabled)
         ]
 
     def _start_services(self, timeout: float) -> None:
@@ -358,8 +358,8 @@ class Node:
             elif not lease.lost:
                 # Not written (NATS away): a lease left to lapse, not released, lets a
                 # node take the workflow over and write its end from the history.
-                logger.warning("could not write the end of workflow %s; its lease is left "
-                               "to lapse, for a node to take it over", workflow_id)
+                logger.warning("could not write the end of workflow %s; its lease is left to lapse"
+                               ", for a node to take it over", workflow_id, extra=lease.log_fields)
                 self.leases.forget(workflow_id)
 
         try:
@@ -404,7 +404,7 @@ class Node:
         by = why or (f"node {now.owner} holds it (epoch {now.epoch})" if now is not None
                      else "its lease is gone")
         logger.warning("lost the lease of workflow %s (epoch %d): %s; letting it go",
-                       lease.workflow_id, lease.epoch, by)
+                       lease.workflow_id, lease.epoch, by, extra=lease.log_fields)
         run = self.running().get(lease.workflow_id)
         if run is not None:
             threading.Thread(target=run.stop, name=f"noetl/let-go/{lease.workflow_id}",

@@ -34,11 +34,11 @@ from noetl_actors.playbook import (
 from noetl_actors.runtime import DEFAULT_WORKER_WAIT
 from noetl_actors.supervision import SupervisorFlags
 
-__all__ = ["IN_CLUSTER", "KubeConfig", "NodeConfig", "PartConfig", "WorkersConfig",
-           "load_node_config"]
+__all__ = ["IN_CLUSTER", "KubeConfig", "MetricsConfig", "NodeConfig", "PartConfig",
+           "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging")
+             "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging", "metrics")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -53,6 +53,7 @@ IN_CLUSTER = "in-cluster"
 """`kubernetes.kubeconfig`: the API server and credentials of the pod the node runs in."""
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HEALTH_KEYS = ("host", "port")
+METRICS_KEYS = ("enabled", "host", "port")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -70,7 +71,8 @@ class WorkersConfig(PartConfig):
     """The plugin workers' supervisor, and how many attempts each worker runs at once.
 
     `concurrency` holds every plugin of the catalog (disabled ones too);
-    `disabled` names the plugins this node runs no worker for.
+    `disabled` names the plugins this node runs no worker for (service plugins, unless
+    enabled by name).
     """
 
     default_concurrency: int
@@ -98,6 +100,17 @@ class KubeConfig:
     create its container before its attempt fails (`KubernetesRunner`)."""
 
 
+@attrs.frozen(kw_only=True)
+class MetricsConfig:
+    """The node's Prometheus endpoint (``metrics:``; ``noetl node start --metrics-port``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Loopback unless told otherwise: the figures name workflows' plugins and counts."""
+    port: int = 0
+    """0: a free port, which the node's log prints."""
+
+
 @attrs.frozen
 class NodeConfig:
     """The node's tree: its root's flags, its three parts, heartbeat and logging."""
@@ -118,6 +131,8 @@ class NodeConfig:
     health_host: str = "0.0.0.0"
     health_port: int = 0
     """Where ``/livez`` and ``/readyz`` are served (`serve_health`); 0: not at all."""
+    metrics: MetricsConfig = MetricsConfig()
+    """Where its Prometheus metrics are served (`serve_metrics`), if at all."""
 
 
 def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None) -> NodeConfig:
@@ -146,7 +161,10 @@ def load_node_config(path: Path | None = None, *, catalog: Catalog | None = None
         raise PlaybookError(problems)
     reader = _NodeReader(str(preset_path), catalog or Catalog.default())
     config = reader.node(tree)
-    if reader.problems or config is None:
+    metrics = reader.metrics(tree)  # apart from node(): its own key, its own check
+    if config is not None and metrics is not None:
+        config = attrs.evolve(config, metrics=metrics)
+    if reader.problems or config is None or metrics is None:
         # The user's problems first: those are the ones the user is fixing.
         raise PlaybookError(sorted(reader.problems, key=lambda p: (
             p.file == reader.preset_file, p.file, p.line, p.col)))
@@ -280,7 +298,8 @@ class _NodeReader(YamlReader):
         default = self.concurrency(keys["concurrency"], "workers.concurrency") \
             if "concurrency" in keys else None
         overrides: dict[str, int] = {}
-        disabled: set[str] = set()
+        # A service plugin runs in workers of its own (noetl worker --plugin), unless enabled.
+        disabled = {name for name, plugin in self.catalog.plugins.items() if plugin.service}
         ok = "plugins" not in keys or self.plugins(keys["plugins"], overrides, disabled)
         if part is None or default is None or not ok:
             return None
@@ -323,6 +342,8 @@ class _NodeReader(YamlReader):
                 if self.expect(keys["enabled"], "boolean", f"{what}.enabled"):
                     if not keys["enabled"].value:
                         disabled.add(name)
+                    else:
+                        disabled.discard(name)
                 else:
                     ok = False
         return ok
@@ -383,6 +404,28 @@ class _NodeReader(YamlReader):
             else:
                 port = value
         return None if host is None or port is None else (host, port)
+
+    def metrics(self, root: Located) -> MetricsConfig | None:
+        """``metrics:`` of the node's configuration: whether, and where, it is served."""
+        entry = root.value.get("metrics") if root.kind == "mapping" else None
+        if entry is None:
+            return None  # node() says it is missing
+        keys = self.keys(entry[1], METRICS_KEYS, "metrics", required=METRICS_KEYS)
+        enabled = host = port = None
+        if "enabled" in keys and self.expect(keys["enabled"], "boolean", "metrics.enabled"):
+            enabled = keys["enabled"].value
+        if "host" in keys and self.expect(keys["host"], "string", "metrics.host"):
+            host = keys["host"].value
+        if "port" in keys:
+            value = keys["port"].value
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+                self.error(keys["port"], f"metrics.port must be a port number from 1 to 65535, "
+                                         f"or 0 for a free one (got {show(value)})")
+            else:
+                port = value
+        if enabled is None or host is None or port is None:
+            return None
+        return MetricsConfig(enabled=enabled, host=host, port=port)
 
     def log(self, node: Located) -> tuple[str | None, str | None]:
         keys = self.keys(node, LOGGING_KEYS, "logging", required=LOGGING_KEYS)

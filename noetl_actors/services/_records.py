@@ -16,7 +16,7 @@ from typing import Any
 
 from noetl_actors.bridge import Entry, KeyValue
 from noetl_actors.errors import NoetlError
-from noetl_actors.runtime import UNFENCED, Fence, RunReport
+from noetl_actors.runtime import UNFENCED, Fence, RunReport, log_fields
 from noetl_actors.services._lease import HeldLease
 
 __all__ = ["RUNNING", "WorkflowRecords"]
@@ -99,7 +99,8 @@ class WorkflowRecords:
             try:
                 written = self._put(workflow_id, {**header, **document}, fence)
             except NoetlError as error:
-                logger.warning("could not write the record of %s: %s", workflow_id, error)
+                logger.warning("could not write the record of %s: %s", workflow_id, error,
+                               extra=log_fields(workflow_id, epoch=fence.epoch or None))
                 return False
             if not written:
                 self._forget(workflow_id)
@@ -147,7 +148,7 @@ class WorkflowRecords:
             if entry is None or (isinstance(epoch, int) and epoch > fence.epoch):
                 logger.warning("the record of %s was written by its owner of epoch %s; "
                                "this node (epoch %d) writes it no more", workflow_id, epoch,
-                               fence.epoch)
+                               fence.epoch, extra=log_fields(workflow_id, epoch=fence.epoch))
                 if isinstance(fence, HeldLease):
                     fence.lost = True
                 return False

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from noetl_actors.errors import NoetlError
-from noetl_actors.runtime import RunReport
+from noetl_actors.runtime import RunReport, log_fields
 from noetl_actors.supervision import ExitReason, Supervisor, SupervisorFlags, monitor
 
 if TYPE_CHECKING:
@@ -41,9 +41,13 @@ class WorkflowRun:
             try:
                 self._reason = reason
                 report.finish(reason, cancelled=self.cancelled)
+                leases = node.leases  # a lease lost (forgotten) by now: it goes on elsewhere
+                node.metrics.workflow_ended(report.status, let_go=leases is not None
+                                            and not leases.holds(workflow_id))
                 on_end(self)
             except Exception:
-                logger.exception("the end of workflow %s was not fully handled", workflow_id)
+                logger.exception("the end of workflow %s was not fully handled", workflow_id,
+                                 extra=log_fields(workflow_id))
             finally:
                 self._done.set()
 

@@ -38,6 +38,7 @@ from noetl_actors.runtime import (
     EventRouter,
     ResumeState,
     RunReport,
+    log_fields,
     read_history,
 )
 from noetl_actors.services._claims import CLAIMS_BUCKET, CLAIMS_TTL
@@ -112,7 +113,7 @@ def prepare_takeover(node: Node, lease: HeldLease, lease_entry: Entry) -> Takeov
     if not lease.allows():
         node.leases.forget(workflow_id)  # not renewed: it lapses, and is taken again
         logger.warning("did not resume workflow %s: its lease (epoch %d) lapsed first",
-                       workflow_id, lease.epoch)
+                       workflow_id, lease.epoch, extra=lease.log_fields)
         return None
     previous = lease_entry.data.get("owner")
     record = node.records.get(workflow_id)
@@ -123,7 +124,8 @@ def prepare_takeover(node: Node, lease: HeldLease, lease_entry: Entry) -> Takeov
                else "its record holds no playbook")
         if record is not None and record.data.get("status") == RUNNING:
             node.records.orphan(record, f"node {previous} died; it cannot be resumed: {why}")
-        logger.warning("did not resume workflow %s of node %s: %s", workflow_id, previous, why)
+        logger.warning("did not resume workflow %s of node %s: %s", workflow_id, previous, why,
+                       extra=lease.log_fields)
         node.leases.release(lease)
         return None
     playbook = parse_playbook(source, str(record.data.get("file") or workflow_id),
@@ -138,7 +140,8 @@ def prepare_takeover(node: Node, lease: HeldLease, lease_entry: Entry) -> Takeov
         "epoch": lease.epoch,
     })
     logger.warning("took over workflow %s from node %s (epoch %d)", workflow_id, previous,
-                   lease.epoch)
+                   lease.epoch, extra=lease.log_fields)
+    node.metrics.took_over()
     return Takeover(lease=lease, record=record, playbook=playbook,
                     claims=node.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL),
                     history=functools.partial(node.history, workflow_id))
@@ -243,7 +246,7 @@ class LeaseKeeper(SupervisedActor):
             lease = self.leases.take(entry)
         except NoetlError as error:
             logger.warning("%s: could not take the lease of workflow %s: %s", self.path,
-                           entry.key, error)
+                           entry.key, error, extra=log_fields(entry.key))
             return
         if lease is not None:
             self._queued = [(f, held) for f, held in self._queued if not f.done()]
@@ -261,7 +264,8 @@ class LeaseKeeper(SupervisedActor):
             self.leases.forget(lease.workflow_id)
             level = logging.WARNING if isinstance(error, NoetlError) else logging.ERROR
             logger.log(level, "%s: could not take over workflow %s: %s", self.path,
-                       entry.key, error, exc_info=not isinstance(error, NoetlError))
+                       entry.key, error, exc_info=not isinstance(error, NoetlError),
+                       extra=lease.log_fields)
 
 
 def _in_thread(name: str, call: Callable[..., object], *args: Any) -> None:

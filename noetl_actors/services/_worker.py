@@ -61,10 +61,12 @@ from noetl_actors.runtime import (
     Event,
     EventStatus,
     cancel_subject,
+    command_fields,
     ready_subject,
 )
 from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.services._kube import NOT_ENABLED
+from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -142,6 +144,7 @@ class PluginWorker(SupervisedActor):
         runners: Mapping[str, Runner],
         claims: Claims,
         clock: Clock,
+        metrics: NodeMetrics | None = None,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
     ) -> None:
@@ -151,6 +154,7 @@ class PluginWorker(SupervisedActor):
         self._runners = runners
         self._claims = claims
         self._clock = clock
+        self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._heartbeat = heartbeat
         self._running: dict[str, _Running] = {}
@@ -182,6 +186,9 @@ class PluginWorker(SupervisedActor):
         self._bridge.subscribe(prefix, self.actor_ref, queue=f"workers-{self.plugin.name}",
                                on_loop=self._arrived)
         self._bridge.subscribe(cancel_subject(self.plugin.name), self.actor_ref)
+        if self._metrics is not None:  # read at each scrape (lengths: safe from any thread)
+            self._metrics.add_worker(self.plugin.name, lambda: (len(self._waiting),
+                                                                len(self._running)))
         # Steps waiting for a worker of this plugin send their commands again now.
         self._bridge.publish(ready_subject(self.plugin.name),
                              {"worker": self.name, "plugin": self.plugin.name})
@@ -318,7 +325,8 @@ class PluginWorker(SupervisedActor):
         try:
             outcome = runner.run_now(self.plugin, _attempt(command))
         except Exception as error:  # claimed: nobody else would run it; say so
-            logger.exception("%s: could not run %s", self.path, command.id)
+            logger.exception("%s: could not run %s", self.path, command.id,
+                             extra=command_fields(command))
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error!r}")
             return True
@@ -381,6 +389,8 @@ class PluginWorker(SupervisedActor):
             self._run(self._waiting.popleft(), accepted=True)
 
     def _report(self, command: Command, outcome: Outcome) -> None:
+        if self._metrics is not None:
+            self._metrics.attempt_ended(self.plugin.name, outcome)
         if outcome.ok:
             self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
                        started_at=outcome.started_at)
@@ -478,6 +488,8 @@ class PluginWorker(SupervisedActor):
                 timer.cancel()
         for entry in self._running.values():
             entry.attempt.cancel()
+        if self._metrics is not None:
+            self._metrics.remove_worker(self.plugin.name)
 
 
 def _attempt(command: Command) -> Attempt:

@@ -276,7 +276,8 @@ class SupervisorCore(SupervisedActor):
                 self._handle_exit(child, failure, [])
             elif restarting:
                 child.count_restart(self.context.clock.now(), self.flags.within)
-                self._emit(EventKind.RESTARTED, child, restarts=child.total_restarts)
+                self._emit(EventKind.RESTARTED, child, restarts=child.total_restarts,
+                           strategy=self.flags.strategy.value)
             else:
                 self._emit(EventKind.STARTED, child)
 

@@ -47,6 +47,9 @@ class LifecycleEvent:
     delay: float | None = None
     restarts: int | None = None
     detail: str = ""
+    strategy: str | None = None
+    """Of a RESTARTED event: the strategy of the supervisor that restarted the child
+    (``one_for_one``, ``one_for_all``, ``rest_for_one``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +60,7 @@ class LifecycleEvent:
             "delay": self.delay,
             "restarts": self.restarts,
             "detail": self.detail,
+            **({"strategy": self.strategy} if self.strategy is not None else {}),
         }
 
 
