@@ -22,7 +22,10 @@ process. Two failures are played as a kubelet and scheduler report them: an
 image whose tag is ``missing`` cannot be pulled (the pod stays Pending, its
 container waiting with ``ErrImagePull``), and a pod whose nodeSelector no
 node of `NODE_LABELS` matches is never scheduled (``PodScheduled`` False,
-``Unschedulable``); neither process is started. What it does not prove:
+``Unschedulable``); neither process is started. A pod's log
+(``pods/NAME/log``) is its process's stdout and stderr; with
+``follow=true`` it is streamed, chunked, as the process writes it, and
+ends when the process has exited (or the double stops). What it does not prove:
 real scheduling and image pulls, watches (not implemented yet), RBAC, real
 pod lifecycles.
 """
@@ -148,6 +151,11 @@ class KubeDouble:
         """Watch streams open now."""
         self.expired = 0
         """410s sent."""
+        self.log_follows = 0
+        """Followed pod logs streaming now."""
+        self.hold_logs = False
+        """True: a followed log stays open after its process exited, silent, until the
+        double stops (an API server or a load balancer that never ends the stream)."""
         self._connections: set[Any] = set()
         """Sockets of requests being served (a client's keep-alive connection holds one)."""
         self._folder = tempfile.TemporaryDirectory(prefix="kube-double-")
@@ -333,6 +341,8 @@ class KubeDouble:
                     return self.reply(201, _public(body))
 
             def do_GET(self) -> None:
+                if urlparse(self.path).path.endswith("/log"):
+                    return self.pod_log()
                 kind, namespace, name, query = self.route()
                 selector = (query.get("labelSelector") or [None])[0]
                 field = (query.get("fieldSelector") or [None])[0]
@@ -404,6 +414,55 @@ class KubeDouble:
                 finally:
                     with double.changed:
                         double.watching -= 1
+
+            def pod_log(self) -> None:
+                """``GET .../pods/NAME/log[?follow=true]``: the pod's process's output."""
+                url = urlparse(self.path)
+                namespace, _pods, name, _log = url.path[len(_PODS):].split("/")
+                follow = parse_qs(url.query).get("follow") == ["true"]
+                with double.lock:
+                    pod = next((p for (ns, _), p in double.pods.items() if ns == namespace
+                                and p.obj["metadata"]["name"] == name), None)
+                if pod is None:
+                    return self.status(404, "NotFound", f'pods "{name}" not found')
+                if pod.proc is None:
+                    return self.status(400, "BadRequest", f'container "plugin" in pod "{name}" '
+                                                          f"is waiting to start: "
+                                                          f"ContainerCreating")
+                if not follow:
+                    data = pod.log.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.close_connection = True
+                with double.lock:
+                    double.log_follows += 1
+                try:
+                    with pod.log.open("rb") as log:
+                        while not double._stop.is_set():
+                            exited = pod.proc.poll() is not None  # before the read: no loss
+                            data = log.read(65536)
+                            if data:
+                                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                                self.wfile.flush()
+                            elif exited and not double.hold_logs:
+                                break
+                            else:
+                                time.sleep(0.05)
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return None
+                finally:
+                    with double.lock:
+                        double.log_follows -= 1
+                return None
 
             def do_PATCH(self) -> None:
                 """A merge patch of a Job's labels (all a test changes)."""

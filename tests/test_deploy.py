@@ -49,7 +49,8 @@ def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 def test_the_overlay_holds_every_part_in_its_namespace(objects: list[dict[str, Any]]) -> None:
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects
                    if o["kind"] != "ConfigMap")
-    assert kinds == ["Deployment/noetl-node", "Namespace/noetl", "NetworkPolicy/nats-clients",
+    assert kinds == ["Deployment/noetl-node", "Deployment/noetl-plugin-greet",
+                     "Namespace/noetl", "NetworkPolicy/nats-clients",
                      "NetworkPolicy/noetl-node-no-ingress", "NetworkPolicy/noetl-plugin-egress",
                      "Role/noetl-node", "RoleBinding/noetl-node", "Service/nats",
                      "Service/nats-headless", "ServiceAccount/noetl-node", "StatefulSet/nats"]

@@ -190,16 +190,19 @@ class Bridge:
         *,
         duplicate_window: float = 120.0,
         max_age: float | None = None,
+        max_bytes: int | None = None,
         storage: str = "file",
         timeout: float = 5.0,
     ) -> None:
         """Create the stream, or update it to this config; idempotent.
 
         `duplicate_window` is how long the server remembers message ids
-        (see `publish_acked`).
+        (see `publish_acked`); `max_age` (seconds) and `max_bytes` bound what
+        it keeps, the oldest messages going first.
         """
         self._jetstream.ensure_stream(name, subjects, duplicate_window=duplicate_window,
-                                      max_age=max_age, storage=storage, timeout=timeout)
+                                      max_age=max_age, max_bytes=max_bytes, storage=storage,
+                                      timeout=timeout)
 
     def publish_acked(
         self,

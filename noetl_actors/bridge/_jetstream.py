@@ -61,6 +61,7 @@ class JetStream:
         duplicate_window: float,
         max_age: float | None,
         storage: str,
+        max_bytes: int | None = None,
         timeout: float,
     ) -> None:
         check_token(name, "stream name")
@@ -70,6 +71,7 @@ class JetStream:
             storage=js_api.StorageType(storage),
             duplicate_window=duplicate_window,
             max_age=max_age,
+            max_bytes=max_bytes,
         )
         connection = self._core.current(timeout)
 

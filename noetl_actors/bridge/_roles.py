@@ -9,6 +9,7 @@ role against a real nats-server. The subjects are the ones the code uses:
     noetl.node.<node>.<verb>        one node: tree, cancel
     noetl.actor.<node>.<path...>    one actor's control mailbox (kill, restart, ...)
     noetl.lifecycle.>               supervision events (kept in NOETL_EVENTS)
+    noetl.log.<wf>.<step>.<attempt> what a step printed (kept in NOETL_LOGS)
     noetl.ready.<plugin>            a worker of the plugin started
     noetl.cancel.<plugin>           cancel an attempt in flight
     noetl.deadletter                payloads the bridge could not decode
@@ -28,6 +29,8 @@ BUCKETS = ("noetl-claims", "noetl-leases", "noetl-workflows", "noetl-nodes", "no
 """The node's JetStream key-value buckets (services/_protocol.py, _claims.py, _lease.py);
 a node also reads the object store `noetl-results` (Jobs' large results, runners/_results.py)."""
 EVENTS_STREAM = "NOETL_EVENTS"
+LOGS_STREAM = "NOETL_LOGS"
+"""Steps' output lines (services/_logs.py)."""
 
 READ_VERBS = ("list", "status", "nodes", "playbooks")
 """API verbs that change nothing."""
@@ -52,18 +55,17 @@ class Role(enum.Enum):
     """Read-only: `noetl status/list/tree/events`, the console without its actions."""
 
 
-def _events_reader() -> list[str]:
-    """JetStream API subjects to read NOETL_EVENTS through a consumer of one's own
-    (`noetl events`), and nothing that changes or deletes the stream."""
+def _stream_reader(stream: str) -> list[str]:
+    """JetStream API subjects to read `stream` through a consumer of one's own
+    (`noetl events`, `noetl logs`), and nothing that changes or deletes the stream."""
     return [
-        "$JS.API.INFO",
-        f"$JS.API.STREAM.INFO.{EVENTS_STREAM}",
-        f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}",
-        f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.>",
-        f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.*",
-        f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.*",
-        f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.*",
-        f"$JS.ACK.{EVENTS_STREAM}.>",
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.ACK.{stream}.>",
     ]
 
 
@@ -88,6 +90,11 @@ def _worker(plugins: Sequence[str]) -> tuple[list[str], list[str]]:
         f"$JS.API.STREAM.CREATE.{EVENTS_STREAM}",
         "$JS.API.STREAM.CREATE.KV_noetl-claims",
         "$JS.API.STREAM.CREATE.KV_noetl-leases",
+        # what its plugins print, kept in NOETL_LOGS (`noetl logs`): a chunk of an
+        # attempt's lines names no plugin, so a worker may publish any workflow's
+        "noetl.log.>",
+        f"$JS.API.STREAM.INFO.{LOGS_STREAM}",
+        f"$JS.API.STREAM.CREATE.{LOGS_STREAM}",
         # the supervision events of its own actors (workers restarted...)
         "noetl.lifecycle.node.>",
         "noetl.deadletter",
@@ -127,7 +134,8 @@ def permissions(role: Role, *, plugins: Sequence[str] = ()) -> dict[str, Any]:
     verbs = READ_VERBS + (WRITE_VERBS if role is Role.CLIENT else ())
     return {
         "publish": {"allow": [*(f"noetl.api.{verb}" for verb in verbs),
-                              "noetl.node.*.tree", *_events_reader()]},
+                              "noetl.node.*.tree", "$JS.API.INFO",
+                              *_stream_reader(EVENTS_STREAM), *_stream_reader(LOGS_STREAM)]},
         "subscribe": {"allow": ["noetl.lifecycle.>", "_INBOX.>"]},
     }
 

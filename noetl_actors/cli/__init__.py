@@ -6,12 +6,14 @@
 - `_node`: `noetl node start`, a long-running supervisor node;
 - `_cluster`: commands that talk to running nodes over NATS (submit, status,
   cancel, list, register, playbooks, tree, kill, console);
+- `_logs`: `noetl logs`, steps' output lines;
 - `_credentials`: `noetl credentials`, the users of an embedded server.
 """
 
 from noetl_actors.cli import _cluster as _cluster
 from noetl_actors.cli import _credentials as _credentials
 from noetl_actors.cli import _local as _local
+from noetl_actors.cli import _logs as _logs
 from noetl_actors.cli import _node as _node
 from noetl_actors.cli._main import main as main
 

@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 from noetl_actors.bridge import ConnectOptions, decode, encode, use_context
 from noetl_actors.bridge import is_auth_error as _is_auth_error
+from noetl_actors.client._logs import chunks as _chunks
 from noetl_actors.errors import (
     ApiError,
     AuthorizationError,
@@ -218,6 +219,13 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise BridgeTimeout(f"workflow {workflow_id} still runs after {timeout:g}s")
             await asyncio.sleep(poll)
+
+    def log_chunks(self, workflow_id: str, *, done: Callable[[], Awaitable[bool]] | None = None
+                   ) -> AsyncIterator[dict[str, Any]]:
+        """The chunks of output lines of `workflow_id`'s steps, oldest first (each
+        ``{"task", "step", "attempt", "seq", "lines", "end", "dropped"}``); with `done`,
+        followed until it says True (`noetl_actors.client._logs.chunks`)."""
+        return _chunks(self.nc, workflow_id, done=done)
 
     # -- nodes and actors ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
     ┌ status: where we are connected, how many nodes, the filter ───────────┐
     │ tree of every node          │ details of the selected actor           │
     │ (state, restarts, backoff)  │ (spec, policy, exits, escalation chain) │
+    │                             ├ a selected step's output lines ─────────┤
     ├ live lifecycle events (noetl.lifecycle.>) ────────────────────────────┤
     └ keys ─────────────────────────────────────────────────────────────────┘
 
@@ -22,13 +23,14 @@ from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from noetl_actors.bridge import ConnectOptions
 from noetl_actors.client import Client
+from noetl_actors.console._lines import StepLines, step_of
 from noetl_actors.console._render import (
     Entry,
     details_of,
@@ -121,7 +123,9 @@ class ConsoleApp(App[None]):
     #status { height: 1; background: $boost; padding: 0 1; }
     #main { height: 1fr; }
     #tree { width: 3fr; border: round $primary; }
-    #details-box { width: 2fr; border: round $secondary; }
+    #side { width: 2fr; }
+    #details-box { height: 2fr; border: round $secondary; }
+    #lines { height: 1fr; border: round $secondary; }
     #events { height: 12; border: round $accent; }
     #filter { display: none; }
     #filter.shown { display: block; }
@@ -147,6 +151,8 @@ class ConsoleApp(App[None]):
         self.filter_text = ""
         self.connection_error: str | None = None
         self._wake = asyncio.Event()
+        self._lines_for: str | None = None
+        """The path whose output lines the lines pane shows (or says it cannot)."""
 
     # -- layout ----------------------------------------------------------------------
 
@@ -158,9 +164,13 @@ class ConsoleApp(App[None]):
             tree.auto_expand = False
             tree.border_title = "supervision trees"
             yield tree
-            with VerticalScroll(id="details-box") as box:
-                box.border_title = "details"
-                yield Static("select an actor in the tree", id="details")
+            with Vertical(id="side"):
+                with VerticalScroll(id="details-box") as box:
+                    box.border_title = "details"
+                    yield Static("select an actor in the tree", id="details")
+                lines = StepLines(id="lines")
+                lines.border_title = "output"
+                yield lines
         log = RichLog(id="events", max_lines=EVENT_LINES, wrap=False, markup=False)
         log.border_title = "events"
         yield log
@@ -196,6 +206,7 @@ class ConsoleApp(App[None]):
                 async with client:
                     self.client = client
                     self.connection_error = None
+                    self._lines_for = None  # a follow of the lost connection: again
                     await client.follow(self._on_event)
                     self.event_log.write(Text(f"connected to {self.options.describe()}",
                                               style="cyan"))
@@ -326,6 +337,24 @@ class ConsoleApp(App[None]):
                                 style="dim"))
         else:
             details.update(details_of(entry, self.entries))
+        if path != self._lines_for:
+            self._lines_for = path
+            self._show_lines(path)
+
+    def _show_lines(self, path: str | None) -> None:
+        """Follow the selected step's output lines (the previous follow is cancelled)."""
+        pane = self.query_one("#lines", StepLines)
+        entry = self.entries.get(path) if path else None
+        supervisor = entry is None or entry.data.get("kind") == "supervisor"
+        step = step_of(path) if path and not supervisor else None
+        if step is None or self.client is None:
+            self.workers.cancel_group(self, "lines")
+            pane.border_title = "output"
+            pane.show_nothing("select a step to see its output lines"
+                              if self.client is not None or step is None else "not connected")
+            return
+        self.run_worker(pane.follow(self.client, step), group="lines", exclusive=True,
+                        exit_on_error=False)
 
     # -- actions -------------------------------------------------------------------------
 

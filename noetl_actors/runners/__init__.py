@@ -7,7 +7,8 @@ one event loop for async plugins (sleep: no thread per waiting attempt),
 `ProcessRunner` a subprocess per attempt (SIGTERM, then SIGKILL). For
 Kubernetes, `build_job()` makes an attempt's ``batch/v1`` Job (the runner
 that creates and watches it through the API is next; docs/kubernetes.md),
-and ``python -m noetl_actors.runners.entry`` is the entrypoint its pod runs.
+and ``python -m noetl_actors.runners.entry`` is the entrypoint its pod runs;
+`build_deployment()` makes the Deployment of a service plugin's workers.
 Plugins raise `PluginError` for a failure of a named type.
 """
 
@@ -41,12 +42,16 @@ from noetl_actors.runners._kube_job import job_name as job_name
 from noetl_actors.runners._kube_job import label_value as label_value
 from noetl_actors.runners._kube_runner import KubernetesAttempt as KubernetesAttempt
 from noetl_actors.runners._kube_runner import KubernetesRunner as KubernetesRunner
+from noetl_actors.runners._kube_service import build_deployment as build_deployment
+from noetl_actors.runners._kube_service import deployment_name as deployment_name
 from noetl_actors.runners._kube_settings import KUBERNETES_KEYS as KUBERNETES_KEYS
 from noetl_actors.runners._kube_settings import KubeSettings as KubeSettings
 from noetl_actors.runners._kube_settings import kube_problems as kube_problems
 from noetl_actors.runners._manifest import MODES as MODES
+from noetl_actors.runners._manifest import PLUGIN_MODES as PLUGIN_MODES
 from noetl_actors.runners._manifest import PluginInfo as PluginInfo
 from noetl_actors.runners._manifest import read_manifest as read_manifest
+from noetl_actors.runners._output import OutputSink as OutputSink
 from noetl_actors.runners._process import ProcessAttempt as ProcessAttempt
 from noetl_actors.runners._process import ProcessRunner as ProcessRunner
 from noetl_actors.runners._protocol import InstantRunner as InstantRunner
@@ -68,6 +73,7 @@ __all__ = [
     "MODES",
     "NATS_URL_ENV",
     "OUTPUT_ERROR",
+    "PLUGIN_MODES",
     "PLUGIN_PATH_ENV",
     "RESULTS_BUCKET",
     "TERMINATION_LIMIT",
@@ -83,6 +89,7 @@ __all__ = [
     "KubernetesRunner",
     "ManifestError",
     "Outcome",
+    "OutputSink",
     "PluginError",
     "PluginInfo",
     "PluginNotFound",
@@ -92,7 +99,9 @@ __all__ = [
     "RunnerStatistics",
     "RunningAttempt",
     "Status",
+    "build_deployment",
     "build_job",
+    "deployment_name",
     "find_plugin",
     "find_plugins",
     "installed_plugins_dir",

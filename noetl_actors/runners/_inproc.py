@@ -28,6 +28,7 @@ from noetl_actors.runners._invoke import invoke, invoke_async, is_async
 from noetl_actors.runners._ledger import Ledger
 from noetl_actors.runners._loop import LoopThread
 from noetl_actors.runners._manifest import PluginInfo
+from noetl_actors.runners._output import OutputSink, capture
 from noetl_actors.runners._pool import WorkerPool
 from noetl_actors.runners._protocol import RunnerStatistics
 
@@ -45,15 +46,18 @@ class InprocRunner:
         clock: runs the timeouts and grace periods (its `call_later`); by default
             one of its own (one timer thread), closed by `close()`. A clock
             given (the node's, say) is its owner's to close.
+        output: where what a plugin prints goes (`OutputSink`); None: to this
+            process's stdout and stderr, as ever.
     """
 
     name = "inproc"
 
     def __init__(self, *, max_workers: int = 32, cancel_grace: float = 2.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, output: OutputSink | None = None) -> None:
         if cancel_grace < 0:
             raise ValueError(f"cancel_grace must be >= 0 (got {cancel_grace!r})")
         self.cancel_grace = cancel_grace
+        self.output = output
         self._pool = WorkerPool(max_workers, name="noetl-inproc")
         self._loop = LoopThread(name="noetl-inproc-async")
         self._own_clock: MonotonicClock | None = None
@@ -98,7 +102,11 @@ class InprocRunner:
             raise ValueError(f"plugin {plugin.name!r} is not instant: start() it")
         self._ledger.admit()
         ctx = Context(attempt=attempt, plugin=plugin, runner=self.name)
-        return invoke(plugin, ctx, started_at=time.time())
+        with capture(self.output, attempt):
+            outcome = invoke(plugin, ctx, started_at=time.time())
+        if self.output is not None:
+            self.output.end(attempt)
+        return outcome
 
     def statistics(self) -> RunnerStatistics:
         return self._ledger.statistics()
@@ -159,7 +167,8 @@ class InprocAttempt(AttemptHandle):
             self._thread = threading.current_thread()
             self.started_at = time.time()  # after its wait for a pool thread
         try:
-            outcome = invoke(self._plugin, self.ctx, started_at=self.started_at)
+            with capture(self._runner.output, self.attempt):
+                outcome = invoke(self._plugin, self.ctx, started_at=self.started_at)
         except BaseException as error:  # invoke() reports what plugins raise; not this
             outcome = Outcome.failed(CRASH, f"the inproc runner failed: {error!r}",
                                      started_at=self.started_at)
@@ -173,7 +182,8 @@ class InprocAttempt(AttemptHandle):
             self._task = asyncio.current_task()
             self.started_at = time.time()
         try:
-            outcome = await invoke_async(self._plugin, self.ctx, started_at=self.started_at)
+            with capture(self._runner.output, self.attempt):
+                outcome = await invoke_async(self._plugin, self.ctx, started_at=self.started_at)
         except asyncio.CancelledError:  # _stop() cancelled the task
             outcome = Outcome.failed(CANCELLED, stop_message(self.attempt, CANCELLED),
                                      started_at=self.started_at)
@@ -184,6 +194,8 @@ class InprocAttempt(AttemptHandle):
 
     def _end(self, outcome: Outcome) -> None:
         """Settle the attempt with `outcome`, or with the stop that came while it ran."""
+        if self._runner.output is not None:  # its lines before its end, on the same wire
+            self._runner.output.end(self.attempt)
         with self._cond:
             reason = self._stop_reason
         if reason is not None:  # stopped while it ran: the runner's verdict wins

@@ -12,7 +12,9 @@ takes it) after `unschedulable_after` seconds, `IMAGE_PULL_ERROR` after
 `image_pull_after`, `CONTAINER_ERROR` (a container that cannot be made:
 a missing Secret, a bad volume) after `container_error_after`; so no pod
 is Pending for ever. A cancel or a deadline is acted on within a watch's
-`watch_timeout`.
+`watch_timeout`. Given an `output` sink, the pod's log is followed into it
+while the Job runs (`PodLog`), and ends before the attempt's outcome is
+settled.
 
 Re-attach: an attempt started with ``follow=True`` (its worker died, and a
 new one took its command: docs/kubernetes.md) never creates a Job; it finds
@@ -35,8 +37,10 @@ from typing import Any
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._kube_job import build_job
+from noetl_actors.runners._kube_logs import PodLog
 from noetl_actors.runners._kube_settings import KubeSettings
 from noetl_actors.runners._manifest import PluginInfo
+from noetl_actors.runners._output import OutputSink
 from noetl_actors.runners._protocol import RunnerStatistics
 from noetl_actors.runners._results import read_result
 
@@ -87,11 +91,16 @@ class KubernetesAttempt(AttemptHandle):
             self._stop_reason = CANCELLED
 
     def _follow(self) -> None:
+        output = self._runner.output
+        lines = None if output is None else PodLog(
+            self._runner._core, self._runner.namespace, self.name, self.attempt, output).start()
         try:
             outcome = self._run()
         except Exception as error:  # the API server's errors, ours: an outcome, not a dead thread
             log.exception("Job %s", self.name)
             outcome = Outcome.failed(CRASH, f"Job {self.name}: {error}", started_at=0)
+        if lines is not None:  # its lines before its end, on the same wire
+            lines.finish()
         self._settle(outcome)
         self._runner._ended(self)
 
@@ -152,14 +161,16 @@ class KubernetesAttempt(AttemptHandle):
 
 class KubernetesRunner:
     """Runs attempts as Jobs in `namespace`, through `api_client` (a ``kubernetes.client.
-    ApiClient``: from a kubeconfig, in-cluster, or a test's)."""
+    ApiClient``: from a kubeconfig, in-cluster, or a test's). `output`: where each
+    attempt's pod log goes, followed while the Job runs (`OutputSink`)."""
 
     name = "kubernetes"
 
     def __init__(self, api_client: Any, *, namespace: str, nats_url: str,
                  ttl_after_finished: float = 3600.0, watch_timeout: int = WATCH_TIMEOUT,
                  unschedulable_after: float = 300.0, image_pull_after: float = 120.0,
-                 container_error_after: float = 60.0, owns_client: bool = False) -> None:
+                 container_error_after: float = 60.0, owns_client: bool = False,
+                 output: OutputSink | None = None) -> None:
         """`owns_client`: `close()` closes `api_client` too (its pool of connections)."""
         from kubernetes import client  # here: a node without Jobs never loads the client
 
@@ -167,6 +178,7 @@ class KubernetesRunner:
         self.nats_url = nats_url
         self.ttl_after_finished = ttl_after_finished
         self.watch_timeout = watch_timeout
+        self.output = output
         self.bounds = {UNSCHEDULABLE: unschedulable_after, IMAGE_PULL_ERROR: image_pull_after,
                        CONTAINER_ERROR: container_error_after}
         """Seconds a pod may stay stuck in each way before its attempt fails."""

@@ -4,7 +4,8 @@ The manifest is the one place a plugin states its facts: the validator
 reads `inputs` (required ones) and `modes` (which runners it accepts), the
 linter `idempotent` and `network`, the runners `entry` and `runner`, the
 Kubernetes runner `image` and `kubernetes` (the Job's resources, env,
-placement). Unknown keys are refused, so a typo
+placement), and nodes `mode` (a `service` plugin runs in workers of its
+own, a Deployment: `build_deployment`). Unknown keys are refused, so a typo
 (`idempotant: true`) cannot silently leave a fact at its default.
 """
 
@@ -19,14 +20,20 @@ import attrs
 from noetl_actors.errors import ManifestError
 from noetl_actors.runners._kube_settings import KubeSettings, kube_problems
 
-__all__ = ["INPUT_TYPES", "MODES", "PluginInfo", "read_manifest"]
+__all__ = ["INPUT_TYPES", "MODES", "PLUGIN_MODES", "PluginInfo", "read_manifest"]
 
 MODES = ("inproc", "process", "kubernetes")
 """The runners a plugin can name in `modes:`, in the order the docs list them."""
 
+PLUGIN_MODES = ("job", "service")
+"""How a plugin is deployed (`mode:`): ``job``, each attempt where its step's runner says
+(a node's worker, or a Kubernetes Job); ``service``, in long-lived workers of its own
+(``noetl worker --plugin NAME`` in its image, a Deployment) and on no node."""
+
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 _MANIFEST_KEYS = ("name", "version", "description", "inputs", "runner", "modes", "image",
-                  "idempotent", "network", "entry", "instant", "waits", "kubernetes")
+                  "idempotent", "network", "entry", "instant", "waits", "kubernetes",
+                  "mode")
 _INPUT_KEYS = ("type", "required", "default", "description", "enum")
 
 
@@ -53,7 +60,10 @@ class PluginInfo:
     runner: str = attrs.field()
     """The runner a step uses when it names none; one of `modes` (default: the first)."""
     image: str | None = None
-    """Container image that runs it under the Kubernetes runner."""
+    """Container image that runs it under the Kubernetes runner, or as a service."""
+    mode: str = "job"
+    """``job`` or ``service`` (`PLUGIN_MODES`): a service plugin's commands are taken by
+    workers of its own (`noetl worker --plugin NAME`, its Deployment), never a node's."""
     kubernetes: KubeSettings = attrs.field(factory=KubeSettings)
     """Its Job's resources, env, service account and placement (a step may override)."""
     inputs: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
@@ -65,6 +75,11 @@ class PluginInfo:
     @runner.default
     def _first_mode(self) -> str:
         return self.modes[0] if self.modes else "inproc"
+
+    @property
+    def service(self) -> bool:
+        """Whether it runs as a service (`mode: service`): nodes run no worker for it."""
+        return self.mode == "service"
 
 
 def read_manifest(manifest: Path) -> PluginInfo:
@@ -103,6 +118,14 @@ def read_manifest(manifest: Path) -> PluginInfo:
         raise ManifestError(file, f"image must be a string (got {image!r})")
     if "kubernetes" in modes and not image:
         raise ManifestError(file, "mode 'kubernetes' needs an 'image'")
+    mode = data.get("mode", "job")
+    if mode not in PLUGIN_MODES:
+        raise ManifestError(file, f"mode must be job or service (got {mode!r})")
+    if mode == "service" and not image:
+        raise ManifestError(file, "mode 'service' needs an 'image': its Deployment runs it")
+    if mode == "service" and "kubernetes" in modes:
+        raise ManifestError(file, "a service plugin runs its attempts in its own workers' "
+                                  "pods: its modes are inproc and process, not kubernetes")
     kube = data.get("kubernetes")
     problems = kube_problems(kube) if kube is not None else []
     if problems:
@@ -121,6 +144,7 @@ def read_manifest(manifest: Path) -> PluginInfo:
         modes=modes,
         runner=runner,
         image=image,
+        mode=mode,
         kubernetes=KubeSettings.from_mapping(kube),
         inputs=_inputs(file, data.get("inputs") or {}),
         folder=manifest.parent,

@@ -22,6 +22,7 @@ exits 0 with no or a malformed answer      ``crash``: what was wrong, stderr tai
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -29,7 +30,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -39,6 +39,7 @@ from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Ou
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._ledger import Ledger
 from noetl_actors.runners._manifest import PluginInfo
+from noetl_actors.runners._output import OutputSink
 from noetl_actors.runners._protocol import RunnerStatistics
 from noetl_actors.runners._wire import LIFELINE_ENV, request
 
@@ -57,17 +58,22 @@ class ProcessRunner:
         term_grace: seconds between SIGTERM and SIGKILL when an attempt is stopped.
         python: the interpreter for children (default: this one).
         env: the children's environment (default: this process's).
+        output: where each child's stderr goes as it comes (`OutputSink`): what
+            its plugin prints (its stdout is sent there too) and its
+            subprocesses write. The outcome quotes its tail either way.
     """
 
     name = "process"
 
     def __init__(self, *, term_grace: float = 5.0, python: str = sys.executable,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 output: OutputSink | None = None) -> None:
         if term_grace < 0:
             raise ValueError(f"term_grace must be >= 0 (got {term_grace!r})")
         self.term_grace = term_grace
         self._python = python
         self._env = dict(env) if env is not None else None
+        self.output = output
         self._ledger: Ledger[ProcessAttempt] = Ledger(self.name)
 
     def start(self, plugin: PluginInfo, attempt: Attempt) -> ProcessAttempt:
@@ -110,6 +116,7 @@ class ProcessAttempt(AttemptHandle):
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._stop_reason: str | None = None
+        self._stderr = _Stderr(runner.output, attempt)
 
     def cancel(self) -> None:
         with self._cond:  # held while writing: the watcher closes the pipe under it
@@ -125,7 +132,6 @@ class ProcessAttempt(AttemptHandle):
             self._thread.join(timeout)
 
     def launch(self, command: list[str], env: Mapping[str, str] | None) -> None:
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (the watcher thread closes it)
         # The lifeline: the child holds the read end, only this process the
         # write end. If this process dies (kill -9 included) the child reads
         # EOF and kills its own process group: no attempt outlives its worker.
@@ -134,11 +140,10 @@ class ProcessAttempt(AttemptHandle):
         child_env[LIFELINE_ENV] = str(lifeline)
         try:
             self._proc = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env=child_env, start_new_session=True, close_fds=True, pass_fds=(lifeline,),
             )
         except OSError as error:
-            stderr.close()
             self._close_lifeline()
             self._close_wake()
             self._settle(Outcome.failed(CRASH, f"cannot start {command[0]}: {error}",
@@ -148,7 +153,7 @@ class ProcessAttempt(AttemptHandle):
             os.close(lifeline)
         self.pid = self._proc.pid
         self._thread = threading.Thread(
-            target=self._watch, args=(self._proc, stderr), daemon=True,
+            target=self._watch, args=(self._proc,), daemon=True,
             name=f"noetl-process-{self.pid}",
         )
         self._thread.start()
@@ -160,12 +165,12 @@ class ProcessAttempt(AttemptHandle):
 
     # -- the watcher thread ------------------------------------------------------------
 
-    def _watch(self, proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         outcome = Outcome.failed(CRASH, "the process runner failed", started_at=self.started_at)
         try:
             answer = self._supervise(proc)
             proc.wait()
-            outcome = self._verdict(proc.returncode, answer, _tail(stderr))
+            outcome = self._verdict(proc.returncode, answer, self._stderr.tail())
         except BaseException as error:  # a bug of ours: still leave no process behind
             self._signal_group(proc, signal.SIGKILL)
             proc.wait()
@@ -173,8 +178,8 @@ class ProcessAttempt(AttemptHandle):
                                             f"{self.pid}: {error!r}", started_at=self.started_at)
             raise
         finally:
-            stderr.close()
-            for pipe in (proc.stdin, proc.stdout):
+            self._stderr.end()  # its lines before its end, on the same wire
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None and not pipe.closed:
                     with contextlib.suppress(OSError):
                         pipe.close()
@@ -191,7 +196,7 @@ class ProcessAttempt(AttemptHandle):
         have been reused; elsewhere it was reaped first, a small window in which
         a new process could take its id.
         """
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         pending = json.dumps(request(self._plugin, self.attempt)).encode()
         deadline = (None if self.attempt.timeout is None
                     else time.monotonic() + self.attempt.timeout)
@@ -203,6 +208,7 @@ class ProcessAttempt(AttemptHandle):
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdin, selectors.EVENT_WRITE, "in")
             selector.register(proc.stdout, selectors.EVENT_READ, "out")
+            selector.register(proc.stderr, selectors.EVENT_READ, "err")
             selector.register(self._wake_r, selectors.EVENT_READ, "wake")
             if exit_fd is not None:
                 selector.register(exit_fd, selectors.EVENT_READ, "exit")
@@ -237,6 +243,11 @@ class ProcessAttempt(AttemptHandle):
                                 if exit_fd is None:  # no pidfd: EOF is our sign of exit
                                     self._reap_first(proc)
                                     return self._after_exit(proc, out)
+                        elif key.data == "err":
+                            chunk = os.read(proc.stderr.fileno(), 65536)
+                            self._stderr.add(chunk)
+                            if not chunk:
+                                selector.unregister(proc.stderr)
                         elif key.data == "wake":
                             os.read(self._wake_r, 64)
                         else:
@@ -265,6 +276,8 @@ class ProcessAttempt(AttemptHandle):
         if proc.stdin is not None and not proc.stdin.closed:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+        if proc.stderr is not None and not proc.stderr.closed:
+            self._stderr.drain(proc.stderr.fileno())
         return bytes(out)
 
     def _signal_group(self, proc: subprocess.Popen[bytes], signum: int) -> None:
@@ -332,11 +345,40 @@ def _death(returncode: int) -> str:
     return f"exited with code {returncode}{note}"
 
 
-def _tail(stderr: IO[bytes]) -> str:
-    stderr.seek(0, os.SEEK_END)
-    size = stderr.tell()
-    stderr.seek(max(0, size - STDERR_TAIL * 4))
-    return stderr.read().decode("utf-8", "replace")[-STDERR_TAIL:].strip()
+class _Stderr:
+    """A child's stderr as it comes: its tail kept for the outcome, all of it to the sink."""
+
+    def __init__(self, output: OutputSink | None, attempt: Attempt) -> None:
+        self._output = output
+        self._attempt = attempt
+        self._tail = bytearray()
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def add(self, chunk: bytes) -> None:
+        self._tail += chunk
+        if len(self._tail) > STDERR_TAIL * 8:
+            del self._tail[:-STDERR_TAIL * 4]
+        if self._output is not None:
+            text = self._decoder.decode(chunk, final=not chunk)
+            if text:
+                self._output.write(self._attempt, text)
+
+    def drain(self, fd: int) -> None:
+        """What the dead child left in the pipe; never waits (a grandchild in a session
+        of its own may hold the pipe open)."""
+        os.set_blocking(fd, False)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, 65536):
+                self.add(chunk)
+
+    def end(self) -> None:
+        if self._output is not None:
+            self.add(b"")
+            self._output.end(self._attempt)
+
+    def tail(self) -> str:
+        return bytes(self._tail[-STDERR_TAIL * 4:]).decode("utf-8", "replace")[
+            -STDERR_TAIL:].strip()
 
 
 def _quote(stderr_tail: str) -> str:

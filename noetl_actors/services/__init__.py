@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from noetl_actors.services._health import HealthServer as HealthServer
     from noetl_actors.services._health import serve_health as serve_health
     from noetl_actors.services._lifecycle_log import LifecycleLog as LifecycleLog
+    from noetl_actors.services._logs import LOGS_STREAM as LOGS_STREAM
+    from noetl_actors.services._logs import LogPublisher as LogPublisher
+    from noetl_actors.services._logs import log_subject as log_subject
+    from noetl_actors.services._logs import logs_filter as logs_filter
     from noetl_actors.services._metrics import MetricsServer as MetricsServer
     from noetl_actors.services._metrics import NodeMetrics as NodeMetrics
     from noetl_actors.services._metrics import serve_metrics as serve_metrics
@@ -39,6 +43,10 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "EVENTS_STREAM": "_node",
+    "LOGS_STREAM": "_logs",
+    "LogPublisher": "_logs",
+    "log_subject": "_logs",
+    "logs_filter": "_logs",
     "HealthServer": "_health",
     "serve_health": "_health",
     "LifecycleLog": "_lifecycle_log",
@@ -61,11 +69,13 @@ _WHERE = {
 
 __all__ = [
     "EVENTS_STREAM",
+    "LOGS_STREAM",
     "BucketClaims",
     "Claims",
     "HealthServer",
     "LifecycleLog",
     "LocalClaims",
+    "LogPublisher",
     "MetricsConfig",
     "MetricsServer",
     "Node",
@@ -76,6 +86,8 @@ __all__ = [
     "actor_subject",
     "api_subject",
     "load_node_config",
+    "log_subject",
+    "logs_filter",
     "node_subject",
     "serve_health",
     "serve_metrics",

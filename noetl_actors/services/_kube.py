@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from noetl_actors.errors import KubeConfigError
-from noetl_actors.runners import KubernetesRunner
+from noetl_actors.runners import KubernetesRunner, OutputSink
 from noetl_actors.services._node_config import IN_CLUSTER, KubeConfig
 
 __all__ = ["NOT_ENABLED", "kube_runner"]
@@ -27,9 +27,10 @@ NOT_ENABLED = ("this node runs no Kubernetes Jobs: set `kubernetes: {enabled: tr
 """Why a `runner: kubernetes` attempt fails on a node without the runner."""
 
 
-def kube_runner(config: KubeConfig, *, nats_url: str) -> KubernetesRunner:
+def kube_runner(config: KubeConfig, *, nats_url: str,
+                output: OutputSink | None = None) -> KubernetesRunner:
     """The runner of `config` (which must be enabled), for Jobs whose pods send large
-    results to `nats_url`.
+    results to `nats_url`; their pods' logs go to `output`.
 
     Raises:
         KubeConfigError: the cluster cannot be reached as configured (no kubeconfig, a
@@ -63,4 +64,4 @@ def kube_runner(config: KubeConfig, *, nats_url: str) -> KubernetesRunner:
         client.ApiClient(configuration), namespace=namespace, nats_url=nats_url,
         ttl_after_finished=config.job_ttl, unschedulable_after=config.unschedulable_after,
         image_pull_after=config.image_pull_after,
-        container_error_after=config.container_error_after, owns_client=True)
+        container_error_after=config.container_error_after, owns_client=True, output=output)

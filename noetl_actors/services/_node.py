@@ -6,12 +6,11 @@
     ├── workflows    one child per running workflow (temporary)
     └── services     presence, control, api (served nodes only)
 
-Children stop in reverse order. With no NATS address the node starts its
-own embedded nats-server first and stops it last. Every step event and
-supervision event of its workflows is kept in the ``NOETL_EVENTS``
-JetStream stream (see `noetl events`), except a step's start and normal
-exit: its observers see them, but on NATS the step's own events (its final
-`succeeded`) tell them.
+Children stop in reverse order. With no NATS address the node starts its own embedded
+nats-server first and stops it last. Every step event and supervision event of its
+workflows is kept in the ``NOETL_EVENTS`` JetStream stream (see `noetl events`), except a
+step's start and normal exit: its observers see them, but on NATS the step's own events
+(its final `succeeded`) tell them; steps' output lines in ``NOETL_LOGS`` (`noetl logs`).
 """
 
 from __future__ import annotations
@@ -64,6 +63,7 @@ from noetl_actors.services._lease import (
     Leases,
 )
 from noetl_actors.services._lifecycle_out import is_routine, publish_fenced
+from noetl_actors.services._logs import ensure_logs_stream
 from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.services._names import check_name_is_free
 from noetl_actors.services._node_config import NodeConfig, load_node_config
@@ -191,11 +191,10 @@ class Node:
                     password=options.password, token=options.token).start()
                 options = self.server.own_options(options)
             self.bridge = Bridge(options, observers=self._observers)
-            self._runners = node_runners(config, clock=self._clock, nats_url=options.servers[0])
-            # Alone on a private embedded server, claims can stay in this process; on
-            # a NATS that others can use, their workers may take the same command.
-            # (self.options: `options` names the embedded server's address by now.)
+            # Alone on a private embedded server, claims can stay in this process; on a NATS others
+            # can use, their workers may take the same command (self.options: not the embedded's).
             shared = self.serve or not self.options.embedded
+            self._runners = node_runners(config, self.bridge, clock=self._clock, shared=shared)
             claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
                                           owned=self._fences) if shared else LocalClaims()
             self.claims = claims
@@ -214,6 +213,7 @@ class Node:
             self.bridge.subscribe(ready_subject("*"), self.waiting, timeout=timeout)
             self.bridge.ensure_stream(EVENTS_STREAM, ["event.>", f"{LIFECYCLE_PREFIX}.>"],
                                       timeout=timeout)
+            ensure_logs_stream(self.bridge, timeout=timeout)
             if shared:
                 self.bridge.ensure_bucket(CLAIMS_BUCKET, ttl=CLAIMS_TTL, timeout=timeout)
                 self.bridge.ensure_bucket(LEASES_BUCKET, ttl=None, timeout=timeout)

@@ -71,7 +71,8 @@ class WorkersConfig(PartConfig):
     """The plugin workers' supervisor, and how many attempts each worker runs at once.
 
     `concurrency` holds every plugin of the catalog (disabled ones too);
-    `disabled` names the plugins this node runs no worker for.
+    `disabled` names the plugins this node runs no worker for (service plugins, unless
+    enabled by name).
     """
 
     default_concurrency: int
@@ -297,7 +298,8 @@ class _NodeReader(YamlReader):
         default = self.concurrency(keys["concurrency"], "workers.concurrency") \
             if "concurrency" in keys else None
         overrides: dict[str, int] = {}
-        disabled: set[str] = set()
+        # A service plugin runs in workers of its own (noetl worker --plugin), unless enabled.
+        disabled = {name for name, plugin in self.catalog.plugins.items() if plugin.service}
         ok = "plugins" not in keys or self.plugins(keys["plugins"], overrides, disabled)
         if part is None or default is None or not ok:
             return None
@@ -340,6 +342,8 @@ class _NodeReader(YamlReader):
                 if self.expect(keys["enabled"], "boolean", f"{what}.enabled"):
                     if not keys["enabled"].value:
                         disabled.add(name)
+                    else:
+                        disabled.discard(name)
                 else:
                     ok = False
         return ok
