@@ -259,6 +259,40 @@ def test_a_worker_with_worker_credentials_runs_its_plugin_for_the_node(tmp_path:
         assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
 
 
+def test_what_a_credentialed_worker_prints_a_client_reads_with_noetl_logs(
+        tmp_path: Path) -> None:
+    """A `shell` worker with `worker` credentials publishes its step's lines; a `client`
+    reads them back with `noetl logs`: no permission violation on either side."""
+    playbook = tmp_path / "speak.yaml"
+    playbook.write_text("apiVersion: noetl.io/v1\nkind: Playbook\nname: speak\n"
+                        "tasks:\n  - name: t\n    steps:\n      - name: s\n"
+                        "        plugin: shell\n"
+                        "        with: {command: \"echo hello from the worker\"}\n")
+    config = "heartbeat: 0.5s\nworkers:\n  plugins:\n    shell: {enabled: false}\n"
+    with running_node(tmp_path, "alpha", config=config) as started:
+        worker_seed = issue(tmp_path, "worker", "wendy", "--plugin", "shell")
+        client_seed = issue(tmp_path, "client", "carol")
+        env = as_stranger(tmp_path)
+        worker = spawn(["env", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}",
+                        *map(str, cli_command("worker", "--nats", started.url, "--nkey",
+                                                 worker_seed, "--plugin", "shell"))],
+                       tmp_path, "worker")
+        try:
+            worker.wait_for_line(re.compile(r"^workers for shell on "), 60)
+            run = noetl("submit", playbook, "--wait", "--json", "--nats", started.url,
+                        "--nkey", client_seed, cwd=tmp_path, env=env, timeout=60)
+            assert run.returncode == 0, run.stdout + run.stderr + worker.stderr()
+            workflow_id = run.document()["workflow_id"]
+            logs = noetl("logs", workflow_id, "t.s", "--nats", started.url, "--nkey",
+                         client_seed, cwd=tmp_path, env=env, timeout=60)
+            assert logs.returncode == 0, logs.stderr
+            assert "hello from the worker" in logs.stdout
+        finally:
+            worker.cleanup()
+        log = (started.state_dir / "nats-server.log").read_text()
+        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+
+
 def test_a_workflow_runs_over_tls_with_client_certificates(tmp_path: Path) -> None:
     """`noetl server --tls`: a node and the CLI of the same user find the local CA and
     their client certificate; another user with our CA but no certificate is refused,
