@@ -172,12 +172,19 @@ class RemoteStepActor(SupervisedActor):
         return None
 
     def _begin(self) -> None:
-        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
+        # Rendering counts in the step's timeout: it is stopped when the timeout
+        # comes, and the worker has what is left of it.
+        rendering = self._clock.now()
+        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt},
+                              timeout=self.step.timeout)
+        timeout = self.step.timeout
+        if timeout is not None:
+            timeout = max(timeout - (self._clock.now() - rendering), 0.001)
         command = Command(
             workflow_id=self._workflow_id, task=self.task_name, step=self.step.name,
             attempt=self.attempt, plugin=self.step.plugin, input=inputs,
             runner=self.step.runner.value if self.step.runner else None,
-            timeout=self.step.timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
+            timeout=timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
             kubernetes=dict(self.step.kubernetes) or None,
         )
         self._command = command
@@ -191,7 +198,8 @@ class RemoteStepActor(SupervisedActor):
         except (TypeError, ValueError) as error:
             raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
                                 f"JSON: {error}") from None
-        self._began_at = self._waited_from = self._sent_at
+        self._began_at = rendering
+        self._waited_from = self._sent_at
         self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
                                 silence=self._heartbeat * HEARTBEAT_MISSES)
 
