@@ -1,0 +1,82 @@
+"""Hostile input refused in one clear line: payloads nested too deep, playbooks too big,
+too deep or with too many tasks, and refusals written to the log at a bounded rate."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from noetl_actors._refusals import RefusalLog
+from noetl_actors.bridge import decode
+from noetl_actors.errors import MalformedMessage, PlaybookError
+from noetl_actors.playbook import parse_playbook
+
+HEADER = "apiVersion: noetl.io/v1\nkind: Playbook\nname: p\n"
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(PlaybookError) as refused:
+        parse_playbook(text, "p.yaml")
+    return [str(problem) for problem in refused.value.problems]
+
+
+@pytest.mark.parametrize("depth", [1_100, 100_000])
+def test_a_payload_nested_too_deep_is_malformed_not_a_recursion_error(depth: int) -> None:
+    payload = b'{"schema_version":1,"x":' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(MalformedMessage, match="nested deeper than 1024 levels"):
+        decode(payload)
+
+
+def test_a_payload_nested_within_the_bound_is_read() -> None:
+    payload = b'{"schema_version":1,"x":' + b"[" * 500 + b"]" * 500 + b"}"
+    assert decode(payload)["schema_version"] == 1
+
+
+@pytest.mark.parametrize("nested", [
+    "a: " + "[" * 5_000 + "]" * 5_000,
+    "a: " + "{b: " * 5_000 + "1" + "}" * 5_000,
+    "a:\n" + "".join(" " * i + "- \n" for i in range(0, 400, 2)),
+])
+def test_a_playbook_nested_too_deep_is_one_problem(nested: str) -> None:
+    problems = problems_of(HEADER + "tasks: []\nvars:\n  " + nested.replace("\n", "\n  "))
+    assert len(problems) == 1, problems
+    assert "nested deeper than 64 levels (playbook limits)" in problems[0]
+
+
+def test_an_alias_that_expands_a_billion_times_is_one_problem_found_at_once() -> None:
+    laughs = "\n".join(
+        [f"  l0: &l0 [{', '.join(['x'] * 9)}]"]
+        + [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 12)])
+    problems = problems_of(HEADER + "vars:\n" + laughs + "\ntasks: []\n")
+    assert len(problems) == 1, problems
+    assert "its aliases expand to more than 1,000,000 values (playbook limits)" in problems[0]
+
+
+def test_a_playbook_past_the_size_limit_is_refused_before_it_is_parsed() -> None:
+    text = HEADER + "description: " + "x" * 1_100_000 + "\ntasks: []\n"
+    problems = problems_of(text)
+    assert problems == [f"p.yaml:1:1: the playbook is {len(text):,} bytes, past the limit of "
+                        "1,000,000 (playbook limits)"]
+
+
+def test_a_playbook_with_too_many_tasks_is_refused() -> None:
+    tasks = "".join(f"  - {{name: t{i}, steps: [{{name: s, plugin: echo}}]}}\n"
+                    for i in range(10_001))
+    problems = problems_of(HEADER + "tasks:\n" + tasks)
+    assert any("10,001 tasks, past the limit of 10,000" in p for p in problems), problems
+
+
+def test_refusals_are_written_once_each_but_at_a_bounded_rate(
+        caplog: pytest.LogCaptureFixture) -> None:
+    log = RefusalLog(logging.getLogger("test.refusals"), interval=0.3, burst=3)
+    with caplog.at_level(logging.WARNING, "test.refusals"):
+        written = [log.refused("bad", "refused %d", n) for n in range(1_000)]
+        assert written[:3] == [True] * 3 and not any(written[3:])
+        assert log.refused("other", "another kind") is True
+        time.sleep(0.35)
+        assert log.refused("bad", "refused %d", 1_000) is True
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["refused 0", "refused 1", "refused 2", "another kind",
+                     "refused 1000 (and 997 more like it in the 0.3 s before)"]
