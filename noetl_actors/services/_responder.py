@@ -79,7 +79,7 @@ class Responder(SupervisedActor):
         except ApiError as error:
             reply = error.to_reply()
             if error.kind is ErrorKind.BAD_REQUEST:
-                _REFUSALS.refused(f"bad_request:{request.subject}",
+                _REFUSALS.refused("bad_request:" + ".".join(request.subject.split(".")[:3]),
                                   "%s: refused a request on %s: %s", self.path,
                                   request.subject, short(str(error)))
         except NoetlError as error:

@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
@@ -97,6 +98,7 @@ KNOWN = 50_000
 """Attempts a worker remembers having seen (to drop a command sent again at once)."""
 
 logger = logging.getLogger("noetl_actors.services")
+_REFUSALS = RefusalLog(logger)
 
 
 @attrs.frozen
@@ -230,8 +232,9 @@ class PluginWorker(SupervisedActor):
         try:
             command = Command.from_data(delivery.data)
         except MalformedMessage as error:
-            logger.warning("%s: dropped a malformed command on %s: %s",
-                           self.path, delivery.subject, error)
+            _REFUSALS.refused(f"malformed:{self.plugin.name}",
+                              "%s: dropped a malformed command on %s: %s", self.path,
+                              short(delivery.subject, 120), short(str(error)))
             return
         self._take(command, delivery.reply)
 
@@ -269,8 +272,9 @@ class PluginWorker(SupervisedActor):
                 self._known[key] = claim
         if claim is None:
             why = found if isinstance(found, NoetlError) else repr(found)
-            logger.warning("%s: could not claim %s (%s); its step will send it again",
-                           self.path, command.id, why)
+            _REFUSALS.refused(f"claim:{self.plugin.name}",
+                              "%s: could not claim %s (%s); its step will send it again",
+                              self.path, short(command.id, 120), short(str(why)))
             return
         self._settled(command, reply, asked, claim)
 
