@@ -1,10 +1,12 @@
 """Hostile input refused in one clear line: payloads nested too deep, playbooks too big,
-too deep or with too many tasks, and refusals written to the log at a bounded rate."""
+too deep or with too many tasks, refusals written to the log at a bounded rate, and a
+node's limits: workflows at once (`busy`) and the size of a step's output."""
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,8 @@ from noetl_actors._refusals import RefusalLog
 from noetl_actors.bridge import decode
 from noetl_actors.errors import MalformedMessage, PlaybookError
 from noetl_actors.playbook import parse_playbook
+from tests.node_helpers import NODE_CONFIG, Cli, running_node
+from tests.run_helpers import run_playbook, steps_of, wait_until, write_playbook
 
 HEADER = "apiVersion: noetl.io/v1\nkind: Playbook\nname: p\n"
 
@@ -80,3 +84,44 @@ def test_refusals_are_written_once_each_but_at_a_bounded_rate(
     lines = [record.getMessage() for record in caplog.records]
     assert lines == ["refused 0", "refused 1", "refused 2", "another kind",
                      "refused 1000 (and 997 more like it in the 0.3 s before)"]
+
+
+# -- a node's own limits --------------------------------------------------------------------
+
+
+def test_a_node_at_its_max_workflows_answers_busy_and_takes_more_once_one_ends(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "napping", """
+        tasks:
+          - name: t
+            steps:
+              - {name: nap, plugin: sleep, with: {seconds: 3}}
+        """)
+    with running_node(tmp_path, "a", config=NODE_CONFIG + "max_workflows: 1\n") as node:
+        cli = Cli(node.url)
+        first = cli.submit(path)
+        refused = cli("submit", path)
+        assert refused.returncode != 0
+        assert "node a runs 1 workflows, its limit (max_workflows: 1); try again later" in (
+            refused.stderr), refused.stderr
+        assert refused.stderr.count("\n") <= 2, refused.stderr
+        cli.wait_status(first, "succeeded", timeout=60)
+        wait_until(lambda: cli("submit", path).returncode == 0, 30,
+                   "a submit to be taken once the first workflow ended", 0.5)
+
+
+def test_a_step_whose_output_is_past_max_output_fails_with_an_output_error(
+        tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "big", """
+        tasks:
+          - name: t
+            supervision: {max_restarts: 0}
+            steps:
+              - {name: big, plugin: python, with: {function: "operator:mul", args: ["x", 5000000]}}
+        """)
+    result, report = run_playbook(path, tmp_path / "nats")
+    assert result.returncode == 1, result.stderr
+    error = steps_of(report, "t")["big"]["error"]
+    assert error["type"] == "output", error
+    assert error["message"] == ("the output of step 'big' is 5,000,032 bytes of JSON, past the "
+                                "node's max_output of 4,194,304")

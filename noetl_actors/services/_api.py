@@ -90,6 +90,11 @@ class ApiService(Responder):
 
     def _start(self, playbook: Playbook, source: str,
                workflow_id: str | None = None) -> dict[str, Any]:
+        running, limit = len(self.node.running()), self.node.config.max_workflows
+        if running >= limit:
+            raise ApiError(ErrorKind.BUSY, f"node {self.node.name} runs {running} workflows, "
+                                           f"its limit (max_workflows: {limit}); try again "
+                                           f"later")
         run = self.node.run(playbook, source=source, workflow_id=workflow_id)
         return {"workflow_id": run.workflow_id, "node": self.node.name,
                 "playbook": playbook.name}

@@ -241,6 +241,7 @@ class Node:
             ChildSpec(id=name, start=functools.partial(
                 PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
                 clock=self._clock, heartbeat=self.heartbeat, metrics=self.metrics,
+                max_output=self.config.max_output,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
             if (name in chosen if chosen is not None else name not in workers.disabled)

@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from noetl_actors._refusals import RefusalLog, short
-from noetl_actors.bridge import Bridge, Delivery
+from noetl_actors.bridge import Bridge, Delivery, encode
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
     Attempt,
@@ -100,6 +100,11 @@ KNOWN = 50_000
 logger = logging.getLogger("noetl_actors.services")
 _REFUSALS = RefusalLog(logger)
 
+MAX_OUTPUT = 4 * 1024 * 1024
+"""Bytes of JSON a step's output may have (the node config's `max_output`)."""
+MAX_ERROR_MESSAGE = 16 * 1024
+"""Characters of a failure's message kept in its event (the rest is cut)."""
+
 
 @attrs.frozen
 class _Finished:
@@ -149,9 +154,11 @@ class PluginWorker(SupervisedActor):
         metrics: NodeMetrics | None = None,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
+        max_output: int = MAX_OUTPUT,
     ) -> None:
         super().__init__()
         self.plugin = plugin
+        self._max_output = max_output
         self._bridge = bridge
         self._runners = runners
         self._claims = claims
@@ -396,11 +403,19 @@ class PluginWorker(SupervisedActor):
         if self._metrics is not None:
             self._metrics.attempt_ended(self.plugin.name, outcome)
         if outcome.ok:
-            self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
-                       started_at=outcome.started_at)
+            size = _output_size(outcome.output)
+            if size <= self._max_output:
+                self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
+                           started_at=outcome.started_at)
+                return
+            self._send(command, EventStatus.FAILED, error_type="output",
+                       error_message=f"the output of step {command.step!r} is {size:,} bytes "
+                                     f"of JSON, past the node's max_output of "
+                                     f"{self._max_output:,}", started_at=outcome.started_at)
         else:
             self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
-                       error_message=outcome.message, started_at=outcome.started_at)
+                       error_message=short(outcome.message, MAX_ERROR_MESSAGE),
+                       started_at=outcome.started_at)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
@@ -494,6 +509,14 @@ class PluginWorker(SupervisedActor):
             entry.attempt.cancel()
         if self._metrics is not None:
             self._metrics.remove_worker(self.plugin.name)
+
+
+def _output_size(output: Any) -> int:
+    """Bytes of `output` as JSON (0 if it cannot be JSON: sending it says why)."""
+    try:
+        return len(encode({"output": output}))
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return 0
 
 
 def _attempt(command: Command) -> Attempt:
