@@ -92,6 +92,10 @@ def test_ordinary_templates_still_render() -> None:
     assert render_value("{{ ', '.join(['a', 'b']) }} {{ 'a' | center(5) }}",
                         context()) == "a, b   a  "
     assert render_value("{{ steps.fetch.output.rows | join(',') }}", context()) == "1,2"
+    assert render_value("{{ '%d' | format(10**12) }} {{ '{}'.format(10**12) }}",
+                        context()) == "1000000000000 1000000000000"
+    assert render_value("{{ {'a': 1}.get('b', 10**12) }}", context()) == 10**12
+    assert render_value("{{ 'ab'.ljust(4, '.') }}", context()) == "ab.."
 
 
 def test_a_huge_template_fails_its_step_at_once_and_the_run_goes_on(tmp_path: Path) -> None:

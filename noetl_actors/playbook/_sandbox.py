@@ -145,10 +145,16 @@ def _estimate(name: str, obj: Any, args: tuple[Any, ...]) -> int:
     return 0
 
 
+_SIZED_BY_ARGS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs",
+                            "generate_lorem_ipsum"})
+"""Calls whose result grows with a number they are given (a width, a count of words)."""
+
+
 def _checked_call(name: str, function: Callable[..., Any], obj: Any,
                   args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     limits = budget()
-    _check_args(name, args, kwargs, limits)
+    if name in _SIZED_BY_ARGS:
+        _check_args(name, args, kwargs, limits)
     if name in ("format", "format_map") and isinstance(obj, str):
         _check_format(obj, limits)
     size = _estimate(name, obj, args)
@@ -171,7 +177,7 @@ def _checked_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             arg, jinja2.Environment | jinja2.runtime.Context | jinja2.nodes.EvalContext)]
         obj, rest = (values[0], tuple(values[1:])) if values else (None, ())
         what = f"the {name!r} filter"
-        if name in ("center", "indent", "wordwrap", "format"):
+        if name in ("center", "indent", "wordwrap"):
             _check_args(what, rest, kwargs, limits)
         if name == "format" and isinstance(obj, str):
             _check_format(obj, limits)
