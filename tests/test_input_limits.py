@@ -89,13 +89,13 @@ def test_refusals_are_written_once_each_but_at_a_bounded_rate(
 # -- a node's own limits --------------------------------------------------------------------
 
 
-def test_a_node_at_its_max_workflows_answers_busy_and_takes_more_once_one_ends(
+def test_a_node_at_its_max_workflows_answers_busy_and_takes_more_once_one_ended(
         tmp_path: Path) -> None:
     path = write_playbook(tmp_path, "napping", """
         tasks:
           - name: t
             steps:
-              - {name: nap, plugin: sleep, with: {seconds: 3}}
+              - {name: nap, plugin: sleep, with: {seconds: 600}}
         """)
     with running_node(tmp_path, "a", config=NODE_CONFIG + "max_workflows: 1\n") as node:
         cli = Cli(node.url)
@@ -105,7 +105,8 @@ def test_a_node_at_its_max_workflows_answers_busy_and_takes_more_once_one_ends(
         assert "node a runs 1 workflows, its limit (max_workflows: 1); try again later" in (
             refused.stderr), refused.stderr
         assert refused.stderr.count("\n") <= 2, refused.stderr
-        cli.wait_status(first, "succeeded", timeout=60)
+        cli.ok("cancel", first)
+        cli.wait_status(first, "cancelled", timeout=60)
         wait_until(lambda: cli("submit", path).returncode == 0, 30,
                    "a submit to be taken once the first workflow ended", 0.5)
 
