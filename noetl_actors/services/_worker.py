@@ -43,7 +43,7 @@ from typing import Any
 import attrs
 
 from noetl_actors._refusals import RefusalLog, short
-from noetl_actors.bridge import Bridge, Delivery, encode
+from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
     Attempt,
@@ -68,6 +68,7 @@ from noetl_actors.runtime import (
 from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.services._metrics import NodeMetrics
+from noetl_actors.services._outputs import MAX_OUTPUT, event_of
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -99,11 +100,6 @@ KNOWN = 50_000
 
 logger = logging.getLogger("noetl_actors.services")
 _REFUSALS = RefusalLog(logger)
-
-MAX_OUTPUT = 4 * 1024 * 1024
-"""Bytes of JSON a step's output may have (the node config's `max_output`)."""
-MAX_ERROR_MESSAGE = 16 * 1024
-"""Characters of a failure's message kept in its event (the rest is cut)."""
 
 
 @attrs.frozen
@@ -239,9 +235,8 @@ class PluginWorker(SupervisedActor):
         try:
             command = Command.from_data(delivery.data)
         except MalformedMessage as error:
-            _REFUSALS.refused(f"malformed:{self.plugin.name}",
-                              "%s: dropped a malformed command on %s: %s", self.path,
-                              short(delivery.subject, 120), short(str(error)))
+            _REFUSALS.refused(f"malformed:{self.plugin.name}", "%s: dropped a malformed "
+                              "command on %s: %s", self.path, short(delivery.subject), error)
             return
         self._take(command, delivery.reply)
 
@@ -277,11 +272,9 @@ class PluginWorker(SupervisedActor):
                 self._known.pop(key, None)  # a command sent again is claimed again
             elif key in self._known:
                 self._known[key] = claim
-        if claim is None:
-            why = found if isinstance(found, NoetlError) else repr(found)
-            _REFUSALS.refused(f"claim:{self.plugin.name}",
-                              "%s: could not claim %s (%s); its step will send it again",
-                              self.path, short(command.id, 120), short(str(why)))
+        if claim is None:  # NATS did not answer (its error), or a bug
+            _REFUSALS.refused(f"claim:{self.plugin.name}", "%s: could not claim %s (%r); its "
+                              "step will send it again", self.path, short(command.id, 120), found)
             return
         self._settled(command, reply, asked, claim)
 
@@ -402,20 +395,8 @@ class PluginWorker(SupervisedActor):
     def _report(self, command: Command, outcome: Outcome) -> None:
         if self._metrics is not None:
             self._metrics.attempt_ended(self.plugin.name, outcome)
-        if outcome.ok:
-            size = _output_size(outcome.output)
-            if size <= self._max_output:
-                self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
-                           started_at=outcome.started_at)
-                return
-            self._send(command, EventStatus.FAILED, error_type="output",
-                       error_message=f"the output of step {command.step!r} is {size:,} bytes "
-                                     f"of JSON, past the node's max_output of "
-                                     f"{self._max_output:,}", started_at=outcome.started_at)
-        else:
-            self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
-                       error_message=short(outcome.message, MAX_ERROR_MESSAGE),
-                       started_at=outcome.started_at)
+        status, fields = event_of(outcome, command.step, self._max_output)
+        self._send(command, status, **fields)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
@@ -509,14 +490,6 @@ class PluginWorker(SupervisedActor):
             entry.attempt.cancel()
         if self._metrics is not None:
             self._metrics.remove_worker(self.plugin.name)
-
-
-def _output_size(output: Any) -> int:
-    """Bytes of `output` as JSON (0 if it cannot be JSON: sending it says why)."""
-    try:
-        return len(encode({"output": output}))
-    except (TypeError, ValueError, OverflowError, RecursionError):
-        return 0
 
 
 def _attempt(command: Command) -> Attempt:
