@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.node_helpers import Cli, NodeProcess, running_node
+from tests.node_helpers import Cli, NodeProcess, login, running_node
 from tests.run_helpers import write_playbook
 
 EXAMPLES = 40
@@ -46,7 +46,7 @@ class Wire:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._nc = self._run(nats.connect(url, allow_reconnect=False,
-                                          max_reconnect_attempts=0))
+                                          max_reconnect_attempts=0, **login(url)))
         self.sent = 0
 
     def _run(self, coroutine: Any, timeout: float = REPLY_TIMEOUT + 30) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from noetl_actors.runtime import Command
 from noetl_actors.services import Node
-from tests.node_helpers import Cli, raw_requests, running_node
+from tests.node_helpers import Cli, login, raw_requests, running_node
 from tests.run_helpers import wait_until, write_playbook
 
 
@@ -23,7 +23,8 @@ def publish(url: str, commands: list[Command]) -> None:
     import nats
 
     async def go() -> None:
-        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
         try:
             for command in commands:
                 await nc.publish(command.subject,
