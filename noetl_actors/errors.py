@@ -241,6 +241,8 @@ class ErrorKind(enum.Enum):
     """The request does not fit the state: cancel a finished workflow, say."""
     UNAVAILABLE = "unavailable"
     """The node that could answer is gone or still starting."""
+    BUSY = "busy"
+    """The node runs as many workflows as it may (`max_workflows`): try again later."""
 
 
 class ApiError(NoetlError):

@@ -467,7 +467,8 @@ def _start_worker(url: str, folder: Path, name: str) -> tuple[subprocess.Popen[b
     log = folder / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            cli_command("worker", "--nats", url, "--plugin", "sleep", "--heartbeat", "0.2"),
+            cli_command("worker", "--nats", url, "--plugin", "sleep", "--heartbeat", "0.2",
+                        "--accept-unfenced"),  # the test's node holds no leases
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=folder)
     return proc, log

@@ -24,6 +24,9 @@ __all__ = ["SCHEMA_VERSION", "SCHEMA_VERSION_KEY", "decode", "encode"]
 SCHEMA_VERSION = 1
 SCHEMA_VERSION_KEY = "schema_version"
 
+MAX_DEPTH = 1024
+"""Levels of nesting a payload may have (orjson's own bound)."""
+
 _OPTIONS = orjson.OPT_NON_STR_KEYS  # {1: "a"} -> {"1": "a"}, as json does
 # One encoder and one decoder for the process, for what orjson refuses:
 # `json.dumps(..., separators=...)` builds a JSONEncoder per call.
@@ -56,11 +59,15 @@ def decode(payload: bytes) -> dict[str, Any]:
     """
     try:
         data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as first:
+        if "depth limit" in str(first):  # the standard library would overflow its stack
+            raise MalformedMessage(f"nested deeper than {MAX_DEPTH} levels") from None
         try:
             data = _DECODER.decode(payload.decode())
         except (UnicodeDecodeError, ValueError) as error:
             raise MalformedMessage(f"not JSON: {error}") from None
+        except RecursionError:
+            raise MalformedMessage(f"nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict):
         raise MalformedMessage(f"not a JSON object but {type(data).__name__}")
     version = data.get(SCHEMA_VERSION_KEY)

@@ -22,6 +22,7 @@ import attrs
 import pykka
 from nats.aio.msg import Msg
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge._codec import decode, encode
 from noetl_actors.bridge._connection import Connection, Outgoing
 from noetl_actors.bridge._errors import translate
@@ -35,6 +36,7 @@ from noetl_actors.supervision import EventKind, LifecycleEvent, LoopHost, Observ
 __all__ = ["BridgeCore", "BridgeStatistics", "Bridged", "Counters", "pykka_future"]
 
 logger = logging.getLogger("noetl_actors.bridge")
+_REFUSALS = RefusalLog(logger)
 
 T = TypeVar("T")
 
@@ -302,8 +304,9 @@ class BridgeCore:
             return decode(msg.data)
         except MalformedMessage as error:
             self.counters.malformed += 1
-            logger.warning("malformed message on %s: %s (sent to %s)",
-                           msg.subject, error, DEAD_LETTER_SUBJECT)
+            _REFUSALS.refused("malformed:" + ".".join(msg.subject.split(".")[:2]),
+                              "malformed message on %s: %s (sent to %s)",
+                              msg.subject, short(str(error)), DEAD_LETTER_SUBJECT)
             if msg.subject != DEAD_LETTER_SUBJECT:
                 connection.publish_nowait(
                     DEAD_LETTER_SUBJECT,

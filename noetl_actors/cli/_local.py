@@ -226,8 +226,11 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML merged over supervisors/node.yaml: its workers' settings and "
                    "`kubernetes:` (to run `runner: kubernetes` steps as Jobs).")
+@click.option("--accept-unfenced", is_flag=True,
+              help="Also run commands that no workflow owner sent (epoch 0: from `noetl run "
+                   "--nats`, which holds no lease); by default they are refused.")
 def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
-           config_file: Path | None) -> None:
+           config_file: Path | None, accept_unfenced: bool) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
     from noetl_actors.errors import NoetlError, PlaybookError
     from noetl_actors.services import Node, load_node_config
@@ -244,7 +247,8 @@ def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
     except OSError as error:
         click.echo(f"{config_file}: cannot read it: {error.strerror}", err=True)
         sys.exit(EXIT_INVALID)
-    node = Node(options=options, config=config, workers=plugins or None, heartbeat=heartbeat)
+    node = Node(options=options, config=config, workers=plugins or None, heartbeat=heartbeat,
+                unfenced=accept_unfenced)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

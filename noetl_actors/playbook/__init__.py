@@ -35,6 +35,7 @@ from noetl_actors.playbook._names import to_name as to_name
 from noetl_actors.playbook._reader import YamlReader as YamlReader
 from noetl_actors.playbook._reader import described as described
 from noetl_actors.playbook._reader import show as show
+from noetl_actors.playbook._sandbox import TemplateLimits as TemplateLimits
 from noetl_actors.playbook._schema import playbook_schema as playbook_schema
 from noetl_actors.playbook._source import Located as Located
 from noetl_actors.playbook._source import Problem as Problem
@@ -62,6 +63,7 @@ __all__ = [
     "Runner",
     "Step",
     "Task",
+    "TemplateLimits",
     "YamlReader",
     "condition_holds",
     "condition_source",

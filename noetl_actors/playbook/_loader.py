@@ -17,6 +17,7 @@ import attrs
 
 from noetl_actors.errors import PlaybookError, TemplateError
 from noetl_actors.playbook._catalog import Catalog
+from noetl_actors.playbook._limits import DEFAULT_PLAYBOOK_LIMITS, count_problems, size_problem
 from noetl_actors.playbook._model import (
     API_VERSION,
     MAX_ITEMS_DEFAULT,
@@ -90,7 +91,11 @@ def _parse_playbook(
     catalog: Catalog | None,
     overrides: Mapping[str, Any] | None,
 ) -> Playbook:
-    root, problems = parse_yaml(text, file)
+    limits = DEFAULT_PLAYBOOK_LIMITS
+    too_big = size_problem(text, file, limits)
+    if too_big is not None:
+        raise PlaybookError([too_big])
+    root, problems = parse_yaml(text, file, limits.depth)
     catalog = catalog or Catalog.default()
     playbook = None
     warnings: list[Problem] = []
@@ -102,6 +107,8 @@ def _parse_playbook(
         reader = PlaybookReader(file, catalog)
         playbook = reader.playbook(root, dict(overrides or {}))
         problems += reader.problems
+        if playbook is not None:
+            problems += count_problems(list(playbook.tasks), file, limits)
     if problems or playbook is None:
         # Warnings too: a translation's warning often explains the error next to it.
         raise PlaybookError(sorted(problems + warnings, key=lambda p: (p.line, p.col)))

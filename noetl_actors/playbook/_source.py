@@ -125,8 +125,16 @@ if getattr(yaml, "__with_libyaml__", False):
                 super().ascend_resolver()
 
 
-def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
-    """Parse one YAML document; on a syntax error return the problem instead."""
+MAX_DEPTH = 64
+"""Levels of nesting a playbook's YAML may have (deeper would run out of stack)."""
+MAX_VALUES = 1_000_000
+"""Values (mappings, lists, scalars) a playbook's YAML may have, its aliases expanded."""
+
+
+def parse_yaml(text: str, file: str,
+               depth: int = MAX_DEPTH) -> tuple[Located | None, list[Problem]]:
+    """Parse one YAML document; on a syntax error, or nesting deeper than `depth`,
+    return the problem instead."""
     if _FastLoader is not None:
         try:
             fast = _FastLoader(text)
@@ -134,7 +142,7 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
         except Exception:
             pass
         else:
-            return _located(fast, fast_node, file)
+            return _located(fast, fast_node, file, depth)
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
@@ -152,14 +160,21 @@ def parse_yaml(text: str, file: str) -> tuple[Located | None, list[Problem]]:
                               f"YAML syntax: character {error.character!r} is not allowed")]
     except yaml.YAMLError as error:
         return None, [Problem(file, 1, 1, f"YAML syntax: {error}")]
-    return _located(loader, node, file)
+    except RecursionError:
+        return None, [Problem(file, 1, 1, f"nested deeper than {depth} levels "
+                                          f"(playbook limits)")]
+    return _located(loader, node, file, depth)
 
 
 def _located(loader: Any, node: yaml.Node | None,
-             file: str) -> tuple[Located | None, list[Problem]]:
+             file: str, depth: int) -> tuple[Located | None, list[Problem]]:
     if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
                         and not node.value):
         return None, [Problem(file, 1, 1, "the file is empty")]
+    too_deep = _too_deep(node, file, depth)
+    if too_deep is not None:
+        loader.dispose()
+        return None, [too_deep]
     problems: list[Problem] = []
     try:
         return _convert(loader, node, file, problems), problems
@@ -238,3 +253,50 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_on:
             gc.enable()
+
+
+def _too_deep(node: yaml.Node, file: str, limit: int) -> Problem | None:
+    """Where `node` is nested deeper than `limit`, its aliases expand it past `MAX_VALUES`
+    values (a "billion laughs"), or an alias holds itself; None if nowhere.
+
+    Walked without recursion, each node once (its depth and size kept by id), so an
+    alias used a million times costs what one does.
+    """
+    shape: dict[int, tuple[int, int]] = {}
+    """id(node) -> (its depth, its values with aliases expanded)."""
+    inside: set[int] = set()
+    todo: list[tuple[Any, bool]] = [(node, False)]
+    while todo:
+        current, finished = todo.pop()
+        key = id(current)
+        mark = current.start_mark
+        if finished:
+            inside.discard(key)
+            kids = _children(current)
+            depth = 1 + max((shape[id(kid)][0] for kid in kids), default=0)
+            size = 1 + sum(shape[id(kid)][1] for kid in kids)
+            shape[key] = (depth, size)
+            if depth > limit:
+                return Problem(file, mark.line + 1, mark.column + 1,
+                               f"nested deeper than {limit} levels (playbook limits)")
+            if size > MAX_VALUES:
+                return Problem(file, mark.line + 1, mark.column + 1,
+                               f"its aliases expand to more than {MAX_VALUES:,} values "
+                               f"(playbook limits)")
+            continue
+        if key in shape:
+            continue
+        if key in inside:
+            return Problem(file, mark.line + 1, mark.column + 1, "an alias holds itself")
+        inside.add(key)
+        todo.append((current, True))
+        todo.extend((kid, False) for kid in _children(current))
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

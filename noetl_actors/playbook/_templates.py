@@ -14,25 +14,32 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from noetl_actors.errors import TemplateError
+from noetl_actors.playbook._sandbox import (
+    DEFAULT_LIMITS,
+    SandboxEnvironment,
+    TemplateLimits,
+    budget,
+    limited,
+)
 
-__all__ = ["CONTEXT_NAMES", "LOOP_INDEX", "Reference", "condition_holds", "condition_source",
-           "references", "render_value"]
+__all__ = ["CONTEXT_NAMES", "DEFAULT_LIMITS", "LOOP_INDEX", "Reference", "TemplateLimits",
+           "condition_holds", "condition_source", "references", "render_value"]
 
 CONTEXT_NAMES = ("vars", "workflow", "steps", "tasks", "attempt", "inputs")
 LOOP_INDEX = "iteration"
 """In the steps of a looped task: the index of its iteration (0, 1, ...); its item is
 the loop's `as` name."""
 
-class _DataEnvironment(SandboxedEnvironment):
+class _DataEnvironment(SandboxEnvironment):
     """`output.items` is the output's key "items", not the dict's method.
 
     Templates here read data (step outputs, vars), so a key wins over an
@@ -144,18 +151,28 @@ def condition_holds(when: str | bool, context: Mapping[str, Any]) -> bool:
     return bool(render_value(condition_source(when), context))
 
 
-def render_value(value: Any, context: Mapping[str, Any]) -> Any:
-    """Render every template string inside `value` (dicts and lists walked).
+def render_value(value: Any, context: Mapping[str, Any], *,
+                 limits: TemplateLimits = DEFAULT_LIMITS,
+                 timeout: float | None = None) -> Any:
+    """Render every template string inside `value` (dicts and lists walked), within
+    `limits` (`TemplateLimits`): all of it within `limits.seconds`, or `timeout` if
+    that is sooner (what is left of its step's timeout).
 
     Raises:
-        TemplateError: a template failed: undefined name, syntax, sandbox.
+        TemplateError: a template failed: undefined name, syntax, sandbox, a limit.
     """
+    seconds = limits.seconds if timeout is None else min(limits.seconds, timeout)
+    with limited(limits, time.monotonic() + seconds):
+        return _render(value, context)
+
+
+def _render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         return _render_string(value, context) if is_template(value) else value
     if isinstance(value, Mapping):
-        return {key: render_value(item, context) for key, item in value.items()}
+        return {key: _render(item, context) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [render_value(item, context) for item in value]
+        return [_render(item, context) for item in value]
     return value
 
 
@@ -167,11 +184,35 @@ def _render_string(source: str, context: Mapping[str, Any]) -> Any:
             if isinstance(result, jinja2.Undefined):
                 str(result)  # raises UndefinedError with its message
             return result
-        return _template(source).render(**context)
+        return _bounded(_template(source).generate(**context))
     except jinja2.TemplateError as error:
-        raise TemplateError(f"{source!r}: {error.message or error}") from None
+        raise TemplateError(f"{_short(source)}: {error.message or error}") from None
+    except RecursionError:
+        raise TemplateError(f"{_short(source)}: it recurses too deep") from None
+    except MemoryError:
+        raise TemplateError(f"{_short(source)}: it ran out of memory") from None
     except Exception as error:  # 1/0, "a" + 1, range(10**10): the template's fault
-        raise TemplateError(f"{source!r}: {type(error).__name__}: {error}") from None
+        raise TemplateError(f"{_short(source)}: {type(error).__name__}: {error}") from None
+
+
+def _bounded(pieces: Iterator[str]) -> str:
+    """A template's output, piece by piece: refused past the output limit or deadline."""
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        limits = budget()
+        if size > limits.output:
+            raise jinja2.exceptions.SecurityError(
+                f"its output is past the limit of {limits.output:,} characters "
+                f"(template limits)")
+        out.append(piece)
+    return "".join(out)
+
+
+def _short(source: str) -> str:
+    """A template's source for an error message: at most 200 characters of it."""
+    return repr(source) if len(source) <= 200 else repr(source[:200]) + "..."
 
 
 # Jinja compiles a template to Python each time it is given one as a string

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -221,7 +222,33 @@ def _build(cls: type[R], data: Mapping[str, Any], kind: str) -> R:
     missing = sorted(name for name in required if name not in given)
     if missing:
         raise MalformedMessage(f"a {kind} without {', '.join(missing)}")
+    for name, value in given.items():
+        wanted = _TYPES.get(name)
+        if wanted is not None and (not isinstance(value, wanted)
+                                   or (isinstance(value, bool) and bool not in wanted)):
+            raise MalformedMessage(f"a {kind} whose {name} is a {type(value).__name__}")
+    for name in _TOKENS:
+        value = given.get(name)
+        if isinstance(value, str) and (not value or len(value) > 256
+                                       or _NOT_IN_A_TOKEN.search(value)):
+            raise MalformedMessage(f"a {kind} whose {name} is not a subject token: "
+                                   f"{value[:80]!r}")
     try:
         return cls(**given)
     except (TypeError, ValueError) as error:
         raise MalformedMessage(f"a malformed {kind}: {error}") from None
+
+
+_NUMBER = (int, float)
+_TYPES: dict[str, tuple[type, ...]] = {
+    "workflow_id": (str,), "task": (str,), "step": (str,), "plugin": (str,),
+    "attempt": (int,), "epoch": (int,), "input": (dict,), "runner": (str, type(None)),
+    "timeout": (*_NUMBER, type(None)), "heartbeat": _NUMBER, "command_id": (str,),
+    "step_id": (str,), "worker": (str,), "at": _NUMBER, "error_type": (str, type(None)),
+    "error_message": (str,), "started_at": (*_NUMBER, type(None)), "reason": (str,),
+}
+"""The JSON type of each field a command, event or cancel reads (a forged message
+with a list for its attempt, say, is malformed, not a crash further on)."""
+_TOKENS = ("workflow_id", "task", "step", "plugin", "step_id")
+_NOT_IN_A_TOKEN = re.compile(r"[.*>\s]")
+"""What a subject token cannot hold (`check_token`)."""

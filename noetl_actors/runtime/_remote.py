@@ -70,6 +70,8 @@ logger = logging.getLogger("noetl_actors.runtime")
 
 HEARTBEAT_MISSES = 3
 """Heartbeats a step waits for before it takes its worker for lost."""
+RENDER_NOTICED = 0.05
+"""Seconds of rendering a step's `with:` that its timeout counts (less: as good as none)."""
 FOLLOW_CALLS = 3
 """Times a Kubernetes step whose worker fell silent calls for another to follow its Job
 before it takes the attempt for lost."""
@@ -172,12 +174,22 @@ class RemoteStepActor(SupervisedActor):
         return None
 
     def _begin(self) -> None:
-        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
+        # Rendering counts in the step's timeout: it is stopped when the timeout
+        # comes, and the worker has what is left of it.
+        rendering = self._clock.now()
+        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt},
+                              timeout=self.step.timeout)
+        timeout, rendered = self.step.timeout, self._clock.now() - rendering
+        began: float | None = None  # as good as no rendering: counted from the send
+        if rendered >= RENDER_NOTICED:
+            began = rendering
+            if timeout is not None:
+                timeout = max(round(timeout - rendered, 3), 0.001)
         command = Command(
             workflow_id=self._workflow_id, task=self.task_name, step=self.step.name,
             attempt=self.attempt, plugin=self.step.plugin, input=inputs,
             runner=self.step.runner.value if self.step.runner else None,
-            timeout=self.step.timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
+            timeout=timeout, heartbeat=self._heartbeat, epoch=self._fence.epoch,
             kubernetes=dict(self.step.kubernetes) or None,
         )
         self._command = command
@@ -191,7 +203,8 @@ class RemoteStepActor(SupervisedActor):
         except (TypeError, ValueError) as error:
             raise TemplateError(f"the rendered input of step {self.step.name!r} is not "
                                 f"JSON: {error}") from None
-        self._began_at = self._waited_from = self._sent_at
+        self._began_at = self._sent_at if began is None else began
+        self._waited_from = self._sent_at
         self._wait = WorkerWait(plugin=self.step.plugin, bound=self._waiting.bound,
                                 silence=self._heartbeat * HEARTBEAT_MISSES)
 

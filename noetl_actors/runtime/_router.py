@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import pykka
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Delivery, Subscription
 from noetl_actors.errors import MalformedMessage, NoetlError, RouterClosed
 from noetl_actors.runtime._messages import Event
@@ -25,6 +26,7 @@ from noetl_actors.supervision import Clock, TimerHandle, tell_if_alive
 __all__ = ["HELD_EVENTS", "EventRouter", "subscribe_router"]
 
 logger = logging.getLogger("noetl_actors.runtime")
+_REFUSALS = RefusalLog(logger)
 
 HELD_EVENTS = 1024
 """Final events an `EventRouter` keeps for steps not registered (yet)."""
@@ -175,7 +177,8 @@ class EventRouter:
             with self._lock:
                 ours = delivery.subject.rsplit(".", 1)[-1] in self._steps
             if ours:
-                logger.warning("ignored a malformed event on %s: %s", delivery.subject, error)
+                _REFUSALS.refused("malformed-event", "ignored a malformed event on %s: %s",
+                                  short(delivery.subject, 120), short(str(error)))
             return
         self._hand(event)
 

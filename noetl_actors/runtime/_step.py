@@ -141,7 +141,8 @@ class StepActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if not isinstance(message, _Run):
             return super().on_receive(message)
-        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt})
+        inputs = render_value(dict(self.step.with_), {**self._context, "attempt": self.attempt},
+                              timeout=self.step.timeout)
         output = self._run(self.step, inputs, self.attempt)
         self._task.tell(StepDone(self.step.name, output))
         self.stop()

@@ -39,15 +39,12 @@ from noetl_actors.errors import (
 from noetl_actors.playbook import Playbook, is_name, parse_playbook
 from noetl_actors.services._protocol import API_QUEUE, api_subject, node_subject
 from noetl_actors.services._records import RUNNING
-from noetl_actors.services._responder import Responder, field
+from noetl_actors.services._responder import Responder, field, workflow_id_field
 
 if TYPE_CHECKING:
     from noetl_actors.services._node import Node
 
 __all__ = ["ApiService"]
-
-MAX_ID = 64
-"""Characters a client-chosen workflow id may have (a subject token)."""
 
 CANCEL_TIMEOUT = 90.0
 """Seconds a cancel may take on the owner node (its workflow's grace periods)."""
@@ -93,6 +90,11 @@ class ApiService(Responder):
 
     def _start(self, playbook: Playbook, source: str,
                workflow_id: str | None = None) -> dict[str, Any]:
+        running, limit = len(self.node.running()), self.node.config.max_workflows
+        if running >= limit:
+            raise ApiError(ErrorKind.BUSY, f"node {self.node.name} runs {running} workflows, "
+                                           f"its limit (max_workflows: {limit}); try again "
+                                           f"later")
         run = self.node.run(playbook, source=source, workflow_id=workflow_id)
         return {"workflow_id": run.workflow_id, "node": self.node.name,
                 "playbook": playbook.name}
@@ -101,12 +103,9 @@ class ApiService(Responder):
         text = field(data, "playbook", str)
         file = field(data, "file", str, required=False, default="<submitted>")
         variables = field(data, "vars", dict, required=False)
-        workflow_id = field(data, "workflow_id", str, required=False)
+        workflow_id = workflow_id_field(data, required=False)
         if workflow_id is None:
             return self._start(self._parse(text, file, variables), text)
-        if not is_name(workflow_id) or len(workflow_id) > MAX_ID:
-            raise ApiError(ErrorKind.BAD_REQUEST, f"a workflow id is at most {MAX_ID} letters, "
-                                                  f"digits, '-' and '_' (got {workflow_id!r})")
         started = self._submitted(workflow_id)
         if started is not None:
             return started
@@ -184,7 +183,7 @@ class ApiService(Responder):
         ]}
 
     def _record(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        workflow_id = field(data, "workflow_id", str)
+        workflow_id = workflow_id_field(data)
         try:
             entry = self.records.get(workflow_id)
         except MalformedMessage:

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Entry
 from noetl_actors.errors import NoetlError
 from noetl_actors.runtime import Command, Fence, command_fields
@@ -32,6 +33,7 @@ CLAIMS_TTL = 24 * 3600.0
 """Seconds a claim is kept: far longer than a command is ever sent again."""
 
 logger = logging.getLogger("noetl_actors.services")
+_REFUSALS = RefusalLog(logger)
 
 
 class Claim(enum.Enum):
@@ -103,6 +105,10 @@ class BucketClaims:
     attempt. Claim first, then read: a stale command claimed after the new owner
     listed the workflow's claims is read after the takeover (docs/durability.md).
 
+    With `unfenced` False, a command with no epoch (0: sent by no owner) is refused
+    at once, with no round trip: the workers of a served node run only its owners'
+    commands (`noetl run`, which holds no lease, sends epoch 0 to its own workers).
+
     With `owned` (the fences of the workflows this process owns, by id), a command
     of one of them is checked against its owner's own fence instead, once its
     claim is stored: one round trip instead of two. If the fence holds that
@@ -115,13 +121,24 @@ class BucketClaims:
     local = False
 
     def __init__(self, bridge: Bridge, bucket: str = CLAIMS_BUCKET, *,
-                 leases: str | None = None, owned: Mapping[str, Fence] | None = None) -> None:
+                 leases: str | None = None, owned: Mapping[str, Fence] | None = None,
+                 unfenced: bool = True) -> None:
         self._bridge = bridge
         self._bucket = bucket
         self._leases = leases
         self._owned = owned
+        self._unfenced = unfenced
 
     def claim(self, command: Command, settled: Settled) -> None:
+        if command.epoch == 0 and not self._unfenced:
+            # No owner sent it: a served node's workflows all hold leases, so a command
+            # with no epoch comes from a private run (`noetl run --nats`) or a forger.
+            _REFUSALS.refused(f"unfenced:{command.plugin}",
+                              "refused %s: it carries no owner epoch (epoch 0), and these "
+                              "workers run only commands of a workflow's owner",
+                              short(command.id, 120))
+            settled(Claim.REFUSED)
+            return
         fenced = self._leases is not None and command.epoch != 0
         own = self._own_fence(command) if fenced else None
         then_read = (self._leases, command.workflow_id) \
@@ -179,8 +196,10 @@ class BucketClaims:
         if lease is not None and lease.epoch == command.epoch:
             return Claim.MINE
         now = f"epoch {lease.epoch} (node {lease.owner})" if lease else "no lease (it ended)"
-        logger.warning("refused %s: sent by the owner of epoch %d; workflow %s has %s",
-                       command.id, command.epoch, command.workflow_id, now)
+        _REFUSALS.refused(f"fenced:{command.plugin}",
+                          "refused %s: sent by the owner of epoch %d; workflow %s has %s",
+                          short(command.id, 120), command.epoch,
+                          short(command.workflow_id, 80), now)
         self._bridge.bucket(self._bucket).delete_soon(command.claim_key).add_done_callback(
             lambda done: _log_release(command, done))
         return Claim.REFUSED

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from noetl_actors.bridge import Delivery
 from noetl_actors.errors import ApiError, ChildError, ChildNotFound, ErrorKind
+from noetl_actors.services._keepalive import is_own_actor
 from noetl_actors.services._protocol import ACTOR_OPS, node_subject
-from noetl_actors.services._responder import Responder, field
+from noetl_actors.services._responder import Responder, field, workflow_id_field
 from noetl_actors.supervision import Restart, SupervisorRef
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ControlService(Responder):
         if verb == "tree":
             return {"node": node_info(self.node), "tree": self.node.root.snapshot()}
         if verb == "cancel":
-            return self.cancel(field(request.data, "workflow_id", str))
+            return self.cancel(workflow_id_field(request.data))
         raise ApiError(ErrorKind.BAD_REQUEST, f"unknown verb {verb!r}; known: tree, cancel")
 
     def cancel(self, workflow_id: str) -> dict[str, Any]:
@@ -71,6 +72,10 @@ class ControlService(Responder):
                 return {"path": path, "snapshot": root.snapshot()}
             raise ApiError(ErrorKind.BAD_REQUEST,
                            f"{path} is the node itself: stop the node to {op} it")
+        if op == "terminate" and is_own_actor(parts):
+            raise ApiError(ErrorKind.CONFLICT,
+                           f"{path} is one of the node's own actors: it cannot be terminated "
+                           f"from outside (kill it: its supervisor starts it again)")
         parent, child_id = _parent_of(root, parts, path)
         try:
             children = {info.id: info for info in parent.which_children()}

@@ -55,6 +55,7 @@ from noetl_actors.services._claims import (
     LocalClaims,
 )
 from noetl_actors.services._control import ControlService
+from noetl_actors.services._keepalive import keep_alive
 from noetl_actors.services._lease import (
     LEASES_BUCKET,
     CancellingLease,
@@ -120,9 +121,12 @@ class Node:
         workers: Collection[str] | None = None,
         observers: Sequence[Observer] = (),
         serve: bool = False,
+        unfenced: bool | None = None,
     ) -> None:
         """`workers` names the plugins this node runs workers for (default: the
-        config's, every plugin not disabled); `heartbeat` overrides the config's."""
+        config's, every plugin not disabled); `heartbeat` overrides the config's;
+        `unfenced`: its workers run commands that no owner sent (epoch 0, from a
+        node that holds no leases): by default only when it is not served."""
         check_token(name, "node name")
         self.name = name
         self.options = options or ConnectOptions()
@@ -133,6 +137,7 @@ class Node:
         self.heartbeat = heartbeat if heartbeat is not None else self.config.heartbeat
         self.waiting = WaitingSteps(bound=self.config.worker_wait)  # steps with no worker yet
         self.serve = serve
+        self.unfenced = not serve if unfenced is None else unfenced
         self.metrics = NodeMetrics(self)  # its figures, for Prometheus (`serve_metrics`)
         self._observers = (*observers, self.metrics.observe)
         self.server: EmbeddedNatsServer | None = None
@@ -157,6 +162,10 @@ class Node:
         """Where a workflow's end is handled (its record written), in the order they end:
         not on its own thread, the bridge's loop, where a NATS request would wait for
         itself. Made again by each `start()`."""
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     @property
     def root(self) -> SupervisorRef:
@@ -195,8 +204,8 @@ class Node:
             # can use, their workers may take the same command (self.options: not the embedded's).
             shared = self.serve or not self.options.embedded
             self._runners = node_runners(config, self.bridge, clock=self._clock, shared=shared)
-            claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET,
-                                          owned=self._fences) if shared else LocalClaims()
+            claims: Claims = BucketClaims(self.bridge, leases=LEASES_BUCKET, owned=self._fences,
+                                          unfenced=self.unfenced) if shared else LocalClaims()
             self.claims = claims
             parts = [
                 self.bridge.child_spec(),
@@ -232,6 +241,7 @@ class Node:
             ChildSpec(id=name, start=functools.partial(
                 PluginWorker, plugin, bridge=self.bridge, runners=self._runners, claims=claims,
                 clock=self._clock, heartbeat=self.heartbeat, metrics=self.metrics,
+                max_output=self.config.max_output,
                 max_in_flight=workers.concurrency.get(name, workers.default_concurrency)))
             for name, plugin in sorted(self.catalog.plugins.items())
             if (name in chosen if chosen is not None else name not in workers.disabled)
@@ -439,9 +449,11 @@ class Node:
                 report.on_lifecycle(event)
             if len(parts) == 5 and is_routine(event):
                 return  # a step's own events say it (its final event)
-        elif event.path == f"/{self.name}/bridge" and event.reason is not None \
-                and event.reason.kind is ExitKind.START_FAILURE:
-            self._bridge_failure = event.reason  # why start() could not connect
+        else:
+            keep_alive(self, event)  # a root child down for good is started again
+            if event.path == f"/{self.name}/bridge" and event.reason is not None \
+                    and event.reason.kind is ExitKind.START_FAILURE:
+                self._bridge_failure = event.reason  # why start() could not connect
         self.publish_lifecycle(workflow_id, {"node": self.name, **event.to_dict()})
 
     def publish_lifecycle(self, workflow_id: str | None, data: dict[str, Any]) -> None:

@@ -38,7 +38,8 @@ __all__ = ["IN_CLUSTER", "KubeConfig", "MetricsConfig", "NodeConfig", "PartConfi
            "WorkersConfig", "load_node_config"]
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
-             "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging", "metrics")
+             "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging", "metrics",
+             "max_workflows", "max_output")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -128,6 +129,10 @@ class NodeConfig:
     """Seconds a step's command may wait for a worker of its plugin to take it."""
     kubernetes: KubeConfig = KubeConfig()
     """The Kubernetes runner (`runner: kubernetes` steps as Jobs), if enabled."""
+    max_workflows: int = 1000
+    """Workflows a node runs at once; past it, a submit to it is answered ``busy``."""
+    max_output: int = 4 * 1024 * 1024
+    """Bytes of JSON a step's output may have; past it, the attempt fails (``output``)."""
     health_host: str = "0.0.0.0"
     health_port: int = 0
     """Where ``/livez`` and ``/readyz`` are served (`serve_health`); 0: not at all."""
@@ -270,13 +275,19 @@ class _NodeReader(YamlReader):
         level, log_format = self.log(keys["logging"]) if "logging" in keys else (None, None)
         kube = self.kubernetes(keys["kubernetes"]) if "kubernetes" in keys else None
         health = self.health(keys["health"]) if "health" in keys else None
-        if (flags is None or services is None or workers is None or workflows is None
+        max_workflows = self.concurrency(keys["max_workflows"], "max_workflows") \
+            if "max_workflows" in keys else None
+        max_output = self.concurrency(keys["max_output"], "max_output") \
+            if "max_output" in keys else None
+        if (max_workflows is None or max_output is None or flags is None or services is None
+                or workers is None or workflows is None
                 or heartbeat is None or lease is None or worker_wait is None or level is None
                 or log_format is None or kube is None or health is None):
             return None
         return NodeConfig(root=flags, services=services, workers=workers, workflows=workflows,
                           heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
                           kubernetes=kube, health_host=health[0], health_port=health[1],
+                          max_workflows=max_workflows, max_output=max_output,
                           log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:

@@ -7,14 +7,20 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import ApiError, ErrorKind, NoetlError
+from noetl_actors.playbook import is_name
 from noetl_actors.services._protocol import error_reply, ok_reply
 from noetl_actors.supervision import SupervisedActor
 
-__all__ = ["Responder", "field"]
+__all__ = ["MAX_ID", "Responder", "field", "workflow_id_field"]
 
 logger = logging.getLogger("noetl_actors.services")
+_REFUSALS = RefusalLog(logger)
+
+MAX_ID = 64
+"""Characters a workflow id may have (a subject token, and a key in the buckets)."""
 
 HANDLER_THREADS = 16
 
@@ -72,6 +78,10 @@ class Responder(SupervisedActor):
             reply = ok_reply(**self.handle(request))
         except ApiError as error:
             reply = error.to_reply()
+            if error.kind is ErrorKind.BAD_REQUEST:
+                _REFUSALS.refused("bad_request:" + ".".join(request.subject.split(".")[:3]),
+                                  "%s: refused a request on %s: %s", self.path,
+                                  request.subject, short(str(error)))
         except NoetlError as error:
             reply = error_reply(ErrorKind.UNAVAILABLE, str(error))
         except Exception as error:
@@ -103,3 +113,14 @@ def field(data: Mapping[str, Any], name: str, kind: type, *, required: bool = Tr
 
 
 _KINDS = {str: "string", dict: "mapping", list: "list", int: "whole number", bool: "boolean"}
+
+
+def workflow_id_field(data: Mapping[str, Any], *, required: bool = True) -> Any:
+    """`data["workflow_id"]`, checked to be an id (``wf-*`` or ``>`` would be a wildcard
+    in a subject or a bucket's key): ApiError(bad_request) otherwise."""
+    workflow_id = field(data, "workflow_id", str, required=required)
+    if workflow_id is not None and (not is_name(workflow_id) or len(workflow_id) > MAX_ID):
+        got = short(workflow_id, 80)
+        raise ApiError(ErrorKind.BAD_REQUEST, f"a workflow id is at most {MAX_ID} letters, "
+                                              f"digits, '-' and '_' (got {got!r})")
+    return workflow_id

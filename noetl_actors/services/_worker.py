@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
@@ -67,6 +68,7 @@ from noetl_actors.runtime import (
 from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.services._metrics import NodeMetrics
+from noetl_actors.services._outputs import MAX_OUTPUT, event_of
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -97,6 +99,7 @@ KNOWN = 50_000
 """Attempts a worker remembers having seen (to drop a command sent again at once)."""
 
 logger = logging.getLogger("noetl_actors.services")
+_REFUSALS = RefusalLog(logger)
 
 
 @attrs.frozen
@@ -147,9 +150,11 @@ class PluginWorker(SupervisedActor):
         metrics: NodeMetrics | None = None,
         max_in_flight: int = 64,
         heartbeat: float = 1.0,
+        max_output: int = MAX_OUTPUT,
     ) -> None:
         super().__init__()
         self.plugin = plugin
+        self._max_output = max_output
         self._bridge = bridge
         self._runners = runners
         self._claims = claims
@@ -230,8 +235,8 @@ class PluginWorker(SupervisedActor):
         try:
             command = Command.from_data(delivery.data)
         except MalformedMessage as error:
-            logger.warning("%s: dropped a malformed command on %s: %s",
-                           self.path, delivery.subject, error)
+            _REFUSALS.refused(f"malformed:{self.plugin.name}", "%s: dropped a malformed "
+                              "command on %s: %s", self.path, short(delivery.subject), error)
             return
         self._take(command, delivery.reply)
 
@@ -267,10 +272,9 @@ class PluginWorker(SupervisedActor):
                 self._known.pop(key, None)  # a command sent again is claimed again
             elif key in self._known:
                 self._known[key] = claim
-        if claim is None:
-            why = found if isinstance(found, NoetlError) else repr(found)
-            logger.warning("%s: could not claim %s (%s); its step will send it again",
-                           self.path, command.id, why)
+        if claim is None:  # NATS did not answer (its error), or a bug
+            _REFUSALS.refused(f"claim:{self.plugin.name}", "%s: could not claim %s (%r); its "
+                              "step will send it again", self.path, short(command.id, 120), found)
             return
         self._settled(command, reply, asked, claim)
 
@@ -391,12 +395,8 @@ class PluginWorker(SupervisedActor):
     def _report(self, command: Command, outcome: Outcome) -> None:
         if self._metrics is not None:
             self._metrics.attempt_ended(self.plugin.name, outcome)
-        if outcome.ok:
-            self._send(command, EventStatus.SUCCEEDED, output=outcome.output,
-                       started_at=outcome.started_at)
-        else:
-            self._send(command, EventStatus.FAILED, error_type=outcome.error_type,
-                       error_message=outcome.message, started_at=outcome.started_at)
+        status, fields = event_of(outcome, command.step, self._max_output)
+        self._send(command, status, **fields)
 
     def _on_cancel(self, delivery: Delivery) -> None:
         try:
