@@ -21,6 +21,7 @@ from noetl_actors.cli._main import (
     FILE_ARGUMENT,
     SET_OPTION,
     STATE_DIR_OPTION,
+    load_node_config_or_exit,
     load_or_exit,
     main,
     nats_options,
@@ -232,21 +233,13 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
            config_file: Path | None, accept_unfenced: bool) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
-    from noetl_actors.errors import NoetlError, PlaybookError
-    from noetl_actors.services import Node, load_node_config
+    from noetl_actors.errors import NoetlError
+    from noetl_actors.services import Node
 
     options = nats
     if options.embedded:
         raise click.UsageError("a worker needs --nats (or NATS_URL): the server of its nodes")
-    try:
-        config = load_node_config(config_file)
-    except PlaybookError as error:
-        for problem in error.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
-    except OSError as error:
-        click.echo(f"{config_file}: cannot read it: {error.strerror}", err=True)
-        sys.exit(EXIT_INVALID)
+    config = load_node_config_or_exit(config_file)
     node = Node(options=options, config=config, workers=plugins or None, heartbeat=heartbeat,
                 unfenced=accept_unfenced)
     stop = threading.Event()

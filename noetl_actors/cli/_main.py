@@ -74,6 +74,22 @@ def load_or_exit(path: str, sets: tuple[str, ...]) -> Any:
     return playbook
 
 
+def load_node_config_or_exit(path: Path | None) -> Any:
+    """A node's configuration (`path`, or the built-in one), or exit 2 with one line
+    per problem."""
+    from noetl_actors.errors import PlaybookError
+    from noetl_actors.services import load_node_config
+
+    try:
+        return load_node_config(path)
+    except PlaybookError as error:
+        for problem in error.problems:
+            click.echo(str(problem), err=True)
+    except OSError as error:
+        click.echo(f"{path}: cannot read it: {error.strerror}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
 SET_OPTION = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                     help="Override a var (repeatable).")
 FILE_ARGUMENT = click.argument("file", type=click.Path(dir_okay=False))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from noetl_actors.cli._main import EXIT_INVALID, main, nats_options_for
+from noetl_actors.cli._main import load_node_config_or_exit, main, nats_options_for
 
 if TYPE_CHECKING:
     from noetl_actors.services import MetricsServer, Node
@@ -56,23 +56,15 @@ def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path
           log_format: str | None, metrics_port: int | None, metrics_host: str | None) -> None:
     """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
     from noetl_actors.bridge import check_token, default_state_dir
-    from noetl_actors.errors import NoetlError, PlaybookError
-    from noetl_actors.services import LifecycleLog, Node, load_node_config, serve_health
+    from noetl_actors.errors import NoetlError
+    from noetl_actors.services import LifecycleLog, Node, serve_health
 
     name = name or default_name()
     try:
         check_token(name, "node name")
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--name") from None
-    try:
-        config = load_node_config(config_file)
-    except PlaybookError as error:
-        for problem in error.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_INVALID)
-    except OSError as error:
-        click.echo(f"{config_file}: cannot read it: {error.strerror}", err=True)
-        sys.exit(EXIT_INVALID)
+    config = load_node_config_or_exit(config_file)
     _configure_logging(config.log_level, log_format or config.log_format)
 
     stop = threading.Event()
