@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from noetl_actors.bridge import EmbeddedNatsServer
+from noetl_actors.bridge import EmbeddedNatsServer, Role, ServerAuth
 from noetl_actors.errors import ResultError
 from noetl_actors.runners import (
     COMMAND_ENV,
@@ -28,15 +28,16 @@ from noetl_actors.runners import (
     read_result,
 )
 from tests.node_helpers import clean_env
-from tests.run_helpers import REPO
+from tests.run_helpers import REPO, wait_until
+from tests.test_security import violations
 
 pytestmark = pytest.mark.timeout(120)
 RUN_TIMEOUT = 60.0
 
 
-def run_entry(tmp_path: Path, command: str | None, nats_url: str | None = None
-              ) -> tuple[subprocess.CompletedProcess[str], bytes]:
-    env = clean_env()
+def run_entry(tmp_path: Path, command: str | None, nats_url: str | None = None,
+              **extra_env: str) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    env = {**clean_env(), **extra_env}
     env.pop(COMMAND_ENV, None)
     env["NOETL_RESULT_PATH"] = str(tmp_path / "termination-log")
     if command is not None:
@@ -88,6 +89,33 @@ def test_a_large_result_without_nats_fails_the_attempt_and_says_why(tmp_path: Pa
     assert outcome.error_type == "ResultError"
     assert "over the termination message's 4096 bytes and could not be stored in NATS " \
            "at nats://127.0.0.1:1" in outcome.message
+
+
+def test_with_a_job_roles_key_a_large_result_is_stored_on_a_nats_that_asks_for_one(
+        tmp_path: Path) -> None:
+    """The embedded server's default: credentials. The pod's key (NATS_NKEY, mounted from
+    `kubernetes.nats_secret`) is of the `job` role: it stores the result, nothing else."""
+    server = EmbeddedNatsServer(state_dir=tmp_path / "server", remember=True).start()
+    try:  # remember: its pid is on record, for `reload()` to find (as `noetl server`'s)
+        auth = ServerAuth(tmp_path / "server")
+        seed = auth.issue(Role.JOB, name="jobs", out=tmp_path / "job.nk")
+        auth.reload()
+        _attempt, command = command_for("python", function="operator:mul", args=["j", 9000])
+        refused, _ = run_entry(tmp_path, command, server.url, NATS_NKEY=str(tmp_path / "no"))
+        assert refused.returncode == 2, "no key of the server's: the result is not stored"
+
+        def stored() -> bytes | None:
+            done, message = run_entry(tmp_path, command, server.url, NATS_NKEY=str(seed))
+            return message if done.returncode == 0 else None
+
+        message = wait_until(stored, 30, "the server to know the job key (SIGHUP)", 0.2)
+        # read back as this user's own commands read (the server's context)
+        assert read_result(message, nats_url=server.url).output == "j" * 9000
+        denied = violations(server.url, seed, publish=("command.shell.wf-x.t=s",
+                                                       "noetl.api.submit"))
+        assert len(denied) == 2 and all("permissions violation" in e for e in denied), denied
+    finally:
+        server.stop()
 
 
 def test_a_pointer_to_a_damaged_or_missing_object_is_refused(

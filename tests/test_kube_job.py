@@ -149,6 +149,22 @@ def test_a_pod_without_a_service_account_gets_no_api_token() -> None:
     assert "serviceAccountName" not in pod
 
 
+def test_with_a_nats_secret_the_pod_reads_its_nats_key_from_it_and_no_one_else() -> None:
+    the_job = job(find_plugins()["http"], attempt(), nats_secret="noetl-job-nkey")
+    check(the_job)
+    pod = the_job["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "nats-key", "secret": {
+        "secretName": "noetl-job-nkey", "items": [{"key": "seed", "path": "seed"}],
+        "defaultMode": 0o400}}]
+    assert container(the_job)["volumeMounts"] == [
+        {"name": "nats-key", "mountPath": "/var/run/noetl/nats", "readOnly": True}]
+    env = {e["name"]: e["value"] for e in container(the_job)["env"]}
+    assert env["NATS_NKEY"] == "/var/run/noetl/nats/seed"
+    without = job(find_plugins()["http"], attempt())
+    assert "volumes" not in without["spec"]["template"]["spec"]
+    assert "NATS_NKEY" not in {e["name"] for e in container(without)["env"]}
+
+
 def test_the_labels_name_workflow_task_step_attempt_epoch_and_the_pod_has_them_too() -> None:
     the_attempt = attempt(number=3)
     the_job = job(find_plugins()["http"], the_attempt)

@@ -82,9 +82,10 @@ def test_the_default_preset_holds_the_documented_values(catalog: Catalog) -> Non
 def test_a_user_file_turns_kubernetes_on_and_keeps_the_other_defaults(
         catalog: Catalog, write) -> None:
     path = write("kubernetes: {enabled: true, kubeconfig: ~/kind.yaml, namespace: jobs,\n"
-                 "             image_pull_after: 30s}\n")
+                 "             image_pull_after: 30s, nats_secret: noetl-job-nkey}\n")
     assert load_node_config(path, catalog=catalog).kubernetes == KubeConfig(
-        enabled=True, kubeconfig="~/kind.yaml", namespace="jobs", image_pull_after=30.0)
+        enabled=True, kubeconfig="~/kind.yaml", namespace="jobs", image_pull_after=30.0,
+        nats_secret="noetl-job-nkey")
 
 
 def test_the_default_catalog_is_used_when_none_is_given(catalog: Catalog) -> None:
@@ -357,13 +358,16 @@ CASES = [
            namespace: My_Jobs
            unschedulable_after: soon
            replicas: 2
+           nats_secret: Not/A/Name
          """,
          (2, 12, "kubernetes.enabled must be a boolean (got string 'yes please')"),
          (3, 15, "kubernetes.kubeconfig must be a string (got a list)"),
          (4, 14, "kubernetes.namespace must be a namespace name (lower-case letters, "
                  "digits and '-', at most 63) or \"\" for the default (got 'My_Jobs')"),
          (5, 24, "kubernetes.unschedulable_after: 'soon' is not a duration"),
-         (6, 3, "unknown key 'replicas' in kubernetes")),
+         (6, 3, "unknown key 'replicas' in kubernetes"),
+         (7, 16, "kubernetes.nats_secret must be a Secret's name or \"\" for none "
+                 "(got 'Not/A/Name')")),
     case("every problem of a file at once",
          """\
          workers:

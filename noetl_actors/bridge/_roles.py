@@ -29,6 +29,8 @@ BUCKETS = ("noetl-claims", "noetl-leases", "noetl-workflows", "noetl-nodes", "no
 """The node's JetStream key-value buckets (services/_protocol.py, _claims.py, _lease.py);
 a node also reads the object store `noetl-results` (Jobs' large results, runners/_results.py)."""
 EVENTS_STREAM = "NOETL_EVENTS"
+RESULTS_BUCKET = "noetl-results"
+"""The object store of Jobs' large results (runners/_results.py)."""
 LOGS_STREAM = "NOETL_LOGS"
 """Steps' output lines (services/_logs.py)."""
 
@@ -53,6 +55,9 @@ class Role(enum.Enum):
     command or an event, nor touches an actor."""
     VIEWER = "viewer"
     """Read-only: `noetl status/list/tree/events`, the console without its actions."""
+    JOB = "job"
+    """The pod of a plugin's Kubernetes Job (`runner: kubernetes`): stores a result too
+    large for its termination message in the object store `noetl-results`; nothing else."""
 
 
 def _stream_reader(stream: str) -> list[str]:
@@ -67,6 +72,17 @@ def _stream_reader(stream: str) -> list[str]:
         f"$JS.API.CONSUMER.DELETE.{stream}.*",
         f"$JS.ACK.{stream}.>",
     ]
+
+
+def _results_writer() -> list[str]:
+    """What nats-py's object store needs to put one object in `noetl-results` (and make
+    the bucket if it is not there): its stream's info, create and last-message read,
+    the purge of an object's older chunks, and the chunks and meta themselves."""
+    stream = f"OBJ_{RESULTS_BUCKET}"
+    return ["$JS.API.INFO", f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>", f"$JS.API.STREAM.PURGE.{stream}",
+            f"$O.{RESULTS_BUCKET}.>"]
 
 
 def _worker(plugins: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -117,7 +133,7 @@ def permissions(role: Role, *, plugins: Sequence[str] = ()) -> dict[str, Any]:
     if role is Role.ADMIN:
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
     if role is Role.NODE:
-        kv = [f"$KV.{bucket}.>" for bucket in BUCKETS] + ["$O.noetl-results.>"]
+        kv = [f"$KV.{bucket}.>" for bucket in BUCKETS] + [f"$O.{RESULTS_BUCKET}.>"]
         return {
             "publish": {"allow": ["command.>", "event.>", "noetl.>", "$JS.API.>",
                                   "$JS.ACK.>", "$JS.FC.>", *kv, "_INBOX.>"]},
@@ -131,6 +147,8 @@ def permissions(role: Role, *, plugins: Sequence[str] = ()) -> dict[str, Any]:
         return {"publish": {"allow": publish},
                 "subscribe": {"allow": [*subscribe, "_INBOX.>"]},
                 "allow_responses": True}
+    if role is Role.JOB:
+        return {"publish": {"allow": _results_writer()}, "subscribe": {"allow": ["_INBOX.>"]}}
     verbs = READ_VERBS + (WRITE_VERBS if role is Role.CLIENT else ())
     return {
         "publish": {"allow": [*(f"noetl.api.{verb}" for verb in verbs),

@@ -14,7 +14,7 @@ import click
 
 from noetl_actors.cli._main import EXIT_FAILED, main
 
-_ROLES = ("admin", "node", "worker", "client", "viewer")
+_ROLES = ("admin", "node", "worker", "client", "viewer", "job")
 
 
 @main.group()

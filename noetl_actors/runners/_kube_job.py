@@ -44,6 +44,8 @@ ENTRY_COMMAND = ("python", "-m", "noetl_actors.runners.entry")
 COMMAND_ENV = "NOETL_COMMAND"
 """The variable that holds the entrypoint's command (JSON, see `entry`)."""
 NATS_URL_ENV = "NOETL_NATS_URL"
+NATS_KEY_DIR = "/var/run/noetl/nats"
+"""Where a Job's pod finds its NATS key (`build_job`'s `nats_secret`)."""
 """The NATS server(s) the entrypoint sends a large result to."""
 CONTAINER_NAME = "plugin"
 LABEL_PREFIX = "noetl.io/"
@@ -108,12 +110,14 @@ def build_job(
     ttl_after_finished: float,
     nats_url: str,
     namespace: str | None = None,
+    nats_secret: str = "",
 ) -> dict[str, Any]:
     """The ``batch/v1`` Job that runs `attempt` of `plugin` once.
 
     `settings` are the step's merged over the plugin's (`KubeSettings.over`);
     `epoch` is the owner's lease epoch, `ttl_after_finished` (seconds) how
-    long Kubernetes keeps the finished Job (a node setting).
+    long Kubernetes keeps the finished Job (a node setting); `nats_secret` the Secret
+    whose key ``seed`` the pod logs in to NATS with (mounted, named by ``NATS_NKEY``).
 
     Raises:
         ValueError: the plugin has no image, or does not support ``kubernetes``.
@@ -139,6 +143,13 @@ def build_job(
         container["resources"] = {kind: dict(amounts)
                                   for kind, amounts in settings.resources.items()}
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if nats_secret:
+        env.append({"name": "NATS_NKEY", "value": f"{NATS_KEY_DIR}/seed"})
+        container["volumeMounts"] = [{"name": "nats-key", "mountPath": NATS_KEY_DIR,
+                                      "readOnly": True}]
+        pod["volumes"] = [{"name": "nats-key", "secret": {
+            "secretName": nats_secret, "items": [{"key": "seed", "path": "seed"}],
+            "defaultMode": 0o400}}]
     if settings.service_account:
         pod["serviceAccountName"] = settings.service_account
     else:

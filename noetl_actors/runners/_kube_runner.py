@@ -170,12 +170,14 @@ class KubernetesRunner:
                  ttl_after_finished: float = 3600.0, watch_timeout: int = WATCH_TIMEOUT,
                  unschedulable_after: float = 300.0, image_pull_after: float = 120.0,
                  container_error_after: float = 60.0, owns_client: bool = False,
-                 output: OutputSink | None = None) -> None:
-        """`owns_client`: `close()` closes `api_client` too (its pool of connections)."""
+                 output: OutputSink | None = None, nats_secret: str = "") -> None:
+        """`owns_client`: `close()` closes `api_client` too (its pool of connections);
+        `nats_secret`: the Secret of the pods' NATS key (`build_job`)."""
         from kubernetes import client  # here: a node without Jobs never loads the client
 
         self.namespace = namespace
         self.nats_url = nats_url
+        self.nats_secret = nats_secret
         self.ttl_after_finished = ttl_after_finished
         self.watch_timeout = watch_timeout
         self.output = output
@@ -202,7 +204,7 @@ class KubernetesRunner:
         job = build_job(plugin, attempt, epoch=epoch,
                         settings=(settings or KubeSettings()).over(plugin.kubernetes),
                         ttl_after_finished=self.ttl_after_finished, nats_url=self.nats_url,
-                        namespace=self.namespace)
+                        namespace=self.namespace, nats_secret=self.nats_secret)
         running = KubernetesAttempt(self, plugin, attempt, job, follow=follow)
         with self._lock:
             if self._closed:

@@ -64,4 +64,5 @@ def kube_runner(config: KubeConfig, *, nats_url: str,
         client.ApiClient(configuration), namespace=namespace, nats_url=nats_url,
         ttl_after_finished=config.job_ttl, unschedulable_after=config.unschedulable_after,
         image_pull_after=config.image_pull_after,
-        container_error_after=config.container_error_after, owns_client=True, output=output)
+        container_error_after=config.container_error_after, owns_client=True, output=output,
+        nats_secret=config.nats_secret)

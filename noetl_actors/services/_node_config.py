@@ -48,8 +48,8 @@ WAITING_CONCURRENCY = 100_000
 is a timer on the inproc runner's loop, not a thread (docs/plugins.md)."""
 LOGGING_KEYS = ("level", "format")
 KUBERNETES_KEYS = ("enabled", "kubeconfig", "namespace", "job_ttl", "unschedulable_after",
-                   "image_pull_after", "container_error_after")
-_BOUNDS = KUBERNETES_KEYS[4:]
+                   "image_pull_after", "container_error_after", "nats_secret")
+_BOUNDS = ("unschedulable_after", "image_pull_after", "container_error_after")
 IN_CLUSTER = "in-cluster"
 """`kubernetes.kubeconfig`: the API server and credentials of the pod the node runs in."""
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -99,6 +99,9 @@ class KubeConfig:
     container_error_after: float = 60.0
     """Seconds a pod may stay unschedulable, unable to pull its image, or unable to
     create its container before its attempt fails (`KubernetesRunner`)."""
+    nats_secret: str = ""
+    """A Secret in the Jobs' namespace whose key ``seed`` is an nkey seed of the ``job``
+    role: the pods log in with it to store large results; "": none (an open NATS)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -393,12 +396,22 @@ class _NodeReader(YamlReader):
                 self.error(keys["namespace"], f"kubernetes.namespace must be a namespace name "
                                               f"(lower-case letters, digits and '-', at most 63) "
                                               f"or \"\" for the default (got {show(value)})")
+        nats_secret = None
+        if "nats_secret" in keys:
+            value = keys["nats_secret"].value
+            if value == "" or (isinstance(value, str) and len(value) <= 253
+                               and all(_DNS_LABEL.match(part) for part in value.split("."))):
+                nats_secret = value
+            else:
+                self.error(keys["nats_secret"], f"kubernetes.nats_secret must be a Secret's "
+                                                f"name or \"\" for none (got {show(value)})")
         seconds = {key: self.duration(keys[key], f"kubernetes.{key}")
                    for key in ("job_ttl", *_BOUNDS) if key in keys}
-        if enabled is None or kubeconfig is None or namespace is None or any(
+        if enabled is None or kubeconfig is None or namespace is None or nats_secret is None or any(
                 seconds.get(key) is None for key in ("job_ttl", *_BOUNDS)):
             return None
         return KubeConfig(enabled=enabled, kubeconfig=kubeconfig, namespace=namespace,
+                          nats_secret=nats_secret,
                           **{key: value for key, value in seconds.items() if value is not None})
 
     def health(self, node: Located) -> tuple[str, int] | None:
