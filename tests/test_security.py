@@ -335,7 +335,7 @@ def test_deploy_nats_config_runs_a_workflow_with_a_user_per_role(tmp_path: Path)
     (tmp_path / "nats.conf").write_text(conf + f"\nports_file_dir: {tmp_path}\n")
     (tmp_path / "roles.conf").write_text(roles.stdout)
     env = {**os.environ, "POD_NAME": "nats-0"}
-    for role in ("node", "worker", "client", "viewer", "admin"):
+    for role in ("node", "worker", "client", "viewer", "admin", "job"):
         made = own("credentials", "new-key", role, "-o", tmp_path / f"{role}.nk",
                    folder=tmp_path)
         assert made.returncode == 0, made.stderr
