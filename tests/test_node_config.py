@@ -350,6 +350,11 @@ CASES = [
          heartbeat: 2s
          """,
          (2, 1, "duplicate key 'heartbeat' (first at line 1)")),
+    case("what a stopped node does with its workflows, misspelt",
+         """\
+         on_stop: hand-over
+         """,
+         (1, 10, "on_stop must be one of cancel, hand_over (got 'hand-over')")),
     case("the kubernetes settings, each wrong",
          """\
          kubernetes:

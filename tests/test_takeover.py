@@ -55,6 +55,33 @@ def test_a_killed_owner_s_workflow_goes_on_elsewhere_and_no_step_runs_twice(
         assert f"took over workflow {workflow_id} from node {first.name}" in other.stderr()
 
 
+def test_an_owner_stopped_with_on_stop_hand_over_leaves_its_workflow_to_another_node(
+        tmp_path: Path) -> None:
+    """SIGTERM (a rolling update) of an owner set to `on_stop: hand_over`: its workflow
+    is not cancelled; the other node takes it over and finishes it, no step run twice."""
+    lines = tmp_path / "lines.txt"
+    playbook = appending_playbook(tmp_path, lines, tasks=2, steps=8, pause=0.2)
+    config = NO_SHELL + "on_stop: hand_over\n"
+    with running_server(tmp_path) as url, \
+            running_node(tmp_path, "a", nats=url, config=config) as a, \
+            running_node(tmp_path, "b", nats=url, config=config) as b, \
+            shell_worker(tmp_path, url):
+        cli = Cli(url)
+        workflow_id = cli.submit(playbook)
+        owner = cli.wait_status(workflow_id, "running")["node"]
+        first, other = (a, b) if owner == "a" else (b, a)
+        wait_until(lambda: len(lines_of(lines)) >= 4, 30, "four steps done", 0.05)
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.stop(timeout=60) == 0, first.stderr()
+        assert f"workflow {workflow_id} is handed over" in first.stderr()
+
+        record = cli.wait_status(workflow_id, {"succeeded", "failed", "cancelled"}, timeout=90)
+        assert record["status"] == "succeeded", record.get("error")
+        assert record["node"] == other.name and record["epoch"] == 2
+        assert set(lines_of(lines)) == every_step(2, 8)
+        assert run_twice(lines) == []
+
+
 def test_of_three_nodes_one_takes_the_workflow_over_and_it_moves_once(tmp_path: Path) -> None:
     lines = tmp_path / "lines.txt"
     playbook = appending_playbook(tmp_path, lines, tasks=3, steps=6, pause=0.2)

@@ -463,11 +463,18 @@ class Node:
                            data, self._fences.get(workflow_id) if workflow_id else None)
 
     def stop(self, *, timeout: float = 60.0) -> None:
-        """Stop in reverse start order: the services, the workflows (cancelled), the
-        workers, the bridge, then NATS (if embedded)."""
+        """Stop in reverse start order: the services, the workflows (cancelled, or handed
+        over: `NodeConfig.on_stop`), the workers, the bridge, then NATS (if embedded)."""
         self._stopping.set()
-        for run in self.running().values():
-            run.cancelled = True
+        hand_over = self.config.on_stop == "hand_over" and self.leases is not None
+        for workflow_id, run in self.running().items():
+            fence = self._fences.get(workflow_id)
+            if hand_over and isinstance(fence, HeldLease):
+                fence.lost = True  # no record, no cancel: its lease lapses for the next owner
+                logger.warning("workflow %s is handed over: its lease (epoch %d) is left to "
+                               "lapse", workflow_id, fence.epoch)
+            else:
+                run.cancelled = True
         if self._root is not None:
             self._root.stop(timeout=timeout)
             self._root = None

@@ -39,7 +39,8 @@ __all__ = ["IN_CLUSTER", "KubeConfig", "MetricsConfig", "NodeConfig", "PartConfi
 
 NODE_KEYS = ("apiVersion", "kind", "supervision", "services", "workers", "workflows",
              "heartbeat", "lease", "worker_wait", "kubernetes", "health", "logging", "metrics",
-             "max_workflows", "max_output")
+             "max_workflows", "max_output", "on_stop")
+ON_STOP = ("cancel", "hand_over")
 PART_KEYS = ("supervision", "shutdown")
 WORKERS_KEYS = (*PART_KEYS, "concurrency", "plugins")
 PLUGIN_KEYS = ("concurrency", "enabled")
@@ -136,6 +137,10 @@ class NodeConfig:
     """Workflows a node runs at once; past it, a submit to it is answered ``busy``."""
     max_output: int = 4 * 1024 * 1024
     """Bytes of JSON a step's output may have; past it, the attempt fails (``output``)."""
+    on_stop: Literal["cancel", "hand_over"] = "cancel"
+    """What a served node stopped cleanly (SIGTERM) does with its running workflows:
+    cancel them, or let their leases go for another node (or itself, started again) to
+    take them over."""
     health_host: str = "0.0.0.0"
     health_port: int = 0
     """Where ``/livez`` and ``/readyz`` are served (`serve_health`); 0: not at all."""
@@ -282,7 +287,9 @@ class _NodeReader(YamlReader):
             if "max_workflows" in keys else None
         max_output = self.concurrency(keys["max_output"], "max_output") \
             if "max_output" in keys else None
-        if (max_workflows is None or max_output is None or flags is None or services is None
+        on_stop = self.one_of(keys["on_stop"], ON_STOP, "on_stop") if "on_stop" in keys else None
+        if (max_workflows is None or max_output is None or on_stop is None or flags is None
+                or services is None
                 or workers is None or workflows is None
                 or heartbeat is None or lease is None or worker_wait is None or level is None
                 or log_format is None or kube is None or health is None):
@@ -291,6 +298,7 @@ class _NodeReader(YamlReader):
                           heartbeat=heartbeat, lease=lease, worker_wait=worker_wait,
                           kubernetes=kube, health_host=health[0], health_port=health[1],
                           max_workflows=max_workflows, max_output=max_output,
+                          on_stop=cast(Literal["cancel", "hand_over"], on_stop),
                           log_level=level, log_format=cast(Literal["text", "json"], log_format))
 
     def part(self, node: Located, what: str) -> PartConfig | None:
