@@ -25,7 +25,7 @@ from typing import Any
 from noetl_actors.runners._attempt import Attempt
 from noetl_actors.runners._output import OutputSink
 
-__all__ = ["PodLog"]
+__all__ = ["PodLog", "json_answer"]
 
 log = logging.getLogger("noetl_actors.runners")
 
@@ -97,12 +97,8 @@ class PodLog:
     def _pod(self) -> tuple[str | None, bool]:
         """The name of the Job's pod once its container runs or ran (None before), and
         whether it still runs."""
-        response = self._core.list_namespaced_pod(
-            self._namespace, label_selector=f"job-name={self._job}", _preload_content=False)
-        try:
-            found = json.loads(response.data)
-        finally:
-            response.release_conn()  # back to the client's pool
+        found = json_answer(self._core.list_namespaced_pod(
+            self._namespace, label_selector=f"job-name={self._job}", _preload_content=False))
         for pod in found.get("items") or []:
             for container in (pod.get("status") or {}).get("containerStatuses") or []:
                 state = container.get("state") or {}
@@ -137,3 +133,13 @@ class PodLog:
                 self._response = None
             with contextlib.suppress(Exception):
                 response.release_conn()
+
+
+def json_answer(response: Any) -> Any:
+    """The JSON of a raw (``_preload_content=False``) answer of the API server; its
+    connection goes back to the client's pool (not released, each call left one to be
+    closed by the garbage collector)."""
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()

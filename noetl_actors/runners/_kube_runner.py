@@ -27,7 +27,6 @@ attempt twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -37,7 +36,7 @@ from typing import Any
 from noetl_actors.runners._attempt import CANCELLED, CRASH, TIMEOUT, Attempt, Outcome
 from noetl_actors.runners._handle import AttemptHandle, check_start, stop_message
 from noetl_actors.runners._kube_job import build_job
-from noetl_actors.runners._kube_logs import PodLog
+from noetl_actors.runners._kube_logs import PodLog, json_answer
 from noetl_actors.runners._kube_settings import KubeSettings
 from noetl_actors.runners._manifest import PluginInfo
 from noetl_actors.runners._output import OutputSink
@@ -242,7 +241,7 @@ class KubernetesRunner:
         """Create the Job; if one of its name exists, it is this attempt's: follow that.
         A problem (for people) if the one of that name is not this attempt's."""
         try:
-            _answer(self._batch.create_namespaced_job(self.namespace, body=job,
+            json_answer(self._batch.create_namespaced_job(self.namespace, body=job,
                                                       _preload_content=False))
         except self._api_error as error:
             if error.status != 409:
@@ -255,7 +254,7 @@ class KubernetesRunner:
         why not, for people."""
         name = job["metadata"]["name"]
         try:
-            found = _answer(self._batch.read_namespaced_job(
+            found = json_answer(self._batch.read_namespaced_job(
                 name, self.namespace, _preload_content=False))
         except self._api_error as error:
             if error.status != 404:
@@ -287,7 +286,7 @@ class KubernetesRunner:
         version: str | None = None
         while True:
             if version is None:
-                listed = _answer(self._batch.list_namespaced_job(
+                listed = json_answer(self._batch.list_namespaced_job(
                     self.namespace, field_selector=selector, _preload_content=False))
                 version = (listed.get("metadata") or {}).get("resourceVersion")
                 items = listed.get("items") or []
@@ -321,7 +320,7 @@ class KubernetesRunner:
         return "", None
 
     def _pods(self, name: str) -> list[dict[str, Any]]:
-        found = _answer(self._core.list_namespaced_pod(
+        found = json_answer(self._core.list_namespaced_pod(
             self.namespace, label_selector=f"job-name={name}", _preload_content=False))
         return list(found.get("items") or [])
 
@@ -347,18 +346,10 @@ class KubernetesRunner:
     def _delete(self, name: str) -> None:
         """Delete the Job and, first, its pod (foreground); already gone is done."""
         try:
-            _answer(self._batch.delete_namespaced_job(name, self.namespace,
+            json_answer(self._batch.delete_namespaced_job(name, self.namespace,
                                                       propagation_policy="Foreground",
                                                       _preload_content=False))
         except self._api_error as error:
             if error.status != 404:
                 raise
 
-
-def _answer(response: Any) -> Any:
-    """The JSON of a raw (``_preload_content=False``) answer; its connection goes back to
-    the client's pool (not released, each call left one to be closed by the collector)."""
-    try:
-        return json.loads(response.data)
-    finally:
-        response.release_conn()
