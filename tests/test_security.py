@@ -9,6 +9,7 @@ home is not ours: it has no context and cannot read our seeds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -239,24 +240,35 @@ class TestRoles:
         assert "bob" not in own("credentials", "list", folder=tmp_path).stdout
 
 
-def test_a_worker_with_worker_credentials_runs_its_plugin_for_the_node(tmp_path: Path) -> None:
-    """The node runs no echo worker of its own: only the worker with `worker` credentials
-    can run the hello playbook's steps."""
-    config = "heartbeat: 0.5s\nworkers:\n  plugins:\n    echo: {enabled: false}\n"
+@contextlib.contextmanager
+def node_and_credentialed_worker(tmp_path: Path, plugin: str) -> Iterator[NodeProcess]:
+    """A node that runs no `plugin` worker of its own, and a `noetl worker --plugin`
+    process with `worker` credentials that does; neither may have met a permission
+    violation by the end."""
+    config = f"heartbeat: 0.5s\nworkers:\n  plugins:\n    {plugin}: {{enabled: false}}\n"
     with running_node(tmp_path, "alpha", config=config) as started:
-        seed = issue(tmp_path, "worker", "wendy", "--plugin", "echo")
+        seed = issue(tmp_path, "worker", "wendy", "--plugin", plugin)
         env = as_stranger(tmp_path)
         worker = spawn(["env", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}",
                         *map(str, cli_command("worker", "--nats", started.url, "--nkey", seed,
-                                                 "--plugin", "echo"))], tmp_path, "worker")
+                                                 "--plugin", plugin))], tmp_path, "worker")
         try:
-            worker.wait_for_line(re.compile(r"^workers for echo on "), 60)
-            run = own("submit", HELLO, "--wait", "--nats", started.url, folder=tmp_path)
-            assert run.returncode == 0, run.stdout + run.stderr + worker.stderr()
+            worker.wait_for_line(re.compile(rf"^workers for {plugin} on "), 60)
+            yield started
+        except AssertionError as failed:
+            raise AssertionError(f"{failed}\nworker: {worker.stderr()}") from None
         finally:
             worker.cleanup()
         log = (started.state_dir / "nats-server.log").read_text()
         assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+
+
+def test_a_worker_with_worker_credentials_runs_its_plugin_for_the_node(tmp_path: Path) -> None:
+    """The node runs no echo worker of its own: only the worker with `worker` credentials
+    can run the hello playbook's steps."""
+    with node_and_credentialed_worker(tmp_path, "echo") as started:
+        run = own("submit", HELLO, "--wait", "--nats", started.url, folder=tmp_path)
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_what_a_credentialed_worker_prints_a_client_reads_with_noetl_logs(
@@ -268,29 +280,17 @@ def test_what_a_credentialed_worker_prints_a_client_reads_with_noetl_logs(
                         "tasks:\n  - name: t\n    steps:\n      - name: s\n"
                         "        plugin: shell\n"
                         "        with: {command: \"echo hello from the worker\"}\n")
-    config = "heartbeat: 0.5s\nworkers:\n  plugins:\n    shell: {enabled: false}\n"
-    with running_node(tmp_path, "alpha", config=config) as started:
-        worker_seed = issue(tmp_path, "worker", "wendy", "--plugin", "shell")
+    with node_and_credentialed_worker(tmp_path, "shell") as started:
         client_seed = issue(tmp_path, "client", "carol")
         env = as_stranger(tmp_path)
-        worker = spawn(["env", f"XDG_STATE_HOME={env['XDG_STATE_HOME']}",
-                        *map(str, cli_command("worker", "--nats", started.url, "--nkey",
-                                                 worker_seed, "--plugin", "shell"))],
-                       tmp_path, "worker")
-        try:
-            worker.wait_for_line(re.compile(r"^workers for shell on "), 60)
-            run = noetl("submit", playbook, "--wait", "--json", "--nats", started.url,
-                        "--nkey", client_seed, cwd=tmp_path, env=env, timeout=60)
-            assert run.returncode == 0, run.stdout + run.stderr + worker.stderr()
-            workflow_id = run.document()["workflow_id"]
-            logs = noetl("logs", workflow_id, "t.s", "--nats", started.url, "--nkey",
-                         client_seed, cwd=tmp_path, env=env, timeout=60)
-            assert logs.returncode == 0, logs.stderr
-            assert "hello from the worker" in logs.stdout
-        finally:
-            worker.cleanup()
-        log = (started.state_dir / "nats-server.log").read_text()
-        assert "Violation" not in log, [line for line in log.splitlines() if "Violation" in line]
+        run = noetl("submit", playbook, "--wait", "--json", "--nats", started.url,
+                    "--nkey", client_seed, cwd=tmp_path, env=env, timeout=60)
+        assert run.returncode == 0, run.stdout + run.stderr
+        workflow_id = run.document()["workflow_id"]
+        logs = noetl("logs", workflow_id, "t.s", "--nats", started.url, "--nkey",
+                     client_seed, cwd=tmp_path, env=env, timeout=60)
+        assert logs.returncode == 0, logs.stderr
+        assert "hello from the worker" in logs.stdout
 
 
 def test_a_workflow_runs_over_tls_with_client_certificates(tmp_path: Path) -> None:
