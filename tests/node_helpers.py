@@ -326,3 +326,23 @@ def read_record(url: str, workflow_id: str) -> dict[str, Any] | None:
             await nc.close()
 
     return asyncio.run(go())
+
+
+def claimed_keys(url: str) -> list[str]:
+    """The keys of the ``noetl-claims`` bucket: the attempts workers claimed."""
+    import nats
+    from nats.js.errors import NoKeysError
+
+    async def go() -> list[str]:
+        nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0,
+                                **login(url))
+        try:
+            kv = await nc.jetstream().key_value("noetl-claims")
+            try:
+                return list(await kv.keys())
+            except NoKeysError:
+                return []
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())

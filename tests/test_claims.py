@@ -12,14 +12,17 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from noetl_actors.bridge import Bridge, ConnectOptions, EmbeddedNatsServer
 from noetl_actors.runtime import Command
-from noetl_actors.services._claims import BucketClaims, Claim
+from noetl_actors.services._claims import BucketClaims, Claim, LocalClaims
 from noetl_actors.services._lease import LeaseRecord
 from noetl_actors.supervision import SupervisorFlags, start_supervisor
+from tests.node_helpers import Cli, claimed_keys, running_node
+from tests.run_helpers import write_playbook
 
 WAIT = 10.0
 CLAIMS, LEASES = "claims", "leases"
@@ -52,8 +55,8 @@ def bridge(nats_server: EmbeddedNatsServer) -> Iterator[Bridge]:
         root.stop(timeout=10)
 
 
-def command(epoch: int, attempt: int = 1) -> Command:
-    return Command(workflow_id="wf-1", task="t", step="s", attempt=attempt, plugin="echo",
+def command(epoch: int, attempt: int = 1, workflow: str = "wf-1") -> Command:
+    return Command(workflow_id=workflow, task="t", step="s", attempt=attempt, plugin="echo",
                    input={}, heartbeat=1.0, epoch=epoch)
 
 
@@ -119,9 +122,46 @@ def test_a_command_of_an_older_epoch_than_the_fence_here_is_refused_by_the_bucke
     assert claim(claims, command(epoch=2, attempt=2)) is Claim.MINE
 
 
+def test_owner_here_only_for_the_epoch_this_process_holds_while_its_fence_allows(
+        bridge: Bridge) -> None:
+    """What lets a worker skip the claim of an idempotent instant plugin: its command's
+    owner is here, at the command's epoch, and allows now; anything else is claimed."""
+    claims = BucketClaims(bridge, CLAIMS, leases=LEASES,
+                          owned={"wf-1": ScriptedFence(2, True), "wf-2": ScriptedFence(1, False)})
+
+    assert claims.owner_here(command(epoch=2)) is True
+    assert claims.owner_here(command(epoch=1)) is False, "a former owner's epoch"
+    assert claims.owner_here(command(epoch=0)) is False, "sent by no owner"
+    assert claims.owner_here(command(workflow="wf-2", epoch=1)) is False, "lapsed fence"
+    assert claims.owner_here(command(workflow="wf-3", epoch=1)) is False, "owned elsewhere"
+    assert LocalClaims().owner_here(command(epoch=2)) is False
+
+
 def _eventually_released(bridge: Bridge, key: str) -> None:
     """The attempt can be claimed again (its owner may send it now)."""
     deadline = time.monotonic() + WAIT
     while not bridge.claim(CLAIMS, key):
         assert time.monotonic() < deadline, f"the claim {key} was not released"
         time.sleep(0.02)
+
+
+def test_a_served_node_claims_its_shell_attempts_and_runs_its_echo_attempts_unclaimed(
+        tmp_path: Path) -> None:
+    """A real `noetl node start`: echo (instant, idempotent) of its own workflow runs
+    with no claim stored; shell (not idempotent) is claimed before it runs."""
+    path = write_playbook(tmp_path, "mixed", """
+        tasks:
+          - name: t
+            steps:
+              - {name: say, plugin: echo, with: {msg: hi}}
+              - {name: run, plugin: shell, with: {command: ["true"]}}
+        """)
+    with running_node(tmp_path, "alpha") as node:
+        waited = Cli(node.url)("submit", path, "--wait", "--json")
+        assert waited.returncode == 0, waited.stderr
+        record = waited.document()
+        assert record["status"] == "succeeded", record["error"]
+        keys = claimed_keys(node.url)
+        workflow = record["workflow_id"]
+        assert f"{workflow}.t=run.1" in keys, keys
+        assert not [key for key in keys if key.startswith(f"{workflow}.t=say.")], keys

@@ -520,6 +520,45 @@ def test_a_command_sent_again_is_answered_and_claimed_once(clock: ManualClock) -
         worker.stop()
 
 
+class OwnedHereClaims(RemoteClaims):
+    """Remote claims of workflows whose owner is in this process (`owner_here`)."""
+
+    def owner_here(self, command: Command) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_claim(
+    clock: ManualClock, idempotent: bool,
+) -> None:
+    """Its owner is in this process and allows: running it twice would do no harm, so
+    it runs where it arrives, at once, with no claim in NATS; a resend is told `held`.
+    Not idempotent, it waits for its claim as any command does."""
+    bridge = FakeBridge()
+    claims = OwnedHereClaims()
+    runner = FakeRunner(instant=True)
+    worker = start_worker(runner, clock, bridge, claims=claims,
+                          plugin=PluginInfo(name="echo", instant=True, idempotent=idempotent))
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd)) is True
+        if idempotent:
+            assert bridge.statuses(cmd.id) == ["succeeded"]
+            assert claims.calls == 0
+        else:
+            assert bridge.statuses(cmd.id) == [] and claims.calls == 1
+            claims.settle()
+            wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "its event")
+        assert on_loop(delivery(cmd, reply="_INBOX.again.1")) is True
+        assert answers(bridge, "_INBOX.again.1") == ["held"]
+        assert list(runner.handles) == [cmd.id], "run once"
+        assert claims.calls == (0 if idempotent else 1)
+    finally:
+        worker.stop()
+
+
 def test_a_command_another_worker_claimed_is_answered_taken_and_not_run(
     clock: ManualClock,
 ) -> None:

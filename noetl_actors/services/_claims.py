@@ -64,6 +64,11 @@ class Claims(Protocol):
         bridge's loop thread (it must not block either)."""
         ...
 
+    def owner_here(self, command: Command) -> bool:
+        """True if `command`'s workflow is owned in this process by the owner that sent
+        it, and its fence allows now (no other node can have taken the workflow)."""
+        ...
+
 
 class LocalClaims:
     """Claims kept in this process (the last `size` ids), shared by its workers.
@@ -91,6 +96,9 @@ class LocalClaims:
 
     def claim(self, command: Command, settled: Settled) -> None:
         settled(self.take(command))
+
+    def owner_here(self, command: Command) -> bool:
+        return False  # every claim settles at once: none is worth skipping
 
 
 class BucketClaims:
@@ -146,6 +154,9 @@ class BucketClaims:
         future = self._bridge.claim_soon(self._bucket, command.claim_key, then_read=then_read)
         future.add_done_callback(functools.partial(self._settle, command, settled, fenced,
                                                    own))
+
+    def owner_here(self, command: Command) -> bool:
+        return command.epoch != 0 and self._own_fence(command) is not None
 
     def _own_fence(self, command: Command) -> Fence | None:
         """This process's fence of `command`'s workflow, if it allows `command`'s epoch now."""

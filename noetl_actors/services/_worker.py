@@ -34,9 +34,8 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,6 +68,7 @@ from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.services._metrics import NodeMetrics
 from noetl_actors.services._outputs import MAX_OUTPUT, event_of
+from noetl_actors.services._seen import SeenAttempts
 from noetl_actors.supervision import Clock, SupervisedActor, TimerHandle, tell_if_alive
 
 __all__ = ["PluginWorker"]
@@ -94,9 +94,6 @@ after three heartbeats); an attempt that ends sooner sends its final event only.
 
 MIN_HEARTBEAT = 0.05
 """Seconds: the shortest heartbeat a command can ask of a worker."""
-
-KNOWN = 50_000
-"""Attempts a worker remembers having seen (to drop a command sent again at once)."""
 
 logger = logging.getLogger("noetl_actors.services")
 _REFUSALS = RefusalLog(logger)
@@ -174,11 +171,7 @@ class PluginWorker(SupervisedActor):
         """False once an instant plugin took more than `LOOP_*_BUDGET` on the loop
         `LOOP_STRIKES` times in a row (`_slow_on_loop`)."""
         self._slow_on_loop = 0
-        self._known: OrderedDict[tuple[str, int], Claim | None] = OrderedDict()
-        """The attempts (id, epoch) this worker saw: what their claim found (None: in flight)."""
-        self._asked: dict[tuple[str, int], list[str]] = {}
-        """Reply subjects of commands sent again while their claim was in flight."""
-        self._known_lock = threading.Lock()
+        self._seen = SeenAttempts()
         inproc = runners.get(INPROC)
         self._instant = inproc if plugin.instant and isinstance(inproc, InstantRunner) else None
         """The runner of an instant plugin's commands where their claim settles (checked
@@ -246,32 +239,34 @@ class PluginWorker(SupervisedActor):
             self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
             return
         key = (command.claim_key, command.epoch)
-        with self._known_lock:
-            seen = key in self._known
-            found = self._known.get(key)
-            if not seen:
-                self._known[key] = None
-                if len(self._known) > KNOWN:
-                    self._known.popitem(last=False)
-            elif found is None and reply:  # answered once its claim is settled
-                self._asked.setdefault(key, []).append(reply)
-                return
-        if seen:  # sent again: this worker knows who has it: no round trip
-            if reply and found is not None:
-                self._answer(reply, found)
+        if self._unclaimed(command):
+            if self._seen.see(key, reply, settled=Claim.MINE).first:
+                self._run_here(command)
+            elif reply:
+                self._answer(reply, Claim.MINE)
+            return
+        sighting = self._seen.see(key, reply)
+        if not sighting.first:  # sent again: this worker knows who has it: no round trip
+            if reply and sighting.found is not None:
+                self._answer(reply, sighting.found)
             return
         self._claims.claim(command, functools.partial(self._claimed, command, reply))
 
+    def _unclaimed(self, command: Command) -> bool:
+        """True: `command` runs here at once, with no claim (docs/durability.md, "An
+        idempotent instant plugin of the worker's own node is not claimed").
+
+        Its plugin is instant and idempotent (run again, it does no harm) and runs on
+        the loop, and its workflow's owner is this process and allows its epoch now:
+        the claim would cost a round trip to stop a second run that is harmless.
+        """
+        return (self.plugin.idempotent and self._runs_here(command)
+                and self._claims.owner_here(command))
+
     def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
         """Where a claim in NATS was settled (the loop's thread): note what it found."""
-        key = (command.claim_key, command.epoch)
         claim = found if isinstance(found, Claim) else None
-        with self._known_lock:
-            asked = self._asked.pop(key, [])
-            if claim is None:
-                self._known.pop(key, None)  # a command sent again is claimed again
-            elif key in self._known:
-                self._known[key] = claim
+        asked = self._seen.settle((command.claim_key, command.epoch), claim)
         if claim is None:  # NATS did not answer (its error), or a bug
             _REFUSALS.refused(f"claim:{self.plugin.name}", "%s: could not claim %s (%r); its "
                               "step will send it again", self.path, short(command.id, 120), found)
@@ -310,6 +305,12 @@ class PluginWorker(SupervisedActor):
 
     # -- instant plugins, where their claim is settled --------------------------------
 
+    def _runs_here(self, command: Command) -> bool:
+        """`command` is an instant plugin's, for the inproc runner, and such runs have
+        kept within their budget on the loop (`_run_here` runs it)."""
+        return (self._instant is not None and self._on_loop_ok
+                and (command.runner or self.plugin.runner) == INPROC)
+
     def _run_here(self, command: Command) -> bool:
         """Run an instant plugin's claimed command on this thread; False: not one.
 
@@ -322,8 +323,7 @@ class PluginWorker(SupervisedActor):
         the two never race.
         """
         runner = self._instant
-        if (runner is None or (command.runner or self.plugin.runner) != INPROC
-                or not self._on_loop_ok):
+        if runner is None or not self._runs_here(command):
             return False
         cpu, wall = time.thread_time(), time.monotonic()
         try:
