@@ -559,6 +559,67 @@ def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_clai
         worker.stop()
 
 
+def test_a_resend_first_seen_by_a_worker_of_the_owners_process_is_run_and_answered(
+    clock: ManualClock,
+) -> None:
+    """A command sent again that this worker never saw (its first send went to another
+    worker, or this worker was started again): run here with no claim, and its step is
+    told `held`, as a claimed resend is, not left to wait out its request."""
+    bridge = FakeBridge()
+    claims = OwnedHereClaims()
+    runner = FakeRunner(instant=True)
+    worker = start_worker(runner, clock, bridge, claims=claims,
+                          plugin=PluginInfo(name="echo", instant=True, idempotent=True))
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd, reply="_INBOX.first.1")) is True
+        assert bridge.statuses(cmd.id) == ["succeeded"]
+        assert answers(bridge, "_INBOX.first.1") == ["held"]
+        assert claims.calls == 0 and list(runner.handles) == [cmd.id]
+    finally:
+        worker.stop()
+
+
+class FenceComesBackClaims(OwnedHereClaims):
+    """The owner's fence did not allow when the command came (its claim was made), and
+    allows again when it is sent again (`allowing`)."""
+
+    allowing = False
+
+    def owner_here(self, command: Command) -> bool:
+        return self.allowing
+
+
+def test_a_resend_while_its_claim_is_in_flight_is_told_what_the_claim_found(
+    clock: ManualClock,
+) -> None:
+    """Claimed when it came (the fence did not allow then), sent again once the fence
+    allows, while the claim is still in flight: the step is told what the claim found
+    (another worker's: `taken`), once, and this worker does not run it."""
+    bridge = FakeBridge()
+    claims = FenceComesBackClaims()
+    runner = FakeRunner(instant=True)
+    worker = start_worker(runner, clock, bridge, claims=claims,
+                          plugin=PluginInfo(name="echo", instant=True, idempotent=True))
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd)) is True
+        assert claims.calls == 1
+        claims.take(cmd)  # another worker got a resend of it first, and claimed it
+        claims.allowing = True
+        assert on_loop(delivery(cmd, reply="_INBOX.again.1")) is True
+        claims.settle()
+        assert answers(bridge, "_INBOX.again.1") == ["taken"]
+        assert bridge.statuses(cmd.id) == [] and list(runner.handles) == []
+        assert claims.calls == 1
+    finally:
+        worker.stop()
+
+
 def test_a_command_another_worker_claimed_is_answered_taken_and_not_run(
     clock: ManualClock,
 ) -> None:

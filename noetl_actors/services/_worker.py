@@ -239,16 +239,14 @@ class PluginWorker(SupervisedActor):
             self._claims.claim(command, functools.partial(self._settled, command, reply, ()))
             return
         key = (command.claim_key, command.epoch)
-        if self._unclaimed(command):
-            if self._seen.see(key, reply, settled=Claim.MINE).first:
-                self._run_here(command)
-            elif reply:
-                self._answer(reply, Claim.MINE)
-            return
-        sighting = self._seen.see(key, reply)
+        unclaimed = self._unclaimed(command)
+        sighting = self._seen.see(key, reply, settled=Claim.MINE if unclaimed else None)
         if not sighting.first:  # sent again: this worker knows who has it: no round trip
-            if reply and sighting.found is not None:
+            if reply and sighting.found is not None:  # else: answered once it is settled
                 self._answer(reply, sighting.found)
+            return
+        if unclaimed:  # as if its claim had found MINE at once: answered, and run here
+            self._settled(command, reply, (), Claim.MINE)
             return
         self._claims.claim(command, functools.partial(self._claimed, command, reply))
 
