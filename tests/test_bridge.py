@@ -1223,6 +1223,49 @@ def test_claims_in_flight_at_once_are_won_once_each_and_settle_on_the_loop(
         root.stop(timeout=10)
 
 
+def test_a_burst_of_claims_on_a_new_connection_looks_its_bucket_up_once(
+    nats_server: EmbeddedNatsServer,
+) -> None:
+    """The first claims of a connection find the bucket's handle being looked up: they
+    wait for that lookup (one stream-info request), not send one each."""
+    import nats
+
+    from noetl_actors.bridge import Bridge, ConnectOptions
+    from noetl_actors.supervision import SupervisorFlags, start_supervisor
+
+    lookups: list[str] = []
+
+    async def count_lookups(ready: threading.Event, done: threading.Event) -> None:
+        nc = await nats.connect(nats_server.url)
+
+        async def note(msg: Any) -> None:
+            lookups.append(msg.subject)
+
+        await nc.subscribe("$JS.API.STREAM.INFO.KV_claims", cb=note)
+        await nc.flush()
+        ready.set()
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+        await nc.flush()
+        await nc.close()
+
+    ready, done = threading.Event(), threading.Event()
+    watcher = threading.Thread(target=asyncio.run, args=(count_lookups(ready, done),))
+    watcher.start()
+    bridge = Bridge(ConnectOptions(servers=(nats_server.url,)))
+    root = start_supervisor(SupervisorFlags(), [bridge.child_spec()], id="kv-burst")
+    try:
+        assert ready.wait(WAIT) and bridge.wait_connected(WAIT)
+        bridge.ensure_bucket("claims", ttl=60)
+        futures = [bridge.claim_soon("claims", f"wf-1.t=s.{n}") for n in range(200)]
+        assert [future.result(WAIT)[0] for future in futures] == [True] * 200
+    finally:
+        done.set()
+        watcher.join(WAIT)
+        root.stop(timeout=10)
+    assert len(lookups) == 1, f"{len(lookups)} lookups of the bucket"
+
+
 def test_a_request_sent_without_waiting_says_whether_anyone_listens(
     nats_server: EmbeddedNatsServer,
 ) -> None:

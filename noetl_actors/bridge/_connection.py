@@ -84,7 +84,7 @@ class Connection:
         self._thread = loop.thread
         self._client: Client | None = None
         self._js: nats.js.JetStreamContext | None = None
-        self._buckets: dict[str, Any] = {}
+        self._buckets: dict[str, asyncio.Future[Any]] = {}
         """Key-value handles by bucket name (loop thread only): nats-py looks one up with
         a round trip (the stream's info), which doubled the cost of every bucket call."""
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -230,11 +230,17 @@ class Connection:
         return self._js
 
     async def key_value(self, bucket: str) -> Any:
-        """nats-py's handle of a key-value bucket, looked up once per connection."""
-        handle = self._buckets.get(bucket)
-        if handle is None:
-            handle = self._buckets[bucket] = await self.js.key_value(bucket)
-        return handle
+        """nats-py's handle of a key-value bucket, looked up once per connection.
+
+        The lookup is a request (the bucket's stream info): calls that come while
+        it is under way wait for it rather than send their own (a burst of 10,000
+        claims had sent 10,000 lookups). A lookup that failed is made again.
+        """
+        lookup = self._buckets.get(bucket)
+        if lookup is None or (lookup.done() and (lookup.cancelled()
+                                                  or lookup.exception() is not None)):
+            lookup = self._buckets[bucket] = asyncio.ensure_future(self.js.key_value(bucket))
+        return await asyncio.shield(lookup)
 
     async def subscribe(
         self, subject: str, queue: str, handler: Callable[[Msg], None]
