@@ -145,15 +145,17 @@ def _eventually_released(bridge: Bridge, key: str) -> None:
         time.sleep(0.02)
 
 
-def test_a_served_node_claims_its_shell_attempts_and_runs_its_echo_attempts_unclaimed(
+def test_a_served_node_claims_its_shell_attempts_and_runs_echo_and_sleep_unclaimed(
         tmp_path: Path) -> None:
-    """A real `noetl node start`: echo (instant, idempotent) of its own workflow runs
-    with no claim stored; shell (not idempotent) is claimed before it runs."""
+    """A real `noetl node start`: echo (instant, idempotent) and sleep (waits,
+    idempotent) of its own workflow run with no claim stored; shell (not idempotent)
+    is claimed before it runs."""
     path = write_playbook(tmp_path, "mixed", """
         tasks:
           - name: t
             steps:
               - {name: say, plugin: echo, with: {msg: hi}}
+              - {name: nap, plugin: sleep, with: {seconds: 0.1}}
               - {name: run, plugin: shell, with: {command: ["true"]}}
         """)
     with running_node(tmp_path, "alpha") as node:
@@ -164,4 +166,5 @@ def test_a_served_node_claims_its_shell_attempts_and_runs_its_echo_attempts_uncl
         keys = claimed_keys(node.url)
         workflow = record["workflow_id"]
         assert f"{workflow}.t=run.1" in keys, keys
-        assert not [key for key in keys if key.startswith(f"{workflow}.t=say.")], keys
+        assert not [key for key in keys if key.startswith((f"{workflow}.t=say.",
+                                                           f"{workflow}.t=nap."))], keys

@@ -559,6 +559,33 @@ def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_clai
         worker.stop()
 
 
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_an_idempotent_waiting_plugin_of_a_workflow_owned_here_starts_with_no_claim(
+    clock: ManualClock, idempotent: bool,
+) -> None:
+    """`waits` (sleep): it only waits, so a second run does no harm either if it says
+    it is idempotent: started on the worker's thread with no claim; else claimed."""
+    bridge = FakeBridge()
+    claims = OwnedHereClaims()
+    runner = FakeRunner()
+    worker = start_worker(runner, clock, bridge, claims=claims,
+                          plugin=PluginInfo(name="echo", waits=True, idempotent=idempotent))
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        cmd = command(1)
+        assert on_loop(delivery(cmd)) is True
+        if not idempotent:
+            assert claims.calls == 1
+            claims.settle()
+        wait_for(lambda: cmd.id in runner.handles, "the attempt to start")
+        runner.handles[cmd.id].succeed()
+        wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "its event")
+        assert claims.calls == (0 if idempotent else 1)
+    finally:
+        worker.stop()
+
+
 def test_a_resend_first_seen_by_a_worker_of_the_owners_process_is_run_and_answered(
     clock: ManualClock,
 ) -> None:

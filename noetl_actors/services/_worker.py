@@ -251,14 +251,15 @@ class PluginWorker(SupervisedActor):
         self._claims.claim(command, functools.partial(self._claimed, command, reply))
 
     def _unclaimed(self, command: Command) -> bool:
-        """True: `command` runs here at once, with no claim (docs/durability.md, "An
-        idempotent instant plugin of the worker's own node is not claimed").
+        """True: `command` runs with no claim (docs/durability.md, "An idempotent plugin
+        that does no work, of the worker's own node, is not claimed").
 
-        Its plugin is instant and idempotent (run again, it does no harm) and runs on
-        the loop, and its workflow's owner is this process and allows its epoch now:
-        the claim would cost a round trip to stop a second run that is harmless.
+        Its plugin is idempotent (run again, it does no harm) and instant (run on
+        the loop) or only waits, and its workflow's owner is this process and
+        allows its epoch now: a claim would cost a round trip to stop a harmless
+        second run.
         """
-        return (self.plugin.idempotent and self._runs_here(command)
+        return (self.plugin.idempotent and (self.plugin.waits or self._runs_here(command))
                 and self._claims.owner_here(command))
 
     def _claimed(self, command: Command, reply: str | None, found: Claim | Exception) -> None:
