@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -147,6 +148,21 @@ class Bridge:
             return Delivery(msg.subject, decode(msg.data), headers=msg.headers or {})
 
         return self._core.soon(ask, f"send a request on {subject}")
+
+    def read_up_soon(self, *, timeout: float) -> concurrent.futures.Future[None]:
+        """A round trip to the server (PING, PONG) without waiting, from any thread.
+
+        The future is settled on the loop once the answer is read, so after
+        every message the server had sent this connection before it: what was
+        for subscribers has been handed to them by then (in order on the
+        loop), even when the loop was too busy to read its socket for a while.
+        It fails as `request_soon`'s does (BridgeTimeout, ConnectError).
+        """
+
+        async def ping(connection: Connection) -> None:
+            await connection.client.flush(timeout=max(math.ceil(timeout), 1))  # whole seconds
+
+        return self._core.soon(ping, "read what the server sent")
 
     def subscribe(
         self,

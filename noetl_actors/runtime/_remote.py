@@ -77,6 +77,18 @@ FOLLOW_CALLS = 3
 before it takes the attempt for lost."""
 
 
+READ_UP_TIMEOUT = 10.0
+"""Seconds the least a step waits for the round trip that precedes its judgement of a
+silent worker (`RemoteStepActor._read_up`) before it tries again."""
+
+
+@attrs.frozen
+class _ReadUp:
+    """Told to a step once its node has read all NATS had sent it (or could not: `ok`)."""
+
+    ok: bool
+
+
 @attrs.frozen
 class _Failed:
     """Told to itself by a step whose start could not send its command."""
@@ -138,6 +150,8 @@ class RemoteStepActor(SupervisedActor):
         its Job; `worker_wait` counts from here."""
         self._follows = 0
         """Calls for a worker to follow its Job (its worker fell silent)."""
+        self._reading_up = False
+        """A round trip before judging its silent worker is under way (`_read_up`)."""
         self._sent_at = 0.0
         """When it was last sent (sent again while no worker answers)."""
         self._heard_at: float | None = None
@@ -167,6 +181,8 @@ class RemoteStepActor(SupervisedActor):
         elif isinstance(message, SendNow):
             if self._wait is not None and self._heard_at is None and self._fence.allows():
                 self._send_again()
+        elif isinstance(message, _ReadUp):
+            self._on_read_up(message)
         elif isinstance(message, _Failed):
             raise message.error
         else:
@@ -240,15 +256,52 @@ class RemoteStepActor(SupervisedActor):
         timeout = self.step.timeout
         if timeout is not None and now - self._began_at >= timeout:
             raise StepTimeout(f"step {self.step.name!r} ran past its timeout of {timeout:g}s")
-        silent_for = self._heartbeat * HEARTBEAT_MISSES
-        if self._heard_at is not None and self._silence(now) > silent_for:
-            if self.step.runner is Runner.KUBERNETES and self._follows < FOLLOW_CALLS:
-                self._call_to_follow()
-                return
-            raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
-                             f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
+        if self._silent(now):
+            self._read_up()
+            return
         if self._heard_at is None and self._wait is not None:
             self._wait_for_worker(now)
+
+    # -- its worker fell silent ----------------------------------------------------------
+
+    def _silent(self, now: float) -> bool:
+        """Its worker has sent nothing for `HEARTBEAT_MISSES` heartbeats (as far as this
+        node has read)."""
+        return (self._heard_at is not None
+                and self._silence(now) > self._heartbeat * HEARTBEAT_MISSES)
+
+    def _read_up(self) -> None:
+        """Before it takes its worker for lost, make sure this node has read all that
+        NATS sent it: a node too busy to read its socket had heartbeats waiting there
+        (845 of 10,000 `sleep` steps started at once were taken for lost). Its worker's
+        events read before the round trip's answer are in this actor's mailbox before
+        `_ReadUp`, which judges again."""
+        if self._reading_up:
+            return
+        self._reading_up = True
+        ref = self.actor_ref
+        try:
+            future = self._bridge.read_up_soon(
+                timeout=max(self._heartbeat * HEARTBEAT_MISSES, READ_UP_TIMEOUT))
+        except NoetlError:
+            self._reading_up = False
+            return  # judged again at the next tick
+        future.add_done_callback(
+            lambda done: tell_if_alive(ref, _ReadUp(done.exception() is None)))
+
+    def _on_read_up(self, read_up: _ReadUp) -> None:
+        self._reading_up = False
+        if not read_up.ok or self._finished or not self._fence.allows():
+            return  # NATS did not answer (its outage says why): judged at a later tick
+        now = self._clock.now()
+        if not self._silent(now):
+            return  # its worker's events were waiting to be read
+        assert self._heard_at is not None
+        if self.step.runner is Runner.KUBERNETES and self._follows < FOLLOW_CALLS:
+            self._call_to_follow()
+            return
+        raise WorkerLost(f"the worker running step {self.step.name!r} sent nothing "
+                         f"for {now - self._heard_at:.1f}s (heartbeat {self._heartbeat:g}s)")
 
     def _call_to_follow(self) -> None:
         """Its worker fell silent while its Job may run on: send the command again, as a
