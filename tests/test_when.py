@@ -101,6 +101,12 @@ def test_the_history_keeps_what_was_skipped_and_why(tmp_path: Path) -> None:
         "huge": "skipped: when 'vars.big' was false",
         "after-huge": "skipped: it needs task 'huge' to have run, and it was skipped",
     }
+    text = noetl("events", workflow_id, "--state-dir", state, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert f"{root}/huge exited  skipped: when 'vars.big' was false" in [
+        line.split("  ", 1)[1] for line in lines], "the text form says why too"
+    assert f"{root}/load exited  normal" in [line.split("  ", 1)[1] for line in lines]
 
 
 def test_a_var_set_on_the_command_line_takes_the_other_branch(tmp_path: Path) -> None:
@@ -143,7 +149,8 @@ def test_a_skipped_permanent_step_is_not_restarted(tmp_path: Path) -> None:
         """)
     result, document = run_playbook(path, tmp_path / "state")
     assert result.returncode == 0, result.stderr
-    assert steps_of(document, "a")["s"]["status"] == "skipped"
+    assert (steps_of(document, "a")["s"]["status"], steps_of(document, "a")["s"]["skipped"]) == (
+        "skipped", "when: false")
     assert document["tasks"]["a"]["starts"] == 1
 
 
