@@ -474,6 +474,11 @@ def test_a_served_node_runs_a_loop_with_its_claims_keyed_by_iteration(tmp_path: 
             loop: {over: [x, y, z], max_in_flight: 2}
             steps:
               - {name: s, plugin: echo, with: {v: "{{ item }}"}}
+              - {name: t, plugin: echo, when: "item == 'q'", with: {v: 1}}
+          - name: never
+            when: false
+            steps:
+              - {name: s, plugin: echo, with: {v: 1}}
         """)
     with running_node(tmp_path, "alpha") as node:
         cli = Cli(node.url)
@@ -486,3 +491,9 @@ def test_a_served_node_runs_a_loop_with_its_claims_keyed_by_iteration(tmp_path: 
             {"v": "x"}, {"v": "y"}, {"v": "z"}]
         step_ids = {event.get("step_id") for event in cli.events(record["workflow_id"])}
         assert {"each/0=s", "each/1=s", "each/2=s"} <= step_ids, step_ids
+        # noetl status, as the live tree: the loop's counts, what was skipped and why
+        shown = cli.ok("status", record["workflow_id"]).stdout
+        assert "each  succeeded  loop: 3/3 succeeded" in shown, shown
+        assert "never  skipped  when: false" in shown, shown
+        assert record["tasks"]["each"]["iterations"][0]["steps"]["t"]["skipped"] == (
+            "when \"item == 'q'\" was false")

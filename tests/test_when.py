@@ -109,6 +109,15 @@ def test_the_history_keeps_what_was_skipped_and_why(tmp_path: Path) -> None:
     assert f"{root}/load exited  normal" in [line.split("  ", 1)[1] for line in lines]
 
 
+def test_the_live_tree_of_noetl_run_shows_what_was_skipped_and_why(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "branches", BRANCHES)
+    result = noetl("run", path, "--state-dir", tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "huge  skipped  when 'vars.big' was false" in result.stdout, result.stdout
+    assert "shout  skipped  when" in result.stdout, result.stdout
+    assert "anyway  succeeded" in result.stdout, result.stdout
+
+
 def test_a_var_set_on_the_command_line_takes_the_other_branch(tmp_path: Path) -> None:
     path = write_playbook(tmp_path, "branches", BRANCHES)
     result, document = run_playbook(path, tmp_path / "state", "--set", "big=true")
