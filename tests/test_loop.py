@@ -228,6 +228,7 @@ def test_an_empty_list_is_a_finished_task(tmp_path: Path) -> None:
     assert document["tasks"]["none"]["status"] == "succeeded"
     assert document["tasks"]["none"]["loop"]["items"] == 0
     assert document["tasks"]["none"]["iterations"] == []
+    assert steps_of(document, "none")["s"]["output"] == [], "as later tasks read it"
     assert steps_of(document, "after")["s"]["output"] == {"got": []}
 
 

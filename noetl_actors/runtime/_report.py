@@ -331,6 +331,9 @@ def _loop_json(task: _Task, data: dict[str, Any]) -> None:
         {"status": it.status, "steps": {name: _step_json(step) for name, step in it.steps.items()}}
         for it in iterations
     ]
+    if items == 0 and task.status == "succeeded":  # an empty list: finished at once
+        for step_json in data["steps"].values():
+            step_json["output"] = []
     if not task.iterations or task.status == "skipped":
         return
     for name, step_json in data["steps"].items():
