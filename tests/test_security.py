@@ -427,3 +427,19 @@ def test_a_node_started_with_a_relative_state_dir_is_reached_from_another_folder
         assert "hello" in listed.stdout
     finally:
         spawned.cleanup()
+
+
+def test_a_context_whose_seed_is_gone_is_a_one_line_error(tmp_path: Path) -> None:
+    contexts = Path(os.environ["XDG_STATE_HOME"]) / "noetl-actors" / "contexts"
+    contexts.mkdir(parents=True, exist_ok=True)
+    context = contexts / "nats-127.0.0.1-9.json"  # port 9: no server, and none is reached
+    context.write_text(json.dumps({"url": "nats://127.0.0.1:9", "state_dir": str(tmp_path),
+                                   "admin": str(tmp_path / "gone.nk")}))
+    try:
+        listed = own("list", "--nats", "nats://127.0.0.1:9", folder=tmp_path)
+    finally:
+        context.unlink()
+    assert listed.returncode == 1 and "Traceback" not in listed.stderr, listed.stderr
+    assert listed.stderr.strip() == (
+        f"Error: this user's context for the server: nkey_file: no such file: "
+        f"{tmp_path / 'gone.nk'}; give --nats and credentials")
