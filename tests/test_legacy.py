@@ -124,6 +124,9 @@ def test_artifact_repo_switch_router_and_shell_steps():
         "--location={{ vars.REGION }}",
     ]
     assert "exitCode" not in check.step("describe-repo").with_
+    # Its exit code is read by the switch: a non-zero exit is an output, not a failure.
+    assert check.step("describe-repo").with_["check"] is False
+    assert "check" not in check.step("log-result").with_
     # An argument with a shell operator: one command line for sh.
     assert check.step("log-result").with_["command"] == (
         "echo exit status {{ steps['describe-repo'].output.exit_code }} | tee -a /tmp/repo.log"
@@ -788,3 +791,54 @@ def test_the_exit_code_of_a_step_that_is_not_a_shell_step_is_0_with_a_warning_at
         "fetch": "succeeded", "notify": "skipped", "done": "succeeded"}
     assert document["tasks"]["notify"]["skipped"] == (
         "not reached: no route to it was taken (from fetch)")
+
+
+NOT_FOUND = """
+    type: Playbook
+    metadata:
+      playbookName: ensure
+    spec:
+      vars: {CODE: 0}
+      initialSettings:
+        start: check
+    tasks:
+      - taskName: check
+        steps:
+          - stepName: describe
+            type: shell
+            command: sh
+            args: ["-c", "exit {{ spec.vars.CODE }}"]
+            exitCode: 0
+        switch:
+          - nextTask: create
+            condition: "{{ $.tasks.check.steps.describe.exitCode }} != 0"
+          - nextTask: found
+            condition: "{{ describe.exitCode }} == 0"
+      - taskName: create
+        steps: [{stepName: make, plugin: "echo:1", msg: created}]
+      - taskName: found
+        steps: [{stepName: say, plugin: "echo:1", msg: found}]
+"""
+
+
+@pytest.mark.parametrize(("code", "ran", "skipped"), [("1", "create", "found"),
+                                                      ("0", "found", "create")])
+def test_a_switch_on_a_non_zero_exit_code_takes_its_branch(
+        tmp_path: Path, code: str, ran: str, skipped: str) -> None:
+    """NoETL's create-artifact-repository shape: describe a thing, create it if that
+    exited non-zero. The shell step whose exitCode a switch reads gets check: false."""
+    from tests.run_helpers import run_playbook
+
+    path = tmp_path / "ensure.yaml"
+    path.write_text(text(NOT_FOUND))
+    playbook = parse_playbook(path.read_text(encoding="utf-8"), path.name)
+    assert playbook.task("check").step("describe").with_ == {
+        "command": ["sh", "-c", "exit {{ vars.CODE }}"], "check": False}
+    assert not [w for w in playbook.warnings if "condition" in w.message]
+    result, document = run_playbook(path, tmp_path / "state", "--set", f"CODE={code}")
+    assert result.returncode == 0, result.stderr
+    describe = document["tasks"]["check"]["steps"]["describe"]
+    assert (describe["status"], describe["attempts"]) == ("succeeded", 1)
+    assert describe["output"]["exit_code"] == int(code)
+    assert document["tasks"][ran]["status"] == "succeeded"
+    assert document["tasks"][skipped]["status"] == "skipped"

@@ -209,7 +209,10 @@ def step_ref(translator: Translator, other: Task | str, step: str,
     """``tasks.T.steps.S.<tail>`` of a legacy template, in the native form.
 
     `other` is the task (or the name of a task that does not exist, left
-    for the loader to report); `here` the task the template is in. The
+    for the loader to report); `here` the task the template is in. A shell
+    step whose ``exitCode`` is read is noted in the translator's
+    ``exit_codes_read``: it gets ``check: false``, so that a non-zero exit is
+    read, as the old runtime let a switch read it, rather than a failure. The
     ``exitCode`` of a step that is not a shell step becomes ``0``, with a note:
     its native plugin has no exit code, and a native step that failed fails
     its task before any later step or route reads it.
@@ -226,6 +229,7 @@ def step_ref(translator: Translator, other: Task | str, step: str,
         tail = tail[1:]
     if tail[:1] == [("exitCode", None)] and plugin == "shell":
         tail = [("exit_code", None), *tail[1:]]  # the shell plugin's output says exit_code
+        translator.exit_codes_read.add((task_name, step_name))  # so: check: false
     elif tail == [("exitCode", None)] and plugin and notes is not None:
         notes.append(f"exitCode of {plugin} step {step!r} becomes 0: a native {plugin} step "
                      "has no exit code, and one that failed fails its task before a later "
