@@ -111,9 +111,10 @@ def _over_from_vars(task: Task, playbook: Playbook) -> object | None:
     context = {"vars": dict(playbook.vars),
                "workflow": {"id": "lint", "name": playbook.name}, "tasks": {}}
     try:
-        return render_value(condition_source(task.loop.over), context)
+        items: object = render_value(condition_source(task.loop.over), context)
     except TemplateError:
         return None
+    return items
 
 
 def _per_run(task: Task, step: Step) -> int:
