@@ -406,13 +406,14 @@ def test_lint_counts_iterations_and_warns_on_a_list_known_only_at_run_time(
             "loop.max_items to what you expect") in result.stdout + result.stderr
 
 
-def test_lint_counts_a_list_of_vars_as_preview_reads_it_and_warns_when_it_fails(
-        tmp_path: Path) -> None:
+def test_lint_warns_on_a_list_of_vars_that_would_fail_its_task(tmp_path: Path) -> None:
+    """An expression counts max_items (a run may --set its vars otherwise); one of vars
+    alone that gives no list, or too many items, is said to fail the task."""
     path = write_playbook(tmp_path, "of-vars", """
         vars: {n: 3, word: abc}
         tasks:
           - name: each
-            loop: {over: "range(vars.n) | list"}
+            loop: {over: "range(vars.n) | list", max_items: 5}
             steps:
               - {name: s, plugin: echo, with: {msg: 1}}
           - name: scalar
@@ -425,24 +426,30 @@ def test_lint_counts_a_list_of_vars_as_preview_reads_it_and_warns_when_it_fails(
               - {name: s, plugin: echo, with: {msg: 1}}
         """)
 
-    def rows(*extra: str) -> tuple[dict[str, str], str]:
+    def lint(*extra: str) -> tuple[dict[str, str], list[str]]:
         result = noetl("lint", path, *extra, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         return ({line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]
                  if line.split() and line.split()[0].endswith(".s")},
-                result.stdout + result.stderr)
+                [line for line in (result.stdout + result.stderr).splitlines()
+                 if ": warning: " in line])
 
-    counts, shown = rows()
-    assert counts == {"each.s": "12", "scalar.s": "0", "long.s": "0"}
-    assert "x 3 item(s) (from vars)" in shown and "known only at run time" not in shown
-    assert (f"{path}:10:5: warning: task scalar loops over 'vars.word', which gives str from "
-            "vars, not a list: the task fails (error type template)") in shown
-    assert (f"{path}:14:5: warning: task long loops over 'range(vars.n * 10) | list', which "
-            "gives 30 items from vars: more than max_items 20, the task fails (error type "
-            "loop)") in shown
-    counts, shown = rows("--set", "n=2")
-    assert (counts["each.s"], counts["long.s"]) == ("8", "80")
-    assert "warning: task long" not in shown
+    counts, warnings = lint()
+    assert counts == {"each.s": "20", "scalar.s": "40000", "long.s": "80"}
+    assert warnings == [
+        f"{path}:6:5: warning: task each loops over 'range(vars.n) | list', known only at "
+        "run time: its list is bounded by max_items alone (5); set loop.max_items to what "
+        "you expect",
+        f"{path}:10:5: warning: task scalar loops over 'vars.word', which gives str from "
+        "vars, not a list: the task fails (error type template)",
+        f"{path}:14:5: warning: task long loops over 'range(vars.n * 10) | list', which "
+        "gives 30 items from vars: more than max_items 20, the task fails (error type loop)",
+    ]
+    _, warnings = lint("--set", "n=2")
+    assert [w for w in warnings if "task long" in w] == [
+        f"{path}:14:5: warning: task long loops over 'range(vars.n * 10) | list', known only "
+        "at run time: its list is bounded by max_items alone (20); set loop.max_items to "
+        "what you expect"]
 
 
 def test_preview_runs_one_iteration_of_a_list_it_cannot_know_and_says_so(

@@ -37,7 +37,7 @@ def lint(playbook: Playbook, catalog: Catalog | None = None) -> tuple[list[Worst
     runs = playbook.supervision.max_restarts + 1
     worst = []
     for task in playbook.tasks:
-        items, of_items = _items(task, playbook)
+        items, of_items = _items(task)
         for step in task.steps:
             per_run = _per_run(task, step)
             worst.append(Worst(
@@ -58,50 +58,32 @@ def lint(playbook: Playbook, catalog: Catalog | None = None) -> tuple[list[Worst
     return worst, warnings
 
 
-def _items(task: Task, playbook: Playbook) -> tuple[int, str]:
+def _items(task: Task) -> tuple[int, str]:
     """At most how many iterations a run of `task` has (1 if it has no loop), and how that
-    reads in a `Worst`'s why."""
+    reads in a `Worst`'s why. An expression counts `max_items`, even one of `vars`
+    alone: a run may `--set` them otherwise."""
     if task.loop is None:
         return 1, ""
     if isinstance(task.loop.over, tuple):
         return len(task.loop.over), f" x {len(task.loop.over)} item(s)"
-    known = _of_vars(task, playbook)
-    if known is not None:
-        return known, f" x {known} item(s) (from vars)"
     return task.loop.max_items, f" x {task.loop.max_items} item(s) (max_items)"
 
 
-def _of_vars(task: Task, playbook: Playbook) -> int | None:
-    """How many iterations a loop's `over` expression gives from `vars` and `workflow`
-    alone, as `noetl preview` reads it (0 if it is no list or too long: the task fails
-    before its steps run), or None when it reads outputs or inputs, known only at run
-    time."""
-    assert task.loop is not None
-    items = _over_from_vars(task, playbook)
-    if items is None:
-        return None
-    if not isinstance(items, list | tuple) or len(items) > task.loop.max_items:
-        return 0
-    return len(items)
-
-
 def _loop_warning(task: Task, playbook: Playbook) -> str | None:
-    """A looped task's warning: its list known only at run time, or from `vars` not a
-    list or too long."""
+    """A looped task's warning: its list known only at run time, or, for an expression
+    of `vars` alone (read as `noetl preview` reads it), a list that would fail it."""
     if task.loop is None or not isinstance(task.loop.over, str):
         return None
     where = f"task {task.name} loops over {task.loop.over!r}"
     items = _over_from_vars(task, playbook)
-    if items is None:
-        return (f"{where}, known only at run time: its list is bounded by max_items alone "
-                f"({task.loop.max_items}); set loop.max_items to what you expect")
-    if not isinstance(items, list | tuple):
+    if items is not None and not isinstance(items, list | tuple):
         return (f"{where}, which gives {type(items).__name__} from vars, not a list: the "
                 "task fails (error type template)")
-    if len(items) > task.loop.max_items:
+    if items is not None and len(items) > task.loop.max_items:
         return (f"{where}, which gives {len(items)} items from vars: more than max_items "
                 f"{task.loop.max_items}, the task fails (error type loop)")
-    return None
+    return (f"{where}, known only at run time: its list is bounded by max_items alone "
+            f"({task.loop.max_items}); set loop.max_items to what you expect")
 
 
 def _over_from_vars(task: Task, playbook: Playbook) -> object | None:
