@@ -111,11 +111,11 @@ class Spawned:
         kill_tree(self.proc.pid)  # its session: an orphaned nats-server or plugin child
 
 
-def spawn(args: list[str], folder: Path, name: str) -> Spawned:
+def spawn(args: list[str], folder: Path, name: str, *, cwd: Path = REPO) -> Spawned:
     folder.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = folder / f"{name}.out", folder / f"{name}.err"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(args, cwd=REPO, env=clean_env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(args, cwd=cwd, env=clean_env(), stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=err, start_new_session=True)
     return Spawned(proc, stdout_path, stderr_path)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.run_helpers import EXAMPLES, attempts, run_playbook, starts, steps_of
+from tests.run_helpers import EXAMPLES, attempts, noetl, run_playbook, starts, steps_of
 
 FAILING = {"timeout"}
 """Examples that show a failure: they exit 1."""
@@ -82,3 +82,24 @@ def test_every_example_runs_with_the_outcome_it_promises(example: Path, tmp_path
 def test_the_examples_cover_what_the_quick_start_promises() -> None:
     names = {path.stem for path in EXAMPLES.glob("*.yaml")}
     assert {"hello", "parallel-etl", "flaky", "all-for-one", "escalation", "timeout"} <= names
+
+
+def test_branch_and_loop_takes_the_other_branch_with_a_higher_threshold(tmp_path: Path) -> None:
+    """What its comment promises: `--set threshold=3` takes the other branch."""
+    result, report = run_playbook(EXAMPLES / "branch-and-loop.yaml", tmp_path / "nats",
+                                  "--set", "threshold=3")
+    assert result.returncode == 0, result.stderr
+    assert report["tasks"]["load"]["status"] == "skipped"
+    assert report["tasks"]["load"]["skipped"] == (
+        "not reached: no route to it was taken (from check)")
+    assert steps_of(report, "alert")["page"]["output"] == {
+        "msg": "a region is below the threshold"}
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_previews_as_a_run_that_succeeds(example: Path, tmp_path: Path) -> None:
+    """A preview has no plugin: templates over its stand-in outputs (`| length`,
+    arithmetic, comparisons) render, and conditions on them are false."""
+    result = noetl("preview", example, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "outcome: succeeded: all tasks finished" in result.stdout

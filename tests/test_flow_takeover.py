@@ -69,3 +69,43 @@ tasks:
     assert record["tasks"]["on-yes"]["status"] == "succeeded"
     assert (record["tasks"]["on-no"]["status"], record["tasks"]["on-no"]["skipped"]) == (
         "skipped", "not reached: no route to it was taken (from t)")
+
+
+def test_a_takeover_runs_no_finished_iteration_again(tmp_path: Path) -> None:
+    """Issue 15, item 5: the heir replays each iteration's finished steps; the loop's
+    output is still every item's, in item order."""
+    lines = tmp_path / "lines.txt"
+    first = f"echo a{{{{ n }}}} >> {lines} && sleep 0.3 && echo {{{{ n }}}}"
+    second = f"echo b{{{{ n }}}} >> {lines} && sleep 0.3"
+    got = "tasks.each.steps.first.output | map(attribute='stdout') | map('trim') | list"
+    playbook = write_playbook(tmp_path, "looped", f"""
+tasks:
+  - name: each
+    loop: {{over: [0, 1, 2, 3, 4, 5], as: n, max_in_flight: 2}}
+    steps:
+      - {{name: first, plugin: shell, with: {{command: "{first}"}}}}
+      - {{name: second, plugin: shell, with: {{command: "{second}"}}}}
+  - name: after
+    needs: each
+    steps:
+      - {{name: all, plugin: echo, with: {{got: "{{{{ {got} }}}}"}}}}
+""")
+    with running_server(tmp_path) as url, \
+            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
+            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
+            shell_worker(tmp_path, url):
+        cli = Cli(url)
+        workflow_id = cli.submit(playbook)
+        owner = cli.wait_status(workflow_id, "running")["node"]
+        dead, heir = (a, b) if owner == "a" else (b, a)
+        wait_until(lambda: len(lines_of(lines)) >= 5, 30, "two iterations done", 0.05)
+        dead.spawned.kill()
+
+        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
+        assert record["status"] == "succeeded", record.get("error")
+        assert record["node"] == heir.name and record["epoch"] == 2
+    assert run_twice(lines) == []
+    assert set(lines_of(lines)) == {f"{step}{n}" for step in "ab" for n in range(6)}
+    assert record["tasks"]["each"]["loop"]["succeeded"] == 6
+    assert record["tasks"]["after"]["steps"]["all"]["output"] == {
+        "got": ["0", "1", "2", "3", "4", "5"]}

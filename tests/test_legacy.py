@@ -124,6 +124,9 @@ def test_artifact_repo_switch_router_and_shell_steps():
         "--location={{ vars.REGION }}",
     ]
     assert "exitCode" not in check.step("describe-repo").with_
+    # Its exit code is read by the switch: a non-zero exit is an output, not a failure.
+    assert check.step("describe-repo").with_["check"] is False
+    assert "check" not in check.step("log-result").with_
     # An argument with a shell operator: one command line for sh.
     assert check.step("log-result").with_["command"] == (
         "echo exit status {{ steps['describe-repo'].output.exit_code }} | tee -a /tmp/repo.log"
@@ -430,10 +433,9 @@ def one_step(template: str) -> str:
      "{{ tasks['first-task'].steps.call.output.body }}"),
     ("{{ tasks.first-task.steps.call.output.status }}",
      "{{ tasks['first-task'].steps.call.output.status }}"),
-    ("{{ $.tasks.first-task.steps.get-it.exitCode }}",
-     "{{ tasks['first-task'].steps['get-it'].output.exitCode }}"),
-    ("{{ data.first-task.get-it.output.exitCode }}",
-     "{{ tasks['first-task'].steps['get-it'].output.exitCode }}"),
+    # An echo step has no exit code: one that ran succeeded (a warning says so).
+    ("{{ $.tasks.first-task.steps.get-it.exitCode }}", "{{ 0 }}"),
+    ("{{ data.first-task.get-it.output.exitCode }}", "{{ 0 }}"),
     ("{{ tasks.second.steps.early.response }}", "{{ steps.early.output }}"),
     ("{{ steps.early.response }}", "{{ steps.early.output }}"),
     ("{{ metadata.playbookName }}", "{{ workflow.name }}"),
@@ -494,9 +496,9 @@ def test_start_list_with_inputs_and_next_tasks_with_args():
                   msg: "{{ tasks.fetch.steps.now.response }}"
         """)
     playbook = parse_playbook(source, "twice.yaml")
-    # now.output: a step of the task whose switch it is.
+    # now.output: a step of the task whose switch it is; an echo step's exitCode is 0.
     assert flow(playbook) == [
-        ("fetch", [("notify", "(tasks.fetch.steps.now.output.exitCode) != 0")], None),
+        ("fetch", [("notify", "(0) != 0")], None),
         ("notify", [], None)]
     warning_at(playbook, 7, 13, "input for start task 'fetch' dropped")
     warning_at(playbook, 7, 31, "start names task 'fetch' again: it runs once")
@@ -706,6 +708,7 @@ def test_a_switch_runs_as_its_author_wrote_it(tmp_path: Path) -> None:
         "say": "succeeded", "after-say": "succeeded", "on-silence": "skipped",
         "never": "skipped"}
     assert document["tasks"]["after-say"]["steps"]["done"]["output"]["msg"]["stdout"] == "hi\n"
+    assert document["tasks"]["never"]["skipped"] == "when: false", "unreached from the start"
     assert not mark.exists(), "the unreached task ran"
 
 
@@ -733,3 +736,109 @@ def test_a_condition_that_is_no_expression_is_dropped_with_a_warning_at_it():
                                 "taken")
     warning_at(playbook, 11, 20, "condition '{{ tasks.a.steps.s.output }} ==' dropped, the "
                                  "route is always taken: it is not one expression")
+
+
+EXIT_CODES = """
+    type: Playbook
+    metadata:
+      playbookName: exit-codes
+    spec:
+      vars: {GO: 1}
+      initialSettings:
+        start: begin
+    tasks:
+      - taskName: begin
+        switch:
+          - nextTask: fetch
+            condition: "{{ spec.vars.GO }} == 1"
+      - taskName: fetch
+        steps:
+          - {stepName: get, plugin: "echo:1", msg: hi}
+        switch:
+          - nextTask: notify
+            condition: "{{ get.output.exitCode }} != 0"
+          - nextTask: done
+            condition: "{{ $.tasks.fetch.steps.get.exitCode }} == 0"
+      - taskName: notify
+        steps: [{stepName: s, plugin: "echo:1", msg: failed}]
+      - taskName: done
+        steps: [{stepName: s, plugin: "echo:1", msg: ok}]
+"""
+
+
+def test_the_exit_code_of_a_step_that_is_not_a_shell_step_is_0_with_a_warning_at_it(
+        tmp_path: Path) -> None:
+    """NoETL's fetch-world-time read an http step's exitCode: native http steps have
+    none, so the route's condition failed the workflow; a step that ran has succeeded."""
+    from tests.run_helpers import run_playbook
+
+    path = tmp_path / "exits.yaml"
+    path.write_text(text(EXIT_CODES))
+    playbook = parse_playbook(path.read_text(encoding="utf-8"), path.name)
+    assert flow(playbook) == [
+        ("fetch", [("notify", "(0) != 0"), ("done", "(0) == 0")], None),
+        ("notify", [], None), ("done", [], None)]
+    for line in (18, 20):
+        warning_at(playbook, line, 20, "exitCode of echo step 'get' becomes 0: a native echo "
+                                       "step has no exit code, and one that failed fails its "
+                                       "task before a later step or a route reads it")
+    # The start task that only routed: its condition cannot hold back a start task.
+    warning_at(playbook, 12, 20, "condition dropped: start task 'begin' (no steps) chose task "
+                                 "'fetch' on it; 'fetch' is a start task now and always starts")
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    assert {name: task["status"] for name, task in document["tasks"].items()} == {
+        "fetch": "succeeded", "notify": "skipped", "done": "succeeded"}
+    assert document["tasks"]["notify"]["skipped"] == (
+        "not reached: no route to it was taken (from fetch)")
+
+
+NOT_FOUND = """
+    type: Playbook
+    metadata:
+      playbookName: ensure
+    spec:
+      vars: {CODE: 0}
+      initialSettings:
+        start: check
+    tasks:
+      - taskName: check
+        steps:
+          - stepName: describe
+            type: shell
+            command: sh
+            args: ["-c", "exit {{ spec.vars.CODE }}"]
+            exitCode: 0
+        switch:
+          - nextTask: create
+            condition: "{{ $.tasks.check.steps.describe.exitCode }} != 0"
+          - nextTask: found
+            condition: "{{ describe.exitCode }} == 0"
+      - taskName: create
+        steps: [{stepName: make, plugin: "echo:1", msg: created}]
+      - taskName: found
+        steps: [{stepName: say, plugin: "echo:1", msg: found}]
+"""
+
+
+@pytest.mark.parametrize(("code", "ran", "skipped"), [("1", "create", "found"),
+                                                      ("0", "found", "create")])
+def test_a_switch_on_a_non_zero_exit_code_takes_its_branch(
+        tmp_path: Path, code: str, ran: str, skipped: str) -> None:
+    """NoETL's create-artifact-repository shape: describe a thing, create it if that
+    exited non-zero. The shell step whose exitCode a switch reads gets check: false."""
+    from tests.run_helpers import run_playbook
+
+    path = tmp_path / "ensure.yaml"
+    path.write_text(text(NOT_FOUND))
+    playbook = parse_playbook(path.read_text(encoding="utf-8"), path.name)
+    assert playbook.task("check").step("describe").with_ == {
+        "command": ["sh", "-c", "exit {{ vars.CODE }}"], "check": False}
+    assert not [w for w in playbook.warnings if "condition" in w.message]
+    result, document = run_playbook(path, tmp_path / "state", "--set", f"CODE={code}")
+    assert result.returncode == 0, result.stderr
+    describe = document["tasks"]["check"]["steps"]["describe"]
+    assert (describe["status"], describe["attempts"]) == ("succeeded", 1)
+    assert describe["output"]["exit_code"] == int(code)
+    assert document["tasks"][ran]["status"] == "succeeded"
+    assert document["tasks"][skipped]["status"] == "skipped"

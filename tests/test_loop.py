@@ -228,6 +228,7 @@ def test_an_empty_list_is_a_finished_task(tmp_path: Path) -> None:
     assert document["tasks"]["none"]["status"] == "succeeded"
     assert document["tasks"]["none"]["loop"]["items"] == 0
     assert document["tasks"]["none"]["iterations"] == []
+    assert steps_of(document, "none")["s"]["output"] == [], "as later tasks read it"
     assert steps_of(document, "after")["s"]["output"] == {"got": []}
 
 
@@ -405,6 +406,52 @@ def test_lint_counts_iterations_and_warns_on_a_list_known_only_at_run_time(
             "loop.max_items to what you expect") in result.stdout + result.stderr
 
 
+def test_lint_warns_on_a_list_of_vars_that_would_fail_its_task(tmp_path: Path) -> None:
+    """An expression counts max_items (a run may --set its vars otherwise); one of vars
+    alone that gives no list, or too many items, is said to fail the task."""
+    path = write_playbook(tmp_path, "of-vars", """
+        vars: {n: 3, word: abc}
+        tasks:
+          - name: each
+            loop: {over: "range(vars.n) | list", max_items: 5}
+            steps:
+              - {name: s, plugin: echo, with: {msg: 1}}
+          - name: scalar
+            loop: {over: vars.word}
+            steps:
+              - {name: s, plugin: echo, with: {msg: 1}}
+          - name: long
+            loop: {over: "range(vars.n * 10) | list", max_items: 20}
+            steps:
+              - {name: s, plugin: echo, with: {msg: 1}}
+        """)
+
+    def lint(*extra: str) -> tuple[dict[str, str], list[str]]:
+        result = noetl("lint", path, *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return ({line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]
+                 if line.split() and line.split()[0].endswith(".s")},
+                [line for line in (result.stdout + result.stderr).splitlines()
+                 if ": warning: " in line])
+
+    counts, warnings = lint()
+    assert counts == {"each.s": "20", "scalar.s": "40000", "long.s": "80"}
+    assert warnings == [
+        f"{path}:6:5: warning: task each loops over 'range(vars.n) | list', known only at "
+        "run time: its list is bounded by max_items alone (5); set loop.max_items to what "
+        "you expect",
+        f"{path}:10:5: warning: task scalar loops over 'vars.word', which gives str from "
+        "vars, not a list: the task fails (error type template)",
+        f"{path}:14:5: warning: task long loops over 'range(vars.n * 10) | list', which "
+        "gives 30 items from vars: more than max_items 20, the task fails (error type loop)",
+    ]
+    _, warnings = lint("--set", "n=2")
+    assert [w for w in warnings if "task long" in w] == [
+        f"{path}:14:5: warning: task long loops over 'range(vars.n * 10) | list', known only "
+        "at run time: its list is bounded by max_items alone (20); set loop.max_items to "
+        "what you expect"]
+
+
 def test_preview_runs_one_iteration_of_a_list_it_cannot_know_and_says_so(
         tmp_path: Path) -> None:
     path = write_playbook(tmp_path, "listed", LISTED)
@@ -474,6 +521,11 @@ def test_a_served_node_runs_a_loop_with_its_claims_keyed_by_iteration(tmp_path: 
             loop: {over: [x, y, z], max_in_flight: 2}
             steps:
               - {name: s, plugin: echo, with: {v: "{{ item }}"}}
+              - {name: t, plugin: echo, when: "item == 'q'", with: {v: 1}}
+          - name: never
+            when: false
+            steps:
+              - {name: s, plugin: echo, with: {v: 1}}
         """)
     with running_node(tmp_path, "alpha") as node:
         cli = Cli(node.url)
@@ -486,3 +538,9 @@ def test_a_served_node_runs_a_loop_with_its_claims_keyed_by_iteration(tmp_path: 
             {"v": "x"}, {"v": "y"}, {"v": "z"}]
         step_ids = {event.get("step_id") for event in cli.events(record["workflow_id"])}
         assert {"each/0=s", "each/1=s", "each/2=s"} <= step_ids, step_ids
+        # noetl status, as the live tree: the loop's counts, what was skipped and why
+        shown = cli.ok("status", record["workflow_id"]).stdout
+        assert "each  succeeded  loop: 3/3 succeeded" in shown, shown
+        assert "never  skipped  when: false" in shown, shown
+        assert record["tasks"]["each"]["iterations"][0]["steps"]["t"]["skipped"] == (
+            "when \"item == 'q'\" was false")

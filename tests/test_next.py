@@ -200,3 +200,37 @@ def test_inputs_are_checked_against_what_the_routes_give() -> None:
         "pb.yaml:11:49: inputs.cnt: no route to task 'b' gives it "
         "(next: [{task: b, with: {cnt: ...}}])",
     ]
+
+
+def test_preview_follows_routes_and_a_set_takes_the_other_one(tmp_path: Path) -> None:
+    from tests.run_helpers import noetl
+
+    path = write_playbook(tmp_path, "routes", """
+        vars: {big: false}
+        tasks:
+          - name: a
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+            next:
+              - {task: big, when: vars.big}
+              - {task: small, when: not vars.big}
+          - name: big
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+            next: [after-big]
+          - name: after-big
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+          - name: small
+            steps: [{name: s, plugin: echo, with: {msg: 1}}]
+        """)
+
+    def executions(*extra: str) -> tuple[dict[str, int], str]:
+        result = noetl("preview", path, *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        counts = result.stdout.split("executions:")[1].split()
+        return {counts[i]: int(counts[i + 1]) for i in range(0, len(counts), 2)}, result.stdout
+
+    counts, shown = executions()
+    assert counts == {"a.s": 1, "big.s": 0, "after-big.s": 0, "small.s": 1}
+    assert "skipped: not reached: no route to it was taken (from a)" in shown
+    assert "skipped: not reached: no route to it was taken (from big)" in shown
+    counts, _ = executions("--set", "big=true")
+    assert counts == {"a.s": 1, "big.s": 1, "after-big.s": 1, "small.s": 0}

@@ -277,6 +277,13 @@ class TestShell:
         assert outcome.error_type == "ShellError"
         assert outcome.message == "command exited with code 3: broken"
 
+    def test_with_check_false_a_non_zero_exit_is_its_output(self,
+                                                             process: ProcessRunner) -> None:
+        outcome = run(process, "shell", command="echo partial; exit 3", check=False)
+        assert outcome.output == {"exit_code": 3, "stdout": "partial\n", "stderr": ""}
+        missing = run(process, "shell", command=["/no/such/program"], check="false")
+        assert missing.error_type == "ShellError", "a program that cannot start still fails"
+
     def test_a_missing_program_is_a_shell_error(self, process: ProcessRunner) -> None:
         outcome = run(process, "shell", command=["/no/such/program"])
         assert outcome.error_type == "ShellError"

@@ -24,6 +24,8 @@ import nats
 import pytest
 
 from tests.node_helpers import (
+    NODE_CONFIG,
+    START_TIMEOUT,
     Cli,
     NodeProcess,
     clean_env,
@@ -404,3 +406,40 @@ def test_a_user_given_to_a_node_without_nats_is_its_embedded_servers(tmp_path: P
         assert right.returncode == 0, right.stderr
     finally:
         node.cleanup()
+
+
+def test_a_node_started_with_a_relative_state_dir_is_reached_from_another_folder(
+        tmp_path: Path) -> None:
+    """The context names its seeds by absolute paths: a command run elsewhere had
+    crashed with a traceback on `state/auth/admin.nk`."""
+    there = tmp_path / "there"
+    there.mkdir()
+    (there / "node.yaml").write_text(NODE_CONFIG)
+    spawned = spawn(cli_command("node", "start", "--name", "rel", "--state-dir", "state",
+                                "--config", "node.yaml"), there, "node", cwd=there)
+    try:
+        url = spawned.wait_for_line(re.compile(r"^node rel is up on (\S+) "),
+                                    START_TIMEOUT).group(1)
+        submitted = own("submit", HELLO, "--wait", "--nats", url, folder=tmp_path)
+        assert submitted.returncode == 0, submitted.stderr
+        listed = own("list", "--nats", url, folder=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        assert "hello" in listed.stdout
+    finally:
+        spawned.cleanup()
+
+
+def test_a_context_whose_seed_is_gone_is_a_one_line_error(tmp_path: Path) -> None:
+    contexts = Path(os.environ["XDG_STATE_HOME"]) / "noetl-actors" / "contexts"
+    contexts.mkdir(parents=True, exist_ok=True)
+    context = contexts / "nats-127.0.0.1-9.json"  # port 9: no server, and none is reached
+    context.write_text(json.dumps({"url": "nats://127.0.0.1:9", "state_dir": str(tmp_path),
+                                   "admin": str(tmp_path / "gone.nk")}))
+    try:
+        listed = own("list", "--nats", "nats://127.0.0.1:9", folder=tmp_path)
+    finally:
+        context.unlink()
+    assert listed.returncode == 1 and "Traceback" not in listed.stderr, listed.stderr
+    assert listed.stderr.strip() == (
+        f"Error: this user's context for the server: nkey_file: no such file: "
+        f"{tmp_path / 'gone.nk'}; give --nats and credentials")

@@ -101,6 +101,21 @@ def test_the_history_keeps_what_was_skipped_and_why(tmp_path: Path) -> None:
         "huge": "skipped: when 'vars.big' was false",
         "after-huge": "skipped: it needs task 'huge' to have run, and it was skipped",
     }
+    text = noetl("events", workflow_id, "--state-dir", state, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert f"{root}/huge exited  skipped: when 'vars.big' was false" in [
+        line.split("  ", 1)[1] for line in lines], "the text form says why too"
+    assert f"{root}/load exited  normal" in [line.split("  ", 1)[1] for line in lines]
+
+
+def test_the_live_tree_of_noetl_run_shows_what_was_skipped_and_why(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "branches", BRANCHES)
+    result = noetl("run", path, "--state-dir", tmp_path / "state", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "huge  skipped  when 'vars.big' was false" in result.stdout, result.stdout
+    assert "shout  skipped  when" in result.stdout, result.stdout
+    assert "anyway  succeeded" in result.stdout, result.stdout
 
 
 def test_a_var_set_on_the_command_line_takes_the_other_branch(tmp_path: Path) -> None:
@@ -133,6 +148,29 @@ def test_a_condition_that_does_not_render_is_a_template_failure_of_its_step(
     assert steps["u"]["status"] == "failed" and steps["u"]["error"]["type"] == "template"
 
 
+def test_a_one_for_all_restart_decides_its_steps_conditions_again(tmp_path: Path) -> None:
+    path = write_playbook(tmp_path, "again", """
+        tasks:
+          - name: t
+            supervision: {strategy: one_for_all, max_restarts: 2}
+            steps:
+              - {name: a, plugin: echo, with: {n: "{{ attempt }}"}}
+              - {name: second, plugin: echo, when: "steps.a.output.n == 2", with: {msg: 2}}
+              - {name: first, plugin: echo, when: "steps.a.output.n == 1", with: {msg: 1}}
+              - {name: c, plugin: fail, with: {until_attempt: 2}}
+        """)
+    result, document = run_playbook(path, tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    steps = steps_of(document, "t")
+    assert steps["a"]["attempts"] == 2 and steps["c"]["attempts"] == 2
+    # skipped on the first run, run on the second: the report says it ran, no why
+    assert (steps["second"]["status"], steps["second"]["output"]) == ("succeeded", {"msg": 2})
+    assert "skipped" not in steps["second"]
+    # run on the first, skipped on the second: no output of the earlier run
+    assert (steps["first"]["status"], steps["first"]["output"]) == ("skipped", None)
+    assert steps["first"]["skipped"] == "when 'steps.a.output.n == 1' was false"
+
+
 def test_a_skipped_permanent_step_is_not_restarted(tmp_path: Path) -> None:
     path = write_playbook(tmp_path, "permanent", """
         tasks:
@@ -143,7 +181,8 @@ def test_a_skipped_permanent_step_is_not_restarted(tmp_path: Path) -> None:
         """)
     result, document = run_playbook(path, tmp_path / "state")
     assert result.returncode == 0, result.stderr
-    assert steps_of(document, "a")["s"]["status"] == "skipped"
+    assert (steps_of(document, "a")["s"]["status"], steps_of(document, "a")["s"]["skipped"]) == (
+        "skipped", "when: false")
     assert document["tasks"]["a"]["starts"] == 1
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -99,6 +100,9 @@ def write_context(context: Context) -> Path | None:
                 with contextlib.suppress(OSError):
                     path.unlink()
         data = attrs.asdict(context)
+        for field in ("state_dir", "admin", "node", "ca", "cert", "key"):
+            if data[field] is not None:  # read by commands run from other folders
+                data[field] = os.path.abspath(data[field])
         data["process"] = data["process"] or (
             started(context.pid) if context.pid is not None else None)
         return write_private(folder / f"nats-{key}.json", json.dumps(data, indent=1))

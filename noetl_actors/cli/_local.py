@@ -213,7 +213,10 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
             click.echo(f"{entry['at']:.3f}  {entry['step_id']:<24} attempt {entry['attempt']}"
                        f"  {entry['status']}{failure}  ({entry['worker']})")
         else:
-            why = f"  {entry['reason']['kind']}" if entry.get("reason") else ""
+            reason = entry.get("reason") or {}
+            why = f"  {reason['kind']}" if reason else ""
+            if reason.get("error_type") == "skipped":  # and why: `when ...`, `not reached`
+                why = f"  {reason['message']}"
             detail = f"  {entry['detail']}" if entry.get("kind") == "moved" else ""
             click.echo(f"{entry['at']:.3f}  {entry['path']:<24} {entry['kind']}{why}{detail}")
 

@@ -148,7 +148,12 @@ def nats_options_for(*, role: str = "admin", current: bool = False
                 secret = click.prompt(f"NATS password of {given.get('user')}",
                                       hide_input=True, err=True)
                 options = ConnectOptions.from_env(password=secret, token=token, **given)
-            return command(nats=use_context(options, role=role, current=current), **kwargs)
+            try:
+                options = use_context(options, role=role, current=current)
+            except ValueError as error:  # a context whose files are gone
+                raise click.ClickException(f"this user's context for the server: {error}; "
+                                           "give --nats and credentials") from None
+            return command(nats=options, **kwargs)
 
         for flag, field, metavar, text in reversed(_NATS_FLAGS):
             with_options = click.option(flag, f"nats_{field}", metavar=metavar, help=text)(

@@ -108,6 +108,8 @@ class Translator:
         self.raw_vars: dict[str, Any] = {}
         self.tasks: list[Task] = []
         self.by_legacy: dict[str, Task] = {}
+        self.exit_codes_read: set[tuple[str, str]] = set()
+        """(task, step), native names, of the shell steps whose exitCode is read."""
 
     def warn(self, at: Located, message: str) -> None:
         self.warnings.append(Problem(self.file, at.line, at.col, message, warning=True))

@@ -215,6 +215,11 @@ def start_tasks(
                                     "it runs once")
             else:
                 found.append(name)
+            if task is not None and route.condition is not None:
+                translator.warn(route.condition, f"condition dropped: start task {target!r} "
+                                                 f"(no steps) chose task {name!r} on it; "
+                                                 f"{name!r} is a start task now and always "
+                                                 "starts")
     return found
 
 

@@ -48,6 +48,7 @@ def native_tasks(
     flow = plan(translator, spec)
     items = [native_task(translator, task, flow) for task in translator.tasks
              if not is_router(translator, task)]
+    items = [_unchecked(translator, item) for item in items]
     return Located(items, node.line, node.col)
 
 
@@ -103,6 +104,33 @@ def _routes(translator: Translator, task: Task, routes: list[Route]) -> list[Loc
             keys["with"] = (given, given)
         entries.append(Located(keys, target.line, target.col))
     return entries
+
+
+def _unchecked(translator: Translator, task: Located) -> Located:
+    """`task` with ``check: false`` in the `with:` of its shell steps whose exit code a
+    template reads (the old runtime let a switch branch on a non-zero exit; a native
+    shell step fails on one unless told not to). Done once every template is read."""
+    if task.kind != "mapping" or "steps" not in task.value or "name" not in task.value:
+        return task
+    name = task.value["name"][1].value
+    steps_key, steps = task.value["steps"]
+    if steps.kind != "list":
+        return task
+    changed = []
+    for step in steps.value:
+        keys = step.value if step.kind == "mapping" else {}
+        given = keys.get("with", (None, None))[1]
+        if "name" in keys and given is not None and given.kind == "mapping" \
+                and (name, keys["name"][1].value) in translator.exit_codes_read:
+            at = keys["with"][0]
+            given = Located({**given.value, "check": (Located("check", at.line, at.col),
+                                                      Located(False, at.line, at.col))},
+                            given.line, given.col)
+            step = Located({**keys, "with": (keys["with"][0], given)}, step.line, step.col)
+        changed.append(step)
+    return Located({**task.value, "steps": (steps_key, Located(changed, steps.line,
+                                                                steps.col))},
+                   task.line, task.col)
 
 
 def native_step(translator: Translator, step: Step, task: Task) -> Located:

@@ -63,11 +63,14 @@ def rewrite(translator: Translator, node: Located, task: Task | None) -> Located
 
     def one(string: Located) -> Located:
         inputs: set[str] = set()
-        text = _BLOCK.sub(lambda m: rewrite_block(translator, m.group(0), task, inputs),
+        notes: list[str] = []
+        text = _BLOCK.sub(lambda m: rewrite_block(translator, m.group(0), task, inputs, notes),
                           string.value)
         for name in sorted(inputs):
             translator.warn(string, f"input.{name} (the run input) becomes vars.{name}: "
                                     f"give it with --set {name}=VALUE")
+        for note in dict.fromkeys(notes):
+            translator.warn(string, note)
         return Located(text, string.line, string.col)
 
     return _each_string(node, one)
@@ -154,14 +157,17 @@ def _from_task(translator: Translator, node: Located, task: Task) -> Located:
     return _each_string(node, one)
 
 
-def rewrite_block(translator: Translator, block: str, task: Task | None, inputs: set[str]) -> str:
+def rewrite_block(translator: Translator, block: str, task: Task | None, inputs: set[str],
+                  notes: list[str]) -> str:
+    """One ``{{ }}`` or ``{% %}`` block in the native form; the run inputs it reads are
+    added to `inputs`, and what the reader should be warned of to `notes`."""
     def data_chain(match: re.Match[str]) -> str:
         legacy = match.group("task")
         other = translator.by_legacy.get(legacy)
         if other is None or legacy in ("tasks", "steps", "vars", "spec"):
             return match.group(0)
         return step_ref(translator, other, match.group("step"),
-                        _segments(match.group("rest")), task)
+                        _segments(match.group("rest")), task, notes)
 
     def chain(match: re.Match[str]) -> str:
         root, segments = match.group("root"), _segments(match.group("rest"))
@@ -178,12 +184,12 @@ def rewrite_block(translator: Translator, block: str, task: Task | None, inputs:
                                        other.step_names if other else {})
                 if taken:
                     return step_ref(translator, other or legacy, step,
-                                    segments[used + 1 + taken:], task)
+                                    segments[used + 1 + taken:], task, notes)
             return "tasks" + _join(segments)
         if root == "steps" and task is not None:
             step, taken = _longest(segments, task.step_names)
             if taken:
-                return step_ref(translator, task, step, segments[taken:], task)
+                return step_ref(translator, task, step, segments[taken:], task, notes)
         if root == "metadata" and segments and segments[0][0] in ("name", "playbookName"):
             return "workflow.name" + _join(segments[1:])
         if root == "input" and segments and segments[0][1] is None:
@@ -198,11 +204,18 @@ def rewrite_block(translator: Translator, block: str, task: Task | None, inputs:
 
 
 def step_ref(translator: Translator, other: Task | str, step: str,
-             tail: list[tuple[str, str | None]], here: Task | None) -> str:
+             tail: list[tuple[str, str | None]], here: Task | None,
+             notes: list[str] | None = None) -> str:
     """``tasks.T.steps.S.<tail>`` of a legacy template, in the native form.
 
     `other` is the task (or the name of a task that does not exist, left
-    for the loader to report); `here` the task the template is in.
+    for the loader to report); `here` the task the template is in. A shell
+    step whose ``exitCode`` is read is noted in the translator's
+    ``exit_codes_read``: it gets ``check: false``, so that a non-zero exit is
+    read, as the old runtime let a switch read it, rather than a failure. The
+    ``exitCode`` of a step that is not a shell step becomes ``0``, with a note:
+    its native plugin has no exit code, and a native step that failed fails
+    its task before any later step or route reads it.
     """
     if isinstance(other, str):
         step_name, task_name, plugin = step, other, ""
@@ -216,6 +229,12 @@ def step_ref(translator: Translator, other: Task | str, step: str,
         tail = tail[1:]
     if tail[:1] == [("exitCode", None)] and plugin == "shell":
         tail = [("exit_code", None), *tail[1:]]  # the shell plugin's output says exit_code
+        translator.exit_codes_read.add((task_name, step_name))  # so: check: false
+    elif tail == [("exitCode", None)] and plugin and notes is not None:
+        notes.append(f"exitCode of {plugin} step {step!r} becomes 0: a native {plugin} step "
+                     "has no exit code, and one that failed fails its task before a later "
+                     "step or a route reads it")
+        return "0"
     ref = "steps" + _join([(step_name, None), ("output", None), *tail])
     if other is here:
         return ref

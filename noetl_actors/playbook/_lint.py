@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import attrs
 
+from noetl_actors.errors import TemplateError
 from noetl_actors.playbook._catalog import Catalog
 from noetl_actors.playbook._model import Playbook, Step, Task
 from noetl_actors.playbook._source import Problem
+from noetl_actors.playbook._templates import condition_source, render_value
 from noetl_actors.supervision import Restart, Strategy
 
 __all__ = ["Worst", "lint"]
@@ -49,23 +51,52 @@ def lint(playbook: Playbook, catalog: Catalog | None = None) -> tuple[list[Worst
         for message in _step_warnings(task, step, catalog)
     ]
     warnings += [
-        Problem(playbook.file, task.line, task.col,
-                f"task {task.name} loops over {task.loop.over!r}, known only at run time: "
-                f"its list is bounded by max_items alone ({task.loop.max_items}); set "
-                "loop.max_items to what you expect", warning=True)
-        for task in playbook.tasks if task.loop is not None and isinstance(task.loop.over, str)
+        Problem(playbook.file, task.line, task.col, message, warning=True)
+        for task in playbook.tasks if task.loop is not None
+        for message in [_loop_warning(task, playbook)] if message is not None
     ]
     return worst, warnings
 
 
 def _items(task: Task) -> tuple[int, str]:
     """At most how many iterations a run of `task` has (1 if it has no loop), and how that
-    reads in a `Worst`'s why."""
+    reads in a `Worst`'s why. An expression counts `max_items`, even one of `vars`
+    alone: a run may `--set` them otherwise."""
     if task.loop is None:
         return 1, ""
     if isinstance(task.loop.over, tuple):
         return len(task.loop.over), f" x {len(task.loop.over)} item(s)"
     return task.loop.max_items, f" x {task.loop.max_items} item(s) (max_items)"
+
+
+def _loop_warning(task: Task, playbook: Playbook) -> str | None:
+    """A looped task's warning: its list known only at run time, or, for an expression
+    of `vars` alone (read as `noetl preview` reads it), a list that would fail it."""
+    if task.loop is None or not isinstance(task.loop.over, str):
+        return None
+    where = f"task {task.name} loops over {task.loop.over!r}"
+    items = _over_from_vars(task, playbook)
+    if items is not None and not isinstance(items, list | tuple):
+        return (f"{where}, which gives {type(items).__name__} from vars, not a list: the "
+                "task fails (error type template)")
+    if items is not None and len(items) > task.loop.max_items:
+        return (f"{where}, which gives {len(items)} items from vars: more than max_items "
+                f"{task.loop.max_items}, the task fails (error type loop)")
+    return (f"{where}, known only at run time: its list is bounded by max_items alone "
+            f"({task.loop.max_items}); set loop.max_items to what you expect")
+
+
+def _over_from_vars(task: Task, playbook: Playbook) -> object | None:
+    """What a loop's `over` expression gives from `vars` and `workflow` alone; None if it
+    does not render so (it reads outputs or inputs)."""
+    assert task.loop is not None and isinstance(task.loop.over, str)
+    context = {"vars": dict(playbook.vars),
+               "workflow": {"id": "lint", "name": playbook.name}, "tasks": {}}
+    try:
+        items: object = render_value(condition_source(task.loop.over), context)
+    except TemplateError:
+        return None
+    return items
 
 
 def _per_run(task: Task, step: Step) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -119,7 +119,10 @@ class _Plugins:
 
 
 class _Output:
-    """A stand-in output: any attribute or item of it is another stand-in."""
+    """A stand-in output: any attribute or item of it is another stand-in, and so is
+    arithmetic on it; it is empty (`| length` is 0) and compares equal, less or
+    greater than nothing, so templates over outputs render and conditions on them
+    are false (docs/playbooks.md, "Conditions", Preview)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
@@ -134,6 +137,27 @@ class _Output:
 
     def __str__(self) -> str:
         return f"<output of {self._name}>"
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    def _arithmetic(self, other: object) -> _Output:
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _arithmetic
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _arithmetic
+    __mod__ = __rmod__ = __pow__ = __rpow__ = _arithmetic
+
+    def __neg__(self) -> _Output:
+        return self
 
 
 def run_preview(

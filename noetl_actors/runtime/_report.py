@@ -205,13 +205,14 @@ class RunReport:
     def _on_step(self, step: _Step, event: LifecycleEvent) -> None:
         step.waiting = None  # a new attempt, or none any more
         if event.kind in (EventKind.STARTED, EventKind.RESTARTED):
-            step.status = "running"
+            step.status, step.skipped = "running", None  # decided again at each start
             step.queued_at, step.started_at, step.finished_at = event.at, None, None
         elif event.kind is EventKind.EXITED and event.reason is not None:
             step.finished_at = event.at
             step.status = _status(event.reason)
             if step.status == "skipped":
                 step.skipped, step.queued_at, step.started_at = _why(event.reason), None, None
+                step.output, step.error = None, None  # not an earlier run's
             if event.reason.is_abnormal:
                 step.error = {"type": event.reason.error_type or "crash",
                               "message": event.reason.message}
@@ -331,6 +332,9 @@ def _loop_json(task: _Task, data: dict[str, Any]) -> None:
         {"status": it.status, "steps": {name: _step_json(step) for name, step in it.steps.items()}}
         for it in iterations
     ]
+    if items == 0 and task.status == "succeeded":  # an empty list: finished at once
+        for step_json in data["steps"].values():
+            step_json["output"] = []
     if not task.iterations or task.status == "skipped":
         return
     for name, step_json in data["steps"].items():

@@ -39,7 +39,9 @@ def decide(when: str | bool | None, context: Mapping[str, Any]) -> str | Templat
         holds = condition_holds(when, context)
     except TemplateError as error:
         return error
-    return None if holds else f"when {when!r} was false"
+    if holds:
+        return None
+    return "when: false" if isinstance(when, bool) else f"when {when!r} was false"
 
 
 @attrs.frozen

@@ -50,7 +50,7 @@ def run(input: dict[str, Any], ctx: Context) -> dict[str, Any]:
         reader.join()
     stdout = b"".join(out).decode("utf-8", "replace")
     stderr = b"".join(err).decode("utf-8", "replace")
-    if returncode != 0:
+    if returncode != 0 and input.get("check", True):
         said = (stderr or stdout).strip()[-TAIL:]
         raise PluginError(f"command exited with code {returncode}"
                           + (f": {said}" if said else ""), error_type="ShellError")
