@@ -325,6 +325,31 @@ class TestInproc:
         finally:
             runner.close(timeout=5)
 
+    def test_a_burst_of_waiting_attempts_from_threads_all_run_on_the_loop(self) -> None:
+        """2,000 `sleep` attempts started at once from four threads (burst after burst
+        joins one wake-up of the runner's loop): every one runs and ends."""
+        runner = InprocRunner(max_workers=1)
+        handles: list[Any] = []
+        lock = threading.Lock()
+
+        def start() -> None:
+            for _ in range(500):
+                handle = runner.start(builtin("sleep"), attempt("sleep", seconds=0.2))
+                with lock:
+                    handles.append(handle)
+
+        try:
+            starters = [threading.Thread(target=start) for _ in range(4)]
+            for starter in starters:
+                starter.start()
+            for starter in starters:
+                starter.join(WAIT)
+            outcomes = [handle.wait(WAIT) for handle in handles]
+            assert len(outcomes) == 2000
+            assert all(o is not None and o.ok and o.output == {"slept": 0.2} for o in outcomes)
+        finally:
+            runner.close(timeout=5)
+
 
 # -- in a subprocess -------------------------------------------------------------------------
 
