@@ -8,6 +8,7 @@ the owner. Every shell step appends its name to a file: a rerun shows there.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,30 @@ pytestmark = pytest.mark.timeout(120)
 
 def shell(lines: Path, name: str, then: str = "") -> str:
     return f'{{command: "echo {name} >> {lines} && sleep 0.3{then}"}}'
+
+
+def run_through_a_takeover(tmp_path: Path, playbook: Path, lines: Path, *,
+                           kill_after: int) -> dict[str, Any]:
+    """`playbook` on one of two nodes, its owner killed (-9) once its shell steps wrote
+    `kill_after` lines: its record once it ended, succeeded on the other node and no
+    step run twice."""
+    with running_server(tmp_path) as url, \
+            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
+            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
+            shell_worker(tmp_path, url):
+        cli = Cli(url)
+        workflow_id = cli.submit(playbook)
+        owner = cli.wait_status(workflow_id, "running")["node"]
+        dead, heir = (a, b) if owner == "a" else (b, a)
+        wait_until(lambda: len(lines_of(lines)) >= kill_after, 30,
+                   f"{kill_after} lines written", 0.05)
+        dead.spawned.kill()
+
+        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
+        assert record["status"] == "succeeded", record.get("error")
+        assert record["node"] == heir.name and record["epoch"] == 2
+    assert run_twice(lines) == []
+    return record
 
 
 def test_a_takeover_keeps_skipped_steps_and_routes_as_they_were_decided(
@@ -47,21 +72,7 @@ tasks:
     steps:
       - {{name: go, plugin: shell, with: {shell(lines, 'on-no.go')}}}
 """)
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
-        cli = Cli(url)
-        workflow_id = cli.submit(playbook)
-        owner = cli.wait_status(workflow_id, "running")["node"]
-        first, other = (a, b) if owner == "a" else (b, a)
-        wait_until(lambda: len(lines_of(lines)) >= 3, 30, "three steps done", 0.05)
-        first.spawned.kill()
-
-        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
-        assert record["status"] == "succeeded", record.get("error")
-        assert record["node"] == other.name and record["epoch"] == 2
-    assert run_twice(lines) == []
+    record = run_through_a_takeover(tmp_path, playbook, lines, kill_after=3)
     assert set(lines_of(lines)) == {"t.probe", *(f"t.s{n}" for n in range(2, 8)), "on-yes.go"}
     steps_of = step_records(record)
     assert steps_of["t.unless-no"]["status"] == "skipped"
@@ -90,21 +101,7 @@ tasks:
     steps:
       - {{name: all, plugin: echo, with: {{got: "{{{{ {got} }}}}"}}}}
 """)
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
-        cli = Cli(url)
-        workflow_id = cli.submit(playbook)
-        owner = cli.wait_status(workflow_id, "running")["node"]
-        dead, heir = (a, b) if owner == "a" else (b, a)
-        wait_until(lambda: len(lines_of(lines)) >= 5, 30, "two iterations done", 0.05)
-        dead.spawned.kill()
-
-        record = cli.wait_status(workflow_id, {"succeeded", "failed"}, timeout=60)
-        assert record["status"] == "succeeded", record.get("error")
-        assert record["node"] == heir.name and record["epoch"] == 2
-    assert run_twice(lines) == []
+    record = run_through_a_takeover(tmp_path, playbook, lines, kill_after=5)
     assert set(lines_of(lines)) == {f"{step}{n}" for step in "ab" for n in range(6)}
     assert record["tasks"]["each"]["loop"]["succeeded"] == 6
     assert record["tasks"]["after"]["steps"]["all"]["output"] == {

@@ -7,9 +7,10 @@ heartbeat timers.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -527,6 +528,20 @@ class OwnedHereClaims(RemoteClaims):
         return True
 
 
+@contextlib.contextmanager
+def worker_on_loop(clock: ManualClock, runner: FakeRunner, claims: Any,
+                   plugin: PluginInfo) -> Iterator[tuple[FakeBridge, Callable[[Delivery], bool]]]:
+    """A worker of `plugin` with `claims`: its bridge, and what it runs on the loop."""
+    bridge = FakeBridge()
+    worker = start_worker(runner, clock, bridge, claims=claims, plugin=plugin)
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        yield bridge, on_loop
+    finally:
+        worker.stop()
+
+
 @pytest.mark.parametrize("idempotent", [True, False])
 def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_claim(
     clock: ManualClock, idempotent: bool,
@@ -534,14 +549,10 @@ def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_clai
     """Its owner is in this process and allows: running it twice would do no harm, so
     it runs where it arrives, at once, with no claim in NATS; a resend is told `held`.
     Not idempotent, it waits for its claim as any command does."""
-    bridge = FakeBridge()
     claims = OwnedHereClaims()
     runner = FakeRunner(instant=True)
-    worker = start_worker(runner, clock, bridge, claims=claims,
-                          plugin=PluginInfo(name="echo", instant=True, idempotent=idempotent))
-    try:
-        on_loop = on_loop_of(bridge)
-        assert on_loop is not None
+    plugin = PluginInfo(name="echo", instant=True, idempotent=idempotent)
+    with worker_on_loop(clock, runner, claims, plugin) as (bridge, on_loop):
         cmd = command(1)
         assert on_loop(delivery(cmd)) is True
         if idempotent:
@@ -555,8 +566,6 @@ def test_an_idempotent_instant_plugin_of_a_workflow_owned_here_runs_with_no_clai
         assert answers(bridge, "_INBOX.again.1") == ["held"]
         assert list(runner.handles) == [cmd.id], "run once"
         assert claims.calls == (0 if idempotent else 1)
-    finally:
-        worker.stop()
 
 
 @pytest.mark.parametrize("idempotent", [True, False])
@@ -565,14 +574,10 @@ def test_an_idempotent_waiting_plugin_of_a_workflow_owned_here_starts_with_no_cl
 ) -> None:
     """`waits` (sleep): it only waits, so a second run does no harm either if it says
     it is idempotent: started on the worker's thread with no claim; else claimed."""
-    bridge = FakeBridge()
     claims = OwnedHereClaims()
     runner = FakeRunner()
-    worker = start_worker(runner, clock, bridge, claims=claims,
-                          plugin=PluginInfo(name="echo", waits=True, idempotent=idempotent))
-    try:
-        on_loop = on_loop_of(bridge)
-        assert on_loop is not None
+    plugin = PluginInfo(name="echo", waits=True, idempotent=idempotent)
+    with worker_on_loop(clock, runner, claims, plugin) as (bridge, on_loop):
         cmd = command(1)
         assert on_loop(delivery(cmd)) is True
         if not idempotent:
@@ -582,8 +587,6 @@ def test_an_idempotent_waiting_plugin_of_a_workflow_owned_here_starts_with_no_cl
         runner.handles[cmd.id].succeed()
         wait_for(lambda: bridge.statuses(cmd.id) == ["succeeded"], "its event")
         assert claims.calls == (0 if idempotent else 1)
-    finally:
-        worker.stop()
 
 
 def test_a_resend_first_seen_by_a_worker_of_the_owners_process_is_run_and_answered(
@@ -592,21 +595,15 @@ def test_a_resend_first_seen_by_a_worker_of_the_owners_process_is_run_and_answer
     """A command sent again that this worker never saw (its first send went to another
     worker, or this worker was started again): run here with no claim, and its step is
     told `held`, as a claimed resend is, not left to wait out its request."""
-    bridge = FakeBridge()
     claims = OwnedHereClaims()
     runner = FakeRunner(instant=True)
-    worker = start_worker(runner, clock, bridge, claims=claims,
-                          plugin=PluginInfo(name="echo", instant=True, idempotent=True))
-    try:
-        on_loop = on_loop_of(bridge)
-        assert on_loop is not None
+    plugin = PluginInfo(name="echo", instant=True, idempotent=True)
+    with worker_on_loop(clock, runner, claims, plugin) as (bridge, on_loop):
         cmd = command(1)
         assert on_loop(delivery(cmd, reply="_INBOX.first.1")) is True
         assert bridge.statuses(cmd.id) == ["succeeded"]
         assert answers(bridge, "_INBOX.first.1") == ["held"]
         assert claims.calls == 0 and list(runner.handles) == [cmd.id]
-    finally:
-        worker.stop()
 
 
 class FenceComesBackClaims(OwnedHereClaims):
@@ -625,14 +622,10 @@ def test_a_resend_while_its_claim_is_in_flight_is_told_what_the_claim_found(
     """Claimed when it came (the fence did not allow then), sent again once the fence
     allows, while the claim is still in flight: the step is told what the claim found
     (another worker's: `taken`), once, and this worker does not run it."""
-    bridge = FakeBridge()
     claims = FenceComesBackClaims()
     runner = FakeRunner(instant=True)
-    worker = start_worker(runner, clock, bridge, claims=claims,
-                          plugin=PluginInfo(name="echo", instant=True, idempotent=True))
-    try:
-        on_loop = on_loop_of(bridge)
-        assert on_loop is not None
+    plugin = PluginInfo(name="echo", instant=True, idempotent=True)
+    with worker_on_loop(clock, runner, claims, plugin) as (bridge, on_loop):
         cmd = command(1)
         assert on_loop(delivery(cmd)) is True
         assert claims.calls == 1
@@ -643,8 +636,6 @@ def test_a_resend_while_its_claim_is_in_flight_is_told_what_the_claim_found(
         assert answers(bridge, "_INBOX.again.1") == ["taken"]
         assert bridge.statuses(cmd.id) == [] and list(runner.handles) == []
         assert claims.calls == 1
-    finally:
-        worker.stop()
 
 
 def test_a_command_another_worker_claimed_is_answered_taken_and_not_run(
