@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.node_helpers import HEARTBEAT, Spawned, cli_command, spawn
+from tests.node_helpers import (
+    HEARTBEAT,
+    NodeProcess,
+    Spawned,
+    cli_command,
+    running_node,
+    running_server,
+    spawn,
+)
 from tests.run_helpers import write_playbook
 
 LEASE = 2.0
@@ -79,3 +87,14 @@ def shell_worker(folder: Path, url: str, name: str = "worker") -> Iterator[Spawn
         yield worker
     finally:
         worker.cleanup()
+
+
+@contextlib.contextmanager
+def two_nodes(folder: Path) -> Iterator[tuple[str, NodeProcess, NodeProcess]]:
+    """A `noetl server`, nodes "a" and "b" on it that run no shell steps, and a `noetl
+    worker` that does: the server's URL and the two nodes."""
+    with running_server(folder) as url, \
+            running_node(folder, "a", nats=url, config=NO_SHELL) as a, \
+            running_node(folder, "b", nats=url, config=NO_SHELL) as b, \
+            shell_worker(folder, url):
+        yield url, a, b

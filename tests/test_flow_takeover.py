@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.node_helpers import Cli, running_node, running_server
+from tests.node_helpers import Cli
 from tests.run_helpers import wait_until, write_playbook
-from tests.takeover_helpers import NO_SHELL, lines_of, run_twice, shell_worker, step_records
+from tests.takeover_helpers import lines_of, run_twice, step_records, two_nodes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,10 +28,7 @@ def run_through_a_takeover(tmp_path: Path, playbook: Path, lines: Path, *,
     """`playbook` on one of two nodes, its owner killed (-9) once its shell steps wrote
     `kill_after` lines: its record once it ended, succeeded on the other node and no
     step run twice."""
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
+    with two_nodes(tmp_path) as (url, a, b):
         cli = Cli(url)
         workflow_id = cli.submit(playbook)
         owner = cli.wait_status(workflow_id, "running")["node"]

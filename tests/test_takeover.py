@@ -24,6 +24,7 @@ from tests.takeover_helpers import (
     run_twice,
     shell_worker,
     step_records,
+    two_nodes,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,10 +34,7 @@ def test_a_killed_owner_s_workflow_goes_on_elsewhere_and_no_step_runs_twice(
         tmp_path: Path) -> None:
     lines = tmp_path / "lines.txt"
     playbook = appending_playbook(tmp_path, lines, tasks=3, steps=8, pause=0.2)
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
+    with two_nodes(tmp_path) as (url, a, b):
         cli = Cli(url)
         workflow_id = cli.submit(playbook)
         owner = cli.wait_status(workflow_id, "running")["node"]

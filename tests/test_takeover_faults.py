@@ -28,6 +28,7 @@ from tests.takeover_helpers import (
     run_twice,
     shell_worker,
     step_records,
+    two_nodes,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,10 +41,7 @@ def test_an_owner_paused_past_its_lease_lets_its_workflow_go_when_it_continues(
         tmp_path: Path) -> None:
     lines = tmp_path / "lines.txt"
     playbook = appending_playbook(tmp_path, lines, tasks=2, steps=12, pause=0.3)
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
+    with two_nodes(tmp_path) as (url, a, b):
         cli = Cli(url)
         workflow_id = cli.submit(playbook)
         owner = cli.wait_status(workflow_id, "running")["node"]
@@ -198,10 +196,7 @@ def test_the_record_tells_the_truth_through_a_takeover(tmp_path: Path) -> None:
     body += step.format(n=3, cmd=f"echo t0.s3 >> {lines} && echo got {{{{ "
                         "steps.s1.output.stdout }}")
     playbook = write_playbook(tmp_path, "truthful", body)
-    with running_server(tmp_path) as url, \
-            running_node(tmp_path, "a", nats=url, config=NO_SHELL) as a, \
-            running_node(tmp_path, "b", nats=url, config=NO_SHELL) as b, \
-            shell_worker(tmp_path, url):
+    with two_nodes(tmp_path) as (url, a, b):
         cli = Cli(url)
         workflow_id = cli.submit(playbook)
         owner = cli.wait_status(workflow_id, "running")["node"]
