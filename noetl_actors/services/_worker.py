@@ -3,8 +3,9 @@
 Every worker of a plugin, on any node, is in the same queue group on
 ``command.<plugin>.>``, so each command goes to one of them. A worker claims
 the attempt's id before it runs it (a command sent again, or delivered
-again, is then never run twice), runs the attempt with the runner the
-command asks for and sends a final `succeeded` or `failed`.
+again, is then never run twice; `_unclaimed` says which need not), runs the
+attempt with the runner the command asks for and sends a final `succeeded`
+or `failed`.
 
 Commands are taken in on the bridge's loop thread, as they arrive
 (`_arrived`): decoded, dropped at once if this worker has seen the attempt
