@@ -297,16 +297,23 @@ class TestCoreNats:
     def test_a_thread_keeps_its_order_while_nats_py_holds_a_full_buffer(
         self, nats_server: EmbeddedNatsServer
     ) -> None:
-        # A message with headers sends its batch through nats-py's publish(); past
-        # its 2 MB buffer that waits, and what is published meanwhile must queue
-        # behind it, not be written straight to the socket ahead of it.
+        # A message with headers direct write cannot take (a value to strip) sends
+        # its batch through nats-py's publish(); past its 2 MB buffer that waits,
+        # and what is published meanwhile must queue behind it, not be written
+        # straight to the socket ahead of it.
+        awkward = {"Kind": " first "}
         got: queue.Queue[int] = queue.Queue()
         with connection_to(nats_server) as receiver, connection_to(nats_server) as sender:
             receiver.call(receiver.subscribe(
                 "order.>", "", lambda msg: got.put(int(msg.subject.rsplit(".", 1)[1]))
             ), timeout=WAIT)
+            # The SUB is only queued: without a round trip the server may not have it
+            # when the sender's first messages arrive on the other connection, and
+            # drops them (no interest).
+            receiver.call(receiver.client.flush(), timeout=WAIT)
+            assert not writable(sender.client, [("order.0", b"{}", awkward)])
             sent = 0
-            sender.publish_nowait(f"order.{sent}", b"{}", {"Kind": "first"})
+            sender.publish_nowait(f"order.{sent}", b"{}", awkward)
             for sent in range(1, 16):
                 sender.publish_nowait(f"order.{sent}", b"x" * 200_000)
             for sent in range(16, 400):

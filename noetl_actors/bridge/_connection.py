@@ -247,6 +247,11 @@ class Connection:
     ) -> nats.aio.subscription.Subscription:
         """Subscribe; `handler(msg)` is called on the loop as each message is read.
 
+        It returns once nats-py has queued the SUB, not once the server has it:
+        what another connection publishes before then is dropped for want of
+        interest. Await `client.flush()` (a round trip) where that matters, as
+        the bridge's subscriptions do (`_subscription`).
+
         Where the direct-delivery path is off (`_nats_internals`), the
         subscription's task calls it, a loop iteration later.
         """
