@@ -9,6 +9,7 @@ import functools
 import gc
 import inspect
 import json
+import logging
 import queue
 import threading
 import time
@@ -34,7 +35,7 @@ from noetl_actors.bridge import (
 from noetl_actors.bridge._connection import Connection
 from noetl_actors.bridge._loop import LoopThread
 from noetl_actors.bridge._nats_internals import _DirectClient, fast_paths, writable
-from noetl_actors.errors import AuthorizationError, BridgeError, SupervisionError
+from noetl_actors.errors import AuthorizationError, BridgeError, ConnectionLost, SupervisionError
 from noetl_actors.supervision import (
     Backoff,
     ChildSpec,
@@ -48,6 +49,7 @@ from noetl_actors.supervision import (
     start_supervisor,
 )
 from tests.helpers import Recorder
+from tests.run_helpers import wait_until
 
 WAIT = 10.0
 QUIET = 0.5
@@ -1271,6 +1273,44 @@ def test_a_burst_of_claims_on_a_new_connection_looks_its_bucket_up_once(
         watcher.join(WAIT)
         root.stop(timeout=10)
     assert len(lookups) == 1, f"{len(lookups)} lookups of the bucket"
+
+
+def test_a_bucket_lookup_left_in_flight_by_a_closed_connection_fails_quietly(
+    nats_server: EmbeddedNatsServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lookup outlives the call that started it (the claims after it wait for it). One
+    that NATS had not answered when its connection closed (the bridge restarts, its loop
+    runs on) ends later with no one waiting for it: that is no error for asyncio to log
+    ("Task exception was never retrieved") when the closed connection is dropped.
+
+    JetStream that does not answer in time is a silent subscriber on the API subjects
+    of a JetStream context of our own (a prefix nothing else answers on).
+    """
+    loop = LoopThread().start()
+    try:
+        connection = Connection(ConnectOptions(servers=nats_server.url), loop=loop).open()
+        asked = threading.Event()
+
+        async def silent(_msg: Any) -> None:
+            asked.set()
+
+        connection.call(connection.client.subscribe("$SILENT.API.>", cb=silent), timeout=WAIT)
+        connection._js = connection.client.jetstream(prefix="$SILENT.API", timeout=0.5)
+        caplog.set_level(logging.ERROR, logger="asyncio")
+        lookup = connection.submit(connection.key_value("claims"))
+        assert asked.wait(WAIT), "the lookup was not sent"
+        connection.close()
+        with pytest.raises(ConnectionLost):
+            lookup.result(WAIT)
+        wait_until(lambda: connection._buckets["claims"].done(), timeout=WAIT,
+                   what="the lookup to end (its own timeout)")
+        del connection, lookup
+        gc.collect()
+    finally:
+        loop.stop()
+    never_retrieved = [r.getMessage() for r in caplog.records if "never retrieved" in
+                       r.getMessage()]
+    assert not never_retrieved, never_retrieved
 
 
 def test_a_request_sent_without_waiting_says_whether_anyone_listens(

@@ -204,6 +204,8 @@ class Connection:
         for task in list(self._tasks):
             if task.get_name() != "outbox":
                 task.cancel()
+        for lookup in self._buckets.values():
+            lookup.cancel()  # nats-py leaves a request pending when its client closes
         if self._client is not None:
             await self._flush_outbox()
             self._say_unsent()
@@ -234,12 +236,16 @@ class Connection:
 
         The lookup is a request (the bucket's stream info): calls that come while
         it is under way wait for it rather than send their own (a burst of 10,000
-        claims had sent 10,000 lookups). A lookup that failed is made again.
+        claims had sent 10,000 lookups). A lookup that failed is made again. It
+        outlives a caller that gives up (shielded), so its failure is its
+        waiters' to see, never asyncio's to log as not retrieved; and it ends
+        with the connection (`_shutdown`).
         """
         lookup = self._buckets.get(bucket)
         if lookup is None or (lookup.done() and (lookup.cancelled()
                                                   or lookup.exception() is not None)):
             lookup = self._buckets[bucket] = asyncio.ensure_future(self.js.key_value(bucket))
+            lookup.add_done_callback(_seen_through)
         return await asyncio.shield(lookup)
 
     async def subscribe(
@@ -445,6 +451,12 @@ class Connection:
             logger.warning("%d publishes were lost while %s was away",
                            self._unsent_while_away, self.options.describe())
             self._unsent_while_away = 0
+
+
+def _seen_through(lookup: asyncio.Future[Any]) -> None:
+    """Mark a lookup's failure as seen: its waiters, if any are left, get it too."""
+    if not lookup.cancelled():
+        lookup.exception()
 
 
 async def _quietly(awaitable: Any) -> None:
