@@ -1302,9 +1302,9 @@ def test_a_bucket_lookup_left_in_flight_by_a_closed_connection_fails_quietly(
         connection.close()
         with pytest.raises(ConnectionLost):
             lookup.result(WAIT)
-        wait_until(lambda: connection._buckets["claims"].done(), timeout=WAIT,
-                   what="the lookup to end (its own timeout)")
-        del connection, lookup
+        in_flight = connection._buckets["claims"]
+        wait_until(in_flight.done, timeout=WAIT, what="the lookup to end (its own timeout)")
+        del connection, lookup, in_flight
         gc.collect()
     finally:
         loop.stop()
