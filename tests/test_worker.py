@@ -184,6 +184,41 @@ def test_a_long_attempt_is_announced_then_beats(clock: ManualClock) -> None:
         worker.stop()
 
 
+class SlowStartRunner(FakeRunner):
+    """Takes 2 ms to start an attempt (a subprocess, a busy process's GIL)."""
+
+    def start(self, plugin: PluginInfo, attempt: Attempt) -> Handle:
+        time.sleep(0.002)
+        return super().start(plugin, attempt)
+
+
+def test_a_burst_of_starts_does_not_hold_the_heartbeats_of_running_attempts(
+        clock: ManualClock) -> None:
+    """300 commands claimed at once take 0.6 s to start: the heartbeat due meanwhile
+    goes out between batches of starts, not after all of them (their steps would take
+    silence of 3 heartbeats for a lost worker)."""
+    bridge = FakeBridge()
+    runner = SlowStartRunner()
+    worker = start_worker(runner, clock, bridge, max_in_flight=1000)
+    try:
+        on_loop = on_loop_of(bridge)
+        assert on_loop is not None
+        first = command(0)
+        assert on_loop(delivery(first)) is True
+        wait_for(lambda: len(clock.pending()) == 2, "the announce and heartbeat timers")
+        clock.advance(ANNOUNCE_AFTER)
+        wait_for(lambda: bridge.statuses(first.id) == ["accepted", "started"], "its start")
+        burst = [command(n) for n in range(1, 301)]
+        for cmd in burst:
+            assert on_loop(delivery(cmd)) is True
+        clock.advance(HEARTBEAT)
+        wait_for(lambda: "heartbeat" in bridge.statuses(first.id), "its heartbeat")
+        assert len(runner.handles) < 1 + len(burst), "the heartbeat waited for every start"
+        wait_for(lambda: len(runner.handles) == 1 + len(burst), "every start")
+    finally:
+        worker.stop()
+
+
 class SharedClaims(LocalClaims):
     """Claims as on a NATS that other workers share (`BucketClaims`), kept in memory."""
 

@@ -46,7 +46,6 @@ from noetl_actors._refusals import RefusalLog, short
 from noetl_actors.bridge import Bridge, Delivery
 from noetl_actors.errors import MalformedMessage, NoetlError
 from noetl_actors.runners import (
-    Attempt,
     InprocRunner,
     InstantRunner,
     KubernetesRunner,
@@ -65,6 +64,7 @@ from noetl_actors.runtime import (
     command_fields,
     ready_subject,
 )
+from noetl_actors.services._attempts import Running, StartQueue, attempt_of
 from noetl_actors.services._claims import Claim, Claims
 from noetl_actors.services._kube import NOT_ENABLED
 from noetl_actors.services._metrics import NodeMetrics
@@ -107,8 +107,8 @@ class _Finished:
 
 
 @attrs.frozen
-class _Claimed:
-    command: Command
+class _StartQueued:
+    """Start what waits in the worker's `StartQueue`."""
 
 
 @attrs.frozen
@@ -119,19 +119,6 @@ class _Beat:
 @attrs.frozen
 class _Announce:
     pass
-
-
-@attrs.define(eq=False)
-class _Running:
-    """An attempt this worker runs, and what it has said about it so far."""
-
-    command: Command
-    attempt: RunningAttempt
-    since: float
-    accepted: bool
-    """`accepted` was sent (the command waited in the queue)."""
-    announced: bool = False
-    """`started` was sent: heartbeats follow."""
 
 
 class PluginWorker(SupervisedActor):
@@ -160,8 +147,8 @@ class PluginWorker(SupervisedActor):
         self._metrics = metrics
         self._max_in_flight = max_in_flight
         self._heartbeat = heartbeat
-        self._running: dict[str, _Running] = {}
-        self._unannounced: deque[_Running] = deque()
+        self._running: dict[str, Running] = {}
+        self._unannounced: deque[Running] = deque()
         """Running attempts not yet announced (`started`), in the order they started."""
         self._waiting: deque[Command] = deque()
         self._timer: TimerHandle | None = None
@@ -173,6 +160,7 @@ class PluginWorker(SupervisedActor):
         `LOOP_STRIKES` times in a row (`_slow_on_loop`)."""
         self._slow_on_loop = 0
         self._seen = SeenAttempts()
+        self._to_start = StartQueue()
         inproc = runners.get(INPROC)
         self._instant = inproc if plugin.instant and isinstance(inproc, InstantRunner) else None
         """The runner of an instant plugin's commands where their claim settles (checked
@@ -193,8 +181,8 @@ class PluginWorker(SupervisedActor):
                              {"worker": self.name, "plugin": self.plugin.name})
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _Claimed):
-            self._start_claimed(message.command)
+        if isinstance(message, _StartQueued):
+            self._start_queued()
         elif isinstance(message, Delivery):
             if message.subject.startswith("command."):
                 self._on_command(message)
@@ -284,8 +272,8 @@ class PluginWorker(SupervisedActor):
             self._answer(subject, claim)
         if claim is not Claim.MINE or not self.actor_ref.is_alive():
             return  # sent or delivered again: whoever claimed it runs it
-        if not self._run_here(command):
-            tell_if_alive(self.actor_ref, _Claimed(command))
+        if not self._run_here(command) and self._to_start.put(command):
+            tell_if_alive(self.actor_ref, _StartQueued())
 
     def _answer(self, reply: str, claim: Claim) -> None:
         """Answer a command sent again: its step has heard nothing of it yet."""
@@ -294,6 +282,13 @@ class PluginWorker(SupervisedActor):
             self._bridge.publish(reply, {"answer": answer, "worker": self.name})
         except NoetlError as error:
             logger.debug("%s: could not answer on %s: %s", self.path, reply, error)
+
+    def _start_queued(self) -> None:
+        commands, more = self._to_start.take()
+        for command in commands:
+            self._start_claimed(command)
+        if more:  # after what else waits in the mailbox: heartbeats, ends
+            tell_if_alive(self.actor_ref, _StartQueued())
 
     def _start_claimed(self, command: Command) -> None:
         if len(self._running) >= self._max_in_flight:
@@ -327,7 +322,7 @@ class PluginWorker(SupervisedActor):
             return False
         cpu, wall = time.thread_time(), time.monotonic()
         try:
-            outcome = runner.run_now(self.plugin, _attempt(command))
+            outcome = runner.run_now(self.plugin, attempt_of(command))
         except Exception as error:  # claimed: nobody else would run it; say so
             logger.exception("%s: could not run %s", self.path, command.id,
                              extra=command_fields(command))
@@ -357,12 +352,12 @@ class PluginWorker(SupervisedActor):
                 raise ValueError(NOT_ENABLED if mode == KubernetesRunner.name
                                  else f"this node has no {mode} runner")
             if isinstance(runner, KubernetesRunner):
-                return runner.start(self.plugin, _attempt(command), epoch=command.epoch,
+                return runner.start(self.plugin, attempt_of(command), epoch=command.epoch,
                                     settings=KubeSettings.from_mapping(command.kubernetes),
                                     follow=command.follow > 0)
             if command.follow:
                 raise ValueError(f"a call to follow a Kubernetes Job, for the {mode} runner")
-            return runner.start(self.plugin, _attempt(command))
+            return runner.start(self.plugin, attempt_of(command))
         except (ValueError, RuntimeError) as error:
             self._send(command, EventStatus.FAILED, error_type="crash",
                        error_message=f"could not start: {error}")
@@ -378,7 +373,7 @@ class PluginWorker(SupervisedActor):
         if outcome is not None:  # it ended in start() (an instant plugin): no hop
             self._finish(command, outcome)
             return
-        entry = _Running(command, running, self._clock.now(), accepted)
+        entry = Running(command, running, self._clock.now(), accepted)
         self._running[command.id] = entry
         self._unannounced.append(entry)
         ref = self.actor_ref
@@ -491,10 +486,3 @@ class PluginWorker(SupervisedActor):
         if self._metrics is not None:
             self._metrics.remove_worker(self.plugin.name)
 
-
-def _attempt(command: Command) -> Attempt:
-    return Attempt(
-        command_id=command.id, workflow_id=command.workflow_id, task=command.task,
-        step=command.step, number=command.attempt, plugin=command.plugin,
-        input=command.input, timeout=command.timeout,
-    )
