@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from noetl_actors._gc import collect_in_larger_steps
 from noetl_actors.cli._main import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -116,6 +117,7 @@ def lint(file: str, sets: tuple[str, ...]) -> None:
 def run(file: str, sets: tuple[str, ...], nats: Any, state_dir: Path | None,
         as_json: bool) -> None:
     """Run a playbook and wait for it: exit 0 succeeded, 1 failed, 130 cancelled."""
+    collect_in_larger_steps()
     import json
 
     from rich.console import Console
@@ -236,6 +238,7 @@ def events(workflow_id: str, nats: Any, state_dir: Path | None, as_json: bool) -
 def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
            config_file: Path | None, accept_unfenced: bool) -> None:
     """Run plugin workers (no workflows) against a NATS server until Ctrl-C."""
+    collect_in_larger_steps()
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import Node
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from noetl_actors._gc import collect_in_larger_steps
 from noetl_actors.cli._main import load_node_config_or_exit, main, nats_options_for
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def default_name() -> str:
 def start(config_file: Path | None, nats: Any, name: str | None, state_dir: Path | None,
           log_format: str | None, metrics_port: int | None, metrics_host: str | None) -> None:
     """Start a node and serve until SIGTERM or SIGINT, then stop in reverse order."""
+    collect_in_larger_steps()
     from noetl_actors.bridge import check_token, default_state_dir
     from noetl_actors.errors import NoetlError
     from noetl_actors.services import LifecycleLog, Node, serve_health
