@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,6 +322,25 @@ def test_past_the_nodes_worker_wait_with_a_worker_that_never_answers_it_says_so(
         assert record["status"] == "failed"
         message = record["tasks"]["t"]["steps"]["s"]["error"]["message"]
         assert "workers of plugin 'shell' are running, but none took it" in message, message
+
+
+def test_a_worker_paused_and_continued_still_stops_on_sigterm(tmp_path: Path) -> None:
+    """SIGSTOP, SIGCONT, then SIGTERM at once (a node's rolling update, a debugger): the
+    `noetl worker` stops by itself. Its main thread had waited without end, and a
+    signal the kernel handed to another thread never woke it (about one in two)."""
+    with running_node(tmp_path, "a", config=NO_SHELL) as node:
+        for round_ in range(3):
+            with shell_worker(tmp_path, node.url, name=f"worker{round_}") as worker:
+                worker.wait_for_line(re.compile(r"^workers for shell on "), 30)
+                worker.proc.send_signal(signal.SIGSTOP)
+                time.sleep(0.2)
+                worker.proc.send_signal(signal.SIGCONT)
+                worker.proc.send_signal(signal.SIGTERM)
+                try:
+                    worker.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"round {round_}: the worker did not stop on SIGTERM")
+                assert worker.proc.returncode == 0, worker.stderr()
 
 
 OVERLOAD = 300

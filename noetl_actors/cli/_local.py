@@ -256,7 +256,11 @@ def worker(nats: Any, plugins: tuple[str, ...], heartbeat: float | None,
         names = ", ".join(plugins) if plugins else "every plugin"
         click.echo(f"workers for {names} on {options.describe()}; Ctrl-C stops them.")
         sys.stdout.flush()
-        stop.wait()
+        # In slices, as `noetl node start` waits: a signal the kernel hands to another
+        # thread (seen after SIGSTOP and SIGCONT) would not wake an endless wait, and
+        # SIGTERM went unheard until the test's 20 s grace ran out.
+        while not stop.wait(0.5):
+            pass
     except NoetlError as error:
         raise click.ClickException(str(error)) from None
     finally:
