@@ -157,13 +157,8 @@ def _checked_call(name: str, function: Callable[..., Any], obj: Any,
         _check_args(name, args, kwargs, limits)
     if name in ("format", "format_map") and isinstance(obj, str):
         _check_format(obj, limits)
-    size = _estimate(name, obj, args)
-    if size > limits.output:
-        raise _too_big(f"the result of {name}", size, limits)
-    result = function(*args, **kwargs)
-    if isinstance(result, _SEQUENCES) and len(result) > limits.output:
-        raise _too_big(f"the result of {name}", len(result), limits)
-    return result
+    return _within_output(f"the result of {name}", _estimate(name, obj, args), limits,
+                          lambda: function(*args, **kwargs))
 
 
 def _checked_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -188,14 +183,22 @@ def _checked_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
             size = len(joiner) * max(len(obj) - 1, 0)
         else:
             size = 0
-        if size > limits.output:
-            raise _too_big(f"the result of {what}", size, limits)
-        result = function(*args, **kwargs)
-        if isinstance(result, _SEQUENCES) and len(result) > limits.output:
-            raise _too_big(f"the result of {what}", len(result), limits)
-        return result
+        return _within_output(f"the result of {what}", size, limits,
+                              lambda: function(*args, **kwargs))
 
     return checked
+
+
+def _within_output(what: str, size: int, limits: TemplateLimits,
+                   call: Callable[[], Any]) -> Any:
+    """`call()`, refused before it runs if its estimated `size` is over the output limit,
+    and after it if what it returned is."""
+    if size > limits.output:
+        raise _too_big(what, size, limits)
+    result = call()
+    if isinstance(result, _SEQUENCES) and len(result) > limits.output:
+        raise _too_big(what, len(result), limits)
+    return result
 
 
 _GROWING_FILTERS = ("center", "indent", "wordwrap", "format", "replace", "join", "list",
